@@ -1,0 +1,157 @@
+"""Typed errors of nfpipe.
+
+Every error nfpipe raises on bad input or a kernel refusal is an ``NfpipeError``
+whose ``str()`` is one self-contained paragraph a user can act on.  Each
+subclass carries the context that produced it as attributes, so callers (the
+CLI, tests, a deploy that must roll back) can inspect it without parsing text.
+"""
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+
+class NfpipeError(Exception):
+    """Base class: the message is one paragraph that says what went wrong and where."""
+
+    exit_code = 1
+
+
+class SpecError(NfpipeError):
+    """Input that cannot be turned into a spec: a YAML pipeline, an ELF object.
+
+    ``file``/``line``/``column`` locate a text source (1-based); ``program``,
+    ``section`` and ``offset`` locate a place in an ELF object.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, file: str | os.PathLike | None = None,
+                 line: int | None = None, column: int | None = None,
+                 program: str | None = None, section: str | None = None,
+                 offset: int | None = None):
+        self.file = os.fspath(file) if file is not None else None
+        self.line, self.column = line, column
+        self.program, self.section, self.offset = program, section, offset
+        self.reason = message
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        where = ""
+        if self.file is not None:
+            where = self.file
+            if self.line is not None:
+                where += f":{self.line}"
+                if self.column is not None:
+                    where += f":{self.column}"
+            where += ": "
+        return where + self.reason
+
+
+class GraphError(NfpipeError):
+    """A pipeline graph that cannot be built: ``problems`` lists every one found."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, node: str | None = None, problems: list | None = None):
+        self.node = node
+        self.problems = list(problems or [])
+        super().__init__(message)
+
+
+class CompileError(NfpipeError):
+    """The C compiler rejected a source.
+
+    ``diagnostics`` keeps the compiler's own ``file:line:col: error: ...`` lines
+    verbatim; ``command`` is the argv that was run.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None,
+                 command: list[str] | None = None, diagnostics: str = ""):
+        self.source = source
+        self.command = list(command or [])
+        self.diagnostics = diagnostics
+        text = message
+        if diagnostics:
+            text += "\n" + diagnostics.rstrip()
+        super().__init__(text)
+
+
+class KernelError(NfpipeError, OSError):
+    """A bpf() or netlink call failed: ``op`` names the call, ``errno`` the reason.
+
+    The message adds a hint for the errnos users hit in practice (missing
+    capability, memlock limit, unsupported feature).
+    """
+
+    def __init__(self, op: str, err: int, detail: str = "", *, hint: str | None = None):
+        self.op = op
+        self.detail = detail
+        OSError.__init__(self, err, os.strerror(err))
+        self.hint = hint if hint is not None else _hint_for(err)
+        msg = f"{op} failed: {_errno.errorcode.get(err, str(err))} ({os.strerror(err)})"
+        if detail:
+            msg += f": {detail}"
+        if self.hint:
+            msg += f"; {self.hint}"
+        self.args = (msg,)
+
+    def __str__(self) -> str:  # OSError's __str__ would print "[Errno n] ..." instead
+        return self.args[0]
+
+
+def _hint_for(err: int) -> str:
+    if err == _errno.EPERM:
+        if os.geteuid() != 0:
+            return ("nfpipe needs CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN) to load programs "
+                    "and create maps; run it as root")
+        return ("the kernel refused the operation although this process is root: check "
+                "kernel.unprivileged_bpf_disabled, a seccomp/LSM policy, or lockdown mode")
+    if err == _errno.ENOSYS:
+        return "this kernel was built without the bpf() syscall (CONFIG_BPF_SYSCALL)"
+    if err == _errno.E2BIG:
+        return "the kernel does not know a field nfpipe set (the kernel is older than the feature)"
+    return ""
+
+
+class VerifierError(NfpipeError):
+    """The kernel verifier rejected a program.
+
+    ``log`` is the full verifier log; ``source_line`` is the last C source line
+    the log named (from BTF line info) and ``insn`` the instruction it stopped at.
+    """
+
+    def __init__(self, program: str, err: int, log: str, *, source_line: str | None = None,
+                 insn: str | None = None, excerpt: str = "", node: str | None = None):
+        self.program = program
+        self.errno = err
+        self.log = log
+        self.source_line = source_line
+        self.insn = insn
+        self.excerpt = excerpt
+        self.node = node
+        head = f"the verifier rejected program '{program}'"
+        if node:
+            head += f" of node '{node}'"
+        head += f" ({_errno.errorcode.get(err, str(err))})"
+        parts = [head]
+        if source_line:
+            parts.append(f"at C source line: {source_line}")
+        if insn:
+            parts.append(f"at instruction: {insn}")
+        text = "; ".join(parts) + "."
+        if excerpt:
+            text += "\n" + excerpt.rstrip()
+        super().__init__(text)
+
+
+class AttachError(NfpipeError):
+    """Attaching to an interface failed or was refused; ``iface``/``mode`` say where."""
+
+    def __init__(self, message: str, *, iface: str | None = None, mode: str | None = None,
+                 netlink_error: str | None = None):
+        self.iface, self.mode, self.netlink_error = iface, mode, netlink_error
+        text = message
+        if netlink_error:
+            text += f" (netlink: {netlink_error})"
+        super().__init__(text)
