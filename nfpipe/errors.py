@@ -87,9 +87,9 @@ class KernelError(NfpipeError, OSError):
     def __init__(self, op: str, err: int, detail: str = "", *, hint: str | None = None):
         self.op = op
         self.detail = detail
-        OSError.__init__(self, err, os.strerror(err))
+        OSError.__init__(self, err, _strerror(err))
         self.hint = hint if hint is not None else _hint_for(err)
-        msg = f"{op} failed: {_errno.errorcode.get(err, str(err))} ({os.strerror(err)})"
+        msg = f"{op} failed: {errno_name(err)} ({_strerror(err)})"
         if detail:
             msg += f": {detail}"
         if self.hint:
@@ -98,6 +98,21 @@ class KernelError(NfpipeError, OSError):
 
     def __str__(self) -> str:  # OSError's __str__ would print "[Errno n] ..." instead
         return self.args[0]
+
+
+ENOTSUPP = 524   # kernel-internal "operation not supported", leaks to user space from bpf()
+
+
+def errno_name(err: int) -> str:
+    if err == ENOTSUPP:
+        return "ENOTSUPP"
+    return _errno.errorcode.get(err, str(err))
+
+
+def _strerror(err: int) -> str:
+    if err == ENOTSUPP:
+        return "operation not supported by this map or program type"
+    return os.strerror(err)
 
 
 def _hint_for(err: int) -> str:
@@ -133,7 +148,7 @@ class VerifierError(NfpipeError):
         head = f"the verifier rejected program '{program}'"
         if node:
             head += f" of node '{node}'"
-        head += f" ({_errno.errorcode.get(err, str(err))})"
+        head += f" ({errno_name(err)})"
         parts = [head]
         if source_line:
             parts.append(f"at C source line: {source_line}")
