@@ -1,0 +1,248 @@
+"""The ``nfpipe`` command: a thin layer over the library.
+
+Exit codes: 0 success; 1 a runtime failure (kernel refused, compile failed,
+verifier rejected); 2 bad input (usage, spec or graph errors); 130 interrupted.
+Every failure prints one paragraph on stderr, prefixed ``nfpipe: error:``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from nfpipe.errors import NfpipeError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _parse_value(text: str) -> Any:
+    """A --set value: an integer (any base), true/false, or else the string itself."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return int(text, 0)
+    except ValueError:
+        return text
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).hex()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _print_json(obj: Any) -> None:
+    json.dump(_jsonable(obj), sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
+
+
+# --- compile -----------------------------------------------------------------------
+
+def cmd_compile(args) -> int:
+    from nfpipe.build.toolchain import compile as nf_compile
+    defines = dict(d.split("=", 1) if "=" in d else (d, "1") for d in args.define or [])
+    out = nf_compile(args.source, args.output, defines=defines or None,
+                     include_dirs=args.include or ())
+    print(out)
+    return EXIT_OK
+
+
+def cmd_doctor(args) -> int:
+    from nfpipe.build.toolchain import describe
+    info = describe()
+    if args.json:
+        _print_json(info)
+        return EXIT_OK
+    width = max(len(k) for k in info)
+    for k, v in info.items():
+        if isinstance(v, (list, tuple)):
+            v = "\n".join([str(v[0]) if v else ""] + [" " * (width + 2) + str(x) for x in v[1:]])
+        print(f"{k:<{width}}  {v}")
+    return EXIT_OK
+
+
+# --- object / prog ------------------------------------------------------------------
+
+def object_summary(spec) -> dict:
+    btf = spec.btf
+    programs = []
+    for p in spec.programs.values():
+        programs.append({
+            "name": p.name, "section": p.section, "type": p.type_name,
+            "instructions": p.insn_count, "subprograms": p.subprograms,
+            "maps": sorted({r.map for r in p.relocs}),
+        })
+    maps = []
+    for m in spec.maps.values():
+        entry = {
+            "name": m.name, "type": m.type_name, "key_size": m.key_size,
+            "value_size": m.value_size, "max_entries": m.max_entries, "flags": m.flags,
+        }
+        if btf is not None and m.key_type_id:
+            entry["key_type"] = btf.type_name(m.key_type_id)
+        if btf is not None and m.value_type_id:
+            entry["value_type"] = btf.type_name(m.value_type_id)
+        if m.pinning:
+            entry["pinning"] = "by_name"
+        if m.inner is not None:
+            entry["inner"] = {"type": m.inner.type_name, "key_size": m.inner.key_size,
+                              "value_size": m.inner.value_size,
+                              "max_entries": m.inner.max_entries}
+        if m.contents:
+            entry["initial"] = [{"key": k, "value": v} for k, v in m.contents]
+        maps.append(entry)
+    variables = [{"name": v.name, "section": v.section, "offset": v.offset, "size": v.size,
+                  "type": btf.type_name(v.type_id) if btf is not None and v.type_id else None,
+                  "value": spec.get_variable(v.name)}
+                 for v in spec.variables.values()]
+    return {"path": spec.path, "license": spec.license, "btf": btf is not None,
+            "programs": programs, "maps": maps, "variables": variables}
+
+
+def cmd_object_show(args) -> int:
+    from nfpipe.load.spec import ObjectSpec
+    summary = object_summary(ObjectSpec.from_file(args.object))
+    if args.json:
+        _print_json(summary)
+        return EXIT_OK
+    print(f"{summary['path']}  license={summary['license']!r}  btf={summary['btf']}")
+    print("programs:")
+    for p in summary["programs"]:
+        subs = f"  calls {', '.join(p['subprograms'])}" if p["subprograms"] else ""
+        print(f"  {p['name']:<24} {p['section']:<16} {p['type']:<10} "
+              f"{p['instructions']:>5} insns{subs}")
+    print("maps:")
+    for m in summary["maps"]:
+        kt = f" ({m['key_type']} -> {m.get('value_type', '?')})" if "key_type" in m else ""
+        print(f"  {m['name']:<24} {m['type']:<16} key {m['key_size']:>3} B  value "
+              f"{m['value_size']:>5} B  max {m['max_entries']}{kt}")
+    if summary["variables"]:
+        print("variables:")
+        for v in summary["variables"]:
+            print(f"  {v['name']:<24} {v['section']:<10} {v['type'] or '':<12} = "
+                  f"{_jsonable(v['value'])}")
+    return EXIT_OK
+
+
+def dump_maps(obj) -> dict:
+    out = {}
+    for name, m in obj.maps.items():
+        if not m.dumpable:       # fd arrays, ring buffers, queues: nothing to list
+            continue
+        out[name] = [{"key": k, "value": v} for k, v in m.items()]
+    return out
+
+
+def cmd_prog_run(args) -> int:
+    from nfpipe.load.object import Object
+    from nfpipe.load.spec import ObjectSpec
+    try:
+        packet = bytes.fromhex(args.packet_hex.replace(" ", "").replace(":", ""))
+    except ValueError:
+        raise _usage(f"--packet-hex is not hexadecimal: {args.packet_hex[:40]!r}") from None
+    constants = {}
+    for item in args.set or []:
+        if "=" not in item:
+            raise _usage(f"--set takes NAME=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        constants[key] = _parse_value(value)
+    spec = ObjectSpec.from_file(args.object)
+    if args.program not in spec.programs:
+        raise _usage(f"no program '{args.program}' in {args.object} (it has: "
+                     f"{', '.join(spec.programs) or 'none'})")
+    with Object.load(spec, constants=constants, programs=[args.program]) as obj:
+        res = obj.programs[args.program].test_run(packet, repeat=args.repeat)
+        result = {"retval": res.retval, "data_hex": res.data.hex(),
+                  "duration_ns": res.duration_ns}
+        if args.dump_maps:
+            result["maps"] = dump_maps(obj)
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"retval {result['retval']}  duration {result['duration_ns']} ns/run")
+        print(f"data   {result['data_hex']}")
+        for name, entries in result.get("maps", {}).items():
+            print(f"map {name}:")
+            for e in entries:
+                print(f"  {_jsonable(e['key'])} = {_jsonable(e['value'])}")
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    from nfpipe.demo import run_demo
+    return run_demo(json_output=args.json)
+
+
+class _UsageError(NfpipeError):
+    exit_code = EXIT_USAGE
+
+
+def _usage(msg: str) -> _UsageError:
+    return _UsageError(msg)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nfpipe", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    c = sub.add_parser("compile", help="compile a C network function to a BPF object")
+    c.add_argument("source")
+    c.add_argument("-o", "--output", help="where to write the object (default: the cache)")
+    c.add_argument("-D", "--define", action="append", metavar="NAME[=VALUE]")
+    c.add_argument("-I", "--include", action="append", metavar="DIR")
+    c.set_defaults(func=cmd_compile)
+
+    d = sub.add_parser("doctor", help="show which compiler and headers nfpipe uses, and why")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_doctor)
+
+    o = sub.add_parser("object", help="inspect a BPF object file")
+    osub = o.add_subparsers(dest="object_command", metavar="ACTION", required=True)
+    show = osub.add_parser("show", help="programs, maps and variables of an object")
+    show.add_argument("object")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_object_show)
+
+    pr = sub.add_parser("prog", help="run programs in the kernel without attaching them")
+    psub = pr.add_subparsers(dest="prog_command", metavar="ACTION", required=True)
+    run = psub.add_parser("run", help="load an object and BPF_PROG_TEST_RUN one program")
+    run.add_argument("object")
+    run.add_argument("program")
+    run.add_argument("--packet-hex", required=True, help="the input packet, as hex")
+    run.add_argument("--repeat", type=int, default=1)
+    run.add_argument("--set", action="append", metavar="NAME=VALUE",
+                     help="set a .rodata constant before load (repeatable)")
+    run.add_argument("--dump-maps", action="store_true", help="print every map after the run")
+    run.add_argument("--json", action="store_true")
+    run.set_defaults(func=cmd_prog_run)
+
+    dm = sub.add_parser("demo", help="compile, load and run a small XDP program on packets")
+    dm.add_argument("--json", action="store_true")
+    dm.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except NfpipeError as exc:
+        print(f"nfpipe: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("nfpipe: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
