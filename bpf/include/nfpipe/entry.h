@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
+/*
+ * The program of one node in tail-call (and standalone) mode.  nfpipe's build
+ * writes a wrapper that defines NFP_HOOK_*, NFP_INSTANCE and includes the NF
+ * source followed by this file; it emits
+ *
+ *     SEC("xdp" or "tc") int <instance>(ctx)
+ *
+ * which runs <instance>__process() and then follows the node's port table:
+ * a port wired to another node tail-calls that node's slot in nfp_jmp; a port
+ * wired to a verdict ends the pipeline.  The table, the node's index and
+ * whether it is the pipeline's entry are load-time constants the pipeline
+ * sets; built alone (standalone), every port passes and the NF's raw result
+ * is left in nfp_last_result for tests.
+ */
+#include <nfpipe/pipeline.h>
+
+/* Port table: >= 0 a slot of nfp_jmp, < 0 a verdict (NFP_PASS ...). */
+NFP_CONST(__s32, nfp_ports)[NFP_MAX_PORTS] = {
+	NFP_PASS, NFP_PASS, NFP_PASS, NFP_PASS, NFP_PASS, NFP_PASS, NFP_PASS, NFP_PASS,
+};
+NFP_CONST(__u32, nfp_node) = 0;              /* index into nfp_stats */
+NFP_CONST(__u32, nfp_is_entry) = 1;          /* the first node clears the metadata */
+NFP_CONST(__s32, nfp_miss_verdict) = NFP_DROP;   /* when the tail call finds no program */
+
+#ifdef NFP_STANDALONE
+__s32 nfp_last_result;                       /* the NF's port or verdict, for tests */
+#endif
+
+SEC(NFP_HOOK_NAME)
+int NFP_INSTANCE(nfp_hook_ctx_t *hook)
+{
+	struct nfp_ctx ctx;
+	struct nfp_meta *meta;
+	__u32 zero = 0, len;
+	__s32 target;
+	int r;
+
+	nfp_ctx_init(&ctx, hook);
+	meta = bpf_map_lookup_elem(&nfp_meta_map, &zero);
+	if (!meta)
+		return nfp_hook_verdict(&ctx, 0, NFP_ABORTED);
+	if (NFP_CFG(nfp_is_entry))
+		__builtin_memset(meta, 0, sizeof(*meta));
+	meta->hops++;
+	len = nfp_pkt_len(&ctx);
+
+	r = NFP_NAME(process)(&ctx, meta);
+
+#ifdef NFP_STANDALONE
+	nfp_last_result = r;
+#endif
+	nfp_count(NFP_CFG(nfp_node), nfp_outcome_slot(r), len);
+	if (r >= 0 && r < NFP_MAX_PORTS)
+		target = NFP_CFG(nfp_ports)[r];
+	else if (r < 0 && r >= NFP_VERDICT_MIN)
+		target = r;
+	else
+		target = NFP_ABORTED;               /* a port the NF does not have */
+	if (target >= 0) {
+		bpf_tail_call(hook, &nfp_jmp, target);
+		nfp_count(NFP_CFG(nfp_node), NFP_STAT_MISS, len);
+		target = NFP_CFG(nfp_miss_verdict);
+	}
+	return nfp_hook_verdict(&ctx, meta, target);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,586 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
+/*
+ * nfpipe's programming model for network functions (NFs).
+ *
+ * An NF is one C file that defines
+ *
+ *     static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_meta *meta)
+ *
+ * returning an output port (NFP_PORT(n), n < NFP_MAX_PORTS) that the pipeline
+ * wires to the next NF, or a final verdict (NFP_PASS, NFP_DROP, NFP_TX,
+ * NFP_REDIRECT, NFP_ABORTED) that ends the pipeline.  The same file builds for
+ * XDP (-DNFP_HOOK_XDP) and TC (-DNFP_HOOK_TC): it sees packets only through
+ * struct nfp_ctx and the helpers below, never through xdp_md or __sk_buff.
+ *
+ * Everything an NF declares at file scope (maps, constants, helper functions)
+ * is named through NFP_NAME(x), which expands to <instance>__x.  nfpipe
+ * compiles the file once per pipeline node with -DNFP_INSTANCE=<node id>, so
+ * two nodes of the same NF get their own maps and constants, and several NFs
+ * (even two instances of one) can be inlined into one program (fused mode).
+ *
+ * Per-packet metadata (struct nfp_meta) is the one home for what an NF hands
+ * to the next: the parsed headers, a classification mark, the redirect target,
+ * the chosen backend.  In tail-call mode it lives in the per-CPU array
+ * nfp_meta_map, shared by every program of the pipeline (a tail-call chain runs
+ * to its end on one CPU with bottom halves disabled, in XDP native, XDP generic
+ * and TC alike); in fused mode it is a variable on the program's stack.  NFs
+ * only ever see a pointer to it.
+ *
+ * See bpf/README.md for the full model and a minimal user NF.
+ */
+#ifndef NFPIPE_NF_H
+#define NFPIPE_NF_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/in.h>
+#include <linux/in6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+/* ---- hook ------------------------------------------------------------------ */
+
+#if defined(NFP_HOOK_XDP) && !defined(NFP_HOOK_TC)
+typedef struct xdp_md nfp_hook_ctx_t;
+#define NFP_HOOK_NAME "xdp"
+#elif defined(NFP_HOOK_TC) && !defined(NFP_HOOK_XDP)
+typedef struct __sk_buff nfp_hook_ctx_t;
+#define NFP_HOOK_NAME "tc"
+#else
+#error "define exactly one of NFP_HOOK_XDP or NFP_HOOK_TC (nfpipe's build does this)"
+#endif
+
+/* ---- naming per node instance ------------------------------------------------- */
+
+#ifndef NFP_INSTANCE
+#error "NFP_INSTANCE (the node id) must be defined; nfpipe's build does this"
+#endif
+#define NFP__CAT3(a, b, c) a##b##c
+#define NFP__XCAT3(a, b, c) NFP__CAT3(a, b, c)
+/* NFP_NAME(rules) -> <instance>__rules: maps, constants and functions of one node. */
+#define NFP_NAME(x) NFP__XCAT3(NFP_INSTANCE, __, x)
+#define NFP__STR(x) #x
+#define NFP__XSTR(x) NFP__STR(x)
+#define NFP_INSTANCE_STR NFP__XSTR(NFP_INSTANCE)
+
+/* A load-time constant of this node: `NFP_CONST(__u32, limit) = 100;`, read as
+ * NFP_CFG(limit).  nfpipe sets it from the pipeline's node config before the
+ * program is loaded; the verifier sees its value (dead branches vanish). */
+#define NFP_CONST(type, name) volatile const type NFP_NAME(name)
+#define NFP_CFG(name) NFP_NAME(name)
+
+/* An 802.1Q / 802.1ad tag after the MAC addresses (struct vlan_hdr is not UAPI). */
+struct nfp_vlanhdr {
+	__be16 tci;
+	__be16 proto;
+};
+
+/* ICMP and ICMPv6 share this layout for what nfpipe reads (linux/icmp.h pulls in
+ * libc headers, so nfpipe declares its own). */
+struct nfp_icmphdr {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	__be16 id;
+	__be16 sequence;
+};
+#define NFP_ICMP_ECHOREPLY 0
+#define NFP_ICMP_ECHO 8
+#define NFP_ICMPV6_ECHO_REQUEST 128
+#define NFP_ICMPV6_ECHO_REPLY 129
+#ifndef IPPROTO_ICMPV6
+#define IPPROTO_ICMPV6 58
+#endif
+
+/* ---- ports and verdicts ------------------------------------------------------- */
+
+#define NFP_MAX_PORTS 8
+#define NFP_PORT(n) (n)
+
+enum nfp_verdict {
+	NFP_PASS = -1,       /* to the kernel's stack (XDP_PASS / TC_ACT_OK) */
+	NFP_DROP = -2,       /* XDP_DROP / TC_ACT_SHOT */
+	NFP_TX = -3,         /* back out of the interface it came in on */
+	NFP_REDIRECT = -4,   /* out of meta->redirect_ifindex */
+	NFP_ABORTED = -5,    /* a bug or an impossible state: dropped and traced */
+};
+#define NFP_VERDICT_MIN NFP_ABORTED
+#define NFP_IS_VERDICT(r) ((r) < 0)
+
+/* ---- packet and metadata -------------------------------------------------------- */
+
+struct nfp_ctx {
+	nfp_hook_ctx_t *hook;
+	void *data;
+	void *data_end;
+};
+
+/* nfp_pkt.flags */
+#define NFP_F_PARSED       (1 << 0)   /* nfp_parse ran on this packet */
+#define NFP_F_MALFORMED    (1 << 1)   /* truncated or inconsistent headers */
+#define NFP_F_L4           (1 << 2)   /* a complete TCP/UDP/ICMP header is at l4_off */
+#define NFP_F_FRAG         (1 << 3)   /* part of a fragmented datagram */
+#define NFP_F_FRAG_LATER   (1 << 4)   /* a non-first fragment: carries no L4 header */
+#define NFP_F_IP_OPTIONS   (1 << 5)   /* IPv4 header longer than 20 bytes */
+#define NFP_F_IPV6_EXT     (1 << 6)   /* IPv6 extension headers were skipped */
+#define NFP_F_TOO_DEEP     (1 << 7)   /* more VLAN tags or extension headers than parsed */
+
+#define NFP_MAX_VLANS 2
+#define NFP_MAX_IPV6_EXT 8
+
+/* Parsed headers.  Offsets count from the start of the packet; addresses and
+ * ports are in network byte order, as on the wire; everything else is host
+ * order.  IPv4 addresses are in addr[0], the other words zero. */
+struct nfp_pkt {
+	__u16 flags;
+	__u16 l3_proto;          /* ETH_P_IP, ETH_P_IPV6, or the unparsed ethertype */
+	__u16 l3_off;
+	__u16 l4_off;
+	__u16 vlan[NFP_MAX_VLANS];   /* VLAN ids, outermost first */
+	__u8 vlan_depth;
+	__u8 l4_proto;           /* IPPROTO_* after extension headers */
+	__u8 tcp_flags;          /* FIN 0x01 SYN 0x02 RST 0x04 PSH 0x08 ACK 0x10 URG 0x20 ECE CWR */
+	__u8 ttl;                /* IPv4 TTL or IPv6 hop limit */
+	__be16 sport;            /* TCP/UDP ports; ICMP: sport = echo id, dport = type<<8|code */
+	__be16 dport;
+	__u16 pad;
+	__be32 saddr[4];
+	__be32 daddr[4];
+};
+
+struct nfp_meta {
+	struct nfp_pkt pkt;
+	__u32 mark;              /* classification: any NF may set it, later NFs may read it */
+	__u32 redirect_ifindex;  /* target of NFP_REDIRECT */
+	__u32 backend;           /* the load balancer's chosen backend id (0: none) */
+	__u32 hops;              /* NFs this packet has been through */
+	__u32 user[4];           /* free for user NFs */
+};
+
+/* ---- context ------------------------------------------------------------------------- */
+
+static __always_inline void nfp_ctx_reload(struct nfp_ctx *ctx)
+{
+	ctx->data = (void *)(long)ctx->hook->data;
+	ctx->data_end = (void *)(long)ctx->hook->data_end;
+}
+
+#ifndef NFP_TC_PULL_LEN
+#define NFP_TC_PULL_LEN 256    /* linear bytes a TC NF may need: headers, not payload */
+#endif
+
+static __always_inline void nfp_ctx_init(struct nfp_ctx *ctx, nfp_hook_ctx_t *hook)
+{
+	ctx->hook = hook;
+#ifdef NFP_HOOK_TC
+	/* A non-linear skb may hold headers outside the linear area: pull them in. */
+	if (hook->data_end - hook->data < hook->len && hook->data_end - hook->data < NFP_TC_PULL_LEN)
+		bpf_skb_pull_data(hook, hook->len < NFP_TC_PULL_LEN ? hook->len : NFP_TC_PULL_LEN);
+#endif
+	nfp_ctx_reload(ctx);
+}
+
+static __always_inline __u32 nfp_pkt_len(struct nfp_ctx *ctx)
+{
+#ifdef NFP_HOOK_TC
+	return ctx->hook->len;
+#else
+	return ctx->data_end - ctx->data;
+#endif
+}
+
+static __always_inline __u32 nfp_ingress_ifindex(struct nfp_ctx *ctx)
+{
+#ifdef NFP_HOOK_TC
+	return ctx->hook->ifindex;
+#else
+	return ctx->hook->ingress_ifindex;
+#endif
+}
+
+/* A pointer to `len` bytes at packet offset `off`, or NULL if the packet is shorter. */
+#define nfp_ptr(ctx, off, len) ({                                          \
+	void *__p = (ctx)->data + ((off) & 0xffff);                        \
+	(__p + (len) > (ctx)->data_end) ? (void *)0 : __p;                 \
+})
+
+/* ---- parsing --------------------------------------------------------------------------- */
+
+static __always_inline int nfp__parse_l4(struct nfp_ctx *ctx, struct nfp_pkt *p)
+{
+	__u32 off = p->l4_off;
+
+	if (p->flags & NFP_F_FRAG_LATER)
+		return 0;                              /* no L4 header in this fragment */
+	switch (p->l4_proto) {
+	case IPPROTO_TCP: {
+		struct tcphdr *th = nfp_ptr(ctx, off, sizeof(struct tcphdr));
+
+		if (!th || th->doff < 5 || !nfp_ptr(ctx, off, th->doff * 4))
+			return -1;
+		p->sport = th->source;
+		p->dport = th->dest;
+		p->tcp_flags = ((__u8 *)th)[13];
+		break;
+	}
+	case IPPROTO_UDP: {
+		struct udphdr *uh = nfp_ptr(ctx, off, sizeof(struct udphdr));
+
+		if (!uh)
+			return -1;
+		p->sport = uh->source;
+		p->dport = uh->dest;
+		break;
+	}
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6: {
+		struct nfp_icmphdr *ih = nfp_ptr(ctx, off, sizeof(struct nfp_icmphdr));
+
+		if (!ih)
+			return -1;
+		p->dport = bpf_htons((__u16)ih->type << 8 | ih->code);
+		if (ih->type == NFP_ICMP_ECHO || ih->type == NFP_ICMP_ECHOREPLY ||
+		    ih->type == NFP_ICMPV6_ECHO_REQUEST || ih->type == NFP_ICMPV6_ECHO_REPLY)
+			p->sport = ih->id;
+		break;
+	}
+	default:
+		return 0;                              /* no ports for this protocol */
+	}
+	p->flags |= NFP_F_L4;
+	return 0;
+}
+
+static __always_inline int nfp__parse_ipv4(struct nfp_ctx *ctx, struct nfp_pkt *p)
+{
+	struct iphdr *ip = nfp_ptr(ctx, p->l3_off, sizeof(struct iphdr));
+	__u32 hlen;
+	__u16 frag;
+
+	if (!ip || ip->version != 4 || ip->ihl < 5)
+		return -1;
+	hlen = ip->ihl * 4;
+	if (!nfp_ptr(ctx, p->l3_off, hlen) || bpf_ntohs(ip->tot_len) < hlen)
+		return -1;
+	if (hlen > sizeof(struct iphdr))
+		p->flags |= NFP_F_IP_OPTIONS;
+	p->saddr[0] = ip->saddr;
+	p->daddr[0] = ip->daddr;
+	p->l4_proto = ip->protocol;
+	p->ttl = ip->ttl;
+	p->l4_off = p->l3_off + hlen;
+	frag = bpf_ntohs(ip->frag_off);
+	if (frag & (0x2000 | 0x1fff))               /* IP_MF or a fragment offset */
+		p->flags |= NFP_F_FRAG;
+	if (frag & 0x1fff)
+		p->flags |= NFP_F_FRAG_LATER;
+	return nfp__parse_l4(ctx, p);
+}
+
+struct nfp__ipv6_opt { __u8 nexthdr; __u8 hdrlen; };
+struct nfp__ipv6_frag { __u8 nexthdr; __u8 reserved; __be16 frag_off; __be32 id; };
+
+static __always_inline int nfp__parse_ipv6(struct nfp_ctx *ctx, struct nfp_pkt *p)
+{
+	struct ipv6hdr *ip6 = nfp_ptr(ctx, p->l3_off, sizeof(struct ipv6hdr));
+	__u32 off;
+	__u8 next;
+	int i;
+
+	if (!ip6 || ip6->version != 6)
+		return -1;
+	__builtin_memcpy(p->saddr, &ip6->saddr, 16);
+	__builtin_memcpy(p->daddr, &ip6->daddr, 16);
+	p->ttl = ip6->hop_limit;
+	next = ip6->nexthdr;
+	off = p->l3_off + sizeof(struct ipv6hdr);
+
+#pragma unroll
+	for (i = 0; i < NFP_MAX_IPV6_EXT; i++) {
+		switch (next) {
+		case IPPROTO_HOPOPTS:
+		case IPPROTO_ROUTING:
+		case IPPROTO_DSTOPTS: {
+			struct nfp__ipv6_opt *o = nfp_ptr(ctx, off, 8);
+
+			if (!o)
+				return -1;
+			next = o->nexthdr;
+			off += (o->hdrlen + 1) * 8;
+			p->flags |= NFP_F_IPV6_EXT;
+			continue;
+		}
+		case IPPROTO_AH: {
+			struct nfp__ipv6_opt *o = nfp_ptr(ctx, off, 8);
+
+			if (!o)
+				return -1;
+			next = o->nexthdr;
+			off += (o->hdrlen + 2) * 4;
+			p->flags |= NFP_F_IPV6_EXT;
+			continue;
+		}
+		case IPPROTO_FRAGMENT: {
+			struct nfp__ipv6_frag *f = nfp_ptr(ctx, off, sizeof(*f));
+
+			if (!f)
+				return -1;
+			p->flags |= NFP_F_FRAG | NFP_F_IPV6_EXT;
+			if (bpf_ntohs(f->frag_off) & 0xfff8)
+				p->flags |= NFP_F_FRAG_LATER;
+			next = f->nexthdr;
+			off += sizeof(*f);
+			continue;
+		}
+		default:
+			break;
+		}
+		break;
+	}
+	if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS ||
+	    next == IPPROTO_AH || next == IPPROTO_FRAGMENT) {
+		p->flags |= NFP_F_TOO_DEEP;              /* chain longer than we follow */
+		return -1;
+	}
+	p->l4_proto = next;
+	p->l4_off = off;
+	return nfp__parse_l4(ctx, p);
+}
+
+/*
+ * Parse Ethernet, up to NFP_MAX_VLANS 802.1Q/802.1ad tags, IPv4 (with options)
+ * or IPv6 (with extension headers), and the TCP/UDP/ICMP header into
+ * meta->pkt.  Parses once per packet: later calls (by later NFs) return the
+ * cached result until nfp_invalidate().  Returns 0, or -1 for a malformed
+ * packet (NFP_F_MALFORMED set) — an NF must decide what that means for it
+ * (the filter drops it), never treat it as "no match".
+ */
+static __always_inline int nfp_parse(struct nfp_ctx *ctx, struct nfp_meta *meta)
+{
+	struct nfp_pkt *p = &meta->pkt;
+	struct ethhdr *eth;
+	__u16 proto;
+	__u32 off = sizeof(struct ethhdr);
+	int i, ret = 0;
+
+	if (p->flags & NFP_F_PARSED)
+		return (p->flags & NFP_F_MALFORMED) ? -1 : 0;
+	__builtin_memset(p, 0, sizeof(*p));
+	p->flags = NFP_F_PARSED;
+
+	eth = nfp_ptr(ctx, 0, sizeof(struct ethhdr));
+	if (!eth)
+		goto malformed;
+	proto = eth->h_proto;
+#pragma unroll
+	for (i = 0; i < NFP_MAX_VLANS; i++) {
+		struct nfp_vlanhdr *vh;
+
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		vh = nfp_ptr(ctx, off, sizeof(struct nfp_vlanhdr));
+		if (!vh)
+			goto malformed;
+		p->vlan[i] = bpf_ntohs(vh->tci) & 0x0fff;
+		p->vlan_depth++;
+		proto = vh->proto;
+		off += sizeof(struct nfp_vlanhdr);
+	}
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
+		p->flags |= NFP_F_TOO_DEEP;                  /* a third tag: refuse to guess */
+		goto malformed;
+	}
+#ifdef NFP_HOOK_TC
+	/* On TC ingress the outer tag may already be in skb->vlan_tci. */
+	if (ctx->hook->vlan_present && p->vlan_depth < NFP_MAX_VLANS) {
+		if (p->vlan_depth)
+			p->vlan[1] = p->vlan[0];
+		p->vlan[0] = ctx->hook->vlan_tci & 0x0fff;
+		p->vlan_depth++;
+	}
+#endif
+	p->l3_proto = bpf_ntohs(proto);
+	p->l3_off = off;
+	if (proto == bpf_htons(ETH_P_IP))
+		ret = nfp__parse_ipv4(ctx, p);
+	else if (proto == bpf_htons(ETH_P_IPV6))
+		ret = nfp__parse_ipv6(ctx, p);
+	if (ret < 0)
+		goto malformed;
+	return 0;
+malformed:
+	p->flags |= NFP_F_MALFORMED;
+	return -1;
+}
+
+/* Forget the parse (after an NF changed header sizes: encapsulation, VLAN push). */
+static __always_inline void nfp_invalidate(struct nfp_meta *meta)
+{
+	meta->pkt.flags = 0;
+}
+
+static __always_inline int nfp_is_ipv4(const struct nfp_meta *meta)
+{
+	return meta->pkt.l3_proto == ETH_P_IP;
+}
+
+static __always_inline int nfp_is_ipv6(const struct nfp_meta *meta)
+{
+	return meta->pkt.l3_proto == ETH_P_IPV6;
+}
+
+/* ---- rewriting and checksums ------------------------------------------------------------ */
+
+/* Flags of nfp_l4_csum_replace (low 4 bits: the size of the changed field, 2 or 4). */
+#define NFP_CSUM_PSEUDO     0x10   /* the field is part of the pseudo-header (an address) */
+#define NFP_CSUM_UDP        0x20   /* UDP: a zero checksum means "none" and stays zero */
+
+static __always_inline __u16 nfp_csum_fold(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)sum;
+}
+
+/* RFC 1624 incremental update: HC' = ~(~HC + ~m + m'), for a 16- or 32-bit field. */
+static __always_inline __u16 nfp_csum_update(__u16 check, __u32 from, __u32 to, int size)
+{
+	__u32 sum = (__u16)~check;
+
+	if (size == 4) {
+		sum += (__u16)~(from >> 16) + (__u16)~(from & 0xffff);
+		sum += (to >> 16) + (to & 0xffff);
+	} else {
+		sum += (__u16)~from + (to & 0xffff);
+	}
+	return ~nfp_csum_fold(sum);
+}
+
+/* Write `len` bytes (a compile-time constant) at packet offset `off`.  Returns
+ * 0 or -1.  Packet pointers taken before the call are invalid after it. */
+static __always_inline int nfp_store(struct nfp_ctx *ctx, __u32 off, const void *src, __u32 len)
+{
+#ifdef NFP_HOOK_TC
+	if (bpf_skb_store_bytes(ctx->hook, off, src, len, 0))
+		return -1;
+	nfp_ctx_reload(ctx);
+	return 0;
+#else
+	void *dst = nfp_ptr(ctx, off, len);
+
+	if (!dst)
+		return -1;
+	__builtin_memcpy(dst, src, len);
+	return 0;
+#endif
+}
+
+/* The IPv4 header checksum at `csum_off` after a field changed from `from` to `to`
+ * (both in network order; size 2 or 4). */
+static __always_inline int nfp_l3_csum_replace(struct nfp_ctx *ctx, __u32 csum_off,
+					       __u32 from, __u32 to, int size)
+{
+#ifdef NFP_HOOK_TC
+	if (bpf_l3_csum_replace(ctx->hook, csum_off, from, to, size))
+		return -1;
+	nfp_ctx_reload(ctx);
+	return 0;
+#else
+	__u16 *sum = nfp_ptr(ctx, csum_off, 2);
+
+	if (!sum)
+		return -1;
+	*sum = nfp_csum_update(*sum, from, to, size);
+	return 0;
+#endif
+}
+
+/* The TCP/UDP/ICMP checksum at `csum_off` after a field changed from `from` to
+ * `to`.  In TC this uses the kernel helper, which also keeps skb->csum right for
+ * CHECKSUM_COMPLETE and CHECKSUM_PARTIAL packets. */
+static __always_inline int nfp_l4_csum_replace(struct nfp_ctx *ctx, __u32 csum_off,
+					       __u32 from, __u32 to, int flags)
+{
+	int size = flags & 0xf;
+#ifdef NFP_HOOK_TC
+	__u64 f = size;
+
+	if (flags & NFP_CSUM_PSEUDO)
+		f |= BPF_F_PSEUDO_HDR;
+	if (flags & NFP_CSUM_UDP)
+		f |= BPF_F_MARK_MANGLED_0;
+	if (bpf_l4_csum_replace(ctx->hook, csum_off, from, to, f))
+		return -1;
+	nfp_ctx_reload(ctx);
+	return 0;
+#else
+	__u16 *sum = nfp_ptr(ctx, csum_off, 2);
+	__u16 v;
+
+	if (!sum)
+		return -1;
+	if ((flags & NFP_CSUM_UDP) && *sum == 0)
+		return 0;                           /* UDP without checksum stays without */
+	v = nfp_csum_update(*sum, from, to, size);
+	if ((flags & NFP_CSUM_UDP) && v == 0)
+		v = 0xffff;                         /* 0 would mean "no checksum" */
+	*sum = v;
+	return 0;
+#endif
+}
+
+static __always_inline int nfp_redirect(struct nfp_meta *meta, __u32 ifindex)
+{
+	meta->redirect_ifindex = ifindex;
+	return NFP_REDIRECT;
+}
+
+/* ---- shared maps of a pipeline ---------------------------------------------------------- */
+
+/* Per-packet metadata in tail-call mode (fused mode keeps it on the stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nfp_meta);
+} nfp_meta_map SEC(".maps");
+
+/* ---- verdict to hook return code --------------------------------------------------------- */
+
+static __always_inline int nfp_hook_verdict(struct nfp_ctx *ctx, struct nfp_meta *meta, int v)
+{
+#ifdef NFP_HOOK_XDP
+	switch (v) {
+	case NFP_PASS:
+		return XDP_PASS;
+	case NFP_DROP:
+		return XDP_DROP;
+	case NFP_TX:
+		return XDP_TX;
+	case NFP_REDIRECT:
+		return bpf_redirect(meta->redirect_ifindex, 0);
+	default:
+		return XDP_ABORTED;
+	}
+#else
+	switch (v) {
+	case NFP_PASS:
+		return TC_ACT_OK;
+	case NFP_DROP:
+		return TC_ACT_SHOT;
+	case NFP_TX:
+		return bpf_redirect(ctx->hook->ifindex, 0);
+	case NFP_REDIRECT:
+		return bpf_redirect(meta->redirect_ifindex, 0);
+	default:
+		return TC_ACT_SHOT;
+	}
+#endif
+}
+
+#endif /* NFPIPE_NF_H */

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
+/*
+ * What every program of a pipeline shares: the program array that links nodes
+ * in tail-call mode, and the per-node, per-outcome counters.  nfpipe creates
+ * each of these maps once per pipeline and hands the same map to every node.
+ */
+#ifndef NFPIPE_PIPELINE_H
+#define NFPIPE_PIPELINE_H
+
+#include <nfpipe/nf.h>
+
+#define NFP_MAX_NODES 64
+
+/* Outcome slots of one node in nfp_stats: its ports, then its final verdicts,
+ * then tail calls that found an empty slot. */
+#define NFP_STAT_SLOTS 16
+#define NFP_STAT_VERDICT(v) (NFP_MAX_PORTS + (-(v) - 1))   /* NFP_PASS..NFP_ABORTED: 8..12 */
+#define NFP_STAT_MISS 13
+
+struct nfp_stat {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NFP_MAX_NODES * NFP_STAT_SLOTS);
+	__type(key, __u32);
+	__type(value, struct nfp_stat);
+} nfp_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, NFP_MAX_NODES);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} nfp_jmp SEC(".maps");
+
+static __always_inline void nfp_count(__u32 node, __u32 slot, __u32 bytes)
+{
+	__u32 key = (node % NFP_MAX_NODES) * NFP_STAT_SLOTS + (slot % NFP_STAT_SLOTS);
+	struct nfp_stat *st = bpf_map_lookup_elem(&nfp_stats, &key);
+
+	if (st) {
+		st->packets++;
+		st->bytes += bytes;
+	}
+}
+
+static __always_inline __u32 nfp_outcome_slot(int r)
+{
+	if (r >= 0 && r < NFP_MAX_PORTS)
+		return r;
+	if (r < 0 && r >= NFP_VERDICT_MIN)
+		return NFP_STAT_VERDICT(r);
+	return NFP_STAT_VERDICT(NFP_ABORTED);
+}
+
+#endif /* NFPIPE_PIPELINE_H */
