@@ -94,9 +94,12 @@ def pin(fd: FdLike, path: str | os.PathLike) -> None:
     """Pin the object *fd* at *path*, creating missing parent directories (mode 0700).
 
     The parents must be on bpffs: a path elsewhere raises ``KernelError`` (EPERM,
-    which is what the kernel would say) before anything is created.
+    which is what the kernel would say) before anything is created.  A path under
+    the default root mounts bpffs there first when it is not mounted yet.
     """
     path = os.path.abspath(os.fspath(path))
+    if path.startswith(DEFAULT_ROOT + "/") and not is_bpffs(DEFAULT_ROOT):
+        ensure_mounted(DEFAULT_ROOT)
     existing, missing = _bpffs_ancestor(path)
     if not os.path.isdir(existing) or not is_bpffs(existing):
         raise KernelError("BPF_OBJ_PIN", _errno.EPERM,

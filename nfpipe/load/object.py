@@ -24,22 +24,27 @@ class Object:
     """A loaded BPF object: ``.maps`` and ``.programs`` by name, closed together."""
 
     def __init__(self, spec: ObjectSpec, maps: dict[str, Map], programs: dict[str, Program],
-                 btf_fd: sc.Fd | None):
+                 btf_fd: sc.Fd | None, shared: frozenset[str] = frozenset()):
         self.spec = spec
         self.maps = maps
         self.programs = programs
         self._btf_fd = btf_fd
+        self._shared = shared          # maps handed in by the caller: not ours to close
 
     @classmethod
     def load(cls, spec: ObjectSpec | str | os.PathLike, *,
              constants: Mapping[str, Any] | None = None, pin_dir: str | None = None,
              log_level: int = 0, name: str | None = None,
-             programs: list[str] | None = None) -> Object:
+             programs: list[str] | None = None,
+             maps: Mapping[str, Map] | None = None) -> Object:
         """Load *spec* (an ObjectSpec or the path of a BPF ELF object).
 
         ``constants`` sets ``.rodata`` variables before load; ``pin_dir`` is where
         maps declared with ``pinning = LIBBPF_PIN_BY_NAME`` are pinned (or reused
-        when a compatible pin exists); ``programs`` limits which programs load.
+        when a compatible pin exists); ``programs`` limits which programs load;
+        ``maps`` replaces maps of the object by existing ones (same name, compatible
+        definition), which is how the programs of one pipeline share maps.  Replaced
+        maps stay the caller's: ``close()`` leaves them open.
         """
         if not isinstance(spec, ObjectSpec):
             spec = ObjectSpec.from_file(spec)
@@ -48,7 +53,7 @@ class Object:
             for key, value in constants.items():
                 spec.set_constant(key, value)
         prefix = _object_prefix(name or (Path(spec.path).stem if spec.path else ""))
-        loader = _Loader(spec, prefix, pin_dir, log_level)
+        loader = _Loader(spec, prefix, pin_dir, log_level, dict(maps or {}))
         try:
             return loader.run(programs)
         except BaseException:
@@ -58,8 +63,9 @@ class Object:
     def close(self) -> None:
         for p in self.programs.values():
             p.close()
-        for m in self.maps.values():
-            m.close()
+        for name, m in self.maps.items():
+            if name not in self._shared:
+                m.close()
         if self._btf_fd is not None:
             self._btf_fd.close()
 
@@ -85,7 +91,13 @@ def _object_prefix(stem: str) -> str:
 
 
 class _Loader:
-    def __init__(self, spec: ObjectSpec, prefix: str, pin_dir: str | None, log_level: int):
+    def __init__(self, spec: ObjectSpec, prefix: str, pin_dir: str | None, log_level: int,
+                 shared: dict[str, Map]):
+        unknown = set(shared) - set(spec.maps)
+        if unknown:
+            raise SpecError(f"cannot replace map(s) {', '.join(sorted(unknown))}: the object "
+                            f"has no such map", file=spec.path)
+        self.shared = shared
         self.spec = spec
         self.prefix = prefix
         self.pin_dir = pin_dir
@@ -98,7 +110,12 @@ class _Loader:
     def run(self, only: list[str] | None) -> Object:
         self._load_btf()
         for name, mspec in self.spec.maps.items():
-            self.maps[name] = self._map(mspec)
+            if name in self.shared:
+                _check_compatible(self.shared[name], mspec, "the replacement map",
+                                  close=False)
+                self.maps[name] = self.shared[name]
+            else:
+                self.maps[name] = self._map(mspec)
         wanted = only if only is not None else list(self.spec.programs)
         for pname in wanted:
             if pname not in self.spec.programs:
@@ -107,13 +124,15 @@ class _Loader:
             self.programs[pname] = Program.load(self.spec.programs[pname], self.maps,
                                                 btf_fd=self.btf_fd, log_level=self.log_level)
         self._initial_contents()
-        return Object(self.spec, self.maps, self.programs, self.btf_fd)
+        return Object(self.spec, self.maps, self.programs, self.btf_fd,
+                      frozenset(self.shared))
 
     def rollback(self) -> None:
         for p in self.programs.values():
             p.close()
-        for m in self.maps.values():
-            m.close()
+        for name, m in self.maps.items():
+            if name not in self.shared:
+                m.close()
         if self.btf_fd is not None:
             self.btf_fd.close()
         for path in self.new_pins:
@@ -140,7 +159,7 @@ class _Loader:
             path = os.path.join(self.pin_dir, mspec.name)
             if os.path.exists(path):
                 m = Map.from_pin(path, spec=mspec)
-                _check_compatible(m, mspec, path)
+                _check_compatible(m, mspec, f"the map pinned at {path}")
                 return m
         m = Map.create(mspec, btf_fd=self.btf_fd, kernel_name=kname)
         self.maps[mspec.name] = m        # owned from here on, even if the next steps fail
@@ -168,12 +187,12 @@ class _Loader:
                     self.maps[name][key] = target
 
 
-def _check_compatible(m: Map, spec: MapSpec, path: str) -> None:
+def _check_compatible(m: Map, spec: MapSpec, what: str, close: bool = True) -> None:
     want = (spec.type, spec.key_size, spec.value_size, spec.max_entries, spec.flags)
     have = (m.type, m.key_size, m.value_size, m.max_entries, m.flags)
     if want != have:
-        m.close()
-        raise SpecError(f"the map pinned at {path} does not match map '{spec.name}' of the "
-                        f"object: pinned (type, key, value, max_entries, flags) = {have}, "
-                        f"object declares {want}; remove the pin or rename the map",
-                        program=None)
+        if close:
+            m.close()
+        raise SpecError(f"{what} does not match map '{spec.name}' of the object: it has "
+                        f"(type, key, value, max_entries, flags) = {have}, the object "
+                        f"declares {want}")

@@ -204,3 +204,27 @@ def test_program_accepts_scapy_packets_and_reports_duration(maps_obj):
     assert res.retval == XDP_PASS
     assert res.duration_ns > 0
     assert IP(res.data[14:]).dst == "10.0.0.2"
+
+
+def test_map_replacement_shares_one_map_between_objects(maps_spec):
+    """Two loads of one object sharing 'by_source': both programs count into it, and
+    closing either object leaves the shared map (owned by the caller) open."""
+    with nfpipe.Object.load(maps_spec) as first:
+        shared = first.maps["by_source"]
+        with nfpipe.Object.load(maps_spec, maps={"by_source": shared}) as second:
+            first.programs["xdp_maps"].test_run(udp(src="10.5.5.5"))
+            second.programs["xdp_maps"].test_run(udp(src="10.5.5.5"), repeat=2)
+            assert second.maps["by_source"] is shared
+            assert shared[ip_key("10.5.5.5")] == 3
+            assert second.maps["flows"] is not first.maps["flows"]
+        assert not shared.closed
+        assert shared[ip_key("10.5.5.5")] == 3
+
+
+def test_map_replacement_must_be_compatible(maps_spec):
+    with nfpipe.Object.load(maps_spec) as first:
+        with pytest.raises(nfpipe.SpecError, match="does not match map 'flows'"):
+            nfpipe.Object.load(maps_spec, maps={"flows": first.maps["by_source"]})
+        with pytest.raises(nfpipe.SpecError, match="no such map"):
+            nfpipe.Object.load(maps_spec, maps={"nope": first.maps["by_source"]})
+        assert not first.maps["by_source"].closed
