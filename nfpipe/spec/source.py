@@ -1,0 +1,118 @@
+"""YAML with positions: every value keeps the file, line and column it came from.
+
+``load(text, file)`` composes the YAML (PyYAML's node tree keeps marks) into a
+``Doc``: the plain Python data plus a table from each value's path (a tuple of
+keys and list indexes) to its position.  Spec parsers walk the plain data and
+ask ``doc.at(path)`` where a problem is, so every error can name
+``file:line:column``.  Duplicate mapping keys, which PyYAML silently accepts,
+are errors here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from nfpipe.errors import SpecError
+
+Path_ = tuple  # a path into the document: ("nodes", 0, "config", "rules", 2)
+
+
+@dataclass(frozen=True)
+class Pos:
+    file: str
+    line: int      # 1-based
+    column: int    # 1-based
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass
+class Doc:
+    data: Any
+    file: str
+    positions: dict[Path_, Pos] = field(default_factory=dict)
+    key_positions: dict[Path_, Pos] = field(default_factory=dict)
+
+    def at(self, path: Path_, *, key: bool = False) -> Pos:
+        """Position of the value at *path* (or of its key), else of its nearest parent."""
+        table = self.key_positions if key else self.positions
+        p = tuple(path)
+        if p in table:
+            return table[p]
+        while p:
+            p = p[:-1]
+            if p in self.positions:
+                return self.positions[p]
+        return Pos(self.file, 1, 1)
+
+    def error(self, path: Path_, message: str, *, key: bool = False) -> SpecError:
+        pos = self.at(path, key=key)
+        return SpecError(message, file=pos.file, line=pos.line, column=pos.column)
+
+
+def _pos(file: str, mark) -> Pos:
+    return Pos(file, mark.line + 1, mark.column + 1)
+
+
+def load(text: str, file: str) -> Doc:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        msg = exc.problem or str(exc)
+        if exc.context:
+            msg = f"{exc.context}: {msg}"
+        raise SpecError(f"invalid YAML: {msg}", file=file,
+                        line=mark.line + 1 if mark else None,
+                        column=mark.column + 1 if mark else None) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"invalid YAML: {exc}", file=file) from None
+    doc = Doc(None, file)
+    if node is None:
+        raise SpecError("the file is empty", file=file, line=1, column=1)
+    doc.data = _convert(node, (), doc)
+    return doc
+
+
+def load_file(path: str) -> Doc:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise SpecError(f"cannot read: {exc.strerror}", file=path) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=path) from None
+    return load(text, path)
+
+
+_constructor = yaml.SafeLoader(stream="")
+
+
+def _convert(node: yaml.Node, path: Path_, doc: Doc) -> Any:
+    doc.positions[path] = _pos(doc.file, node.start_mark)
+    if isinstance(node, yaml.MappingNode):
+        out: dict = {}
+        for knode, vnode in node.value:
+            if not isinstance(knode, yaml.ScalarNode):
+                pos = _pos(doc.file, knode.start_mark)
+                raise SpecError("mapping keys must be plain scalars", file=doc.file,
+                                line=pos.line, column=pos.column)
+            key = _constructor.construct_object(knode)
+            if key == "<<" and knode.tag == "tag:yaml.org,2002:merge":
+                pos = _pos(doc.file, knode.start_mark)
+                raise SpecError("YAML merge keys ('<<') are not supported", file=doc.file,
+                                line=pos.line, column=pos.column)
+            if key in out:
+                pos = _pos(doc.file, knode.start_mark)
+                first = doc.key_positions[path + (key,)]
+                raise SpecError(f"duplicate key '{key}' (first given at line {first.line})",
+                                file=doc.file, line=pos.line, column=pos.column)
+            doc.key_positions[path + (key,)] = _pos(doc.file, knode.start_mark)
+            out[key] = _convert(vnode, path + (key,), doc)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_convert(v, path + (i,), doc) for i, v in enumerate(node.value)]
+    return _constructor.construct_object(node)

@@ -1,0 +1,159 @@
+"""Pipeline YAML and graph validation, no kernel: each error names file:line:column."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from nfpipe.errors import GraphError, SpecError
+from nfpipe.graph import check, linking_for, problems_of
+from nfpipe.spec import PipelineErrors, PipelineSpec
+
+ROOT = Path(__file__).parent.parent.parent
+TTL = str(ROOT / "bpf" / "examples" / "ttl_guard.c")
+
+
+def spec(text: str, name: str = "p.yaml") -> PipelineSpec:
+    return PipelineSpec.from_text(textwrap.dedent(text).replace("TTL", TTL), name)
+
+
+def errors(text: str) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        spec(text)
+    err = info.value
+    return [str(p) for p in err.problems] if isinstance(err, PipelineErrors) else [str(err)]
+
+
+GOOD = """\
+pipeline: guard
+hook: xdp
+interfaces: [veth0]
+nodes:
+  - id: a
+    nf: TTL
+    config: {min_ttl: 2}
+  - id: b
+    nf: TTL
+    ports: [out, slow]
+edges:
+  - a.out -> b
+  - {from: b.out, to: pass}
+  - b.slow -> drop
+"""
+
+
+def test_good_pipeline_parses():
+    s = spec(GOOD)
+    assert (s.name, s.hook, s.interfaces, s.mode, s.linking, s.entry) == \
+        ("guard", "xdp", ["veth0"], "auto", "auto", "a")
+    assert list(s.nodes) == ["a", "b"]
+    assert s.nodes["b"].ports == ("out", "slow")
+    assert [str(e) for e in s.edges] == ["a.out -> b", "b.out -> pass", "b.slow -> drop"]
+    assert (s.nodes["a"].pos.line, s.nodes["a"].pos.column) == (5, 5)
+    assert s.edges[1].pos.line == 13
+    g = check(s)
+    assert set(g.successors("a")) == {"b"}
+    assert linking_for(s) == "tailcall"
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("pipeline: x\nhook: xdp\nnodes: []\nbogus: 1\n",
+     ["p.yaml:4:1: unknown key 'bogus' (expected one of: pipeline, description, hook, "
+      "interfaces, mode, linking, entry, nodes, edges)",
+      "p.yaml:3:8: a pipeline needs at least one node"]),
+    ("pipeline: x\nhook: xpd\nnodes:\n  - {id: a, nf: TTL}\n",
+     ["p.yaml:2:7: bad hook 'xpd': expected one of xdp, tc-ingress, tc-egress"]),
+    ("pipeline: x\nhook: tc-ingress\nmode: native\nnodes:\n  - {id: a, nf: TTL}\n",
+     ["p.yaml:3:7: bad mode 'native': expected one of auto, tcx, clsact"]),
+    ("pipeline: x\nhook: xdp\nnodes:\n  - {id: a, nf: TTL}\n  - {id: a, nf: TTL}\n",
+     ["p.yaml:5:10: duplicate node id 'a' (first defined at line 4)"]),
+    ("pipeline: x\nhook: xdp\nnodes:\n  - {id: 9lives, nf: TTL}\n",
+     ["p.yaml:4:10: '9lives' cannot name a node: node ids must be C identifiers (letters, "
+      "digits, '_', not starting with a digit, not a C keyword)"]),
+    ("pipeline: x\nhook: xdp\nnodes:\n  - {id: a, nf: frobnicator}\n",
+     ["p.yaml:4:17: unknown network function 'frobnicator' (the catalog has: filter, nat, "
+      "lb, telemetry; or give the path of your own C file)"]),
+    ("pipeline: x\nhook: xdp\nnodes:\n  - {id: a, nf: ./missing.c}\n",
+     [f"p.yaml:4:17: C source './missing.c' not found (looked at {Path.cwd() / 'missing.c'})"]),
+    ("pipeline: x\nhook: xdp\nnodes:\n  - id: a\n    nf: TTL\n    config: [1]\n",
+     ["p.yaml:6:13: expected a mapping of config keys, found a list"]),
+    ("pipeline: x\nhook: xdp\ninterfaces: [eth0, eth0]\nnodes:\n  - {id: a, nf: TTL}\n",
+     ["p.yaml:3:20: interface 'eth0' is listed twice"]),
+    ("pipeline: x\nhook: xdp\nnodes:\n  - {id: a, nf: TTL}\nedges:\n  - a.out => pass\n",
+     ["p.yaml:6:5: bad edge 'a.out => pass': write 'node.port -> target' (the target a node "
+      "id or pass/drop/tx/aborted/redirect:IFACE)"]),
+    ("pipeline: x\nhook: xdp\nhook: tc-ingress\nnodes:\n  - {id: a, nf: TTL}\n",
+     ["p.yaml:3:1: duplicate key 'hook' (first given at line 2)"]),
+    ("pipeline: x\nhook: xdp\nnodes: [\n",
+     ["p.yaml:4:1: invalid YAML: while parsing a flow node: expected the node content, but "
+      "found '<stream end>'"]),
+])
+def test_yaml_errors_name_the_position(text, expected):
+    assert errors(text) == expected
+
+
+def test_graph_problems_are_all_reported_with_positions():
+    s = spec("""\
+        pipeline: x
+        hook: xdp
+        entry: a
+        nodes:
+          - {id: a, nf: TTL}
+          - {id: b, nf: TTL}
+          - {id: c, nf: TTL}
+          - {id: orphan, nf: TTL}
+        edges:
+          - a.out -> b
+          - b.out -> c
+          - c.out -> b
+          - a.out -> drop
+          - a.fast -> drop
+          - ghost.out -> pass
+          - orphan -> nowhere
+        """)
+    got = [str(p) for p in problems_of(s)]
+    assert got == [
+        "p.yaml:13:5: port 'a.out' is wired twice (first at line 10): a port leads to exactly "
+        "one place",
+        "p.yaml:14:5: edge 'a.fast -> drop': node 'a' (" + TTL + ") has no port 'fast' "
+        "(its ports: out)",
+        "p.yaml:15:5: edge 'ghost.out -> pass' starts at unknown node 'ghost' (nodes: a, b, c, "
+        "orphan)",
+        "p.yaml:16:5: edge 'orphan.out -> nowhere' leads to unknown node 'nowhere' (nodes: a, "
+        "b, c, orphan; verdicts: pass, drop, tx, aborted, redirect:IFACE)",
+        "p.yaml:8:5: node 'orphan' is not reachable from the entry node 'a'",
+        "p.yaml:6:5: cycle: b -> c -> b (a packet could loop forever; pipelines must be "
+        "acyclic)",
+    ]
+    with pytest.raises(GraphError) as info:
+        check(s)
+    assert len(info.value.problems) == 6 and "6 problems in p.yaml" in str(info.value)
+
+
+def test_unwired_port_and_tail_call_depth():
+    nodes = "\n".join(f"  - {{id: n{i}, nf: TTL}}" for i in range(36))
+    edges = "\n".join(f"  - n{i}.out -> n{i + 1}" for i in range(35))
+    s = spec(f"pipeline: deep\nhook: xdp\nnodes:\n{nodes}\nedges:\n{edges}\n")
+    got = [str(p) for p in problems_of(s)]
+    assert got == [
+        "p.yaml:39:5: port 'n35.out' is not wired: connect it to a node or a verdict "
+        "(e.g. 'n35.out -> pass')",
+        "p.yaml:4:5: the path n0 -> n1 -> n2 -> n3 -> n4 -> n5 -> n6 -> n7 -> n8 -> n9 -> n10 "
+        "-> n11 -> n12 -> n13 -> n14 -> n15 -> n16 -> n17 -> n18 -> n19 -> n20 -> n21 -> n22 "
+        "-> n23 -> n24 -> n25 -> n26 -> n27 -> n28 -> n29 -> n30 -> n31 -> n32 -> n33 -> n34 "
+        "-> n35 needs 35 tail calls; the kernel allows 33: shorten it or use linking: fused",
+    ]
+    fused = spec(f"pipeline: deep\nhook: xdp\nlinking: fused\nnodes:\n{nodes}\nedges:\n{edges}\n"
+                 "  - n35.out -> pass\n")
+    assert problems_of(fused) == []
+
+
+def test_offload_needs_fused_linking():
+    s = spec("pipeline: x\nhook: xdp\nmode: offload\nlinking: tailcall\nnodes:\n"
+             "  - {id: a, nf: TTL}\nedges:\n  - a -> pass\n")
+    assert [str(p) for p in problems_of(s)] == [
+        "p.yaml:4:10: hardware offload cannot run tail calls: use linking: fused (or auto)"]
+    auto = spec("pipeline: x\nhook: xdp\nmode: offload\nnodes:\n  - {id: a, nf: TTL}\n"
+                "edges:\n  - a -> pass\n")
+    assert linking_for(auto) == "fused" and problems_of(auto) == []
