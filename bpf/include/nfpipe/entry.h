@@ -19,6 +19,7 @@
 NFP_CONST(__s32, nfp_ports)[NFP_MAX_PORTS] = {
 	NFP_PASS, NFP_PASS, NFP_PASS, NFP_PASS, NFP_PASS, NFP_PASS, NFP_PASS, NFP_PASS,
 };
+NFP_CONST(__u32, nfp_redirect)[NFP_MAX_PORTS] = {};   /* ifindex of a port wired to redirect */
 NFP_CONST(__u32, nfp_node) = 0;              /* index into nfp_stats */
 NFP_CONST(__u32, nfp_is_entry) = 1;          /* the first node clears the metadata */
 NFP_CONST(__s32, nfp_miss_verdict) = NFP_DROP;   /* when the tail call finds no program */
@@ -51,8 +52,11 @@ int NFP_INSTANCE(nfp_hook_ctx_t *hook)
 	nfp_last_result = r;
 #endif
 	nfp_count(NFP_CFG(nfp_node), nfp_outcome_slot(r), len);
-	if (r >= 0 && r < NFP_MAX_PORTS)
+	if (r >= 0 && r < NFP_MAX_PORTS) {
 		target = NFP_CFG(nfp_ports)[r];
+		if (target == NFP_REDIRECT)
+			meta->redirect_ifindex = NFP_CFG(nfp_redirect)[r];
+	}
 	else if (r < 0 && r >= NFP_VERDICT_MIN)
 		target = r;
 	else

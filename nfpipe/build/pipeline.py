@@ -1,0 +1,228 @@
+"""Build a validated pipeline: the plan (order, slots, port tables) and its objects.
+
+Tail-call linking: every node is its own program (``nfpipe/entry.h`` around the
+NF), built as instance ``<node id>``; node *i* of the plan's order sits in slot
+*i* of the shared program array ``nfp_jmp``; each node's port table (a
+``.rodata`` array) holds, per port, the slot of the node it leads to or the
+verdict that ends the pipeline.
+
+Fused linking: one C file includes every node's NF as its own instance and a
+generated program calls each node's ``process`` in turn, following the edges
+with gotos; no tail calls, one program (what hardware offload needs, and
+fewer indirect jumps).
+
+Both count every node's outcomes in ``nfp_stats`` (node index × outcome slot),
+which is where per-node and per-edge counters come from.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import networkx as nx
+
+from nfpipe.build.nf import build_nf, hook_define
+from nfpipe.build.toolchain import cache_dir, compile as cc_compile
+from nfpipe.catalog.base import MAX_PORTS, Verdict
+from nfpipe.graph import check, linking_for
+from nfpipe.load.spec import ObjectSpec
+from nfpipe.spec.pipeline import PipelineSpec
+
+VERDICT_CODES = {"pass": Verdict.PASS, "drop": Verdict.DROP, "tx": Verdict.TX,
+                 "redirect": Verdict.REDIRECT, "aborted": Verdict.ABORTED}
+MAX_NODES = 64          # NFP_MAX_NODES in pipeline.h
+
+
+@dataclass(frozen=True)
+class PortTarget:
+    """Where one port leads: a node (its slot) or a verdict."""
+
+    port: str
+    node: str | None = None
+    slot: int | None = None
+    verdict: str | None = None
+    redirect_iface: str | None = None
+
+    def describe(self) -> str:
+        if self.node is not None:
+            return f"{self.node} (slot {self.slot})"
+        return f"redirect:{self.redirect_iface}" if self.redirect_iface else self.verdict
+
+
+@dataclass
+class NodePlan:
+    id: str
+    index: int                      # slot in nfp_jmp and row in nfp_stats
+    nf: str
+    source: Path
+    ports: tuple[str, ...]
+    targets: list[PortTarget]
+    constants: dict[str, object]    # the NF's own, unprefixed
+    is_entry: bool
+
+
+@dataclass
+class Plan:
+    spec: PipelineSpec
+    linking: str                    # "tailcall" or "fused"
+    hook: str                       # "xdp" or "tc"
+    order: list[NodePlan]
+    miss_verdict: str = "drop"
+
+    @property
+    def nodes(self) -> dict[str, NodePlan]:
+        return {n.id: n for n in self.order}
+
+    def port_table(self, node: NodePlan, ifindexes: dict[str, int] | None = None):
+        """The node's nfp_ports and nfp_redirect arrays."""
+        ports, redirect = [int(Verdict.ABORTED)] * MAX_PORTS, [0] * MAX_PORTS
+        for i, t in enumerate(node.targets):
+            if t.node is not None:
+                ports[i] = t.slot
+            else:
+                ports[i] = int(VERDICT_CODES[t.verdict])
+                if t.redirect_iface:
+                    redirect[i] = (ifindexes or {}).get(t.redirect_iface, 0)
+        return ports, redirect
+
+    def to_dict(self) -> dict:
+        return {
+            "pipeline": self.spec.name, "hook": self.spec.hook, "linking": self.linking,
+            "entry": self.spec.entry, "miss_verdict": self.miss_verdict,
+            "nodes": [{"id": n.id, "nf": n.nf, "slot": n.index, "entry": n.is_entry,
+                       "ports": {t.port: t.describe() for t in n.targets},
+                       "constants": n.constants} for n in self.order],
+        }
+
+    def dot(self) -> str:
+        """The graph as Graphviz DOT."""
+        lines = [f'digraph "{self.spec.name}" {{', "  rankdir=LR;",
+                 '  node [shape=box, fontname="monospace"];']
+        verdicts = set()
+        for n in self.order:
+            label = f"{n.id}\\n{Path(n.nf).name if n.nf.endswith('.c') else n.nf}"
+            if self.linking == "tailcall":
+                label += f"\\nslot {n.index}"
+            style = ", style=bold" if n.is_entry else ""
+            lines.append(f'  "{n.id}" [label="{label}"{style}];')
+            for t in n.targets:
+                dst = t.node if t.node is not None else f"verdict:{t.describe()}"
+                if t.node is None:
+                    verdicts.add(dst)
+                lines.append(f'  "{n.id}" -> "{dst}" [label="{t.port}"];')
+        for v in sorted(verdicts):
+            lines.append(f'  "{v}" [shape=ellipse, label="{v.split(":", 1)[1]}"];')
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+
+def make_plan(spec: PipelineSpec, *, linking: str | None = None,
+              miss_verdict: str = "drop") -> Plan:
+    """Validate *spec* (GraphError listing every problem) and lay it out."""
+    g = check(spec)
+    link = linking or linking_for(spec)
+    reach = nx.descendants(g, spec.entry) | {spec.entry}
+    nodes_only = g.subgraph([n for n in spec.nodes if n in reach])
+    order_ids = [spec.entry] + [n for n in nx.lexicographical_topological_sort(
+        nodes_only, key=lambda n: list(spec.nodes).index(n)) if n != spec.entry]
+    if len(order_ids) > MAX_NODES:
+        from nfpipe.errors import GraphError
+        raise GraphError(f"{spec.file}: {len(order_ids)} nodes; a pipeline has at most "
+                         f"{MAX_NODES}")
+    slot = {nid: i for i, nid in enumerate(order_ids)}
+    edges = {(e.src, spec.nodes[e.src].ports[spec.nodes[e.src].port_index(e.port)]): e
+             for e in spec.edges}
+    order = []
+    for nid in order_ids:
+        node = spec.nodes[nid]
+        targets = []
+        for port in node.ports:
+            e = edges[(nid, port)]
+            if e.is_verdict:
+                targets.append(PortTarget(port, verdict=e.verdict, redirect_iface=e.redirect_iface))
+            else:
+                targets.append(PortTarget(port, node=e.target, slot=slot[e.target]))
+        order.append(NodePlan(id=nid, index=slot[nid], nf=node.nf, source=node.source,
+                              ports=node.ports, targets=targets,
+                              constants=dict(node.impl.constants()) if node.impl else {},
+                              is_entry=nid == spec.entry))
+    return Plan(spec=spec, linking=link, hook=spec.nf_hook, order=order,
+                miss_verdict=miss_verdict)
+
+
+@dataclass
+class Build:
+    """What a plan compiles to: one ObjectSpec per node (tail calls) or one in all (fused)."""
+
+    plan: Plan
+    objects: dict[str, ObjectSpec] = field(default_factory=dict)   # node id or "<fused>"
+
+
+FUSED = "<fused>"
+
+
+def build(plan: Plan) -> Build:
+    out = Build(plan)
+    if plan.linking == "tailcall":
+        for n in plan.order:
+            path = build_nf(n.source, hook=plan.hook, instance=n.id, mode="tailcall")
+            out.objects[n.id] = ObjectSpec.from_file(path)
+    else:
+        out.objects[FUSED] = ObjectSpec.from_file(_build_fused(plan))
+    return out
+
+
+def fused_program_name(plan: Plan) -> str:
+    return "nfp_pipeline"
+
+
+def fused_source(plan: Plan) -> str:
+    """The C text of the fused pipeline program."""
+    lines = ["/* generated by nfpipe: the whole pipeline as one program */",
+             f"#define {hook_define(plan.hook)} 1"]
+    for n in plan.order:
+        lines += [f"#define NFP_INSTANCE {n.id}", f'#include "{n.source}"', "#undef NFP_INSTANCE"]
+    lines += ["#include <nfpipe/pipeline.h>", ""]
+    for n in plan.order:
+        for i, t in enumerate(n.targets):
+            if t.redirect_iface:
+                lines.append(f"volatile const __u32 nfp_redirect_{n.id}_{i} = 0;")
+    ctx_type = "struct xdp_md" if plan.hook == "xdp" else "struct __sk_buff"
+    lines += ["", f'SEC(NFP_HOOK_NAME)', f"int {fused_program_name(plan)}({ctx_type} *hook)", "{",
+              "\tstruct nfp_ctx ctx;", "\tstruct nfp_meta meta = {};", "\t__u32 len;",
+              "\tint r;", "", "\tnfp_ctx_init(&ctx, hook);", "\tlen = nfp_pkt_len(&ctx);"]
+    for n in plan.order:
+        lines += [f"node_{n.id}:", "\tmeta.hops++;", f"\tr = {n.id}__process(&ctx, &meta);",
+                  f"\tnfp_count({n.index}, nfp_outcome_slot(r), len);", "\tswitch (r) {"]
+        for i, t in enumerate(n.targets):
+            if t.node is not None:
+                lines.append(f"\tcase {i}: goto node_{t.node};")
+            else:
+                code = VERDICT_CODES[t.verdict].name
+                if t.redirect_iface:
+                    lines.append(f"\tcase {i}: meta.redirect_ifindex = nfp_redirect_{n.id}_{i}; "
+                                 f"r = NFP_{code}; goto done;")
+                else:
+                    lines.append(f"\tcase {i}: r = NFP_{code}; goto done;")
+        lines += ["\tdefault:", "\t\tif (r >= 0 || r < NFP_VERDICT_MIN)",
+                  "\t\t\tr = NFP_ABORTED;    /* a port the NF does not have */",
+                  "\t\tgoto done;", "\t}"]
+    lines += ["done:", "\treturn nfp_hook_verdict(&ctx, &meta, r);", "}", "",
+              'char LICENSE[] SEC("license") = "Dual BSD/GPL";', ""]
+    return "\n".join(lines)
+
+
+def _build_fused(plan: Plan) -> Path:
+    text = fused_source(plan)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:24]
+    wdir = cache_dir() / "wrappers"
+    wdir.mkdir(parents=True, exist_ok=True)
+    path = wdir / f"fused-{plan.spec.name}-{plan.hook}-{digest}.c"
+    if not path.exists():
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    dirs = sorted({str(n.source.parent) for n in plan.order})
+    return cc_compile(path, include_dirs=dirs)

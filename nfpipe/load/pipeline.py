@@ -1,0 +1,152 @@
+"""``Pipeline``: a built pipeline loaded into the kernel (not attached).
+
+Tail-call linking loads the entry node first (it creates the shared maps
+``nfp_meta_map``, ``nfp_stats`` and ``nfp_jmp``), then every other node with
+those maps handed in, then fills ``nfp_jmp``.  Fused linking loads one object.
+Either way each node's NF writes its runtime maps (``populate``) before the
+pipeline is returned, and ``test_run`` runs the entry program in the kernel:
+the tail calls happen inside the kernel's test run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from nfpipe.build.pipeline import FUSED, Build, Plan, fused_program_name
+from nfpipe.catalog.base import MAX_PORTS, NodeMaps, Verdict
+from nfpipe.load.object import Object
+from nfpipe.load.program import Program, TestRunResult
+
+SHARED_MAPS = ("nfp_meta_map", "nfp_stats", "nfp_jmp")
+STAT_SLOTS = 16
+STAT_MISS = 13
+OUTCOME_NAMES = {MAX_PORTS + i: v.name.lower() for i, v in enumerate(
+    [Verdict.PASS, Verdict.DROP, Verdict.TX, Verdict.REDIRECT, Verdict.ABORTED])}
+OUTCOME_NAMES[STAT_MISS] = "tail_call_miss"
+
+
+@dataclass(frozen=True)
+class Counter:
+    packets: int
+    bytes: int
+
+
+class Pipeline:
+    """All programs and maps of one pipeline; closed together."""
+
+    def __init__(self, plan: Plan, objects: dict[str, Object], entry: Program):
+        self.plan = plan
+        self.objects = objects
+        self.entry = entry
+
+    @classmethod
+    def load(cls, build: Build, *, ifindexes: dict[str, int] | None = None,
+             log_level: int = 0) -> Pipeline:
+        plan = build.plan
+        objects: dict[str, Object] = {}
+        try:
+            if plan.linking == "fused":
+                constants = {}
+                for n in plan.order:
+                    constants.update({f"{n.id}__{k}": v for k, v in n.constants.items()})
+                    for i, t in enumerate(n.targets):
+                        if t.redirect_iface:
+                            constants[f"nfp_redirect_{n.id}_{i}"] = \
+                                (ifindexes or {}).get(t.redirect_iface, 0)
+                obj = Object.load(build.objects[FUSED], constants=constants,
+                                  log_level=log_level, name=plan.spec.name)
+                objects[FUSED] = obj
+                entry = obj.programs[fused_program_name(plan)]
+            else:
+                shared: dict[str, Any] = {}
+                miss = int(_verdict_code(plan.miss_verdict))
+                for n in plan.order:
+                    ports, redirect = plan.port_table(n, ifindexes)
+                    constants = {f"{n.id}__{k}": v for k, v in n.constants.items()}
+                    constants.update({f"{n.id}__nfp_ports": ports,
+                                      f"{n.id}__nfp_redirect": redirect,
+                                      f"{n.id}__nfp_node": n.index,
+                                      f"{n.id}__nfp_is_entry": int(n.is_entry),
+                                      f"{n.id}__nfp_miss_verdict": miss})
+                    obj = Object.load(build.objects[n.id], constants=constants, maps=shared,
+                                      log_level=log_level, name=n.id)
+                    objects[n.id] = obj
+                    if not shared:
+                        shared = {m: obj.maps[m] for m in SHARED_MAPS}
+                jmp = shared["nfp_jmp"]
+                for n in plan.order:
+                    jmp[n.index] = objects[n.id].programs[n.id]
+                entry = objects[plan.order[0].id].programs[plan.order[0].id]
+            pipeline = cls(plan, objects, entry)
+            for n in plan.order:
+                impl = plan.spec.nodes[n.id].impl
+                if impl is not None:
+                    impl.populate(pipeline.node_maps(n.id))
+            return pipeline
+        except BaseException:
+            for obj in reversed(list(objects.values())):
+                obj.close()
+            raise
+
+    # --- access -------------------------------------------------------------------------
+
+    def _object_of(self, node: str) -> Object:
+        return self.objects[FUSED] if FUSED in self.objects else self.objects[node]
+
+    def node_maps(self, node: str) -> NodeMaps:
+        return NodeMaps(self._object_of(node).maps, node)
+
+    @property
+    def stats_map(self):
+        first = self.objects[FUSED] if FUSED in self.objects else self.objects[
+            self.plan.order[0].id]
+        return first.maps["nfp_stats"]
+
+    def program(self, node: str) -> Program:
+        if FUSED in self.objects:
+            return self.entry
+        return self.objects[node].programs[node]
+
+    def test_run(self, packet: Any, *, repeat: int = 1) -> TestRunResult:
+        """Run the whole pipeline on *packet* in the kernel (entry program + tail calls)."""
+        return self.entry.test_run(bytes(packet), repeat=repeat)
+
+    def stats(self) -> dict[str, dict[str, Counter]]:
+        """Per node: outcome (port name, verdict, tail_call_miss) → packets, bytes (all CPUs)."""
+        m = self.stats_map
+        out: dict[str, dict[str, Counter]] = {}
+        for n in self.plan.order:
+            row: dict[str, Counter] = {}
+            names = {i: p for i, p in enumerate(n.ports)}
+            names.update(OUTCOME_NAMES)
+            for slot, name in names.items():
+                per_cpu = m[n.index * STAT_SLOTS + slot]
+                c = Counter(sum(v["packets"] for v in per_cpu), sum(v["bytes"] for v in per_cpu))
+                if c.packets:
+                    row[name] = c
+            out[n.id] = row
+        return out
+
+    def edge_counts(self) -> dict[str, int]:
+        """Packets per edge, named 'node.port -> target'."""
+        st = self.stats()
+        out = {}
+        for n in self.plan.order:
+            for t in n.targets:
+                out[f"{n.id}.{t.port} -> {t.node or t.describe()}"] = \
+                    st[n.id].get(t.port, Counter(0, 0)).packets
+        return out
+
+    def close(self) -> None:
+        for obj in reversed(list(self.objects.values())):
+            obj.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _verdict_code(name: str) -> Verdict:
+    return {"pass": Verdict.PASS, "drop": Verdict.DROP, "aborted": Verdict.ABORTED}[name]
