@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from nfpipe.errors import NfpipeError
@@ -174,6 +175,72 @@ def cmd_prog_run(args) -> int:
     return EXIT_OK
 
 
+def _pipeline_doc(path: str):
+    from nfpipe.spec.source import load_file
+    return load_file(path)
+
+
+def cmd_validate(args) -> int:
+    from nfpipe.graph import problems_of
+    from nfpipe.spec.pipeline import parse_pipeline_collect
+    spec, problems = parse_pipeline_collect(_pipeline_doc(args.file))
+    if spec is not None:
+        problems = problems + problems_of(spec)
+    if args.json:
+        _print_json({"file": args.file, "valid": not problems,
+                     "problems": [{"file": p.pos.file, "line": p.pos.line,
+                                   "column": p.pos.column, "node": p.node,
+                                   "message": p.message} for p in problems]})
+    elif problems:
+        for p in problems:
+            print(str(p), file=sys.stderr)
+        print(f"{args.file}: {len(problems)} problem{'s' if len(problems) > 1 else ''}",
+              file=sys.stderr)
+    else:
+        print(f"{args.file}: valid ({spec.name}: {len(spec.nodes)} nodes, "
+              f"{len(spec.edges)} edges, hook {spec.hook})")
+    return EXIT_OK if not problems else EXIT_USAGE
+
+
+def cmd_plan(args) -> int:
+    from nfpipe.build.pipeline import make_plan
+    from nfpipe.spec.pipeline import PipelineSpec
+    spec = PipelineSpec.from_file(args.file)
+    plan = make_plan(spec, linking=args.linking)
+    if args.dot:
+        sys.stdout.write(plan.dot())
+        return EXIT_OK
+    info = plan.to_dict()
+    if args.maps:
+        from nfpipe.build.pipeline import FUSED, build
+        built = build(plan)
+        for node in info["nodes"]:
+            ospec = built.objects.get(node["id"]) or built.objects[FUSED]
+            prefix = f"{node['id']}__"
+            node["maps"] = [{"name": m.name[len(prefix):], "type": m.type_name,
+                             "max_entries": m.max_entries}
+                            for m in ospec.maps.values() if m.name.startswith(prefix)]
+    if args.json:
+        _print_json(info)
+        return EXIT_OK
+    how = ("tail calls through the program array nfp_jmp" if plan.linking == "tailcall"
+           else "one fused program")
+    print(f"pipeline {info['pipeline']}: hook {info['hook']}, linking {plan.linking} ({how})")
+    print(f"entry {info['entry']}; a missed tail call counts and ends in "
+          f"'{info['miss_verdict']}'")
+    for node in info["nodes"]:
+        slot = f"slot {node['slot']:<2}" if plan.linking == "tailcall" else f"#{node['slot']:<6}"
+        print(f"  {slot} {node['id']:<16} {Path(node['nf']).name if node['nf'].endswith('.c') else node['nf']}")
+        for port, target in node["ports"].items():
+            print(f"           {port:<10} -> {target}")
+        if node.get("constants"):
+            consts = ", ".join(f"{k}={v}" for k, v in node["constants"].items())
+            print(f"           constants: {consts}")
+        for m in node.get("maps", []):
+            print(f"           map {m['name']:<18} {m['type']:<14} {m['max_entries']} entries")
+    return EXIT_OK
+
+
 def cmd_demo(args) -> int:
     from nfpipe.demo import run_demo
     return run_demo(json_output=args.json)
@@ -222,6 +289,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dump-maps", action="store_true", help="print every map after the run")
     run.add_argument("--json", action="store_true")
     run.set_defaults(func=cmd_prog_run)
+
+    v = sub.add_parser("validate", help="check a pipeline file; report every problem")
+    v.add_argument("file")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=cmd_validate)
+
+    pl = sub.add_parser("plan", help="show what a pipeline builds to: order, slots, linking")
+    pl.add_argument("file")
+    pl.add_argument("--linking", choices=["tailcall", "fused"],
+                    help="override the file's linking")
+    pl.add_argument("--maps", action="store_true", help="compile and list each node's maps")
+    pl.add_argument("--dot", action="store_true", help="print the graph as Graphviz DOT")
+    pl.add_argument("--json", action="store_true")
+    pl.set_defaults(func=cmd_plan)
 
     dm = sub.add_parser("demo", help="compile, load and run a small XDP program on packets")
     dm.add_argument("--json", action="store_true")

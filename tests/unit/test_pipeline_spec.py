@@ -157,3 +157,31 @@ def test_offload_needs_fused_linking():
     auto = spec("pipeline: x\nhook: xdp\nmode: offload\nnodes:\n  - {id: a, nf: TTL}\n"
                 "edges:\n  - a -> pass\n")
     assert linking_for(auto) == "fused" and problems_of(auto) == []
+
+
+def test_cli_validate_reports_every_problem(tmp_path, capsys):
+    from nfpipe.cli.main import main
+    f = tmp_path / "bad.yaml"
+    f.write_text(f"pipeline: x\nhook: xdp\nnodes:\n  - {{id: a, nf: {TTL}}}\n"
+                 "  - {id: b, nf: nope}\nedges:\n  - a -> c\n")
+    assert main(["validate", str(f)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == (f"{f}:5:17: unknown network function 'nope' (the catalog has: filter, "
+                      "nat, lb, telemetry; or give the path of your own C file)")
+    assert err[1].startswith(f"{f}:7:5: edge 'a.out -> c' leads to unknown node 'c'")
+    assert err[-1] == f"{f}: 4 problems"
+
+
+def test_cli_validate_and_plan_on_the_example(capsys):
+    from nfpipe.cli.main import main
+    example = str(ROOT / "examples" / "split-guard.yaml")
+    assert main(["validate", example]) == 0
+    assert "valid (split-guard: 3 nodes, 4 edges, hook xdp)" in capsys.readouterr().out
+    assert main(["plan", example, "--json"]) == 0
+    import json
+    plan = json.loads(capsys.readouterr().out)
+    assert [(n["id"], n["slot"]) for n in plan["nodes"]] == \
+        [("split", 0), ("guard_tcp", 1), ("guard_udp", 2)]
+    assert plan["nodes"][2]["constants"] == {"min_ttl": 8}
+    assert main(["plan", example, "--dot"]) == 0
+    assert '"split" -> "guard_udp" [label="udp"];' in capsys.readouterr().out
