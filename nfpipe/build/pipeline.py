@@ -193,8 +193,11 @@ def fused_source(plan: Plan) -> str:
     lines += ["", f'SEC(NFP_HOOK_NAME)', f"int {fused_program_name(plan)}({ctx_type} *hook)", "{",
               "\tstruct nfp_ctx ctx;", "\tstruct nfp_meta meta = {};", "\t__u32 len;",
               "\tint r;", "", "\tnfp_ctx_init(&ctx, hook);", "\tlen = nfp_pkt_len(&ctx);"]
+    targeted = {t.node for n in plan.order for t in n.targets if t.node is not None}
     for n in plan.order:
-        lines += [f"node_{n.id}:", "\tmeta.hops++;", f"\tr = {n.id}__process(&ctx, &meta);",
+        if n.id in targeted:
+            lines.append(f"node_{n.id}:")
+        lines += ["\tmeta.hops++;", f"\tr = {n.id}__process(&ctx, &meta);",
                   f"\tnfp_count({n.index}, nfp_outcome_slot(r), len);", "\tswitch (r) {"]
         for i, t in enumerate(n.targets):
             if t.node is not None:

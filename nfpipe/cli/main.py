@@ -241,6 +241,20 @@ def cmd_plan(args) -> int:
     return EXIT_OK
 
 
+def cmd_bench(args) -> int:
+    from nfpipe import bench
+    if not args.json:
+        print(f"ns per packet in the kernel (BPF_PROG_TEST_RUN, {args.repeat} repeats, median "
+              f"of {args.rounds} rounds); compare the ratios, not the times")
+    results = bench.run(args.cases or None, repeat=args.repeat, rounds=args.rounds,
+                        json_output=args.json)
+    if args.json:
+        base = results[0].ns
+        _print_json([{"case": r.name, "ns_per_packet": r.ns, "ratio_to_baseline": r.ns / base,
+                      "samples": r.samples} for r in results])
+    return EXIT_OK
+
+
 def cmd_demo(args) -> int:
     from nfpipe.demo import run_demo
     return run_demo(json_output=args.json)
@@ -303,6 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--dot", action="store_true", help="print the graph as Graphviz DOT")
     pl.add_argument("--json", action="store_true")
     pl.set_defaults(func=cmd_plan)
+
+    b = sub.add_parser("bench", help="ns/packet of NFs and pipelines in the kernel, as ratios")
+    b.add_argument("cases", nargs="*", help="case name prefixes (default: all)")
+    b.add_argument("--repeat", type=int, default=200_000)
+    b.add_argument("--rounds", type=int, default=5)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench)
 
     dm = sub.add_parser("demo", help="compile, load and run a small XDP program on packets")
     dm.add_argument("--json", action="store_true")

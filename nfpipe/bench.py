@@ -1,0 +1,126 @@
+"""``nfpipe bench``: nanoseconds per packet in the kernel, as ratios within one run.
+
+Every case loads its programs, then runs one packet through BPF_PROG_TEST_RUN
+with a large repeat count (the kernel times the loop); each case is measured
+``rounds`` times and the median kept.  Times vary between machines and runs;
+what is comparable is the ratio to the baseline (an XDP program that only
+passes) measured in the same run, and the ratios between cases.
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.l2 import Ether
+
+ROOT = Path(__file__).resolve().parent.parent
+TCP_SYN = bytes(Ether() / IP(src="192.0.2.10", dst="198.51.100.20", ttl=64) /
+                TCP(sport=40000, dport=8080, flags="S"))
+UDP_DNS = bytes(Ether() / IP(src="192.0.2.10", dst="198.51.100.20") / UDP(sport=5353, dport=53))
+
+
+@dataclass
+class Result:
+    name: str
+    ns: float
+    samples: list[int]
+
+
+# A case: a context manager yielding a function (packet repeat) -> ns per run.
+Case = Callable[[], "contextmanager"]
+CASES: dict[str, tuple[str, Callable]] = {}
+
+
+def case(name: str, group: str):
+    def register(fn):
+        CASES[name] = (group, fn)
+        return fn
+    return register
+
+
+@contextmanager
+def _program(path: Path, program: str, packet: bytes, constants=None) -> Iterator[Callable]:
+    import nfpipe
+    with nfpipe.Object.load(nfpipe.compile(path), constants=constants) as obj:
+        prog = obj.programs[program]
+        yield lambda repeat: prog.test_run(packet, repeat=repeat).duration_ns
+
+
+@contextmanager
+def _pipeline(text: str, linking: str, packet: bytes) -> Iterator[Callable]:
+    from nfpipe.build.pipeline import build, make_plan
+    from nfpipe.load.pipeline import Pipeline
+    from nfpipe.spec import PipelineSpec
+    spec = PipelineSpec.from_text(text, "<bench>")
+    with Pipeline.load(build(make_plan(spec, linking=linking))) as p:
+        yield lambda repeat: p.test_run(packet, repeat=repeat).duration_ns
+
+
+@contextmanager
+def _nf(nf, packet: bytes, hook: str = "xdp") -> Iterator[Callable]:
+    from nfpipe.catalog.base import load_nf
+    with load_nf(nf, hook) as loaded:
+        yield lambda repeat: loaded.program.test_run(packet, repeat=repeat).duration_ns
+
+
+@case("baseline", "baseline")
+def _baseline():
+    return _program(ROOT / "bpf" / "examples" / "xdp_pass.c", "xdp_pass", TCP_SYN)
+
+
+@case("ttl_guard", "nf")
+def _ttl_guard():
+    from nfpipe.catalog.base import SourceNF
+    return _nf(SourceNF(ROOT / "bpf" / "examples" / "ttl_guard.c", {"min_ttl": 1}), TCP_SYN)
+
+
+def _chain(n: int) -> str:
+    nodes = "\n".join(f"  - {{id: g{i}, nf: {ROOT}/bpf/examples/ttl_guard.c}}" for i in range(n))
+    edges = "\n".join(f"  - g{i}.out -> g{i + 1}" for i in range(n - 1))
+    return f"pipeline: chain\nhook: xdp\nnodes:\n{nodes}\nedges:\n{edges}\n  - g{n - 1} -> pass\n"
+
+
+for _n in (1, 4, 8):
+    for _linking in ("tailcall", "fused"):
+        def _make(n=_n, linking=_linking):
+            return _pipeline(_chain(n), linking, TCP_SYN)
+        case(f"chain{_n}-{_linking}", "linking")(_make)
+
+
+def register_catalog_cases() -> None:
+    """Cases for catalog NFs whose modules provide ``bench_cases()``."""
+    import importlib
+    for module in ("filter", "nat", "lb", "telemetry"):
+        try:
+            mod = importlib.import_module(f"nfpipe.catalog.{module}")
+        except ImportError:
+            continue
+        for name, (nf_factory, packet) in getattr(mod, "bench_cases", lambda: {})().items():
+            def _make(nf_factory=nf_factory, packet=packet):
+                return _nf(nf_factory(), packet)
+            case(name, "catalog")(_make)
+
+
+def run(selected: list[str] | None = None, *, repeat: int = 200_000, rounds: int = 5,
+        out=sys.stdout, json_output: bool = False) -> list[Result]:
+    register_catalog_cases()
+    names = [n for n in CASES if not selected or n == "baseline" or
+             any(n.startswith(s) for s in selected)]
+    results = []
+    for name in names:
+        group, make = CASES[name]
+        with ExitStack() as stack:
+            runner = stack.enter_context(make())
+            runner(1000)                                    # warm up
+            samples = [runner(repeat) for _ in range(rounds)]
+        results.append(Result(name, statistics.median(samples), samples))
+        if not json_output:
+            base = results[0].ns
+            print(f"  {name:<28} {results[-1].ns:>8.1f} ns/pkt   "
+                  f"x{results[-1].ns / base:>5.2f} of baseline", file=out, flush=True)
+    return results
