@@ -78,12 +78,18 @@ def build_nf(source: str | os.PathLike, *, hook: str, instance: str | None = Non
         raise SpecError(f"network function source not found: {src}")
     name = instance or src.stem
     text = wrapper_source(src, hook=hook, instance=name, mode=mode, defines=defines)
+    wrapper = write_generated(f"{name}-{hook}-{mode}", text)
+    return cc_compile(wrapper, include_dirs=[src.parent])
+
+
+def write_generated(stem: str, text: str) -> Path:
+    """Store generated C under the cache, named by its content (written atomically)."""
     digest = hashlib.sha256(text.encode()).hexdigest()[:24]
     wdir = cache_dir() / "wrappers"
     wdir.mkdir(parents=True, exist_ok=True)
-    wrapper = wdir / f"{name}-{hook}-{mode}-{digest}.c"
-    if not wrapper.exists():
-        tmp = wrapper.with_suffix(f".tmp{os.getpid()}")
+    path = wdir / f"{stem}-{digest}.c"
+    if not path.exists():
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(text)
-        os.replace(tmp, wrapper)
-    return cc_compile(wrapper, include_dirs=[src.parent])
+        os.replace(tmp, path)
+    return path

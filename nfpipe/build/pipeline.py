@@ -16,15 +16,13 @@ which is where per-node and per-edge counters come from.
 """
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import networkx as nx
 
-from nfpipe.build.nf import build_nf, hook_define
-from nfpipe.build.toolchain import cache_dir, compile as cc_compile
+from nfpipe.build.nf import build_nf, hook_define, write_generated
+from nfpipe.build.toolchain import compile as cc_compile
 from nfpipe.catalog.base import MAX_PORTS, Verdict
 from nfpipe.graph import check, linking_for
 from nfpipe.load.spec import ObjectSpec
@@ -218,14 +216,6 @@ def fused_source(plan: Plan) -> str:
 
 
 def _build_fused(plan: Plan) -> Path:
-    text = fused_source(plan)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:24]
-    wdir = cache_dir() / "wrappers"
-    wdir.mkdir(parents=True, exist_ok=True)
-    path = wdir / f"fused-{plan.spec.name}-{plan.hook}-{digest}.c"
-    if not path.exists():
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+    path = write_generated(f"fused-{plan.spec.name}-{plan.hook}", fused_source(plan))
     dirs = sorted({str(n.source.parent) for n in plan.order})
     return cc_compile(path, include_dirs=dirs)

@@ -13,6 +13,7 @@ from typing import Any
 from nfpipe.errors import KernelError, SpecError
 from nfpipe.kernel import abi
 from nfpipe.kernel import syscall as sc
+from nfpipe.load.fdobject import FdObject
 from nfpipe.load.spec import (MAP_IN_MAP_TYPES, MAP_TYPE_NAMES, PERCPU_MAP_TYPES, PROG_ARRAY,
                               MapSpec)
 
@@ -40,15 +41,16 @@ def _round8(n: int) -> int:
     return (n + 7) & ~7
 
 
-class Map:
+class Map(FdObject):
     """A BPF map in the kernel."""
+
+    kind = "map"
 
     def __init__(self, fd: sc.Fd, *, name: str, type: int, key_size: int, value_size: int,
                  max_entries: int, flags: int = 0, key_codec=None, value_codec=None,
                  spec: MapSpec | None = None):
         from nfpipe.btf import Codec
-        self._fd = fd
-        self.name = name
+        super().__init__(fd, name)
         self.type = type
         self.key_size = key_size
         self.value_size = value_size
@@ -57,7 +59,6 @@ class Map:
         self.spec = spec
         self.key_codec = key_codec or Codec.raw(key_size)
         self.value_codec = value_codec or Codec.raw(value_size)
-        self.pinned_at: str | None = None
 
     # --- construction -----------------------------------------------------------
 
@@ -122,34 +123,9 @@ class Map:
     def from_id(cls, map_id: int) -> Map:
         return cls.from_fd(sc.map_get_fd_by_id(map_id))
 
-    # --- fd ownership -----------------------------------------------------------------
-
-    @property
-    def fd(self) -> sc.Fd:
-        if self._fd.closed:
-            raise ValueError(f"map '{self.name}' is closed")
-        return self._fd
-
-    def fileno(self) -> int:
-        return int(self.fd)
-
-    def close(self) -> None:
-        self._fd.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._fd.closed
-
-    def __enter__(self) -> Map:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"fd={self._fd.fd}"
         return (f"<Map {self.name!r} {self.type_name} key={self.key_size} "
-                f"value={self.value_size} max_entries={self.max_entries} {state}>")
+                f"value={self.value_size} max_entries={self.max_entries} {self._state()}>")
 
     @property
     def type_name(self) -> str:
@@ -168,16 +144,7 @@ class Map:
     def id(self) -> int:
         return sc.map_info(self.fd).id
 
-    def pin(self, path: str) -> None:
-        from nfpipe.kernel import bpffs
-        bpffs.pin(self.fd, path)
-        self.pinned_at = path
 
-    def unpin(self) -> None:
-        from nfpipe.kernel import bpffs
-        if self.pinned_at:
-            bpffs.unpin(self.pinned_at)
-            self.pinned_at = None
 
     def freeze(self) -> None:
         sc.map_freeze(self.fd)

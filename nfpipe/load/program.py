@@ -10,6 +10,7 @@ from nfpipe.errors import KernelError, SpecError
 from nfpipe.kernel import abi
 from nfpipe.kernel import syscall as sc
 from nfpipe.kernel.syscall import TestRunResult
+from nfpipe.load.fdobject import FdObject
 from nfpipe.load import insn as I
 from nfpipe.load.elf import kernel_object_name
 from nfpipe.load.spec import PROG_TYPE_NAMES, ProgramSpec
@@ -41,15 +42,15 @@ def link_instructions(spec: ProgramSpec, maps: Mapping[str, Any]) -> bytes:
     return bytes(buf)
 
 
-class Program:
+class Program(FdObject):
     """A BPF program loaded into the kernel."""
 
+    kind = "program"
+
     def __init__(self, fd: sc.Fd, *, name: str, type: int, spec: ProgramSpec | None = None):
-        self._fd = fd
-        self.name = name
+        super().__init__(fd, name)
         self.type = type
         self.spec = spec
-        self.pinned_at: str | None = None
 
     @classmethod
     def load(cls, spec: ProgramSpec, maps: Mapping[str, Any], *, btf_fd=None,
@@ -103,33 +104,8 @@ class Program:
     def from_id(cls, prog_id: int) -> Program:
         return cls.from_fd(sc.prog_get_fd_by_id(prog_id))
 
-    # --- fd ownership -------------------------------------------------------------------
-
-    @property
-    def fd(self) -> sc.Fd:
-        if self._fd.closed:
-            raise ValueError(f"program '{self.name}' is closed")
-        return self._fd
-
-    def fileno(self) -> int:
-        return int(self.fd)
-
-    def close(self) -> None:
-        self._fd.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._fd.closed
-
-    def __enter__(self) -> Program:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"fd={self._fd.fd}"
-        return f"<Program {self.name!r} {self.type_name} {state}>"
+        return f"<Program {self.name!r} {self.type_name} {self._state()}>"
 
     @property
     def type_name(self) -> str:
@@ -142,16 +118,7 @@ class Program:
     def info(self):
         return sc.prog_info(self.fd)
 
-    def pin(self, path: str) -> None:
-        from nfpipe.kernel import bpffs
-        bpffs.pin(self.fd, path)
-        self.pinned_at = path
 
-    def unpin(self) -> None:
-        from nfpipe.kernel import bpffs
-        if self.pinned_at:
-            bpffs.unpin(self.pinned_at)
-            self.pinned_at = None
 
     # --- running --------------------------------------------------------------------------
 
