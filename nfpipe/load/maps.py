@@ -144,8 +144,6 @@ class Map(FdObject):
     def id(self) -> int:
         return sc.map_info(self.fd).id
 
-
-
     def freeze(self) -> None:
         sc.map_freeze(self.fd)
 

@@ -118,8 +118,6 @@ class Program(FdObject):
     def info(self):
         return sc.prog_info(self.fd)
 
-
-
     # --- running --------------------------------------------------------------------------
 
     def test_run(self, data: Any = b"", *, repeat: int = 1, ctx: bytes | None = None,
