@@ -85,6 +85,10 @@ class NetworkFunction:
     def constants(self) -> dict[str, Any]:
         return {}
 
+    def map_sizes(self) -> dict[str, int]:
+        """max_entries of maps the config sizes (unprefixed names), applied before load."""
+        return {}
+
     def populate(self, maps: NodeMaps) -> None:
         """Write the runtime maps from the config (rules, backends, ...)."""
 
@@ -139,7 +143,7 @@ class LoadedNF:
         self.hook = hook
         self.instance = instance or nf.default_instance
         path = build_nf(nf.source, hook=hook, instance=self.instance, mode="standalone")
-        spec = ObjectSpec.from_file(path)
+        spec = apply_map_sizes(ObjectSpec.from_file(path), self.instance, nf)
         constants = {f"{self.instance}__{k}": v for k, v in nf.constants().items()}
         self.obj = Object.load(spec, constants=constants)
         try:
@@ -168,6 +172,21 @@ class LoadedNF:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def apply_map_sizes(spec, instance: str, nf: NetworkFunction):
+    """A copy of *spec* with the node's maps sized as ``nf.map_sizes()`` asks."""
+    sizes = nf.map_sizes()
+    if not sizes:
+        return spec
+    spec = spec.copy()
+    for name, size in sizes.items():
+        try:
+            spec.maps[f"{instance}__{name}"].max_entries = int(size)
+        except KeyError:
+            raise SpecError(f"{nf.kind} node '{instance}' sizes map '{name}', which its "
+                            f"object does not have") from None
+    return spec
 
 
 def load_nf(nf: NetworkFunction, hook: str, instance: str | None = None) -> LoadedNF:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nfpipe.build.pipeline import FUSED, Build, Plan, fused_program_name
-from nfpipe.catalog.base import MAX_PORTS, NodeMaps, Verdict
+from nfpipe.catalog.base import MAX_PORTS, NodeMaps, Verdict, apply_map_sizes
 from nfpipe.load.object import Object
 from nfpipe.load.program import Program, TestRunResult
 
@@ -53,7 +53,10 @@ class Pipeline:
                         if t.redirect_iface:
                             constants[f"nfp_redirect_{n.id}_{i}"] = \
                                 (ifindexes or {}).get(t.redirect_iface, 0)
-                obj = Object.load(build.objects[FUSED], constants=constants,
+                ospec = build.objects[FUSED]
+                for n in plan.order:
+                    ospec = _sized(ospec, plan, n.id)
+                obj = Object.load(ospec, constants=constants,
                                   log_level=log_level, name=plan.spec.name)
                 objects[FUSED] = obj
                 entry = obj.programs[fused_program_name(plan)]
@@ -68,7 +71,8 @@ class Pipeline:
                                       f"{n.id}__nfp_node": n.index,
                                       f"{n.id}__nfp_is_entry": int(n.is_entry),
                                       f"{n.id}__nfp_miss_verdict": miss})
-                    obj = Object.load(build.objects[n.id], constants=constants, maps=shared,
+                    obj = Object.load(_sized(build.objects[n.id], plan, n.id),
+                                      constants=constants, maps=shared,
                                       log_level=log_level, name=n.id)
                     objects[n.id] = obj
                     if not shared:
@@ -146,6 +150,11 @@ class Pipeline:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _sized(ospec, plan: Plan, node: str):
+    impl = plan.spec.nodes[node].impl
+    return apply_map_sizes(ospec, node, impl) if impl is not None else ospec
 
 
 def _verdict_code(name: str) -> Verdict:
