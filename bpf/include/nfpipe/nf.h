@@ -203,9 +203,12 @@ static __always_inline __u32 nfp_ingress_ifindex(struct nfp_ctx *ctx)
 #endif
 }
 
-/* A pointer to `len` bytes at packet offset `off`, or NULL if the packet is shorter. */
+/* A pointer to `len` bytes at packet offset `off`, or NULL if the packet is shorter.
+ * Offsets are masked to 14 bits: headers never start past 16 KiB, and the mask
+ * lets the verifier prove `off + len` stays within the packet's 64 KiB range. */
+#define NFP_OFF_MASK 0x3fff
 #define nfp_ptr(ctx, off, len) ({                                          \
-	void *__p = (ctx)->data + ((off) & 0xffff);                        \
+	void *__p = (ctx)->data + ((off) & NFP_OFF_MASK);                  \
 	(__p + (len) > (ctx)->data_end) ? (void *)0 : __p;                 \
 })
 

@@ -1,0 +1,417 @@
+"""nat: NAT44 — masquerade-style SNAT and port-forwarding DNAT (bpf/nat.c).
+
+Config (a pipeline node's ``config:``)::
+
+    internal: [10.0.0.0/8, 192.168.0.0/16]   # the private side (<= 16 prefixes)
+    external_ip: 203.0.113.1                 # the address SNAT writes, DNAT listens on
+    port_range: 20000-29999                  # or [20000, 29999]: SNAT ports / ICMP ids
+    forwards:                                # DNAT: external_ip:port -> internal host
+      - {proto: tcp, port: 8080, to: 10.0.0.5:80}
+    table_full: drop                         # or pass (untouched) when an insert fails
+
+One port, ``out``.  ``NatModel`` is the reference model of the data plane: it
+keeps its own connection table and predicts the kernel's output packet, its
+result and its counters, including which external port a new flow gets.
+See docs/nf/nat.md for the exact rules.
+"""
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+from nfpipe.catalog import parse as P
+from nfpipe.catalog.base import NetworkFunction, NodeMaps, Verdict
+from nfpipe.errors import SpecError
+
+MAX_INTERNAL = 16
+MAX_FORWARDS = 1024
+PROBES = 16
+TABLE_SIZE = 131072          # NFP_NAT_CONNS: entries of the LRU table, 2 per connection
+PROTOS = {"tcp": P.IPPROTO_TCP, "udp": P.IPPROTO_UDP}
+REWRITE_SRC, REWRITE_DST = 0, 1
+KIND_SNAT, KIND_DNAT = 0, 1
+
+# Slots of the per-CPU `stats` array, in the order of bpf/nat.c's enum.
+COUNTERS = ("xlate_src", "xlate_dst", "new_snat", "new_dnat", "port_exhausted", "table_full",
+            "dnat_clash", "repaired", "stale", "untouched", "fragment", "malformed", "error")
+DEFAULT_INTERNAL = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+
+
+def _ipv4(key: str, value: Any) -> ipaddress.IPv4Address:
+    try:
+        return ipaddress.IPv4Address(str(value))
+    except ValueError:
+        raise SpecError(f"nat: {key}: expected an IPv4 address like 203.0.113.1, "
+                        f"got {value!r}") from None
+
+
+def _port(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        try:
+            if isinstance(value, str) and value.strip().isdigit():
+                value = int(value)
+                if 1 <= value <= 65535:
+                    return value
+        except ValueError:
+            pass
+        raise SpecError(f"nat: {key}: expected a port number 1-65535, got {value!r}")
+    return value
+
+
+def _port_range(value: Any) -> tuple[int, int]:
+    if isinstance(value, str):
+        parts = value.split("-")
+        if len(parts) != 2:
+            raise SpecError(f"nat: port_range: expected 'LO-HI' (like 20000-29999) or [LO, HI], "
+                            f"got {value!r}")
+        parts = [p.strip() for p in parts]
+    elif isinstance(value, (list, tuple)) and len(value) == 2:
+        parts = list(value)
+    else:
+        raise SpecError(f"nat: port_range: expected 'LO-HI' (like 20000-29999) or [LO, HI], "
+                        f"got {value!r}")
+    lo, hi = (_port("port_range", p) for p in parts)
+    if lo > hi:
+        raise SpecError(f"nat: port_range: the low port {lo} is above the high port {hi}")
+    return lo, hi
+
+
+class Nat(NetworkFunction):
+    kind = "nat"
+    source_name = "nat.c"
+    ports = ("out",)
+    config_keys = frozenset({"internal", "external_ip", "port_range", "forwards", "table_full",
+                             "timeouts"})
+
+    def __init__(self, config: Mapping[str, Any] | None = None):
+        super().__init__(config)
+        c = self.config
+        if "timeouts" in c:
+            raise SpecError("nat: timeouts: not supported — the connection table is an LRU "
+                            "hash: mappings live until the least recently used are evicted "
+                            "when the table is full (see docs/nf/nat.md)")
+        internal = c.get("internal", list(DEFAULT_INTERNAL))
+        if isinstance(internal, str):
+            internal = [internal]
+        if not isinstance(internal, (list, tuple)) or not internal:
+            raise SpecError(f"nat: internal: expected a list of IPv4 prefixes like 10.0.0.0/8, "
+                            f"got {internal!r}")
+        if len(internal) > MAX_INTERNAL:
+            raise SpecError(f"nat: internal: at most {MAX_INTERNAL} prefixes, got {len(internal)}")
+        self.internal: list[ipaddress.IPv4Network] = []
+        for item in internal:
+            try:
+                self.internal.append(ipaddress.IPv4Network(str(item), strict=True))
+            except ValueError as exc:
+                raise SpecError(f"nat: internal: {item!r} is not an IPv4 prefix like "
+                                f"10.0.0.0/8 ({exc})") from None
+        if "external_ip" not in c:
+            raise SpecError("nat: external_ip: required (the IPv4 address SNAT writes and "
+                            "DNAT forwards listen on)")
+        self.external_ip = _ipv4("external_ip", c["external_ip"])
+        if self.is_internal(int(self.external_ip)):
+            raise SpecError(f"nat: external_ip: {self.external_ip} lies inside an internal "
+                            f"prefix; it must be an outside address")
+        self.port_lo, self.port_hi = _port_range(c.get("port_range", "20000-29999"))
+        action = c.get("table_full", "drop")
+        if action not in ("drop", "pass"):
+            raise SpecError(f"nat: table_full: expected 'drop' or 'pass', got {action!r}")
+        self.table_full = action
+        self.forwards = self._parse_forwards(c.get("forwards", []))
+
+    def _parse_forwards(self, fwds: Any) -> dict[tuple[int, int], tuple[Any, int]]:
+        if not isinstance(fwds, (list, tuple)):
+            raise SpecError(f"nat: forwards: expected a list of {{proto, port, to}}, got {fwds!r}")
+        if len(fwds) > MAX_FORWARDS:
+            raise SpecError(f"nat: forwards: at most {MAX_FORWARDS}, got {len(fwds)}")
+        out: dict[tuple[int, int], tuple[ipaddress.IPv4Address, int]] = {}
+        for i, f in enumerate(fwds):
+            self._add_forward(out, i, f)
+        return out
+
+    def _add_forward(self, out: dict, i: int, f: Any) -> None:
+        where = f"forwards[{i}]"
+        if not isinstance(f, Mapping):
+            raise SpecError(f"nat: {where}: expected {{proto: tcp|udp, port: N, to: ADDR:PORT}}, "
+                            f"got {f!r}")
+        extra = set(f) - {"proto", "port", "to"}
+        if extra:
+            raise SpecError(f"nat: {where}: unknown key(s) {', '.join(sorted(map(str, extra)))} "
+                            f"(known: proto, port, to)")
+        for k in ("proto", "port", "to"):
+            if k not in f:
+                raise SpecError(f"nat: {where}.{k}: required")
+        proto = PROTOS.get(str(f["proto"]).lower())
+        if proto is None:
+            raise SpecError(f"nat: {where}.proto: expected tcp or udp, got {f['proto']!r}")
+        port = _port(f"{where}.port", f["port"])
+        if self.port_lo <= port <= self.port_hi:
+            raise SpecError(f"nat: {where}.port: {port} lies inside port_range "
+                            f"{self.port_lo}-{self.port_hi}, which SNAT allocates from")
+        to = str(f["to"])
+        host, sep, tport = to.rpartition(":")
+        if not sep:
+            raise SpecError(f"nat: {where}.to: expected ADDR:PORT like 10.0.0.5:80, got {to!r}")
+        addr = _ipv4(f"{where}.to", host)
+        tport = _port(f"{where}.to", tport)
+        if not self.is_internal(int(addr)):
+            raise SpecError(f"nat: {where}.to: {addr} is not inside an internal prefix "
+                            f"(its replies would not be recognised)")
+        if (proto, port) in out:
+            raise SpecError(f"nat: {where}: a second forward for {f['proto']} port {port}")
+        out[(proto, port)] = (addr, tport)
+
+    def is_internal(self, addr: int) -> bool:
+        return any(addr & int(n.netmask) == int(n.network_address) for n in self.internal)
+
+    @property
+    def port_count(self) -> int:
+        return self.port_hi - self.port_lo + 1
+
+    def constants(self) -> dict[str, Any]:
+        nets = [int(n.network_address) for n in self.internal]
+        masks = [int(n.netmask) for n in self.internal]
+        pad = [0] * (MAX_INTERNAL - len(nets))
+        return {"external_ip": int(self.external_ip), "port_lo": self.port_lo,
+                "port_count": self.port_count, "n_internal": len(nets),
+                "internal_net": nets + pad, "internal_mask": masks + pad,
+                "table_full_pass": int(self.table_full == "pass")}
+
+    def populate(self, maps: NodeMaps) -> None:
+        fwd = maps["forwards"]
+        for (proto, port), (addr, tport) in self.forwards.items():
+            fwd[_fwd_key(proto, port)] = {"addr": _be32(int(addr)), "port": _be16(tport),
+                                          "pad": 0}
+
+    def set_forwards(self, maps: NodeMaps, forwards: Any) -> None:
+        """Replace the forwards while traffic flows (validated like the config key).
+
+        Each forward is one map entry, written or deleted atomically, so a packet
+        sees a forward either old or new.  New and changed forwards are written
+        before removed ones are deleted.  Existing DNAT connections keep the
+        target they were created with; only new flows see the change.
+        """
+        new = self._parse_forwards(forwards)
+        old, self.forwards = self.forwards, new
+        self.config["forwards"] = list(forwards)
+        self.populate(maps)
+        for proto, port in set(old) - set(new):
+            maps["forwards"].delete(_fwd_key(proto, port))
+
+    def model(self, capacity: int | None = None) -> NatModel:
+        return NatModel(self, capacity)
+
+
+def _fwd_key(proto: int, port: int) -> dict:
+    return {"port": _be16(port), "proto": proto, "pad": 0}
+
+
+def _be16(v: int) -> int:
+    """A host int whose in-memory (little-endian) bytes are *v* in network order."""
+    return int.from_bytes(v.to_bytes(2, "big"), "little")
+
+
+def _be32(v: int) -> int:
+    return int.from_bytes(v.to_bytes(4, "big"), "little")
+
+
+def counters(maps: NodeMaps) -> dict[str, int]:
+    """The NF's counters summed over CPUs, by name."""
+    stats = maps["stats"]
+    return {name: sum(stats[i]) for i, name in enumerate(COUNTERS)}
+
+
+# ---- reference model -------------------------------------------------------------------
+
+M32 = 0xFFFFFFFF
+
+
+def flow_hash(proto: int, saddr: int, daddr: int, sport: int, dport: int) -> int:
+    """The start of the external-port probe (same arithmetic as nat.c's flow_hash)."""
+    h = (saddr * 0x9E3779B1) & M32
+    h ^= daddr
+    h = (h * 0x85EBCA6B) & M32
+    h ^= (sport << 16) | dport
+    h = (h * 0xC2B2AE35) & M32
+    h ^= proto
+    h ^= h >> 15
+    return h
+
+
+def csum_adjust(check: int, old: bytes, new: bytes) -> int:
+    """RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m') over the 16-bit words of a field."""
+    s = (~check) & 0xFFFF
+    for i in range(0, len(old), 2):
+        s += (~int.from_bytes(old[i:i + 2], "big")) & 0xFFFF
+        s += int.from_bytes(new[i:i + 2], "big")
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+
+class NatModel:
+    """What bpf/nat.c does to a packet, with its own connection table and counters.
+
+    The table maps a wire tuple ``(proto, saddr, daddr, sport, dport)`` (ints;
+    ICMP echo: the id in both port fields) to ``(dir, addr, port)``: rewrite the
+    source (dir 0) or destination (dir 1) to addr:port.  It never evicts (the
+    tests stay far below the kernel table's size).
+    """
+
+    def __init__(self, nat: Nat, capacity: int | None = None):
+        self.nat = nat
+        self.capacity = capacity      # a non-evicting table of this many entries (tests)
+        self.ext = int(nat.external_ip)
+        self.table: dict[tuple, tuple[int, int, int]] = {}
+        self.counters = dict.fromkeys(COUNTERS, 0)
+
+    def _count(self, name: str) -> None:
+        self.counters[name] += 1
+
+    def _out(self, data: bytes) -> tuple[int, bytes]:
+        self._count("untouched")
+        return 0, data
+
+    def process(self, data: bytes) -> tuple[int, bytes]:
+        """(result: port 0 or a Verdict, the packet afterwards)."""
+        pkt = P.parse_packet(data)
+        if pkt.malformed:
+            self._count("malformed")
+            return Verdict.DROP, data
+        if not pkt.is_ipv4:
+            return self._out(data)
+        src = int.from_bytes(pkt.src, "big")
+        dst = int.from_bytes(pkt.dst, "big")
+        inside = self.nat.is_internal
+        if dst == self.ext and not inside(src):
+            outbound = False
+        elif dst != self.ext and inside(src) and not inside(dst):
+            outbound = True
+        else:
+            return self._out(data)
+        proto = pkt.l4_proto
+        if proto not in (P.IPPROTO_TCP, P.IPPROTO_UDP, P.IPPROTO_ICMP):
+            return self._out(data)
+        if pkt.flags & P.F_FRAG:
+            self._count("fragment")
+            return Verdict.DROP, data
+        if not pkt.has_l4:
+            return self._out(data)
+        if proto == P.IPPROTO_ICMP:
+            if pkt.dport >> 8 != (8 if outbound else 0):
+                return self._out(data)
+            tup = (proto, src, dst, pkt.sport, pkt.sport)
+        else:
+            tup = (proto, src, dst, pkt.sport, pkt.dport)
+
+        entry = self.table.get(tup)
+        if entry is None:
+            if outbound:
+                n = self.nat.port_count
+                start = flow_hash(*tup) % n
+                for i in range(min(PROBES, n)):
+                    port = self.nat.port_lo + (start + i) % n
+                    entry = (REWRITE_SRC, self.ext, port)
+                    claim = self._claim(tup, entry)
+                    if claim == "full":
+                        return self._table_full(data)
+                    if claim:
+                        self._count(claim)
+                        break
+                else:
+                    self._count("port_exhausted")
+                    return Verdict.DROP, data
+            else:
+                fwd = self.nat.forwards.get((proto, pkt.dport)) if proto != P.IPPROTO_ICMP else None
+                if fwd is None:
+                    return self._out(data)
+                entry = (REWRITE_DST, int(fwd[0]), fwd[1])
+                claim = self._claim(tup, entry)
+                if claim == "full":
+                    return self._table_full(data)
+                if not claim:
+                    self._count("dnat_clash")
+                    return Verdict.DROP, data
+                self._count("new_dnat" if claim == "new_snat" else claim)
+        out = self._rewrite(bytearray(data), pkt, entry)
+        self._count("xlate_src" if entry[0] == REWRITE_SRC else "xlate_dst")
+        return 0, bytes(out)
+
+    @staticmethod
+    def _reply_tuple(tup: tuple, entry: tuple) -> tuple[tuple, tuple]:
+        proto, src, dst, sport, dport = tup
+        d, addr, port = entry
+        if d == REWRITE_SRC:
+            back = (REWRITE_DST, src, sport)
+            after = (addr, port), (dst, dport)
+        else:
+            back = (REWRITE_SRC, dst, dport)
+            after = (src, sport), (addr, port)
+        (asrc, asport), (adst, adport) = after
+        if proto == P.IPPROTO_ICMP:
+            asport = adport = port
+        return (proto, adst, asrc, adport, asport), back
+
+    def _claim(self, tup: tuple, entry: tuple) -> str:
+        """Take the reply tuple for *entry*: "new_snat" (a new mapping), "repaired"
+        (the reply tuple already held this very mapping), "" (another flow's) or
+        "full" (no room for both entries)."""
+        reply, back = self._reply_tuple(tup, entry)
+        if reply in self.table:
+            if self.table[reply] != back:
+                return ""
+            if self._full(1):
+                return "full"
+            self.table[tup] = entry
+            return "repaired"
+        if self._full(2):
+            return "full"
+        self.table[reply] = back
+        self.table[tup] = entry
+        return "new_snat"
+
+    def _full(self, need: int) -> bool:
+        return self.capacity is not None and len(self.table) + need > self.capacity
+
+    def _table_full(self, data: bytes) -> tuple[int, bytes]:
+        self._count("table_full")
+        if self.nat.table_full == "pass":
+            return self._out(data)
+        return Verdict.DROP, data
+
+    @staticmethod
+    def _rewrite(buf: bytearray, pkt: P.Parsed, entry: tuple) -> bytearray:
+        d, addr, port = entry
+        l3, l4 = pkt.l3_off, pkt.l4_off
+        proto = pkt.l4_proto
+        addr_off = l3 + (12 if d == REWRITE_SRC else 16)
+        if proto == P.IPPROTO_ICMP:
+            port_off, csum_off = l4 + 4, l4 + 2
+        else:
+            port_off = l4 + (0 if d == REWRITE_SRC else 2)
+            csum_off = l4 + (16 if proto == P.IPPROTO_TCP else 6)
+        udp = proto == P.IPPROTO_UDP
+
+        def l4_adjust(old: bytes, new: bytes) -> None:
+            check = int.from_bytes(buf[csum_off:csum_off + 2], "big")
+            if udp and check == 0:
+                return                                  # no UDP checksum: stays none
+            v = csum_adjust(check, old, new)
+            if udp and v == 0:
+                v = 0xFFFF
+            buf[csum_off:csum_off + 2] = v.to_bytes(2, "big")
+
+        old_a, new_a = bytes(buf[addr_off:addr_off + 4]), addr.to_bytes(4, "big")
+        if old_a != new_a:
+            if proto != P.IPPROTO_ICMP:
+                l4_adjust(old_a, new_a)
+            ipc = int.from_bytes(buf[l3 + 10:l3 + 12], "big")
+            buf[l3 + 10:l3 + 12] = csum_adjust(ipc, old_a, new_a).to_bytes(2, "big")
+            buf[addr_off:addr_off + 4] = new_a
+        old_p, new_p = bytes(buf[port_off:port_off + 2]), port.to_bytes(2, "big")
+        if old_p != new_p:
+            l4_adjust(old_p, new_p)
+            buf[port_off:port_off + 2] = new_p
+        return buf
+
