@@ -1,0 +1,506 @@
+// SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause)
+/*
+ * lb: an L4 load balancer (IPv4 and IPv6, TCP and UDP).
+ *
+ * A packet to a VIP (daddr, dport, proto) is sent to one of the VIP's backends
+ * by rewriting its destination address and port (DNAT) and passing it on
+ * (port "out") for the kernel to route; a reply from a backend to a client is
+ * rewritten back so its source is the VIP.  The backend of a new flow comes
+ * from the VIP's Maglev lookup table (computed by the control plane in
+ * nfpipe/catalog/lb.py) at slot hash(5-tuple) % table_size; the choice is then
+ * pinned in a connection table (LRU hash), so established flows stay on their
+ * backend when the backend set changes, and a draining backend (left out of
+ * the lookup table, kept in the backend map) keeps its flows.
+ *
+ * Tables come in two generations per VIP; the control plane fills the inactive
+ * one and then flips the VIP's one-word generation, so a packet sees either the
+ * old table or the new one, never a mix.
+ *
+ * See docs/nf/lb.md for the config, the map layout and the design choices.
+ */
+#include <nfpipe/nf.h>
+
+/* Types and limits shared by every instance of this NF (guarded: fused mode
+ * includes this file once per node). */
+#ifndef NFP_LB_SHARED
+#define NFP_LB_SHARED
+
+#ifndef LB_MAX_VIPS
+#define LB_MAX_VIPS 16
+#endif
+#ifndef LB_MAX_TABLE
+#define LB_MAX_TABLE 65537          /* largest table_size a VIP may have */
+#endif
+#ifndef LB_MAX_BACKENDS
+#define LB_MAX_BACKENDS 1024        /* backend ids 1..LB_MAX_BACKENDS-1; 0 is "none" */
+#endif
+#ifndef LB_MAX_CONNS
+#define LB_MAX_CONNS 65536          /* connection-table entries (each direction) */
+#endif
+
+#define LB_MAX_L3_OFF 0x3f          /* Ethernet + 2 VLAN tags is 22 */
+#define LB_MAX_L4_OFF 0x3fff        /* IPv6 extension headers can push L4 far out */
+
+#define LB_FAMILY_V4 4
+#define LB_FAMILY_V6 6
+
+/* struct lb_vip.flags */
+#define LB_VIP_F_ADDR_ONLY 1        /* (addr, 0, proto): marks a VIP address for fragments */
+
+/* struct lb_backend.flags */
+#define LB_BE_F_VALID 1             /* configured (active or draining) */
+#define LB_BE_F_DRAINING 2          /* out of the lookup table: no new flows */
+
+/* Global counters (index of the lb stats array). */
+#define LB_STAT_MALFORMED 0         /* nfp_parse refused the packet: dropped */
+#define LB_STAT_FRAGMENT 1          /* a fragment to a VIP address: dropped */
+#define LB_STAT_PASSED 2            /* not VIP traffic, not a reply: untouched */
+#define LB_STAT_REWRITE_FAILED 3    /* a store or checksum helper failed: aborted */
+#define LB_STAT_COUNT 4
+
+struct lb_vip_key {
+	__be32 addr[4];             /* IPv4 in addr[0], other words zero */
+	__be16 port;                /* 0 only in an ADDR_ONLY marker */
+	__u8 proto;                 /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 family;                /* LB_FAMILY_V4 / LB_FAMILY_V6 */
+};
+
+struct lb_vip {
+	__u32 index;                /* 0..LB_MAX_VIPS-1: row of the per-VIP arrays */
+	__u32 flags;
+};
+
+struct lb_backend {
+	__be32 addr[4];
+	__be16 port;
+	__u8 family;
+	__u8 flags;                 /* LB_BE_F_* (0: free id or removed backend) */
+	__u32 vip;                  /* index of the VIP it serves */
+};
+
+/* A flow as seen on the wire: client -> VIP for conns, backend -> client for rconns. */
+struct lb_flow {
+	__be32 saddr[4];
+	__be32 daddr[4];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u16 pad;
+};
+
+struct lb_conn {
+	__u32 backend;
+	__u32 vip;
+};
+
+struct lb_rconn {
+	__be32 vaddr[4];            /* the VIP the client talked to */
+	__be16 vport;
+	__u16 pad;
+	__u32 backend;
+	__u32 vip;
+};
+
+struct lb_vip_stats {
+	__u64 packets;              /* client -> VIP packets forwarded */
+	__u64 bytes;
+	__u64 new_flows;            /* flows given a backend from the lookup table */
+	__u64 no_backend;           /* dropped: the table had no backend (all draining) */
+	__u64 reply_packets;        /* backend -> client packets translated back */
+	__u64 reply_bytes;
+};
+
+struct lb_backend_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u64 new_flows;
+	__u64 reply_packets;
+	__u64 reply_bytes;
+};
+
+#endif /* NFP_LB_SHARED */
+
+/* Seed of the flow hash (the control plane's model uses the same). */
+NFP_CONST(__u32, hash_seed) = 0x6c62;
+
+/* VIP (addr, port, proto) -> index; plus ADDR_ONLY markers (port 0). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * LB_MAX_VIPS);
+	__type(key, struct lb_vip_key);
+	__type(value, struct lb_vip);
+} NFP_NAME(vips) SEC(".maps");
+
+/* VIP index -> its active table generation (0 or 1); written last on an update. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_MAX_VIPS);
+	__type(key, __u32);
+	__type(value, __u32);
+} NFP_NAME(active) SEC(".maps");
+
+/* vip * 2 + gen -> that generation's table size (a prime <= LB_MAX_TABLE). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * LB_MAX_VIPS);
+	__type(key, __u32);
+	__type(value, __u32);
+} NFP_NAME(table_size) SEC(".maps");
+
+/* (vip * 2 + gen) * LB_MAX_TABLE + slot -> backend id (0: no backend). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * LB_MAX_VIPS * LB_MAX_TABLE);
+	__type(key, __u32);
+	__type(value, __u32);
+} NFP_NAME(tables) SEC(".maps");
+
+/* backend id -> where it is; kept while draining, cleared when removed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct lb_backend);
+} NFP_NAME(backends) SEC(".maps");
+
+/* client -> VIP flow -> its backend. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LB_MAX_CONNS);
+	__type(key, struct lb_flow);
+	__type(value, struct lb_conn);
+} NFP_NAME(conns) SEC(".maps");
+
+/* backend -> client flow -> the VIP to put back as the source. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LB_MAX_CONNS);
+	__type(key, struct lb_flow);
+	__type(value, struct lb_rconn);
+} NFP_NAME(rconns) SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LB_MAX_VIPS);
+	__type(key, __u32);
+	__type(value, struct lb_vip_stats);
+} NFP_NAME(vip_stats) SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LB_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct lb_backend_stats);
+} NFP_NAME(backend_stats) SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LB_STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} NFP_NAME(stats) SEC(".maps");
+
+static __always_inline void NFP_NAME(count)(__u32 what)
+{
+	__u64 *c = bpf_map_lookup_elem(&NFP_NAME(stats), &what);
+
+	if (c)
+		*c += 1;
+}
+
+/* ---- flow hash (nfpipe/catalog/lb.py: flow_hash is its twin) ------------------------ */
+
+static __always_inline __u32 NFP_NAME(rotl)(__u32 x, int r)
+{
+	return (x << r) | (x >> (32 - r));
+}
+
+/* One 32-bit word into the state: the Murmur3 block step. */
+static __always_inline __u32 NFP_NAME(mix)(__u32 h, __u32 w)
+{
+	w *= 0xcc9e2d51;
+	w = NFP_NAME(rotl)(w, 15);
+	w *= 0x1b873593;
+	h ^= w;
+	h = NFP_NAME(rotl)(h, 13);
+	return h * 5 + 0xe6546b64;
+}
+
+/* The words are the flow's bytes read as little-endian u32s: saddr[0..3],
+ * daddr[0..3], sport | dport << 16 (wire bytes), proto | family << 8. */
+static __always_inline __u32 NFP_NAME(flow_hash)(const struct lb_flow *f)
+{
+	__u32 h = NFP_CFG(hash_seed);
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 4; i++)
+		h = NFP_NAME(mix)(h, f->saddr[i]);
+#pragma unroll
+	for (i = 0; i < 4; i++)
+		h = NFP_NAME(mix)(h, f->daddr[i]);
+	h = NFP_NAME(mix)(h, (__u32)f->sport | (__u32)f->dport << 16);
+	h = NFP_NAME(mix)(h, (__u32)f->proto | (__u32)f->family << 8);
+	h ^= 40;                                     /* bytes hashed */
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
+/* The value unchanged, but unknown to the optimizer from here on. */
+static __always_inline __u32 NFP_NAME(opaque)(__u32 v)
+{
+	asm volatile("" : "+r"(v));
+	return v;
+}
+
+/* ---- rewriting ---------------------------------------------------------------------- */
+
+/*
+ * Replace the address at packet offset `addr_off` (4 or 16 bytes, per family)
+ * and the port at `port_off` by `addr` / `port`, keeping the IPv4 header
+ * checksum and the TCP/UDP checksum (whose pseudo-header holds the address)
+ * right.  `old` is the current address as parsed.  Returns 0 or -1.
+ */
+static __always_inline int NFP_NAME(rewrite)(struct nfp_ctx *ctx, const struct nfp_pkt *p,
+					     int is_src, const __be32 *old, const __be32 *addr,
+					     __be16 old_port, __be16 port)
+{
+	__u32 l3 = p->l3_off, l4 = p->l4_off, csum_off, addr_off, port_off;
+	int udp = p->l4_proto == IPPROTO_UDP ? NFP_CSUM_UDP : 0;
+	int i;
+
+	/* Bound the offsets for the verifier (nfp_ptr's mask alone leaves 0xffff,
+	 * too far for a packet-pointer range); real packets are far below these. */
+	if (l3 > LB_MAX_L3_OFF || l4 > LB_MAX_L4_OFF)
+		return -1;
+	l3 &= LB_MAX_L3_OFF;
+	l4 &= LB_MAX_L4_OFF;
+	csum_off = l4 + (p->l4_proto == IPPROTO_TCP ? 16 : 6);
+	port_off = l4 + (is_src ? 0 : 2);
+	if (p->l3_proto == ETH_P_IP)
+		addr_off = l3 + (is_src ? 12 : 16);
+	else
+		addr_off = l3 + (is_src ? 8 : 24);
+
+	/*
+	 * Each offset goes through NFP_NAME(opaque) so the compiler cannot derive
+	 * one bounds check from another (the verifier tracks each packet pointer on
+	 * its own and would reject the store whose check was folded away).  The
+	 * checksum updates take the old values as arguments, so their order with
+	 * the stores does not matter.
+	 */
+	if (p->l3_proto == ETH_P_IP) {
+		if (nfp_l3_csum_replace(ctx, NFP_NAME(opaque)(l3 + 10), old[0], addr[0], 4))
+			return -1;
+		if (nfp_store(ctx, NFP_NAME(opaque)(addr_off), addr, 4))
+			return -1;
+	} else {
+		if (nfp_store(ctx, NFP_NAME(opaque)(addr_off), addr, 16))
+			return -1;
+	}
+	if (nfp_store(ctx, NFP_NAME(opaque)(port_off), &port, 2))
+		return -1;
+	if (p->l3_proto == ETH_P_IP) {
+		if (nfp_l4_csum_replace(ctx, NFP_NAME(opaque)(csum_off), old[0], addr[0],
+					NFP_CSUM_PSEUDO | udp | 4))
+			return -1;
+	} else {
+#pragma unroll
+		for (i = 0; i < 4; i++)
+			if (nfp_l4_csum_replace(ctx, NFP_NAME(opaque)(csum_off), old[i], addr[i],
+						NFP_CSUM_PSEUDO | udp | 4))
+				return -1;
+	}
+	if (nfp_l4_csum_replace(ctx, NFP_NAME(opaque)(csum_off), old_port, port, udp | 2))
+		return -1;
+	return 0;
+}
+
+/* ---- client -> VIP ------------------------------------------------------------------------ */
+
+static __always_inline int NFP_NAME(forward)(struct nfp_ctx *ctx, struct nfp_meta *meta,
+					     __u32 vip, __u32 len)
+{
+	struct nfp_pkt *p = &meta->pkt;
+	struct lb_flow flow = {};
+	struct lb_conn *c, conn = {};
+	struct lb_backend *be = 0, target;
+	struct lb_vip_stats *vs;
+	struct lb_backend_stats *bs;
+	__u32 id = 0, *gen, *size, *slot_id, key;
+	int is_new = 0;
+
+	__builtin_memcpy(flow.saddr, p->saddr, 16);
+	__builtin_memcpy(flow.daddr, p->daddr, 16);
+	flow.sport = p->sport;
+	flow.dport = p->dport;
+	flow.proto = p->l4_proto;
+	flow.family = p->l3_proto == ETH_P_IP ? LB_FAMILY_V4 : LB_FAMILY_V6;
+
+	vs = bpf_map_lookup_elem(&NFP_NAME(vip_stats), &vip);
+
+	/* An established flow keeps its backend while that backend is configured
+	 * for this VIP (active or draining). */
+	c = bpf_map_lookup_elem(&NFP_NAME(conns), &flow);
+	if (c && c->vip == vip) {
+		id = c->backend;
+		be = bpf_map_lookup_elem(&NFP_NAME(backends), &id);
+		if (be && (!(be->flags & LB_BE_F_VALID) || be->vip != vip))
+			be = 0;
+	}
+	if (!be) {
+		/* A new flow (or one whose backend was removed): the lookup table. */
+		gen = bpf_map_lookup_elem(&NFP_NAME(active), &vip);
+		if (!gen)
+			return NFP_ABORTED;
+		key = vip * 2 + (*gen & 1);
+		size = bpf_map_lookup_elem(&NFP_NAME(table_size), &key);
+		id = 0;
+		if (size && *size && *size <= LB_MAX_TABLE) {
+			key = key * LB_MAX_TABLE + NFP_NAME(flow_hash)(&flow) % *size;
+			slot_id = bpf_map_lookup_elem(&NFP_NAME(tables), &key);
+			if (slot_id)
+				id = *slot_id;
+		}
+		be = id ? bpf_map_lookup_elem(&NFP_NAME(backends), &id) : 0;
+		if (!be || !(be->flags & LB_BE_F_VALID) || be->vip != vip) {
+			if (vs)
+				vs->no_backend++;
+			return NFP_DROP;
+		}
+		is_new = 1;
+	}
+	target = *be;
+	meta->backend = id;
+
+	if (is_new) {
+		struct lb_flow rflow = {};
+		struct lb_rconn r = {};
+
+		conn.backend = id;
+		conn.vip = vip;
+		bpf_map_update_elem(&NFP_NAME(conns), &flow, &conn, BPF_ANY);
+		__builtin_memcpy(rflow.saddr, target.addr, 16);
+		__builtin_memcpy(rflow.daddr, flow.saddr, 16);
+		rflow.sport = target.port;
+		rflow.dport = flow.sport;
+		rflow.proto = flow.proto;
+		rflow.family = flow.family;
+		__builtin_memcpy(r.vaddr, flow.daddr, 16);
+		r.vport = flow.dport;
+		r.backend = id;
+		r.vip = vip;
+		bpf_map_update_elem(&NFP_NAME(rconns), &rflow, &r, BPF_ANY);
+	}
+
+	if (NFP_NAME(rewrite)(ctx, p, 0, flow.daddr, target.addr, flow.dport, target.port)) {
+		NFP_NAME(count)(LB_STAT_REWRITE_FAILED);
+		return NFP_ABORTED;
+	}
+	/* The parse stays valid (no header moved) but now describes the new packet. */
+	__builtin_memcpy(p->daddr, target.addr, 16);
+	p->dport = target.port;
+
+	if (vs) {
+		vs->packets++;
+		vs->bytes += len;
+		vs->new_flows += is_new;
+	}
+	bs = bpf_map_lookup_elem(&NFP_NAME(backend_stats), &id);
+	if (bs) {
+		bs->packets++;
+		bs->bytes += len;
+		bs->new_flows += is_new;
+	}
+	return NFP_PORT(0);
+}
+
+/* ---- backend -> client ------------------------------------------------------------------- */
+
+static __always_inline int NFP_NAME(reply)(struct nfp_ctx *ctx, struct nfp_meta *meta, __u32 len)
+{
+	struct nfp_pkt *p = &meta->pkt;
+	struct lb_flow flow = {};
+	struct lb_rconn *rp, r;
+	struct lb_vip_stats *vs;
+	struct lb_backend_stats *bs;
+
+	__builtin_memcpy(flow.saddr, p->saddr, 16);
+	__builtin_memcpy(flow.daddr, p->daddr, 16);
+	flow.sport = p->sport;
+	flow.dport = p->dport;
+	flow.proto = p->l4_proto;
+	flow.family = p->l3_proto == ETH_P_IP ? LB_FAMILY_V4 : LB_FAMILY_V6;
+
+	rp = bpf_map_lookup_elem(&NFP_NAME(rconns), &flow);
+	if (!rp) {
+		NFP_NAME(count)(LB_STAT_PASSED);
+		return NFP_PORT(0);
+	}
+	r = *rp;
+	if (NFP_NAME(rewrite)(ctx, p, 1, flow.saddr, r.vaddr, flow.sport, r.vport)) {
+		NFP_NAME(count)(LB_STAT_REWRITE_FAILED);
+		return NFP_ABORTED;
+	}
+	__builtin_memcpy(p->saddr, r.vaddr, 16);
+	p->sport = r.vport;
+	meta->backend = r.backend;
+
+	vs = bpf_map_lookup_elem(&NFP_NAME(vip_stats), &r.vip);
+	if (vs) {
+		vs->reply_packets++;
+		vs->reply_bytes += len;
+	}
+	bs = bpf_map_lookup_elem(&NFP_NAME(backend_stats), &r.backend);
+	if (bs) {
+		bs->reply_packets++;
+		bs->reply_bytes += len;
+	}
+	return NFP_PORT(0);
+}
+
+/* ---- the NF --------------------------------------------------------------------------------- */
+
+static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_meta *meta)
+{
+	struct nfp_pkt *p = &meta->pkt;
+	struct lb_vip_key vk = {};
+	struct lb_vip *v;
+	__u32 len = nfp_pkt_len(ctx);
+
+	if (nfp_parse(ctx, meta) < 0) {
+		/* Cannot tell whether it is for a VIP, cannot translate it: drop. */
+		NFP_NAME(count)(LB_STAT_MALFORMED);
+		return NFP_DROP;
+	}
+	if ((p->l3_proto != ETH_P_IP && p->l3_proto != ETH_P_IPV6) ||
+	    (p->l4_proto != IPPROTO_TCP && p->l4_proto != IPPROTO_UDP)) {
+		NFP_NAME(count)(LB_STAT_PASSED);
+		return NFP_PORT(0);
+	}
+	__builtin_memcpy(vk.addr, p->daddr, 16);
+	vk.proto = p->l4_proto;
+	vk.family = p->l3_proto == ETH_P_IP ? LB_FAMILY_V4 : LB_FAMILY_V6;
+
+	if (p->flags & NFP_F_FRAG) {
+		/* Later fragments carry no ports: no backend can be chosen for them, and
+		 * forwarding only the first would be worse than nothing. */
+		vk.port = 0;
+		if (bpf_map_lookup_elem(&NFP_NAME(vips), &vk)) {
+			NFP_NAME(count)(LB_STAT_FRAGMENT);
+			return NFP_DROP;
+		}
+		NFP_NAME(count)(LB_STAT_PASSED);
+		return NFP_PORT(0);
+	}
+	vk.port = p->dport;
+	v = bpf_map_lookup_elem(&NFP_NAME(vips), &vk);
+	if (v && !(v->flags & LB_VIP_F_ADDR_ONLY))
+		return NFP_NAME(forward)(ctx, meta, v->index, len);
+	return NFP_NAME(reply)(ctx, meta, len);
+}

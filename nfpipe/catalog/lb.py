@@ -1,0 +1,633 @@
+"""lb: an L4 load balancer with weighted Maglev hashing, a connection table and DNAT.
+
+Data plane: ``bpf/lb.c``.  Config (a pipeline node's ``config:``)::
+
+    vips:
+      - vip: "10.100.0.1:80"          # or "[2001:db8::1]:443"
+        proto: tcp                    # tcp | udp
+        table_size: 65537             # a prime, >= the sum of the weights (default 65537)
+        backends:
+          - {addr: "10.0.1.1:8080", weight: 2}            # state: active (default)
+          - {addr: "10.0.1.2:8080", weight: 1, state: draining}
+    hash_seed: 27746                  # optional: seed of the flow hash
+
+``LoadBalancer.update(maps, config)`` changes VIPs and backends while traffic
+flows; ``LBModel`` is the reference model the kernel tests compare against.
+See docs/nf/lb.md.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from nfpipe.catalog import parse as P
+from nfpipe.catalog.base import NetworkFunction, NodeMaps, Verdict
+from nfpipe.errors import SpecError
+
+# Limits compiled into bpf/lb.c (its LB_MAX_* defaults).
+MAX_VIPS = 16
+MAX_TABLE = 65537
+MAX_BACKENDS = 1024          # ids 1..1023; 0 means "no backend"
+MAX_CONNS = 65536
+DEFAULT_TABLE_SIZE = 65537
+DEFAULT_SEED = 0x6C62
+MAX_WEIGHT = 10000
+
+FAMILY_V4, FAMILY_V6 = 4, 6
+VIP_F_ADDR_ONLY = 1
+BE_F_VALID, BE_F_DRAINING = 1, 2
+STAT_NAMES = ("malformed", "fragment", "passed", "rewrite_failed")
+PROTOS = {"tcp": P.IPPROTO_TCP, "udp": P.IPPROTO_UDP}
+STATES = ("active", "draining")
+M32 = 0xFFFFFFFF
+
+
+# ---- config -------------------------------------------------------------------------------
+
+def is_prime(n: int) -> bool:
+    if n < 2:
+        return False
+    if n % 2 == 0:
+        return n == 2
+    i = 3
+    while i * i <= n:
+        if n % i == 0:
+            return False
+        i += 2
+    return True
+
+
+def parse_endpoint(text: Any, where: str) -> tuple[int, bytes, int, str]:
+    """'10.0.0.1:80' or '[2001:db8::1]:80' -> (family, address bytes, port, canonical text)."""
+    if not isinstance(text, str):
+        raise SpecError(f"lb: {where}: expected 'ADDRESS:PORT' (IPv6 as '[ADDRESS]:PORT'), "
+                        f"got {text!r}")
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+    else:
+        host, sep, port = text.rpartition(":")
+        if ":" in host:
+            sep = ""                 # an unbracketed IPv6 address: ambiguous
+    if not sep:
+        raise SpecError(f"lb: {where}: expected 'ADDRESS:PORT' (IPv6 as '[ADDRESS]:PORT'), "
+                        f"got {text!r}")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise SpecError(f"lb: {where}: {host!r} is not an IPv4 or IPv6 address "
+                        f"(in {text!r})") from None
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise SpecError(f"lb: {where}: port must be 1..65535, got {port!r} (in {text!r})")
+    family = FAMILY_V4 if ip.version == 4 else FAMILY_V6
+    canon = f"{ip}:{int(port)}" if family == FAMILY_V4 else f"[{ip}]:{int(port)}"
+    return family, ip.packed, int(port), canon
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str                # canonical "addr:port"
+    family: int
+    addr: bytes
+    port: int
+    weight: int
+    draining: bool
+
+
+@dataclass(frozen=True)
+class VipSpec:
+    name: str
+    family: int
+    addr: bytes
+    port: int
+    proto: int
+    table_size: int
+    backends: tuple[BackendSpec, ...]
+
+    @property
+    def key(self) -> tuple[int, bytes, int, int]:
+        return (self.family, self.addr, self.port, self.proto)
+
+
+def _check_keys(d: Any, allowed: set[str], where: str) -> None:
+    if not isinstance(d, Mapping):
+        raise SpecError(f"lb: {where}: expected a mapping, got {d!r}")
+    unknown = set(d) - allowed
+    if unknown:
+        raise SpecError(f"lb: {where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
+                        f"(known: {', '.join(sorted(allowed))})")
+
+
+def _int(v: Any, where: str, lo: int, hi: int, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise SpecError(f"lb: {where}: expected {what} ({lo}..{hi}), got {v!r}")
+    return v
+
+
+def parse_vips(raw: Any) -> tuple[VipSpec, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise SpecError(f"lb: vips: expected a non-empty list of VIPs, got {raw!r}")
+    if len(raw) > MAX_VIPS:
+        raise SpecError(f"lb: vips: at most {MAX_VIPS} VIPs (LB_MAX_VIPS), got {len(raw)}")
+    vips: list[VipSpec] = []
+    seen: set = set()
+    n_backends = 0
+    for i, v in enumerate(raw):
+        w = f"vips[{i}]"
+        _check_keys(v, {"vip", "proto", "table_size", "backends"}, w)
+        if "vip" not in v:
+            raise SpecError(f"lb: {w}.vip: missing (expected 'ADDRESS:PORT')")
+        family, addr, port, name = parse_endpoint(v["vip"], f"{w}.vip")
+        proto_name = v.get("proto", "tcp")
+        if proto_name not in PROTOS:
+            raise SpecError(f"lb: {w}.proto: expected one of tcp, udp, got {proto_name!r}")
+        proto = PROTOS[proto_name]
+        size = v.get("table_size", DEFAULT_TABLE_SIZE)
+        _int(size, f"{w}.table_size", 2, MAX_TABLE, "a prime table size")
+        if not is_prime(size):
+            raise SpecError(f"lb: {w}.table_size: {size} is not a prime (Maglev needs a prime "
+                            f"table size, e.g. 65537, 16381, 4099, 1021)")
+        key = (family, addr, port, proto)
+        if key in seen:
+            raise SpecError(f"lb: {w}.vip: duplicate VIP {name}/{proto_name}")
+        seen.add(key)
+        braw = v.get("backends")
+        if not isinstance(braw, list) or not braw:
+            raise SpecError(f"lb: {w}.backends: expected a non-empty list of backends, "
+                            f"got {braw!r}")
+        backends: list[BackendSpec] = []
+        names: set[str] = set()
+        for j, b in enumerate(braw):
+            bw = f"{w}.backends[{j}]"
+            _check_keys(b, {"addr", "weight", "state"}, bw)
+            if "addr" not in b:
+                raise SpecError(f"lb: {bw}.addr: missing (expected 'ADDRESS:PORT')")
+            bfam, baddr, bport, bname = parse_endpoint(b["addr"], f"{bw}.addr")
+            if bfam != family:
+                raise SpecError(f"lb: {bw}.addr: {bname} is IPv{bfam} but the VIP {name} is "
+                                f"IPv{family} (the LB rewrites addresses, it does not "
+                                f"translate between families)")
+            weight = _int(b.get("weight", 1), f"{bw}.weight", 1, MAX_WEIGHT,
+                          "a positive integer weight")
+            state = b.get("state", "active")
+            if state not in STATES:
+                raise SpecError(f"lb: {bw}.state: expected active or draining, got {state!r}")
+            if bname in names:
+                raise SpecError(f"lb: {bw}.addr: duplicate backend {bname} in VIP {name}")
+            names.add(bname)
+            backends.append(BackendSpec(bname, bfam, baddr, bport, weight, state == "draining"))
+        total = sum(b.weight for b in backends)
+        if total > size:
+            raise SpecError(f"lb: {w}.table_size: {size} slots cannot share out weights that "
+                            f"sum to {total}; use a larger prime table_size")
+        n_backends += len(backends)
+        vips.append(VipSpec(name, family, addr, port, proto, size, tuple(backends)))
+    if n_backends > MAX_BACKENDS - 1:
+        raise SpecError(f"lb: vips: at most {MAX_BACKENDS - 1} backends in all "
+                        f"(LB_MAX_BACKENDS), got {n_backends}")
+    return tuple(vips)
+
+
+# ---- Maglev -------------------------------------------------------------------------------
+
+def _permutation(name: str, size: int) -> tuple[int, int]:
+    d = hashlib.blake2b(name.encode(), digest_size=16, person=b"nfpipe-lb").digest()
+    offset = int.from_bytes(d[:8], "little") % size
+    skip = int.from_bytes(d[8:], "little") % (size - 1) + 1
+    return offset, skip
+
+
+def maglev_table(backends: list[tuple[str, int, int]], size: int,
+                 prev: list[int] | None = None) -> list[int]:
+    """Weighted Maglev lookup table of *size* slots (a prime) from (name, weight, id).
+
+    Every backend walks its own permutation of the slots (offset and skip from a
+    hash of its name); in each round a backend takes ``weight`` turns, each
+    claiming its next still-free preferred slot, so its share of the slots is
+    proportional to its weight (to within weight/size).  With *prev* (a table
+    whose backends are a superset of these, same weights), the slots of the
+    backends still present are kept and only the freed slots are refilled the
+    same way: removing or draining a backend moves only its own slots.
+    """
+    table = [0] * size
+    if not backends:
+        return table
+    order = sorted(backends)
+    filled = 0
+    if prev is not None:
+        keep = {bid for _, _, bid in order}
+        for i, bid in enumerate(prev):
+            if bid in keep:
+                table[i] = bid
+                filled += 1
+    perms = [(*_permutation(name, size), weight, bid) for name, weight, bid in order]
+    nxt = [0] * len(perms)
+    while filled < size:
+        for k, (offset, skip, weight, bid) in enumerate(perms):
+            for _ in range(weight):
+                j = nxt[k]
+                c = (offset + j * skip) % size
+                while table[c]:
+                    j += 1
+                    c = (offset + j * skip) % size
+                table[c] = bid
+                nxt[k] = j + 1
+                filled += 1
+                if filled == size:
+                    return table
+    return table
+
+
+# ---- flow hash: the twin of lb.c's flow_hash -----------------------------------------------
+
+def _rotl(x: int, r: int) -> int:
+    return ((x << r) | (x >> (32 - r))) & M32
+
+
+def _mix(h: int, w: int) -> int:
+    w = (w * 0xCC9E2D51) & M32
+    w = _rotl(w, 15)
+    w = (w * 0x1B873593) & M32
+    h ^= w
+    h = _rotl(h, 13)
+    return (h * 5 + 0xE6546B64) & M32
+
+
+def flow_hash(seed: int, family: int, saddr: bytes, daddr: bytes, sport: int, dport: int,
+              proto: int) -> int:
+    """Hash of a flow as lb.c computes it (addresses as wire bytes, ports as numbers)."""
+    h = seed & M32
+    for w in struct.unpack("<8I", saddr.ljust(16, b"\0") + daddr.ljust(16, b"\0")):
+        h = _mix(h, w)
+    h = _mix(h, int.from_bytes(struct.pack("!HH", sport, dport), "little"))
+    h = _mix(h, proto | family << 8)
+    h ^= 40
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & M32
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & M32
+    h ^= h >> 16
+    return h
+
+
+# ---- plan: what the maps hold ---------------------------------------------------------------
+
+@dataclass
+class Plan:
+    """The control plane's view of the maps: indices, ids, tables and generations."""
+
+    vips: dict[tuple, VipSpec] = field(default_factory=dict)          # key -> spec
+    vip_index: dict[tuple, int] = field(default_factory=dict)
+    gen: dict[tuple, int] = field(default_factory=dict)               # active generation
+    tables: dict[tuple, list[int]] = field(default_factory=dict)      # active table
+    active_weights: dict[tuple, dict[int, int]] = field(default_factory=dict)
+    backend_id: dict[tuple, int] = field(default_factory=dict)        # (vip key, name) -> id
+    backends: dict[int, tuple[int, BackendSpec]] = field(default_factory=dict)  # id -> (vip, b)
+
+    def by_index(self) -> dict[int, VipSpec]:
+        return {self.vip_index[k]: v for k, v in self.vips.items()}
+
+    def vip_addrs(self) -> set[tuple[int, bytes, int]]:
+        return {(v.family, v.addr, v.proto) for v in self.vips.values()}
+
+
+def make_plan(vips: tuple[VipSpec, ...], prev: Plan | None) -> Plan:
+    prev = prev or Plan()
+    plan = Plan()
+    # New VIPs and backends get indices/ids that nothing in the previous plan holds, so
+    # that the maps of a VIP or backend removed by this same update, still live until
+    # the update completes, are never overwritten under its packets; ids freed by this
+    # update become free for the next one (last resort: reuse them now).
+    used_idx = {prev.vip_index[v.key] for v in vips if v.key in prev.vip_index}
+    old_idx = set(prev.vip_index.values())
+    free_idx = iter(sorted((i for i in range(MAX_VIPS) if i not in used_idx),
+                           key=lambda i: (i in old_idx, i)))
+    used_ids = {prev.backend_id[(v.key, b.name)] for v in vips for b in v.backends
+                if (v.key, b.name) in prev.backend_id}
+    free_ids = iter(sorted((i for i in range(1, MAX_BACKENDS) if i not in used_ids),
+                           key=lambda i: (i in prev.backends, i)))
+    for v in vips:
+        k = v.key
+        plan.vips[k] = v
+        idx = prev.vip_index[k] if k in prev.vip_index else next(free_idx)
+        plan.vip_index[k] = idx
+        for b in v.backends:
+            bid = prev.backend_id.get((k, b.name))
+            if bid is None:
+                bid = next(free_ids)
+            plan.backend_id[(k, b.name)] = bid
+            plan.backends[bid] = (idx, b)
+        active = {plan.backend_id[(k, b.name)]: b.weight for b in v.backends if not b.draining}
+        entries = [(b.name, b.weight, plan.backend_id[(k, b.name)])
+                   for b in v.backends if not b.draining]
+        plan.active_weights[k] = active
+        old = prev.tables.get(k)
+        if old is not None and len(old) == v.table_size and active == prev.active_weights[k]:
+            plan.tables[k] = old                          # unchanged: no new generation
+            plan.gen[k] = prev.gen[k]
+            continue
+        old_w = prev.active_weights.get(k, {})
+        incremental = (old is not None and len(old) == v.table_size and active and
+                       all(old_w.get(bid) == w for bid, w in active.items()))
+        plan.tables[k] = maglev_table(entries, v.table_size, old if incremental else None)
+        plan.gen[k] = 1 - prev.gen[k] if k in prev.gen else 0
+    return plan
+
+
+# ---- the NF ---------------------------------------------------------------------------------
+
+def _addr16(addr: bytes) -> list[int]:
+    """Address bytes -> the __be32[4] words as BTF-decoded ints (little-endian host)."""
+    return list(struct.unpack("<4I", addr.ljust(16, b"\0")))
+
+
+def _be16(port: int) -> int:
+    """A port number -> its __be16 field value as the codec sees it (host order)."""
+    return int.from_bytes(port.to_bytes(2, "big"), "little")
+
+
+class LoadBalancer(NetworkFunction):
+    """L4 load balancer: VIPs -> weighted Maglev over backends, conntrack, DNAT."""
+
+    kind = "lb"
+    source_name = "lb.c"
+    ports = ("out",)
+    config_keys = frozenset({"vips", "hash_seed"})
+
+    def __init__(self, config: Mapping[str, Any] | None = None):
+        super().__init__(config)
+        if "vips" not in self.config:
+            raise SpecError("lb: vips: missing (expected a list of VIPs with their backends)")
+        self.vips = parse_vips(self.config["vips"])
+        self.hash_seed = _int(self.config.get("hash_seed", DEFAULT_SEED), "hash_seed", 0, M32,
+                              "an unsigned 32-bit integer")
+        self.plan = make_plan(self.vips, None)
+
+    def constants(self) -> dict[str, Any]:
+        return {"hash_seed": self.hash_seed}
+
+    # -- writing the maps --
+
+    def _write_backends(self, maps: NodeMaps, plan: Plan, only_changed_from: Plan | None):
+        be_map = maps["backends"]
+        for bid, (idx, b) in sorted(plan.backends.items()):
+            if only_changed_from is not None and only_changed_from.backends.get(bid) == (idx, b):
+                continue
+            be_map[bid] = {"addr": _addr16(b.addr), "port": _be16(b.port),
+                           "family": b.family,
+                           "flags": BE_F_VALID | (BE_F_DRAINING if b.draining else 0),
+                           "vip": idx}
+
+    def _write_table(self, maps: NodeMaps, idx: int, gen: int, table: list[int]) -> None:
+        from nfpipe.kernel import syscall as sc
+        base = (idx * 2 + gen) * MAX_TABLE
+        keys = [struct.pack("<I", base + i) for i in range(len(table))]
+        values = [struct.pack("<I", bid) for bid in table]
+        sc.map_update_batch(maps["tables"].fd, keys, values)
+        maps["table_size"][idx * 2 + gen] = len(table)
+
+    def _vip_keys(self, plan: Plan) -> dict[tuple, dict]:
+        """vips map contents: each VIP, plus an ADDR_ONLY marker per (addr, proto)."""
+        out: dict[tuple, dict] = {}
+        for k, v in plan.vips.items():
+            out[(v.family, v.addr, v.port, v.proto)] = {"index": plan.vip_index[k], "flags": 0}
+            out.setdefault((v.family, v.addr, 0, v.proto),
+                           {"index": plan.vip_index[k], "flags": VIP_F_ADDR_ONLY})
+        return out
+
+    @staticmethod
+    def _vip_key(k: tuple) -> dict:
+        family, addr, port, proto = k
+        return {"addr": _addr16(addr), "port": _be16(port), "proto": proto, "family": family}
+
+    def populate(self, maps: NodeMaps) -> None:
+        self._apply(maps, self.plan, None)
+
+    def _apply(self, maps: NodeMaps, plan: Plan, prev: Plan | None) -> None:
+        # 1. backends first: a table may only name ids that exist.
+        self._write_backends(maps, plan, prev)
+        for bid in plan.backends:
+            if prev is None or bid not in prev.backends:       # a new id starts from zero
+                maps["backend_stats"][bid] = dict.fromkeys(
+                    ("packets", "bytes", "new_flows", "reply_packets", "reply_bytes"), 0)
+        # 2. per VIP: the inactive generation's table and size, then the active word.
+        for k, v in plan.vips.items():
+            idx, gen = plan.vip_index[k], plan.gen[k]
+            if prev is not None and k in prev.vips and prev.gen[k] == gen:
+                continue                                 # table unchanged
+            self._write_table(maps, idx, gen, plan.tables[k])
+            if prev is None or k not in prev.vips:
+                zero = {n: 0 for n in ("packets", "bytes", "new_flows", "no_backend",
+                                       "reply_packets", "reply_bytes")}
+                maps["vip_stats"][idx] = zero
+            maps["active"][idx] = gen                    # the switch: one word
+        # 3. VIP keys: new ones now (their tables are ready), stale ones removed.
+        new_keys = self._vip_keys(plan)
+        old_keys = self._vip_keys(prev) if prev is not None else {}
+        for k, val in new_keys.items():
+            if old_keys.get(k) != val:
+                maps["vips"][self._vip_key(k)] = val
+        for k in old_keys.keys() - new_keys.keys():
+            maps["vips"].delete(self._vip_key(k))
+        # 4. removed backends: no table names them any more.
+        if prev is not None:
+            for bid in prev.backends.keys() - plan.backends.keys():
+                maps["backends"][bid] = {"addr": [0] * 4, "port": 0, "family": 0, "flags": 0,
+                                         "vip": 0}
+
+    def update(self, maps: NodeMaps, config: Mapping[str, Any]) -> None:
+        """Change VIPs/backends of a loaded node while traffic flows.
+
+        Each VIP's new table goes into its inactive generation and is switched on
+        by one word; established flows stay on their backends through the
+        connection table; backends removed from the config lose their flows
+        (re-balanced on their next packet), draining ones keep them."""
+        new = LoadBalancer(config)
+        if new.hash_seed != self.hash_seed:
+            raise SpecError("lb: hash_seed: a load-time constant; it cannot change at runtime "
+                            f"({self.hash_seed} -> {new.hash_seed}); reload the node")
+        plan = make_plan(new.vips, self.plan)
+        self._apply(maps, plan, self.plan)
+        self.config, self.vips, self.plan = new.config, new.vips, plan
+
+    # -- reading counters --
+
+    def stats(self, maps: NodeMaps) -> dict[str, Any]:
+        """Counters summed over CPUs: {"global": {...}, "vips": {name: {...}},
+        "backends": {(vip name, backend name): {...}}}."""
+        def total(values: list[dict]) -> dict:
+            out: dict[str, int] = {}
+            for v in values:
+                for n, x in v.items():
+                    out[n] = out.get(n, 0) + x
+            return out
+        g = {name: sum(maps["stats"][i]) for i, name in enumerate(STAT_NAMES)}
+        vips = {v.name + "/" + ("tcp" if v.proto == 6 else "udp"):
+                total(maps["vip_stats"][self.plan.vip_index[k]]) for k, v in self.plan.vips.items()}
+        bes = {}
+        for bid, (idx, b) in self.plan.backends.items():
+            v = self.plan.by_index()[idx]
+            bes[(v.name + "/" + ("tcp" if v.proto == 6 else "udp"), b.name)] = \
+                total(maps["backend_stats"][bid])
+        return {"global": g, "vips": vips, "backends": bes}
+
+
+# ---- reference model ------------------------------------------------------------------------
+
+def csum_update(check: int, old: bytes, new: bytes, udp: bool = False) -> int:
+    """RFC 1624 incremental update of a 16-bit checksum for one changed field."""
+    if udp and check == 0:
+        return 0
+    s = ~check & 0xFFFF
+    for i in range(0, len(old), 2):
+        s += ~int.from_bytes(old[i:i + 2], "big") & 0xFFFF
+        s += int.from_bytes(new[i:i + 2], "big")
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    v = ~s & 0xFFFF
+    return 0xFFFF if udp and v == 0 else v
+
+
+class LBModel:
+    """What lb.c does to each packet, with its own connection tables and counters.
+
+    ``process(data) -> (result, output bytes)`` where result is the port (0) or
+    a Verdict.  Call ``apply(plan)`` after every ``LoadBalancer.update``."""
+
+    def __init__(self, lb: LoadBalancer):
+        self.seed = lb.hash_seed
+        self.conns: dict[tuple, tuple[int, int]] = {}
+        self.rconns: dict[tuple, tuple[bytes, int, int, int]] = {}
+        self.stats = {n: 0 for n in STAT_NAMES}
+        self.vip_stats: dict[int, dict[str, int]] = {}
+        self.backend_stats: dict[int, dict[str, int]] = {}
+        self.last_backend = 0
+        self.apply(lb.plan)
+
+    def apply(self, plan: Plan) -> None:
+        prev = getattr(self, "plan", None)
+        self.plan = plan
+        self.index = {k: plan.vip_index[k] for k in plan.vips}
+        self.tables = {plan.vip_index[k]: list(t) for k, t in plan.tables.items()}
+        self.backend_vip = {bid: (idx, b.family, b.addr, b.port)
+                            for bid, (idx, b) in plan.backends.items()}
+        self.addrs = plan.vip_addrs()
+        for k, idx in self.index.items():
+            if prev is None or k not in prev.vips:
+                self.vip_stats[idx] = dict.fromkeys(("packets", "bytes", "new_flows",
+                                                     "no_backend", "reply_packets",
+                                                     "reply_bytes"), 0)
+        for bid in plan.backends:
+            if prev is None or bid not in prev.backends:
+                self.backend_stats[bid] = dict.fromkeys(("packets", "bytes", "new_flows",
+                                                         "reply_packets", "reply_bytes"), 0)
+
+    def choose(self, family: int, saddr: bytes, daddr: bytes, sport: int, dport: int,
+               proto: int) -> int:
+        """The backend id the lookup table gives a new flow to a VIP (0: none)."""
+        idx = self.index[(family, daddr, dport, proto)]
+        table = self.tables[idx]
+        return table[flow_hash(self.seed, family, saddr, daddr, sport, dport, proto)
+                     % len(table)]
+
+    def process(self, data: bytes) -> tuple[int, bytes]:
+        self.last_backend = 0
+        p = P.parse_packet(data)
+        if p.malformed:
+            self.stats["malformed"] += 1
+            return Verdict.DROP, data
+        if p.l3_proto not in (P.ETH_P_IP, P.ETH_P_IPV6) or \
+                p.l4_proto not in (P.IPPROTO_TCP, P.IPPROTO_UDP):
+            self.stats["passed"] += 1
+            return 0, data
+        family = FAMILY_V4 if p.is_ipv4 else FAMILY_V6
+        dst = p.dst
+        if p.flags & P.F_FRAG:
+            if (family, dst, p.l4_proto) in self.addrs:
+                self.stats["fragment"] += 1
+                return Verdict.DROP, data
+            self.stats["passed"] += 1
+            return 0, data
+        vkey = (family, dst, p.dport, p.l4_proto)
+        if vkey in self.index:
+            return self._forward(data, p, family, self.index[vkey])
+        return self._reply(data, p, family)
+
+    def _rewrite(self, data: bytes, p: P.Parsed, family: int, is_src: bool,
+                 addr: bytes, port: int) -> bytes:
+        out = bytearray(data)
+        alen = 4 if family == FAMILY_V4 else 16
+        if family == FAMILY_V4:
+            aoff = p.l3_off + (12 if is_src else 16)
+        else:
+            aoff = p.l3_off + (8 if is_src else 24)
+        poff = p.l4_off + (0 if is_src else 2)
+        coff = p.l4_off + (16 if p.l4_proto == P.IPPROTO_TCP else 6)
+        udp = p.l4_proto == P.IPPROTO_UDP
+        old_addr = bytes(out[aoff:aoff + alen])
+        old_port = bytes(out[poff:poff + 2])
+        check = int.from_bytes(out[coff:coff + 2], "big")
+        for i in range(0, alen, 4):                     # one helper call per 32-bit word
+            check = csum_update(check, old_addr[i:i + 4], addr[i:i + 4], udp)
+        if family == FAMILY_V4:
+            ipc = int.from_bytes(out[p.l3_off + 10:p.l3_off + 12], "big")
+            out[p.l3_off + 10:p.l3_off + 12] = csum_update(ipc, old_addr, addr).to_bytes(2, "big")
+        check = csum_update(check, old_port, port.to_bytes(2, "big"), udp)
+        out[coff:coff + 2] = check.to_bytes(2, "big")
+        out[aoff:aoff + alen] = addr
+        out[poff:poff + 2] = port.to_bytes(2, "big")
+        return bytes(out)
+
+    def _forward(self, data: bytes, p: P.Parsed, family: int, idx: int) -> tuple[int, bytes]:
+        src, dst = p.src, p.dst
+        flow = (family, src, dst, p.sport, p.dport, p.l4_proto)
+        vs = self.vip_stats[idx]
+        bid = 0
+        c = self.conns.get(flow)
+        if c is not None and c[1] == idx:
+            be = self.backend_vip.get(c[0])
+            if be is not None and be[0] == idx:
+                bid = c[0]
+        is_new = bid == 0
+        if is_new:
+            table = self.tables[idx]
+            bid = table[flow_hash(self.seed, family, src, dst, p.sport, p.dport, p.l4_proto)
+                        % len(table)]
+            be = self.backend_vip.get(bid)
+            if not bid or be is None or be[0] != idx:
+                vs["no_backend"] += 1
+                return Verdict.DROP, data
+            _, _, baddr, bport = be
+            self.conns[flow] = (bid, idx)
+            self.rconns[(family, baddr, src, bport, p.sport, p.l4_proto)] = (dst, p.dport, bid,
+                                                                             idx)
+        _, _, baddr, bport = self.backend_vip[bid]
+        self.last_backend = bid
+        out = self._rewrite(data, p, family, False, baddr, bport)
+        vs["packets"] += 1
+        vs["bytes"] += len(data)
+        vs["new_flows"] += is_new
+        bs = self.backend_stats[bid]
+        bs["packets"] += 1
+        bs["bytes"] += len(data)
+        bs["new_flows"] += is_new
+        return 0, out
+
+    def _reply(self, data: bytes, p: P.Parsed, family: int) -> tuple[int, bytes]:
+        r = self.rconns.get((family, p.src, p.dst, p.sport, p.dport, p.l4_proto))
+        if r is None:
+            self.stats["passed"] += 1
+            return 0, data
+        vaddr, vport, bid, idx = r
+        self.last_backend = bid
+        out = self._rewrite(data, p, family, True, vaddr, vport)
+        if idx in self.vip_stats:
+            self.vip_stats[idx]["reply_packets"] += 1
+            self.vip_stats[idx]["reply_bytes"] += len(data)
+        if bid in self.backend_stats:
+            self.backend_stats[bid]["reply_packets"] += 1
+            self.backend_stats[bid]["reply_bytes"] += len(data)
+        return 0, out

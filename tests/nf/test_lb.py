@@ -1,0 +1,842 @@
+"""lb (bpf/lb.c + nfpipe/catalog/lb.py): the kernel against the reference model, in XDP and TC.
+
+Kernel tests carry the ``kernel`` mark one by one; the config and Maglev tests
+run without a kernel.
+"""
+from __future__ import annotations
+
+import functools
+import ipaddress
+import math
+import os
+import random
+import struct
+import threading
+import time
+
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
+from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
+from scapy.packet import Raw
+
+from nfpipe.catalog import lb as L
+from nfpipe.catalog import parse as P
+from nfpipe.catalog.base import Verdict, load_nf
+from nfpipe.errors import KernelError, SpecError
+
+kernel = pytest.mark.kernel
+HOOKS = ["xdp", "tc"]
+
+E = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+MACS = bytes(E)[:12]
+VIP4, VIP6 = "10.100.0.1", "2001:db8:100::1"
+WEB = [("10.0.1.1:8080", 1), ("10.0.1.2:8080", 2), ("10.0.1.3:8081", 3)]
+
+
+def config(web=WEB, draining=(), web_size=4099) -> dict:
+    return {"vips": [
+        {"vip": f"{VIP4}:80", "proto": "tcp", "table_size": web_size,
+         "backends": [{"addr": a, "weight": w, "state": "draining" if a in draining else "active"}
+                      for a, w in web]},
+        {"vip": f"{VIP4}:53", "proto": "udp", "table_size": 1021,
+         "backends": [{"addr": "10.0.2.1:53"}, {"addr": "10.0.2.2:5353", "weight": 3}]},
+        {"vip": f"[{VIP6}]:443", "proto": "tcp", "table_size": 1021,
+         "backends": [{"addr": "[2001:db8:1::1]:8443"}, {"addr": "[2001:db8:1::2]:8443"}]},
+        {"vip": f"[{VIP6}]:53", "proto": "udp", "table_size": 509,
+         "backends": [{"addr": "[2001:db8:2::1]:53", "weight": 2}, {"addr": "[2001:db8:2::2]:53"}]},
+    ]}
+
+
+# ---- helpers -------------------------------------------------------------------------------
+
+def tc_test_run_refuses(data: bytes) -> bool:
+    """BPF_PROG_TEST_RUN for TC refuses IPv4 with < 20 bytes of IP header, IPv6 with < 40."""
+    ethertype = data[12:14]
+    return ((ethertype == b"\x08\x00" and len(data) - 14 < 20) or
+            (ethertype == b"\x86\xdd" and len(data) - 14 < 40))
+
+
+def assert_checksums(data: bytes) -> None:
+    """Every IPv4/TCP/UDP checksum in the packet equals scapy's recomputation."""
+    pkt = Ether(data)
+    fields = []
+    for layer in (IP, TCP, UDP):
+        if layer in pkt:
+            fields.append((layer, pkt[layer].chksum))
+            del pkt[layer].chksum
+    again = Ether(bytes(pkt))
+    for layer, got in fields:
+        if layer is UDP and got == 0 and IP in again:
+            continue                                   # "no checksum" stays so
+        assert got == again[layer].chksum, f"{layer.__name__} checksum {got:#06x} != " \
+                                           f"{again[layer].chksum:#06x}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _packed(addr: str) -> bytes:
+    return ipaddress.ip_address(addr).packed
+
+
+def _csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def build(v6: bool, proto: int, src: str, dst: str, sport: int, dport: int,
+          vlan: int | None = None, payload: bytes = b"", tcp_flags: int = 0x10) -> bytes:
+    """A valid Ethernet/[802.1Q]/IPv4-or-IPv6/TCP-or-UDP packet, checksums right (fast: no
+    scapy; test_fast_builder_agrees_with_scapy checks it)."""
+    s, d = _packed(src), _packed(dst)
+    if proto == 6:
+        l4 = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, tcp_flags, 8192, 0, 0)
+        coff = 16
+    else:
+        l4 = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0)
+        coff = 6
+    l4 += payload
+    if v6:
+        pseudo = s + d + struct.pack("!IxxxB", len(l4), proto)
+        l3 = struct.pack("!IHBB", 6 << 28, len(l4), proto, 64) + s + d
+        ethertype = 0x86DD
+    else:
+        pseudo = s + d + struct.pack("!xBH", proto, len(l4))
+        hdr = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(l4), 1, 0, 64, proto, 0) + s + d
+        l3 = hdr[:10] + struct.pack("!H", _csum(hdr)) + hdr[12:]
+        ethertype = 0x0800
+    c = _csum(pseudo + l4)
+    if proto == 17 and c == 0:
+        c = 0xFFFF
+    l4 = l4[:coff] + struct.pack("!H", c) + l4[coff + 2:]
+    l2 = MACS
+    if vlan is not None:
+        l2 += struct.pack("!HH", 0x8100, vlan)
+    return l2 + struct.pack("!H", ethertype) + l3 + l4
+
+
+def addr_port(pkt: Ether, src: bool) -> tuple[str, int]:
+    ip = pkt[IP] if IP in pkt else pkt[IPv6]
+    l4 = pkt[TCP] if TCP in pkt else pkt[UDP]
+    return (ip.src, l4.sport) if src else (ip.dst, l4.dport)
+
+
+class Harness:
+    """A loaded LB and its model, run packet by packet and compared."""
+
+    def __init__(self, nf, lb: L.LoadBalancer):
+        self.nf, self.lb, self.model = nf, lb, L.LBModel(lb)
+
+    def run(self, data: bytes, check_sums: bool = True):
+        data = bytes(data)
+        want = self.model.process(data)
+        if self.nf.hook == "tc" and tc_test_run_refuses(data):
+            with pytest.raises(KernelError, match="EINVAL"):
+                self.nf.run(data)
+            return want
+        got = self.nf.run(data)
+        assert (got.result, got.data) == (int(want[0]), want[1]), \
+            f"kernel {got.result} {got.data.hex()} != model {int(want[0])} {want[1].hex()}"
+        assert got.retval == self.nf.expected_retval(got.result)
+        if check_sums and got.result == 0 and got.data != data:
+            assert_checksums(got.data)
+        return got.result, got.data
+
+    def update(self, cfg: dict) -> None:
+        self.lb.update(self.nf.maps, cfg)
+        self.model.apply(self.lb.plan)
+
+    def backend_of(self, out: bytes) -> str:
+        p = P.parse_packet(out)
+        host = ipaddress.ip_address(p.dst)
+        return f"{host}:{p.dport}" if host.version == 4 else f"[{host}]:{p.dport}"
+
+
+@pytest.fixture(params=HOOKS)
+def hook(request):
+    return request.param
+
+
+def loaded(hook: str, cfg: dict | None = None):
+    lb = L.LoadBalancer(cfg or config())
+    nf = load_nf(lb, hook)
+    return nf, Harness(nf, lb)
+
+
+@pytest.fixture
+def h(hook):
+    nf, harness = loaded(hook)
+    yield harness
+    nf.close()
+
+
+def syn4(sport: int, src: str = "192.0.2.10", dport: int = 80, flags: str = "S") -> bytes:
+    return build(False, 6, src, VIP4, sport, dport, tcp_flags={"S": 0x02, "A": 0x10}[flags])
+
+
+# ---- config (no kernel) ----------------------------------------------------------------------
+
+BAD_CONFIGS = {
+    "no vips": ({}, "vips: missing"),
+    "vips not a list": ({"vips": {"vip": "10.0.0.1:80"}}, "vips: expected a non-empty list"),
+    "unknown top key": ({"vips": [], "vipz": 1}, "unknown config key"),
+    "bad vip addr": ({"vips": [{"vip": "10.0.0.300:80", "backends": [{"addr": "10.0.1.1:80"}]}]},
+                     r"vips\[0\]\.vip: '10.0.0.300' is not an IPv4 or IPv6 address"),
+    "vip without port": ({"vips": [{"vip": "10.0.0.1", "backends": [{"addr": "10.0.1.1:80"}]}]},
+                         r"vips\[0\]\.vip: expected 'ADDRESS:PORT'"),
+    "vip port 0": ({"vips": [{"vip": "10.0.0.1:0", "backends": [{"addr": "10.0.1.1:80"}]}]},
+                   r"vips\[0\]\.vip: port must be 1\.\.65535"),
+    "unbracketed v6": ({"vips": [{"vip": "2001:db8::1:80", "backends": [{"addr": "x"}]}]},
+                       r"vips\[0\]\.vip: expected 'ADDRESS:PORT' \(IPv6 as"),
+    "bad proto": ({"vips": [{"vip": "10.0.0.1:80", "proto": "sctp",
+                             "backends": [{"addr": "10.0.1.1:80"}]}]},
+                  r"vips\[0\]\.proto: expected one of tcp, udp"),
+    "table not prime": ({"vips": [{"vip": "10.0.0.1:80", "table_size": 1000,
+                                   "backends": [{"addr": "10.0.1.1:80"}]}]},
+                        r"vips\[0\]\.table_size: 1000 is not a prime"),
+    "table too big": ({"vips": [{"vip": "10.0.0.1:80", "table_size": 65539,
+                                 "backends": [{"addr": "10.0.1.1:80"}]}]},
+                      r"vips\[0\]\.table_size: expected a prime table size \(2\.\.65537\)"),
+    "table smaller than weights": ({"vips": [{"vip": "10.0.0.1:80", "table_size": 7,
+                                              "backends": [{"addr": "10.0.1.1:80", "weight": 5},
+                                                           {"addr": "10.0.1.2:80", "weight": 5}]}]},
+                                   r"vips\[0\]\.table_size: 7 slots cannot share out weights"),
+    "duplicate vip": ({"vips": [{"vip": "10.0.0.1:80", "backends": [{"addr": "10.0.1.1:80"}]},
+                                {"vip": "10.0.0.1:80", "backends": [{"addr": "10.0.1.2:80"}]}]},
+                      r"vips\[1\]\.vip: duplicate VIP 10\.0\.0\.1:80/tcp"),
+    "no backends": ({"vips": [{"vip": "10.0.0.1:80", "backends": []}]},
+                    r"vips\[0\]\.backends: expected a non-empty list"),
+    "bad backend addr": ({"vips": [{"vip": "10.0.0.1:80", "backends": [{"addr": "backend:80"}]}]},
+                         r"vips\[0\]\.backends\[0\]\.addr: 'backend' is not an IPv4"),
+    "backend port 70000": ({"vips": [{"vip": "10.0.0.1:80",
+                                      "backends": [{"addr": "10.0.1.1:70000"}]}]},
+                           r"backends\[0\]\.addr: port must be 1\.\.65535"),
+    "weight 0": ({"vips": [{"vip": "10.0.0.1:80", "backends": [{"addr": "10.0.1.1:80",
+                                                                "weight": 0}]}]},
+                 r"vips\[0\]\.backends\[0\]\.weight: expected a positive integer weight"),
+    "weight negative": ({"vips": [{"vip": "10.0.0.1:80", "backends": [{"addr": "10.0.1.1:80",
+                                                                       "weight": -2}]}]},
+                        r"backends\[0\]\.weight: expected a positive integer"),
+    "weight float": ({"vips": [{"vip": "10.0.0.1:80", "backends": [{"addr": "10.0.1.1:80",
+                                                                    "weight": 1.5}]}]},
+                     r"backends\[0\]\.weight: expected a positive integer"),
+    "bad state": ({"vips": [{"vip": "10.0.0.1:80", "backends": [{"addr": "10.0.1.1:80",
+                                                                 "state": "down"}]}]},
+                  r"backends\[0\]\.state: expected active or draining"),
+    "duplicate backend": ({"vips": [{"vip": "10.0.0.1:80",
+                                     "backends": [{"addr": "10.0.1.1:80"},
+                                                  {"addr": "10.0.1.1:80", "weight": 2}]}]},
+                          r"backends\[1\]\.addr: duplicate backend 10\.0\.1\.1:80"),
+    "family mismatch": ({"vips": [{"vip": "10.0.0.1:80", "backends": [{"addr": "[::1]:80"}]}]},
+                        r"backends\[0\]\.addr: \[::1\]:80 is IPv6 but the VIP 10\.0\.0\.1:80 is "
+                        r"IPv4"),
+    "unknown backend key": ({"vips": [{"vip": "10.0.0.1:80",
+                                       "backends": [{"addr": "10.0.1.1:80", "wieght": 2}]}]},
+                            r"backends\[0\]: unknown key\(s\) wieght"),
+    "too many vips": ({"vips": [{"vip": f"10.0.0.{i}:80", "backends": [{"addr": "10.0.1.1:80"}]}
+                                for i in range(1, L.MAX_VIPS + 2)]}, r"vips: at most 16 VIPs"),
+    "bad seed": ({"vips": [{"vip": "10.0.0.1:80", "backends": [{"addr": "10.0.1.1:80"}]}],
+                  "hash_seed": -1}, r"hash_seed: expected an unsigned 32-bit integer"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CONFIGS))
+def test_config_errors_name_the_key(name):
+    cfg, pattern = BAD_CONFIGS[name]
+    with pytest.raises(SpecError, match=pattern):
+        L.LoadBalancer(cfg)
+
+
+def test_config_accepts_ipv6_and_defaults():
+    lb = L.LoadBalancer({"vips": [{"vip": "[2001:DB8::1]:443",
+                                   "backends": [{"addr": "[2001:db8::a]:8443"}]}]})
+    (v,) = lb.vips
+    assert (v.name, v.family, v.proto, v.table_size) == ("[2001:db8::1]:443", 6, 6, 65537)
+    assert v.backends[0].weight == 1 and not v.backends[0].draining
+    assert lb.constants() == {"hash_seed": L.DEFAULT_SEED}
+
+
+# ---- Maglev (no kernel) ------------------------------------------------------------------------
+
+def test_maglev_shares_follow_weights_and_are_deterministic():
+    backends = [("a", 1, 1), ("b", 2, 2), ("c", 5, 3)]
+    t = L.maglev_table(backends, 4099)
+    assert t == L.maglev_table(list(reversed(backends)), 4099)
+    assert 0 not in t
+    for _, w, bid in backends:
+        # each round hands out weight slots per backend: off by at most one round
+        assert abs(t.count(bid) - 4099 * w / 8) <= w
+
+
+def test_maglev_removal_moves_only_the_removed_backends_slots():
+    backends = [(f"10.0.0.{i}:80", 1 + i % 3, i) for i in range(1, 8)]
+    t = L.maglev_table(backends, 4099)
+    t2 = L.maglev_table([b for b in backends if b[2] != 4], 4099, prev=t)
+    moved = [i for i in range(4099) if t[i] != t2[i]]
+    assert moved and all(t[i] == 4 for i in moved) and 4 not in t2
+    # the freed slots went out by weight: shares are still proportional
+    total = sum(w for _, w, bid in backends if bid != 4)
+    for _, w, bid in backends:
+        if bid != 4:
+            assert abs(t2.count(bid) - 4099 * w / total) <= 2 * w + 1
+    # a full rebuild (backend added) only disturbs a few other slots (Maglev's bound)
+    t3 = L.maglev_table(backends + [("10.0.0.99:80", 1, 99)], 4099)
+    disturbed = sum(1 for i in range(4099) if t[i] != t3[i] and t3[i] != 99)
+    assert disturbed < 0.05 * 4099
+
+
+def test_plan_keeps_ids_and_flips_generation_only_on_change():
+    lb = L.LoadBalancer(config())
+    p0 = lb.plan
+    p1 = L.make_plan(L.LoadBalancer(config(draining=("10.0.1.2:8080",))).vips, p0)
+    web = (4, _packed(VIP4), 80, 6)
+    assert p1.backend_id == p0.backend_id
+    assert p1.gen[web] == 1 - p0.gen[web]
+    other = (4, _packed(VIP4), 53, 17)
+    assert p1.gen[other] == p0.gen[other] and p1.tables[other] is p0.tables[other]
+
+
+def test_csum_update_matches_scapy():
+    rng = random.Random(1)
+    for _ in range(200):
+        pkt = IP(src="192.0.2.1", dst="10.100.0.1") / TCP(sport=rng.randrange(1, 65536),
+                                                         dport=80) / Raw(rng.randbytes(7))
+        raw = bytearray(bytes(pkt))
+        new = rng.randbytes(4)
+        check = int.from_bytes(raw[36:38], "big")
+        check = L.csum_update(check, bytes(raw[16:20]), new)
+        raw[16:20], raw[36:38] = new, check.to_bytes(2, "big")
+        again = IP(bytes(raw))
+        del again[TCP].chksum
+        assert IP(bytes(again))[TCP].chksum == check
+
+
+def test_fast_builder_agrees_with_scapy():
+    for v6 in (False, True):
+        for proto in (6, 17):
+            for vlan in (None, 9):
+                src, dst = ("2001:db8::1", VIP6) if v6 else ("192.0.2.1", VIP4)
+                data = build(v6, proto, src, dst, 1234, 80, vlan, b"abc", tcp_flags=0x12)
+                assert_checksums(data)
+                l3 = IPv6(src=src, dst=dst) if v6 else IP(src=src, dst=dst, id=1)
+                l4 = TCP(sport=1234, dport=80, flags="SA", seq=1) if proto == 6 else \
+                    UDP(sport=1234, dport=80)
+                l2 = E / Dot1Q(vlan=vlan) if vlan is not None else E
+                assert data == bytes(l2 / l3 / l4 / Raw(b"abc"))
+
+
+# ---- kernel: forwarding and replies ------------------------------------------------------------
+
+def shapes() -> dict[str, tuple[bytes, callable]]:
+    """Client -> VIP packets of many shapes, each with a reply builder."""
+    v4tcp = IP(src="192.0.2.10", dst=VIP4) / TCP(sport=40000, dport=80, flags="S") / Raw(b"hi")
+    v4udp = IP(src="192.0.2.11", dst=VIP4) / UDP(sport=40001, dport=53) / Raw(b"q" * 13)
+    v6tcp = IPv6(src="2001:db8:c::10", dst=VIP6) / TCP(sport=40002, dport=443, flags="PA") / \
+        Raw(b"x" * 33)
+    v6udp = IPv6(src="2001:db8:c::11", dst=VIP6) / UDP(sport=40003, dport=53) / Raw(b"d")
+    out = {
+        "ipv4-tcp": E / v4tcp,
+        "ipv4-udp": E / v4udp,
+        "ipv4-udp-no-checksum": E / IP(src="192.0.2.12", dst=VIP4) /
+        UDP(sport=40004, dport=53, chksum=0) / Raw(b"z" * 5),
+        "ipv4-options": E / IP(src="192.0.2.13", dst=VIP4, options=b"\x94\x04\x00\x00" * 2) /
+        TCP(sport=40005, dport=80, flags="S"),
+        "vlan": E / Dot1Q(vlan=100) / v4tcp,
+        "qinq": E / Dot1AD(vlan=200) / Dot1Q(vlan=100) / v4udp,
+        "ipv6-tcp": E / v6tcp,
+        "ipv6-udp": E / v6udp,
+        "ipv6-ext-headers": E / IPv6(src="2001:db8:c::12", dst=VIP6) / IPv6ExtHdrHopByHop() /
+        IPv6ExtHdrDestOpt() / TCP(sport=40006, dport=443, flags="S"),
+    }
+    return {k: bytes(v) for k, v in out.items()}
+
+
+def reply_for(request: bytes, forwarded: bytes) -> bytes:
+    """The backend's answer to a forwarded packet, in the same L2/L3 shape."""
+    pkt = Ether(forwarded)
+    ip = pkt[IP] if IP in pkt else pkt[IPv6]
+    ip.src, ip.dst = ip.dst, ip.src
+    l4 = pkt[TCP] if TCP in pkt else pkt[UDP]
+    l4.sport, l4.dport = l4.dport, l4.sport
+    if TCP in pkt:
+        pkt[TCP].flags = "SA"
+    if IP in pkt:
+        del pkt[IP].chksum
+    if l4.chksum != 0 or IPv6 in pkt:
+        del l4.chksum
+    l4.remove_payload()
+    l4.add_payload(Raw(b"answer"))
+    if IP in pkt:
+        del pkt[IP].len
+    else:
+        del pkt[IPv6].plen
+    if UDP in pkt:
+        del pkt[UDP].len
+    return bytes(pkt)
+
+
+@pytest.fixture
+def one_cpu():
+    """Pin the test to one CPU, so the per-CPU metadata the program left can be read."""
+    before = os.sched_getaffinity(0)
+    cpu = min(before)
+    os.sched_setaffinity(0, {cpu})
+    yield cpu
+    os.sched_setaffinity(0, before)
+
+
+@kernel
+@pytest.mark.parametrize("shape", sorted(shapes()))
+def test_forward_and_reply_translate_exactly(h, shape, one_cpu):
+    data = shapes()[shape]
+    result, out = h.run(data)
+    assert h.nf.obj.maps["nfp_meta_map"][0][one_cpu]["backend"] == h.model.last_backend != 0
+    assert result == 0 and out != data
+    req, fwd = Ether(data), Ether(out)
+    # only the destination moved: to the model's backend for this flow
+    assert addr_port(fwd, src=True) == addr_port(req, src=True)
+    backend = h.backend_of(out)
+    bid = h.model.last_backend
+    assert h.lb.plan.backends[bid][1].name == backend
+    assert len(out) == len(data)
+    if shape == "ipv4-udp-no-checksum":
+        assert fwd[UDP].chksum == 0
+    # the same flow again: same backend, same bytes
+    assert h.run(data) == (0, out)
+    # the reply: source back to the VIP
+    reply = reply_for(data, out)
+    result, back = h.run(reply)
+    assert result == 0
+    assert h.nf.obj.maps["nfp_meta_map"][0][one_cpu]["backend"] == bid
+    assert addr_port(Ether(back), src=True) == addr_port(req, src=False)
+    assert addr_port(Ether(back), src=False) == addr_port(req, src=True)
+    assert_checksums(back)
+
+
+@kernel
+def test_non_vip_traffic_is_untouched(h):
+    cases = [
+        E / IP(src="192.0.2.1", dst="10.100.0.2") / TCP(dport=80),        # other address
+        E / IP(src="192.0.2.1", dst=VIP4) / TCP(dport=81),                # other port
+        E / IP(src="192.0.2.1", dst=VIP4) / UDP(dport=80),                # other proto
+        E / IP(src="192.0.2.1", dst=VIP4) / ICMP(type=8),                 # ping the VIP
+        E / IPv6(src="2001:db8::1", dst=VIP6) / TCP(dport=80),
+        E / IP(src="10.0.1.1", dst="192.0.2.1") / TCP(sport=8080, dport=1),   # unknown reply
+        E / Raw(b"\x08\x06" + bytes(28)),                                  # ARP-like
+    ]
+    for pkt in cases:
+        data = bytes(pkt)
+        if pkt.haslayer(Raw) and not pkt.haslayer(IP):
+            data = bytes(E)[:12] + b"\x08\x06" + bytes(28)
+        assert h.run(data) == (0, data)
+    assert h.lb.stats(h.nf.maps)["global"]["passed"] == len(cases)
+
+
+@kernel
+def test_hostile_packets(h):
+    frags = fragment(E / IP(src="192.0.2.1", dst=VIP4, id=9) / UDP(sport=5, dport=53) /
+                     Raw(b"f" * 300), fragsize=64)
+    other_frags = fragment(E / IP(src="192.0.2.1", dst="10.100.0.9", id=9) / UDP(dport=53) /
+                           Raw(b"f" * 300), fragsize=64)
+    v6frag = E / IPv6(src="2001:db8::1", dst=VIP6) / IPv6ExtHdrFragment(offset=8, m=0, nh=17) / \
+        Raw(b"z" * 16)
+    tcp = syn4(1234)
+    cases = {
+        "frag-first-to-vip": (bytes(frags[0]), Verdict.DROP),
+        "frag-later-to-vip": (bytes(frags[1]), Verdict.DROP),
+        "ipv6-frag-later-to-vip": (bytes(v6frag), Verdict.DROP),
+        "frag-to-other": (bytes(other_frags[1]), 0),
+        "truncated-tcp": (tcp[:14 + 20 + 10], Verdict.DROP),
+        "truncated-ipv4": (tcp[:14 + 12], Verdict.DROP),
+        "bad-ihl": (tcp[:14] + bytes([0x44]) + tcp[15:], Verdict.DROP),
+        "three-tags": (bytes(E / Dot1AD(vlan=1) / Dot1Q(vlan=2) / Dot1Q(vlan=3) /
+                             IP(dst=VIP4) / TCP(dport=80)), Verdict.DROP),
+    }
+    for name, (data, want) in cases.items():
+        result, out = h.run(data)
+        assert result == want, name
+        assert out == data, name
+    g = h.lb.stats(h.nf.maps)["global"]
+    assert g["fragment"] == 3
+    assert g["malformed"] == (4 if h.nf.hook == "xdp" else 3)   # TC refuses truncated-ipv4
+
+
+# ---- kernel: balancing ---------------------------------------------------------------------
+
+@kernel
+def test_spread_follows_weights(h):
+    n = 6000
+    counts: dict[str, int] = {}
+    for i in range(n):
+        _, out = h.run(syn4(10000 + i % 50000, src=f"198.18.{i // 250}.{i % 250 + 1}"),
+                       check_sums=i < 50)
+        b = h.backend_of(out)
+        counts[b] = counts.get(b, 0) + 1
+    web_key = (4, bytes([10, 100, 0, 1]), 80, 6)
+    table = h.lb.plan.tables[web_key]
+    total_w = sum(w for _, w in WEB)
+    for name, w in WEB:
+        bid = h.lb.plan.backend_id[(web_key, name)]
+        share = table.count(bid) / len(table)
+        assert abs(share - w / total_w) <= w / len(table)      # the table follows the weights
+        # flows hash uniformly over slots: binomial(n, share), 5 sigma (p ~ 6e-7 each)
+        sigma = math.sqrt(n * share * (1 - share))
+        assert abs(counts.get(name, 0) - n * share) <= 5 * sigma, (name, counts)
+    st = h.lb.stats(h.nf.maps)
+    assert st["vips"][f"{VIP4}:80/tcp"]["new_flows"] == n
+    assert sum(st["backends"][(f"{VIP4}:80/tcp", name)]["new_flows"] for name, _ in WEB) == n
+
+
+@kernel
+def test_same_flow_always_same_backend(h):
+    flows = [syn4(20000 + i, src=f"198.19.0.{i + 1}") for i in range(100)]
+    first = [h.backend_of(h.run(f)[1]) for f in flows]
+    assert len(set(first)) == 3
+    for _ in range(3):
+        again = [h.backend_of(h.run(syn4(20000 + i, src=f"198.19.0.{i + 1}", flags="A"))[1])
+                 for i in range(100)]
+        assert again == first
+    st = h.lb.stats(h.nf.maps)["vips"][f"{VIP4}:80/tcp"]
+    assert (st["new_flows"], st["packets"]) == (100, 400)
+
+
+def flows_by_backend(h, flows: list[bytes]) -> list[str]:
+    return [h.backend_of(h.run(f, check_sums=False)[1]) for f in flows]
+
+
+@kernel
+def test_drain_keeps_existing_flows_and_takes_no_new_ones(h):
+    drained = "10.0.1.2:8080"
+    old = [syn4(30000 + i, src=f"198.20.{i // 200}.{i % 200 + 1}") for i in range(600)]
+    before = flows_by_backend(h, old)
+    assert before.count(drained) > 100
+    h.update(config(draining=(drained,)))
+    # established flows, the drained backend's included, stay where they are
+    assert flows_by_backend(h, old) == before
+    # new flows never go to the drained backend
+    new = [syn4(31000 + i, src=f"198.21.{i // 200}.{i % 200 + 1}") for i in range(600)]
+    assert drained not in flows_by_backend(h, new)
+    st = h.lb.stats(h.nf.maps)["backends"][(f"{VIP4}:80/tcp", drained)]
+    assert st["new_flows"] == before.count(drained)
+    assert st["packets"] == 2 * before.count(drained)
+    # back to active: it takes new flows again
+    h.update(config())
+    newer = [syn4(32000 + i, src=f"198.22.{i // 200}.{i % 200 + 1}") for i in range(600)]
+    assert drained in flows_by_backend(h, newer)
+
+
+@kernel
+def test_removal_moves_only_the_removed_backends_flows(hook):
+    removed = "10.0.1.3:8081"
+    kept = [b for b in WEB if b[0] != removed]
+    established = [syn4(40000 + i, src=f"198.23.{i // 200}.{i % 200 + 1}") for i in range(600)]
+    fresh = [syn4(41000 + i, src=f"198.24.{i // 200}.{i % 200 + 1}") for i in range(600)]
+    # a probe LB (same config) tells which backend each fresh flow hashed to before
+    probe_nf, probe = loaded(hook)
+    with probe_nf:
+        fresh_before = flows_by_backend(probe, fresh)
+    nf, h = loaded(hook)
+    with nf:
+        est_before = flows_by_backend(h, established)
+        h.update(config(web=kept))
+        gen = h.lb.plan.gen[(4, bytes([10, 100, 0, 1]), 80, 6)]
+        assert nf.maps["active"][h.lb.plan.vip_index[(4, bytes([10, 100, 0, 1]), 80, 6)]] == gen
+        fresh_after = flows_by_backend(h, fresh)
+        est_after = flows_by_backend(h, established)
+        assert removed in fresh_before and removed in est_before
+        for b, a in zip(fresh_before, fresh_after):
+            assert a == b if b != removed else a != removed    # new flows: only its move
+        for b, a in zip(est_before, est_after):
+            assert a == b if b != removed else a != removed    # conntrack keeps the rest
+        # a rebalanced flow is pinned to its new backend from now on
+        assert flows_by_backend(h, established) == est_after
+        st = h.lb.stats(nf.maps)
+        assert removed not in {b for _, b in st["backends"]}
+
+
+@kernel
+def test_connection_table_beats_a_changed_table(h):
+    """Weights change (a full Maglev rebuild): established flows stay, new ones follow the new
+    table; the model predicts both."""
+    old = [syn4(50000 + i, src=f"198.25.0.{i + 1}") for i in range(200)]
+    before = flows_by_backend(h, old)
+    h.update(config(web=[("10.0.1.1:8080", 5), ("10.0.1.2:8080", 1), ("10.0.1.3:8081", 1),
+                         ("10.0.1.4:8080", 2)]))
+    assert flows_by_backend(h, old) == before
+    new = [syn4(51000 + i, src=f"198.26.{i // 200}.{i % 200 + 1}") for i in range(400)]
+    after = flows_by_backend(h, new)
+    assert after.count("10.0.1.1:8080") > after.count("10.0.1.2:8080")
+    assert "10.0.1.4:8080" in after
+
+
+@kernel
+def test_all_draining_drops_new_flows_and_counts(h):
+    old = syn4(60000, src="198.27.0.1")
+    _, out = h.run(old)
+    backend = h.backend_of(out)
+    h.update(config(draining=tuple(a for a, _ in WEB)))
+    assert h.run(syn4(60001, src="198.27.0.2")) == (Verdict.DROP, syn4(60001, src="198.27.0.2"))
+    assert h.backend_of(h.run(old)[1]) == backend              # established: still served
+    st = h.lb.stats(h.nf.maps)["vips"][f"{VIP4}:80/tcp"]
+    assert (st["no_backend"], st["new_flows"], st["packets"]) == (1, 1, 2)
+
+
+@kernel
+def test_update_writes_the_inactive_generation_then_flips(h):
+    key = (4, bytes([10, 100, 0, 1]), 80, 6)
+    idx = h.lb.plan.vip_index[key]
+    old_table = list(h.lb.plan.tables[key])
+    assert h.nf.maps["active"][idx] == 0
+    h.update(config(draining=("10.0.1.1:8080",)))
+    assert h.nf.maps["active"][idx] == 1
+    base = lambda gen: (idx * 2 + gen) * L.MAX_TABLE      # noqa: E731
+    tables = h.nf.maps["tables"]
+    sample = range(0, 4099, 37)
+    assert [tables[base(0) + i] for i in sample] == [old_table[i] for i in sample]
+    assert [tables[base(1) + i] for i in sample] == [h.lb.plan.tables[key][i] for i in sample]
+    assert h.nf.maps["table_size"][idx * 2 + 1] == 4099
+
+
+@kernel
+def test_updates_are_atomic_per_packet(h):
+    """Traffic runs in a thread while the web VIP's table rotates through three configs of
+    different sizes and weights: every new flow gets the backend one of the tables gives it,
+    never that of a mix (one generation's size with another's slots, a half-written table)."""
+    cfgs = [config(),
+            config(web=[("10.0.1.1:8080", 5), ("10.0.1.2:8080", 1), ("10.0.1.3:8081", 2)],
+                   web_size=2053),
+            config(web=[("10.0.1.1:8080", 1), ("10.0.1.2:8080", 4), ("10.0.1.3:8081", 1)],
+                   web_size=1021)]
+    choosers = [L.LBModel(L.LoadBalancer(c)) for c in cfgs]
+
+    def choices(data: bytes) -> list[str]:
+        p = P.parse_packet(data)
+        return [m.plan.backends[m.choose(4, p.src, p.dst, p.sport, p.dport, 6)][1].name
+                for m in choosers]
+
+    seen: list[tuple[bytes, bytes]] = []
+    stop = threading.Event()
+
+    def traffic():
+        i = 0
+        while not stop.is_set() and i < 60000:
+            data = syn4(1024 + i % 50000, src=f"198.31.{i // 50000}.7")
+            seen.append((data, h.nf.program.test_run(data).data))
+            i += 1
+
+    t = threading.Thread(target=traffic)
+    t.start()
+    try:
+        while len(seen) < 200:
+            time.sleep(0.001)
+        for k in range(1, 31):
+            h.lb.update(h.nf.maps, cfgs[k % 3])
+        mark = len(seen)
+        while len(seen) < mark + 200:
+            time.sleep(0.001)
+    finally:
+        stop.set()
+        t.join()
+    used = [0, 0, 0]
+    for data, out in seen:
+        got, want = h.backend_of(out), choices(data)
+        assert got in want
+        if want.count(got) == 1:
+            used[want.index(got)] += 1
+    assert all(used), used                      # the traffic really saw every table
+
+
+@kernel
+def test_vip_and_backend_added_and_removed_at_runtime(h):
+    cfg = config()
+    cfg["vips"].append({"vip": "10.100.0.7:8000", "proto": "tcp", "table_size": 101,
+                        "backends": [{"addr": "10.0.7.1:80"}]})
+    pkt = bytes(E / IP(src="192.0.2.10", dst="10.100.0.7") / TCP(sport=1111, dport=8000))
+    assert h.run(pkt) == (0, pkt)                             # not a VIP yet
+    h.update(cfg)
+    result, out = h.run(pkt)
+    assert result == 0 and h.backend_of(out) == "10.0.7.1:80"
+    h.update(config())
+    assert h.run(bytes(E / IP(src="192.0.2.10", dst="10.100.0.7") /
+                       TCP(sport=1112, dport=8000))) == \
+        (0, bytes(E / IP(src="192.0.2.10", dst="10.100.0.7") / TCP(sport=1112, dport=8000)))
+
+
+# ---- kernel: property test --------------------------------------------------------------------
+
+CLIENTS4 = [f"198.51.{i}.{j}" for i in range(2) for j in range(1, 40)]
+CLIENTS6 = [f"2001:db8:c::{i:x}" for i in range(1, 60)]
+UPDATES = [
+    config(draining=("10.0.1.2:8080",)),
+    config(web=[("10.0.1.1:8080", 1), ("10.0.1.2:8080", 2)]),
+    config(web=[("10.0.1.1:8080", 1), ("10.0.1.2:8080", 2), ("10.0.1.9:9000", 4)]),
+    config(draining=tuple(a for a, _ in WEB)),
+    config(web=[("10.0.1.3:8081", 3)], web_size=2053),
+    config(),
+]
+
+
+_REPLIES: list[tuple] = []
+
+
+@functools.lru_cache(maxsize=1)
+def hostile_pool() -> tuple[bytes, ...]:
+    """Shapes the fast builder does not make: IPv4 options, IPv6 extension headers,
+    fragments to and past VIPs, ICMP, QinQ — a few client ports each (scapy, built once)."""
+    out = []
+    for sport in range(1030, 1036):
+        out += [
+            E / IP(src="198.51.0.1", dst=VIP4, options=b"\x94\x04\x00\x00") /
+            TCP(sport=sport, dport=80, flags="A") / Raw(b"o"),
+            E / IPv6(src="2001:db8:c::1", dst=VIP6) / IPv6ExtHdrHopByHop() /
+            IPv6ExtHdrDestOpt() / UDP(sport=sport, dport=53),
+            E / Dot1AD(vlan=3) / Dot1Q(vlan=4) / IP(src="198.51.0.2", dst=VIP4) /
+            UDP(sport=sport, dport=53),
+            E / IP(src="198.51.0.3", dst=VIP4) / ICMP(type=8, id=sport),
+        ]
+        out += fragment(E / IP(src="198.51.0.4", dst=VIP4, id=sport) /
+                        UDP(sport=sport, dport=53) / Raw(b"f" * 100), fragsize=48)
+        out += fragment(E / IP(src="198.51.0.4", dst="10.9.9.9", id=sport) /
+                        UDP(sport=sport, dport=53) / Raw(b"f" * 100), fragsize=48)
+        out.append(E / IPv6(src="2001:db8:c::2", dst=VIP6) /
+                   IPv6ExtHdrFragment(offset=0, m=1, id=sport) / TCP(sport=sport, dport=443))
+    return tuple(bytes(p) for p in out)
+
+
+def random_packet(rng: random.Random, model: L.LBModel) -> tuple[bytes, bool]:
+    """A packet of the property test, and whether it was built valid (checksums right)."""
+    roll = rng.random()
+    vlan = rng.choice([None, None, None, 7])
+    payload = rng.randbytes(rng.randrange(0, 24))
+    if roll < 0.2 and model.rconns:
+        # a reply from a backend of a known flow (its reverse entry; the table only grows)
+        if len(_REPLIES) != len(model.rconns):
+            _REPLIES[:] = list(model.rconns)
+        fam, baddr, caddr, bport, cport, proto = rng.choice(_REPLIES)
+        return build(fam == 6, proto, str(ipaddress.ip_address(baddr)),
+                     str(ipaddress.ip_address(caddr)), bport, cport, vlan, payload), True
+    if roll < 0.85:
+        v6 = rng.random() < 0.35
+        proto = rng.choice([6, 17])
+        dport = {(False, 6): 80, (False, 17): 53, (True, 6): 443, (True, 17): 53}[(v6, proto)]
+        if rng.random() < 0.05:
+            dport = rng.choice([81, 8080, 443 if not v6 else 80])
+        src = rng.choice(CLIENTS6 if v6 else CLIENTS4)
+        return build(v6, proto, src, VIP6 if v6 else VIP4, rng.choice(range(1024, 1064)),
+                     dport, vlan, payload, tcp_flags=rng.randrange(256)), True
+    if roll < 0.89:
+        return rng.choice(hostile_pool()), True
+    if roll < 0.93:
+        return build(False, rng.choice([6, 17]), rng.choice(CLIENTS4), "10.1.2.3",
+                     rng.randrange(1, 65536), rng.randrange(1, 65536), vlan, payload), True
+    data = bytearray(build(False, 6, rng.choice(CLIENTS4), VIP4, 1025, 80, vlan, payload))
+    if rng.random() < 0.5:
+        return bytes(data[:rng.randrange(14, len(data))]), False
+    data[rng.randrange(14, len(data))] = rng.randrange(256)
+    return bytes(data), False
+
+
+@kernel
+def test_random_traffic_matches_the_model(h):
+    rng = random.Random(0x1B1B)
+    _REPLIES.clear()
+    n, updates = 10_000, iter(UPDATES)
+    for i in range(n):
+        if i and i % 1500 == 0:
+            cfg = next(updates, None)
+            if cfg is not None:
+                h.update(cfg)
+        data, valid = random_packet(rng, h.model)
+        h.run(data, check_sums=valid and i % 37 == 0)
+    # the counters agree too
+    st = h.lb.stats(h.nf.maps)
+    for k, v in h.lb.plan.vips.items():
+        name = v.name + "/" + ("tcp" if v.proto == 6 else "udp")
+        assert st["vips"][name] == h.model.vip_stats[h.lb.plan.vip_index[k]], name
+    for bid, (idx, b) in h.lb.plan.backends.items():
+        v = h.lb.plan.by_index()[idx]
+        name = v.name + "/" + ("tcp" if v.proto == 6 else "udp")
+        assert st["backends"][(name, b.name)] == h.model.backend_stats[bid]
+    want = dict(h.model.stats)
+    if h.nf.hook == "tc":
+        want["malformed"] = st["global"]["malformed"]       # TC refuses some truncated ones
+    assert st["global"] == want
+    assert len(h.model.conns) > 1000 and sum(s["no_backend"] for s in
+                                             h.model.vip_stats.values()) > 0
+
+
+# ---- fused mode: two instances in one program ---------------------------------------------------
+
+FUSED = """
+#define NFP_HOOK_XDP 1
+#define NFP_INSTANCE a
+#include "{src}"
+#undef NFP_INSTANCE
+#define NFP_INSTANCE b
+#include "{src}"
+#undef NFP_INSTANCE
+
+SEC("xdp")
+int fused(struct xdp_md *hook)
+{{
+	struct nfp_ctx ctx;
+	struct nfp_meta meta = {{}};
+	int r;
+
+	nfp_ctx_init(&ctx, hook);
+	r = a__process(&ctx, &meta);
+	if (r == NFP_PORT(0))
+		r = b__process(&ctx, &meta);
+	if (r == NFP_PORT(0))
+		r = NFP_PASS;
+	return nfp_hook_verdict(&ctx, &meta, r);
+}}
+
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+@kernel
+def test_two_instances_fuse_into_one_program(compile_c):
+    """Everything at file scope is per instance: two LBs inline into one program, each
+    with its own maps, and the verifier takes it."""
+    from nfpipe.load.object import Object
+    path = compile_c(FUSED.format(src=L.LoadBalancer({"vips": config()["vips"][:1]}).source),
+                     name="lb_fused")
+    with Object.load(path) as obj:
+        names = set(obj.maps)
+        for m in ("vips", "active", "table_size", "tables", "backends", "conns", "rconns"):
+            assert {f"a__{m}", f"b__{m}"} <= names
+        a, b = L.LoadBalancer(config()), L.LoadBalancer(
+            {"vips": [{"vip": "10.0.1.2:8080", "table_size": 101,
+                       "backends": [{"addr": "10.9.9.9:9999"}]}]})
+        from nfpipe.catalog.base import NodeMaps
+        a.populate(NodeMaps(obj.maps, "a"))
+        b.populate(NodeMaps(obj.maps, "b"))
+        # a sends the flow to 10.0.1.2:8080 for some client; b (a VIP there) rewrites again
+        model_a = L.LBModel(a)
+        for sport in range(1000, 1100):
+            data = syn4(sport)
+            _, out = model_a.process(data)
+            if model_a.last_backend == a.plan.backend_id[((4, _packed(VIP4), 80, 6),
+                                                          "10.0.1.2:8080")]:
+                break
+        res = obj.programs["fused"].test_run(data)
+        assert res.retval == 2                              # XDP_PASS
+        _, want = L.LBModel(b).process(out)
+        assert res.data == want and P.parse_packet(res.data).dport == 9999
+
+
+def test_ids_of_removed_backends_are_not_reused_by_the_same_update():
+    lb = L.LoadBalancer(config())
+    web = (4, _packed(VIP4), 80, 6)
+    old = lb.plan.backend_id[(web, "10.0.1.3:8081")]
+    swap = config(web=[("10.0.1.1:8080", 1), ("10.0.1.2:8080", 2), ("10.0.1.7:8080", 3)])
+    p1 = L.make_plan(L.LoadBalancer(swap).vips, lb.plan)
+    new = p1.backend_id[(web, "10.0.1.7:8080")]
+    assert new != old and new not in lb.plan.backends
+    p2 = L.make_plan(L.LoadBalancer(config()).vips, p1)     # freed by p1: reusable now
+    assert p2.backend_id[(web, "10.0.1.3:8081")] == old
