@@ -328,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     dm = sub.add_parser("demo", help="compile, load and run a small XDP program on packets")
     dm.add_argument("--json", action="store_true")
     dm.set_defaults(func=cmd_demo)
+    from nfpipe.topo.cli import register_topo
+    register_topo(sub)
     return p
 
 

@@ -1,0 +1,161 @@
+"""Tiny traffic probes to run inside topology hosts with ``topo.call``/``topo.start``.
+
+Servers handle a fixed number of exchanges and return what they saw (peer
+addresses, the TTL / hop limit a datagram arrived with), so a test can check
+both ends.  Clients retry while the server is not listening yet, so a test can
+start the server and the client at the same moment.
+
+    srv = topo.start("server", serve_udp_echo, "198.51.100.2", 7000)
+    reply, peer = topo.call("client", udp_exchange, "198.51.100.2", 7000, b"hi")
+    [(client_addr, ttl)] = srv.result(timeout=5)        # ttl 63: one router passed
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+import time
+
+# Linux values; Python's socket module lacks some of them before 3.12.
+IP_TTL, IP_RECVTTL = 2, 12
+IPV6_RECVHOPLIMIT, IPV6_HOPLIMIT = 51, 52
+
+
+def _family(addr: str) -> int:
+    return socket.AF_INET6 if ipaddress.ip_address(addr).version == 6 else socket.AF_INET
+
+
+def serve_tcp_echo(addr: str, port: int, conns: int = 1, timeout: float = 10.0) -> list:
+    """Accept *conns* connections on addr:port, echo each until EOF; return the peers."""
+    fam = _family(addr)
+    peers = []
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((addr, port))
+        s.listen(conns)
+        s.settimeout(timeout)
+        for _ in range(conns):
+            c, peer = s.accept()
+            with c:
+                c.settimeout(timeout)
+                while True:
+                    data = c.recv(65536)
+                    if not data:
+                        break
+                    c.sendall(data)
+            peers.append(peer[0])
+    return peers
+
+
+def tcp_exchange(addr: str, port: int, payload: bytes, timeout: float = 10.0) -> bytes:
+    """Connect (retrying while refused), send *payload*, half-close, return all received."""
+    fam = _family(addr)
+    deadline = time.monotonic() + timeout
+    while True:
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        s.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            s.connect((addr, port))
+            break
+        except (ConnectionRefusedError, socket.timeout, OSError):
+            s.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+    with s:
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        out = bytearray()
+        while True:
+            data = s.recv(65536)
+            if not data:
+                return bytes(out)
+            out += data
+
+
+def serve_udp_echo(addr: str, port: int, count: int = 1, timeout: float = 10.0) -> list:
+    """Echo *count* datagrams on addr:port; return [(peer address, arrival TTL/hop limit)]."""
+    fam = _family(addr)
+    seen = []
+    with socket.socket(fam, socket.SOCK_DGRAM) as s:
+        if fam == socket.AF_INET:
+            s.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+        else:
+            s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
+        s.bind((addr, port))
+        s.settimeout(timeout)
+        while len(seen) < count:
+            data, anc, _, peer = s.recvmsg(65536, socket.CMSG_SPACE(4))
+            ttl = None
+            for level, kind, cdata in anc:
+                if (level, kind) in ((socket.IPPROTO_IP, IP_TTL),
+                                     (socket.IPPROTO_IPV6, IPV6_HOPLIMIT)):
+                    ttl = struct.unpack("i", cdata[:4])[0] if len(cdata) >= 4 else cdata[0]
+            try:
+                s.sendto(data, peer)
+            except OSError:     # no route back (e.g. NAT missing): still report the arrival
+                pass
+            seen.append((peer[0], ttl))
+    return seen
+
+
+def udp_exchange(addr: str, port: int, payload: bytes, timeout: float = 5.0,
+                 interval: float = 0.1) -> tuple[bytes, str]:
+    """Send *payload* until an echo comes back (or *timeout*); return (reply, replier)."""
+    fam = _family(addr)
+    deadline = time.monotonic() + timeout
+    with socket.socket(fam, socket.SOCK_DGRAM) as s:
+        while True:
+            try:
+                s.sendto(payload, (addr, port))
+            except OSError:     # e.g. a pending ICMP error from an earlier try
+                pass
+            s.settimeout(max(0.01, min(interval, deadline - time.monotonic())))
+            try:
+                data, peer = s.recvfrom(65536)
+                return data, peer[0]
+            except (socket.timeout, ConnectionRefusedError, OSError):
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"no UDP echo from [{addr}]:{port} within {timeout} s")
+
+
+def capture(ifname: str, count: int = 1, timeout: float = 5.0, udp_dport: int | None = None,
+            ready_file: str | None = None) -> list[bytes]:
+    """Capture *count* frames arriving on *ifname* (AF_PACKET, as the stack received them).
+
+    With *udp_dport*, only IPv4/IPv6 UDP frames to that port count.  When
+    *ready_file* is given it is created once the socket is bound, so a sender can
+    wait for it.  Frames are returned whole, starting at the Ethernet header.
+    """
+    ETH_P_ALL = 0x0003
+    frames: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)) as s:
+        s.bind((ifname, 0))
+        if ready_file:
+            open(ready_file, "w").close()
+        while len(frames) < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"captured {len(frames)} of {count} frames on {ifname}")
+            s.settimeout(left)
+            frame, addr = s.recvfrom(65600)
+            if addr[2] == socket.PACKET_OUTGOING:
+                continue
+            if udp_dport is not None and _udp_dport(frame) != udp_dport:
+                continue
+            frames.append(frame)
+    return frames
+
+
+def _udp_dport(frame: bytes) -> int | None:
+    if len(frame) < 14:
+        return None
+    etype = int.from_bytes(frame[12:14], "big")
+    if etype == 0x0800 and len(frame) >= 34 and frame[23] == 17:
+        off = 14 + (frame[14] & 0x0F) * 4
+    elif etype == 0x86DD and len(frame) >= 54 and frame[20] == 17:
+        off = 54
+    else:
+        return None
+    return int.from_bytes(frame[off + 2:off + 4], "big") if len(frame) >= off + 4 else None
