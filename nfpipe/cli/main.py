@@ -330,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     dm.set_defaults(func=cmd_demo)
     from nfpipe.topo.cli import register_topo
     register_topo(sub)
+    from nfpipe.attach.cli import register as _register_attach
+    _register_attach(sub)
     return p
 
 
