@@ -42,6 +42,7 @@ class PortTarget:
     slot: int | None = None
     verdict: str | None = None
     redirect_iface: str | None = None
+    wired: bool = True              # False: a port the NF cannot use, left unwired
 
     def describe(self) -> str:
         if self.node is not None:
@@ -90,7 +91,7 @@ class Plan:
             "pipeline": self.spec.name, "hook": self.spec.hook, "linking": self.linking,
             "entry": self.spec.entry, "miss_verdict": self.miss_verdict,
             "nodes": [{"id": n.id, "nf": n.nf, "slot": n.index, "entry": n.is_entry,
-                       "ports": {t.port: t.describe() for t in n.targets},
+                       "ports": {t.port: t.describe() for t in n.targets if t.wired},
                        "constants": n.constants} for n in self.order],
         }
 
@@ -105,7 +106,7 @@ class Plan:
                 label += f"\\nslot {n.index}"
             style = ", style=bold" if n.is_entry else ""
             lines.append(f'  "{n.id}" [label="{label}"{style}];')
-            for t in n.targets:
+            for t in (t for t in n.targets if t.wired):
                 dst = t.node if t.node is not None else f"verdict:{t.describe()}"
                 if t.node is None:
                     verdicts.add(dst)
@@ -137,8 +138,10 @@ def make_plan(spec: PipelineSpec, *, linking: str | None = None,
         node = spec.nodes[nid]
         targets = []
         for port in node.ports:
-            e = edges[(nid, port)]
-            if e.is_verdict:
+            e = edges.get((nid, port))
+            if e is None:                 # a port the NF cannot use: left unwired
+                targets.append(PortTarget(port, verdict="aborted", wired=False))
+            elif e.is_verdict:
                 targets.append(PortTarget(port, verdict=e.verdict, redirect_iface=e.redirect_iface))
             else:
                 targets.append(PortTarget(port, node=e.target, slot=slot[e.target]))

@@ -85,6 +85,13 @@ class NetworkFunction:
     def constants(self) -> dict[str, Any]:
         return {}
 
+    def used_ports(self) -> tuple[str, ...]:
+        """The ports this configured NF can send packets to: each must be wired.
+
+        A port no packet can reach (e.g. a filter port no rule names) may stay
+        unwired; should it ever be taken, the packet is aborted and counted."""
+        return tuple(self.ports)
+
     def map_sizes(self) -> dict[str, int]:
         """max_entries of maps the config sizes (unprefixed names), applied before load."""
         return {}

@@ -81,7 +81,7 @@ def problems_of(spec: PipelineSpec) -> list[Problem]:
                                          f"(nodes: {', '.join(spec.nodes)}; verdicts: pass, "
                                          f"drop, tx, aborted, redirect:IFACE)", node=src.id))
     for nid, node in spec.nodes.items():
-        for port in node.ports:
+        for port in node.required_ports:
             if (nid, port) not in wired:
                 out.append(Problem(node.pos, f"port '{nid}.{port}' is not wired: connect it "
                                              f"to a node or a verdict (e.g. '{nid}.{port} -> "

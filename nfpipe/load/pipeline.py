@@ -136,7 +136,7 @@ class Pipeline:
         st = self.stats()
         out = {}
         for n in self.plan.order:
-            for t in n.targets:
+            for t in (t for t in n.targets if t.wired):
                 out[f"{n.id}.{t.port} -> {t.node or t.describe()}"] = \
                     st[n.id].get(t.port, Counter(0, 0)).packets
         return out

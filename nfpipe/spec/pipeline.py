@@ -51,6 +51,14 @@ class NodeSpec:
     pos: Pos
     impl: Any = field(default=None, repr=False, compare=False)   # the NetworkFunction
 
+    @property
+    def required_ports(self) -> tuple[str, ...]:
+        """Ports that must be wired: those the configured NF can send packets to."""
+        if self.impl is None:
+            return self.ports
+        used = set(self.impl.used_ports())
+        return tuple(p for p in self.ports if p in used)
+
     def port_index(self, name: str) -> int | None:
         if name.isdigit():
             i = int(name)
