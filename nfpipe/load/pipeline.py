@@ -9,11 +9,13 @@ the tail calls happen inside the kernel's test run.
 """
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from typing import Any
 
 from nfpipe.build.pipeline import FUSED, Build, Plan, fused_program_name
 from nfpipe.catalog.base import MAX_PORTS, NodeMaps, Verdict, apply_map_sizes
+from nfpipe.errors import VerifierError
 from nfpipe.load.object import Object
 from nfpipe.load.program import Program, TestRunResult
 
@@ -34,10 +36,14 @@ class Counter:
 class Pipeline:
     """All programs and maps of one pipeline; closed together."""
 
-    def __init__(self, plan: Plan, objects: dict[str, Object], entry: Program):
+    def __init__(self, plan: Plan, objects: dict[str, Object], entry: Program,
+                 fused_style: str | None = None):
         self.plan = plan
         self.objects = objects
         self.entry = entry
+        # fused linking: "inline" (one function) or "calls" (a global function per
+        # node, when the inlined program was too large for the verifier)
+        self.fused_style = fused_style
 
     @classmethod
     def load(cls, build: Build, *, ifindexes: dict[str, int] | None = None,
@@ -53,11 +59,18 @@ class Pipeline:
                         if t.redirect_iface:
                             constants[f"nfp_redirect_{n.id}_{i}"] = \
                                 (ifindexes or {}).get(t.redirect_iface, 0)
-                ospec = build.objects[FUSED]
-                for n in plan.order:
-                    ospec = _sized(ospec, plan, n.id)
-                obj = Object.load(ospec, constants=constants,
-                                  log_level=log_level, name=plan.spec.name)
+                try:
+                    obj = Object.load(_sized_all(build.objects[FUSED], plan),
+                                      constants=constants, log_level=log_level,
+                                      name=plan.spec.name)
+                except VerifierError as exc:
+                    if exc.errno != errno.E2BIG or build.fused_style == "calls":
+                        raise
+                    # Inlined, the pipeline exceeds the verifier's budget: give each
+                    # node its own global function (verified once) and load that.
+                    obj = Object.load(_sized_all(build.fused_with_calls(), plan),
+                                      constants=constants, log_level=log_level,
+                                      name=plan.spec.name)
                 objects[FUSED] = obj
                 entry = obj.programs[fused_program_name(plan)]
             else:
@@ -81,7 +94,8 @@ class Pipeline:
                 for n in plan.order:
                     jmp[n.index] = objects[n.id].programs[n.id]
                 entry = objects[plan.order[0].id].programs[plan.order[0].id]
-            pipeline = cls(plan, objects, entry)
+            pipeline = cls(plan, objects, entry,
+                           build.fused_style if plan.linking == "fused" else None)
             for n in plan.order:
                 impl = plan.spec.nodes[n.id].impl
                 if impl is not None:
@@ -150,6 +164,12 @@ class Pipeline:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _sized_all(ospec, plan: Plan):
+    for n in plan.order:
+        ospec = _sized(ospec, plan, n.id)
+    return ospec
 
 
 def _sized(ospec, plan: Plan, node: str):

@@ -69,6 +69,8 @@ def test_verdicts_and_every_edge_counted(pipeline):
     st = pipeline.stats()
     assert st["guard_tcp"]["drop"].packets == 1 and st["guard_udp"]["drop"].packets == 1
     assert "tail_call_miss" not in st["split"]
+    if pipeline.plan.linking == "fused":
+        assert pipeline.fused_style == "inline"      # small enough to inline every node
     assert st["split"]["out"].bytes == sum(len(p) for p, _ in CASES if TCP in p)
     # per-node maps are the node's own
     assert sum(pipeline.node_maps("guard_tcp")["dropped"][0]) == 1
