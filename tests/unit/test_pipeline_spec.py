@@ -185,3 +185,20 @@ def test_cli_validate_and_plan_on_the_example(capsys):
     assert plan["nodes"][2]["constants"] == {"min_ttl": 8}
     assert main(["plan", example, "--dot"]) == 0
     assert '"split" -> "guard_udp" [label="udp"];' in capsys.readouterr().out
+
+
+def test_filter_ports_no_rule_names_may_stay_unwired():
+    s = spec("""\
+        pipeline: x
+        hook: xdp
+        nodes:
+          - id: fw
+            nf: filter
+            config:
+              rules: [{action: "port:2", proto: icmp}]
+        edges:
+          - fw -> pass
+        """)
+    assert [str(p) for p in problems_of(s)] == [
+        "p.yaml:4:5: port 'fw.port2' is not wired: connect it to a node or a verdict "
+        "(e.g. 'fw.port2 -> pass')"]

@@ -1,0 +1,333 @@
+// SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause)
+/*
+ * filter: an ordered, first-match packet filter whose per-packet cost does not
+ * depend on the number of rules (Recursive Flow Classification style).
+ *
+ * The control plane (nfpipe/catalog/filter.py) compiles the rules into tables:
+ *
+ *   phase 0   one lookup per field gives an equivalence-class id
+ *             src/dst address: LPM tries (IPv4, IPv6), protocol: array,
+ *             src/dst port: array (65536 = "no ports"), TCP flags: array
+ *             (256 = "not TCP"), outer VLAN id: array (4096 = untagged)
+ *   phase 1+  six pairwise combinations through one hash map
+ *             (gen, step, class_a, class_b) -> class; the plan (which classes
+ *             step i combines) is chosen by the control plane; the last step
+ *             yields the index of the first matching rule.  A missing entry
+ *             means "no rule matches": the default action.
+ *
+ * Every table exists twice (generation 0 and 1: the generation is part of
+ * every key or index).  `active` names the generation a packet uses; it is
+ * read once, at the start, so a packet sees one whole rule set even while the
+ * control plane rewrites the other generation and flips `active`.
+ */
+#include <nfpipe/nf.h>
+
+#ifndef NFP_FILTER_TYPES
+#define NFP_FILTER_TYPES
+
+#define NFP_FILTER_MAX_RULES 16384          /* per generation; a power of two */
+#define NFP_FILTER_FIELDS 7                 /* sa, da, proto, sport, dport, flags, vlan */
+#define NFP_FILTER_STEPS (NFP_FILTER_FIELDS - 1)
+#define NFP_FILTER_SLOTS 16                 /* fields + combination results, rounded up */
+#define NFP_FILTER_NPROTO 257               /* 0..255, 256 = not IP */
+#define NFP_FILTER_NPORT 65537              /* 0..65535, 65536 = no ports */
+#define NFP_FILTER_NFLAGS 257               /* 0..255, 256 = not TCP */
+#define NFP_FILTER_NVLAN 4097               /* 0..4095, 4096 = untagged */
+#define NFP_FILTER_COMBINE_MAX (1 << 21)    /* both generations together */
+
+/* Counters in `stats` (per CPU). */
+#define NFP_FILTER_ST_DEFAULT 0             /* no rule matched: default action */
+#define NFP_FILTER_ST_MALFORMED 1           /* the malformed policy decided */
+#define NFP_FILTER_ST_FRAGMENT 2            /* the fragment policy decided (non-first fragment) */
+#define NFP_FILTER_ST_NOGEN 3               /* tables missing (not populated): aborted */
+#define NFP_FILTER_NSTATS 4
+
+#define NFP_FILTER_ROW_DEFAULT 0xffffffff  /* combine key b: the row default of class a */
+#define NFP_FILTER_FRAG_L3 0x7fffffff       /* fragment policy: evaluate the rules */
+
+struct nfp_filter_lpm4 {
+	__u32 prefixlen;                    /* 8 (the generation byte) + the prefix length */
+	__u8 gen;
+	__u8 addr[4];
+	__u8 pad[3];
+};
+
+struct nfp_filter_lpm6 {
+	__u32 prefixlen;
+	__u8 gen;
+	__u8 addr[16];
+	__u8 pad[3];
+};
+
+struct nfp_filter_ckey {
+	__u32 gen_step;                     /* gen << 8 | step */
+	__u32 a;
+	__u32 b;
+};
+
+/* Per generation: policies and the combination plan. */
+struct nfp_filter_gen {
+	__s32 default_action;               /* port >= 0 or an NFP_* verdict */
+	__s32 fragment_action;              /* NFP_FILTER_FRAG_L3, a port or a verdict */
+	__s32 malformed_action;
+	__u32 noaddr_src;                   /* address classes of a packet that is not IP */
+	__u32 noaddr_dst;
+	__u8 left[8];                       /* step i combines slots left[i], right[i] ... */
+	__u8 right[8];                      /* ... into slot NFP_FILTER_FIELDS + i */
+	__u32 default_rule;                 /* a rule that matches everything (its hits count
+					     * the default), or NFP_FILTER_MAX_RULES: none */
+	__u32 ready;                        /* 1 once the generation is written */
+};
+
+#endif /* NFP_FILTER_TYPES */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} NFP_NAME(active) SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct nfp_filter_gen);
+} NFP_NAME(gens) SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 2 * (NFP_FILTER_MAX_RULES + 1));
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct nfp_filter_lpm4);
+	__type(value, __u32);
+} NFP_NAME(src4) SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 2 * (NFP_FILTER_MAX_RULES + 1));
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct nfp_filter_lpm4);
+	__type(value, __u32);
+} NFP_NAME(dst4) SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 2 * (NFP_FILTER_MAX_RULES + 1));
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct nfp_filter_lpm6);
+	__type(value, __u32);
+} NFP_NAME(src6) SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 2 * (NFP_FILTER_MAX_RULES + 1));
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct nfp_filter_lpm6);
+	__type(value, __u32);
+} NFP_NAME(dst6) SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * NFP_FILTER_NPROTO);
+	__type(key, __u32);
+	__type(value, __u32);
+} NFP_NAME(proto) SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * NFP_FILTER_NPORT);
+	__type(key, __u32);
+	__type(value, __u32);
+} NFP_NAME(sport) SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * NFP_FILTER_NPORT);
+	__type(key, __u32);
+	__type(value, __u32);
+} NFP_NAME(dport) SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * NFP_FILTER_NFLAGS);
+	__type(key, __u32);
+	__type(value, __u32);
+} NFP_NAME(flags) SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * NFP_FILTER_NVLAN);
+	__type(key, __u32);
+	__type(value, __u32);
+} NFP_NAME(vlan) SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NFP_FILTER_COMBINE_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct nfp_filter_ckey);
+	__type(value, __u32);
+} NFP_NAME(combine) SEC(".maps");
+
+/* Action of rule i of generation g at g * NFP_FILTER_MAX_RULES + i. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * NFP_FILTER_MAX_RULES);
+	__type(key, __u32);
+	__type(value, __s32);
+} NFP_NAME(actions) SEC(".maps");
+
+/* Packets that matched rule i of generation g (same index as actions). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2 * NFP_FILTER_MAX_RULES);
+	__type(key, __u32);
+	__type(value, __u64);
+} NFP_NAME(hits) SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NFP_FILTER_NSTATS);
+	__type(key, __u32);
+	__type(value, __u64);
+} NFP_NAME(stats) SEC(".maps");
+
+static __always_inline void NFP_NAME(count)(void *map, __u32 idx)
+{
+	__u64 *c = bpf_map_lookup_elem(map, &idx);
+
+	if (c)
+		*c += 1;
+}
+
+/* One phase-0 array lookup: the class of value `v` (already bounded) in generation `gen`. */
+static __always_inline int NFP_NAME(field)(void *map, __u32 gen, __u32 n, __u32 v, __u32 *out)
+{
+	__u32 idx = gen * n + v;
+	__u32 *c = bpf_map_lookup_elem(map, &idx);
+
+	if (!c)
+		return -1;
+	*out = *c;
+	return 0;
+}
+
+static __always_inline int NFP_NAME(addr)(void *trie4, void *trie6, struct nfp_pkt *p,
+					    const __be32 *addr, __u32 gen, __u32 noaddr, __u32 *out)
+{
+	__u32 *c;
+
+	if (p->l3_proto == ETH_P_IP) {
+		struct nfp_filter_lpm4 k = {};
+
+		k.prefixlen = 8 + 32;
+		k.gen = gen;
+		__builtin_memcpy(k.addr, addr, 4);
+		c = bpf_map_lookup_elem(trie4, &k);
+	} else if (p->l3_proto == ETH_P_IPV6) {
+		struct nfp_filter_lpm6 k = {};
+
+		k.prefixlen = 8 + 128;
+		k.gen = gen;
+		__builtin_memcpy(k.addr, addr, 16);
+		c = bpf_map_lookup_elem(trie6, &k);
+	} else {
+		*out = noaddr;
+		return 0;
+	}
+	if (!c)
+		return -1;
+	*out = *c;
+	return 0;
+}
+
+static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_meta *meta)
+{
+	struct nfp_pkt *p = &meta->pkt;
+	struct nfp_filter_gen *g;
+	__u32 cls[NFP_FILTER_SLOTS] = {};
+	__u32 zero = 0, gen, v, rule;
+	__u32 *activep;
+	__s32 *act;
+	int i, has_ports;
+
+	activep = bpf_map_lookup_elem(&NFP_NAME(active), &zero);
+	if (!activep)
+		return NFP_ABORTED;
+	gen = *activep & 1;                 /* read once: this packet's rule set */
+	g = bpf_map_lookup_elem(&NFP_NAME(gens), &gen);
+	if (!g || !g->ready)
+		goto nogen;
+
+	if (nfp_parse(ctx, meta) < 0) {
+		NFP_NAME(count)(&NFP_NAME(stats), NFP_FILTER_ST_MALFORMED);
+		return g->malformed_action;
+	}
+	if ((p->flags & NFP_F_FRAG_LATER) && g->fragment_action != NFP_FILTER_FRAG_L3) {
+		NFP_NAME(count)(&NFP_NAME(stats), NFP_FILTER_ST_FRAGMENT);
+		return g->fragment_action;
+	}
+
+	/* Phase 0. */
+	if (NFP_NAME(addr)(&NFP_NAME(src4), &NFP_NAME(src6), p, p->saddr, gen, g->noaddr_src,
+			   &cls[0]) ||
+	    NFP_NAME(addr)(&NFP_NAME(dst4), &NFP_NAME(dst6), p, p->daddr, gen, g->noaddr_dst,
+			   &cls[1]))
+		goto nogen;
+	v = (p->l3_proto == ETH_P_IP || p->l3_proto == ETH_P_IPV6) ? p->l4_proto : 256;
+	if (NFP_NAME(field)(&NFP_NAME(proto), gen, NFP_FILTER_NPROTO, v, &cls[2]))
+		goto nogen;
+	has_ports = (p->flags & NFP_F_L4) &&
+		    (p->l4_proto == IPPROTO_TCP || p->l4_proto == IPPROTO_UDP);
+	v = has_ports ? bpf_ntohs(p->sport) : 65536;
+	if (NFP_NAME(field)(&NFP_NAME(sport), gen, NFP_FILTER_NPORT, v, &cls[3]))
+		goto nogen;
+	v = has_ports ? bpf_ntohs(p->dport) : 65536;
+	if (NFP_NAME(field)(&NFP_NAME(dport), gen, NFP_FILTER_NPORT, v, &cls[4]))
+		goto nogen;
+	v = ((p->flags & NFP_F_L4) && p->l4_proto == IPPROTO_TCP) ? p->tcp_flags : 256;
+	if (NFP_NAME(field)(&NFP_NAME(flags), gen, NFP_FILTER_NFLAGS, v, &cls[5]))
+		goto nogen;
+	v = p->vlan_depth ? (p->vlan[0] & 0x0fff) : 4096;
+	if (NFP_NAME(field)(&NFP_NAME(vlan), gen, NFP_FILTER_NVLAN, v, &cls[6]))
+		goto nogen;
+
+	/* Phases 1..6: combine two classes at a time, in the generation's plan order. */
+#pragma unroll
+	for (i = 0; i < NFP_FILTER_STEPS; i++) {
+		struct nfp_filter_ckey k;
+		__u32 *c;
+
+		k.gen_step = gen << 8 | i;
+		k.a = cls[g->left[i] & (NFP_FILTER_SLOTS - 1)];
+		k.b = cls[g->right[i] & (NFP_FILTER_SLOTS - 1)];
+		c = bpf_map_lookup_elem(&NFP_NAME(combine), &k);
+		if (!c) {
+			/* Not stored: the pair gives class a's row default, if it has one. */
+			k.b = NFP_FILTER_ROW_DEFAULT;
+			c = bpf_map_lookup_elem(&NFP_NAME(combine), &k);
+		}
+		if (!c) {
+			if (g->default_rule < NFP_FILTER_MAX_RULES)
+				NFP_NAME(count)(&NFP_NAME(hits), gen * NFP_FILTER_MAX_RULES +
+						(g->default_rule & (NFP_FILTER_MAX_RULES - 1)));
+			else
+				NFP_NAME(count)(&NFP_NAME(stats), NFP_FILTER_ST_DEFAULT);
+			return g->default_action;
+		}
+		cls[NFP_FILTER_FIELDS + i] = *c;
+	}
+
+	rule = gen * NFP_FILTER_MAX_RULES + (cls[NFP_FILTER_FIELDS + NFP_FILTER_STEPS - 1] &
+					     (NFP_FILTER_MAX_RULES - 1));
+	act = bpf_map_lookup_elem(&NFP_NAME(actions), &rule);
+	if (!act)
+		goto nogen;
+	NFP_NAME(count)(&NFP_NAME(hits), rule);
+	return *act;
+
+nogen:
+	NFP_NAME(count)(&NFP_NAME(stats), NFP_FILTER_ST_NOGEN);
+	return NFP_ABORTED;
+}

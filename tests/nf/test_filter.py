@@ -1,0 +1,677 @@
+"""The filter NF in the kernel (XDP and TC) against its reference model (a linear scan)."""
+from __future__ import annotations
+
+import random
+import struct
+import threading
+
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
+from scapy.layers.inet6 import (ICMPv6EchoRequest, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment,
+                                IPv6ExtHdrHopByHop, IPv6ExtHdrRouting)
+from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
+from scapy.packet import Raw
+
+from nfpipe.catalog import parse as P
+from nfpipe.catalog.base import Verdict, load_nf
+from nfpipe.catalog.filter import Filter, compile_rules, parse_rule
+from nfpipe.errors import KernelError, SpecError
+
+kernel = pytest.mark.kernel
+HOOKS = ["xdp", "tc"]
+DROP = int(Verdict.DROP)
+
+E = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+V4 = IP(src="192.0.2.1", dst="198.51.100.2")
+V6 = IPv6(src="2001:db8::1", dst="2001:db8::2")
+
+SEEDS = {"default": "allow", "rules": [
+    {"action": "drop", "proto": "udp"},
+    {"action": "drop", "proto": "tcp", "dport": [80, 443]},
+]}
+
+
+def tc_test_run_refuses(data: bytes) -> bool:
+    """BPF_PROG_TEST_RUN for TC refuses IPv4 with < 20 bytes of IP header, IPv6 with < 40."""
+    ethertype = data[12:14]
+    return ((ethertype == b"\x08\x00" and len(data) - 14 < 20) or
+            (ethertype == b"\x86\xdd" and len(data) - 14 < 40))
+
+
+def check(loaded, nf: Filter, data: bytes) -> int:
+    """Run *data* through the kernel and the model; they must agree.  Returns the result."""
+    data = bytes(data)
+    want, out = nf.model().run(data)
+    if loaded.hook == "tc" and tc_test_run_refuses(data):
+        with pytest.raises(KernelError, match="EINVAL"):
+            loaded.run(data)
+        return want
+    run = loaded.run(data)
+    assert run.result == want, (run.result, want, data.hex())
+    assert run.retval == loaded.expected_retval(run.result)
+    assert run.data == out == data              # the filter never rewrites a packet
+    return want
+
+
+@pytest.fixture(scope="module", params=HOOKS)
+def hook(request):
+    return request.param
+
+
+_cache: dict = {}
+
+
+def loaded_filter(config: dict, hook: str):
+    """One loaded program per (config, hook), reused across the tests of this module."""
+    key = (repr(config), hook)
+    if key not in _cache:
+        nf = _filters.get(repr(config)) or _filters.setdefault(repr(config), Filter(config))
+        _cache[key] = (load_nf(nf, hook), nf)
+    return _cache[key]
+
+
+_filters: dict = {}       # compiled once for both hooks
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_loaded():
+    yield
+    for loaded, _nf in _cache.values():
+        loaded.close()
+    _cache.clear()
+
+
+# ---- the seeds' examples ------------------------------------------------------------------
+
+SEED_CASES = {
+    "udp-dropped": (E / V4 / UDP(sport=1000, dport=53), DROP),
+    "udp6-dropped": (E / V6 / UDP(dport=5353), DROP),
+    "tcp80-dropped": (E / V4 / TCP(dport=80), DROP),
+    "tcp443-dropped": (E / V6 / TCP(dport=443, flags="SA"), DROP),
+    "tcp22-allowed": (E / V4 / TCP(dport=22), 0),
+    "tcp81-allowed": (E / V4 / TCP(dport=81), 0),
+    "tcp442-allowed": (E / V6 / TCP(dport=442), 0),
+    "sport80-allowed": (E / V4 / TCP(sport=80, dport=1234), 0),
+    "icmp-allowed": (E / V4 / ICMP(), 0),
+    "icmpv6-allowed": (E / V6 / ICMPv6EchoRequest(), 0),
+    "arp-allowed": (bytes(E)[:12] + b"\x08\x06" + bytes(28), 0),
+    # hostile packets: none of them may slip past the drop rules
+    "vlan-udp": (E / Dot1Q(vlan=100) / V4 / UDP(dport=53), DROP),
+    "qinq-udp": (E / Dot1AD(vlan=200) / Dot1Q(vlan=100) / V4 / UDP(dport=53), DROP),
+    "qinq-tcp80": (E / Dot1AD(vlan=200) / Dot1Q(vlan=100) / V6 / TCP(dport=80), DROP),
+    "qinq-tcp22": (E / Dot1AD(vlan=200) / Dot1Q(vlan=100) / V4 / TCP(dport=22), 0),
+    "three-tags": (E / Dot1AD(vlan=1) / Dot1Q(vlan=2) / Dot1Q(vlan=3) / V4 / TCP(dport=22), DROP),
+    "ipv4-options-tcp80": (E / IP(src="192.0.2.1", dst="198.51.100.2",
+                                  options=b"\x94\x04\x00\x00" * 2) / TCP(dport=80), DROP),
+    "ipv4-max-options-tcp80": (E / IP(src="192.0.2.1", dst="198.51.100.2",
+                                      options=b"\x01" * 40) / TCP(dport=80), DROP),
+    "ipv4-options-tcp22": (E / IP(options=b"\x01" * 8) / TCP(dport=22), 0),
+    "ipv6-ext-tcp443": (E / V6 / IPv6ExtHdrHopByHop() / IPv6ExtHdrRouting() /
+                        IPv6ExtHdrDestOpt() / TCP(dport=443), DROP),
+    "ipv6-ext-tcp22": (E / V6 / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt() / TCP(dport=22), 0),
+    "ipv6-frag-first-udp": (E / V6 / IPv6ExtHdrFragment(offset=0, m=1, id=5) / UDP(dport=53) /
+                            Raw(b"z" * 16), DROP),
+    "ipv6-chain-too-long": (E / IPv6(src="2001:db8::1", dst="2001:db8::2") /
+                            IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() /
+                            IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() /
+                            IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() /
+                            TCP(dport=22), DROP),
+    "truncated-tcp": (bytes(E / V4 / TCP(dport=22))[:14 + 20 + 10], DROP),
+    "truncated-udp": (bytes(E / V4 / UDP(dport=22))[:14 + 20 + 6], DROP),
+    "tcp-doff-past-end": (bytes(E / V4 / TCP(dport=22, dataofs=15)), DROP),
+}
+
+
+def _frags():
+    frags = fragment(E / IP(src="192.0.2.1", dst="198.51.100.2", id=7) / UDP(dport=53) /
+                     Raw(b"y" * 200), fragsize=64)
+    tfrags = fragment(E / IP(src="192.0.2.1", dst="198.51.100.2", id=8) / TCP(dport=22) /
+                      Raw(b"y" * 200), fragsize=64)
+    return {"udp-first": bytes(frags[0]), "udp-later": bytes(frags[1]),
+            "tcp22-first": bytes(tfrags[0]), "tcp22-later": bytes(tfrags[1]),
+            "v6-udp-later": bytes(E / V6 / IPv6ExtHdrFragment(offset=8, m=0, id=5, nh=17) /
+                                  Raw(b"z" * 16)),
+            "v6-tcp-later": bytes(E / V6 / IPv6ExtHdrFragment(offset=8, m=0, id=5, nh=6) /
+                                  Raw(b"z" * 16))}
+
+
+@kernel
+@pytest.mark.parametrize("name", sorted(SEED_CASES))
+def test_seed_examples_and_hostile_packets(hook, name):
+    loaded, nf = loaded_filter(SEEDS, hook)
+    pkt, want = SEED_CASES[name]
+    assert check(loaded, nf, bytes(pkt)) == want
+
+
+@kernel
+@pytest.mark.parametrize("policy", ["l3", "drop", "allow", "port:3"])
+def test_fragment_policy(hook, policy):
+    loaded, nf = loaded_filter({**SEEDS, "fragments": policy}, hook)
+    f = _frags()
+    # First fragments carry the L4 header: they are matched by ports like any packet.
+    assert check(loaded, nf, f["udp-first"]) == DROP
+    assert check(loaded, nf, f["tcp22-first"]) == 0
+    later = {"l3": None, "drop": DROP, "allow": 0, "port:3": 3}[policy]
+    for name in ("udp-later", "v6-udp-later", "tcp22-later", "v6-tcp-later"):
+        got = check(loaded, nf, f[name])
+        if later is not None:
+            assert got == later, name
+    if policy == "l3":
+        # L3 evaluation: the protocol is known, ports are not.  "drop udp" still drops
+        # non-first UDP fragments; "drop tcp to 80/443" cannot see a port: allowed.
+        assert check(loaded, nf, f["udp-later"]) == DROP
+        assert check(loaded, nf, f["v6-udp-later"]) == DROP
+        assert check(loaded, nf, f["tcp22-later"]) == 0
+
+
+@kernel
+def test_fragment_l3_never_matches_ports(hook):
+    cfg = {"default": "drop", "rules": [{"action": "allow", "proto": "tcp", "dport": 22},
+                                        {"action": "port:1", "dport": "0-65535"},
+                                        {"action": "port:1", "sport": 0},
+                                        {"action": "port:2", "proto": "tcp"}]}
+    loaded, nf = loaded_filter(cfg, hook)
+    f = _frags()
+    assert check(loaded, nf, f["tcp22-first"]) == 0
+    assert check(loaded, nf, f["tcp22-later"]) == 2      # no port rule, not even 0-65535
+    assert check(loaded, nf, bytes(E / V4 / ICMP())) == DROP       # ICMP has no ports either
+    assert check(loaded, nf, f["v6-tcp-later"]) == 2
+    # the later fragment's payload looks like a TCP header to port 22: still not matched
+    assert check(loaded, nf, bytes(E / IP(frag=100, proto=6) / TCP(dport=22))) == 2
+
+
+@kernel
+@pytest.mark.parametrize("policy,want", [("drop", DROP), ("allow", 0), ("port:7", 7)])
+def test_malformed_policy(hook, policy, want):
+    loaded, nf = loaded_filter({**SEEDS, "malformed": policy}, hook)
+    assert check(loaded, nf, SEED_CASES["truncated-tcp"][0]) == want
+    assert check(loaded, nf, SEED_CASES["three-tags"][0]) == want
+    assert check(loaded, nf, bytes(E / V4 / TCP(dport=22))) == 0
+
+
+# ---- rule semantics ---------------------------------------------------------------------------
+
+RICH = {"default": "drop", "rules": [
+    {"action": "port:1", "src": "10.1.2.0/24", "dst": "10.9.0.0/16", "proto": "tcp"},
+    {"action": "drop", "src": "10.1.0.0/16"},
+    {"action": "port:2", "src": "10.0.0.0/8", "sport": "1024-65535", "dport": "8000-8080"},
+    {"action": "port:3", "dst": "2001:db8:1::/48", "proto": "udp", "dport": [53, "5353"]},
+    {"action": "port:4", "src": "2001:db8::/32"},
+    {"action": "port:5", "tcp_flags": "SYN,!ACK"},
+    {"action": "port:6", "vlan": [100, "200-210"]},
+    {"action": "port:7", "proto": "icmp"},
+    {"action": "allow", "proto": 47},
+]}
+
+
+def v4(src, dst="10.9.1.1"):
+    return IP(src=src, dst=dst)
+
+
+RICH_CASES = [
+    # priorities and overlapping prefixes
+    (E / v4("10.1.2.3") / TCP(dport=1), 1),
+    (E / v4("10.1.2.3", "10.8.0.1") / TCP(dport=1, flags="A"), DROP),     # rule 1 (drop)
+    (E / v4("10.1.2.3") / UDP(dport=8000), DROP),                         # rule 1 before 2
+    (E / v4("10.2.0.1") / UDP(sport=1024, dport=8000), 2),
+    (E / v4("10.2.0.1") / TCP(sport=65535, dport=8080, flags="A"), 2),
+    (E / v4("10.2.0.1") / TCP(sport=1023, dport=8000, flags="A"), DROP),  # sport edge
+    (E / v4("10.2.0.1") / TCP(sport=2000, dport=7999, flags="A"), DROP),  # dport edge
+    (E / v4("10.2.0.1") / TCP(sport=2000, dport=8081, flags="A"), DROP),
+    (E / v4("11.2.0.1") / TCP(sport=2000, dport=8000, flags="A"), DROP),  # outside 10/8
+    # IPv6 CIDRs
+    (E / IPv6(src="2001:db9::1", dst="2001:db8:1:ffff::1") / UDP(dport=53), 3),
+    (E / IPv6(src="2001:db9::1", dst="2001:db8:1::1") / UDP(dport=5353), 3),
+    (E / IPv6(src="2001:db9::1", dst="2001:db8:2::1") / UDP(dport=53), DROP),
+    (E / IPv6(src="2001:db9::1", dst="2001:db8:1::1") / TCP(dport=53, flags="A"), DROP),
+    (E / IPv6(src="2001:db8:ffff::1", dst="::1") / TCP(dport=53, flags="A"), 4),
+    (E / IPv6(src="2001:db8::1", dst="2001:db8:1::1") / UDP(dport=53), 3),
+    # an IPv6 address that looks like 10.1.x.x in its first bytes is not IPv4
+    (E / IPv6(src="a01:203::1", dst="::2") / TCP(dport=1, flags="A"), DROP),
+    # TCP flags
+    (E / v4("192.0.2.1") / TCP(flags="S"), 5),
+    (E / v4("192.0.2.1") / TCP(flags="SE"), 5),
+    (E / v4("192.0.2.1") / TCP(flags="SA"), DROP),
+    (E / v4("192.0.2.1") / UDP(), DROP),
+    # VLAN: the outer tag
+    (E / Dot1Q(vlan=100) / v4("192.0.2.1") / TCP(flags="A"), 6),
+    (E / Dot1Q(vlan=205) / v4("192.0.2.1") / UDP(), 6),
+    (E / Dot1Q(vlan=211) / v4("192.0.2.1") / UDP(), DROP),
+    (E / Dot1AD(vlan=100) / Dot1Q(vlan=7) / v4("192.0.2.1") / UDP(), 6),
+    (E / Dot1AD(vlan=7) / Dot1Q(vlan=100) / v4("192.0.2.1") / UDP(), DROP),
+    (E / Dot1Q(vlan=100) / Raw(b"\x08\x06" + bytes(28)), 6),     # not IP: only vlan rules
+    # protocols
+    (E / v4("192.0.2.1") / ICMP(type=3, code=3), 7),
+    (E / IPv6(src="::1", dst="::2") / ICMPv6EchoRequest(), DROP),
+    (E / IP(src="192.0.2.1", dst="10.9.1.1", proto=47) / Raw(b"x" * 20), 0),
+    (bytes(E)[:12] + b"\x08\x06" + bytes(28), DROP),
+]
+
+
+@kernel
+@pytest.mark.parametrize("i", range(len(RICH_CASES)))
+def test_rule_semantics(hook, i):
+    loaded, nf = loaded_filter(RICH, hook)
+    pkt, want = RICH_CASES[i]
+    assert check(loaded, nf, bytes(pkt)) == want
+
+
+@kernel
+def test_hit_counters(hook):
+    nf = Filter(SEEDS)
+    with load_nf(nf, hook) as loaded:
+        for _ in range(3):
+            loaded.run(bytes(E / V4 / UDP()))
+        loaded.run(bytes(E / V4 / TCP(dport=443)))
+        loaded.run(bytes(E / V4 / TCP(dport=22)))
+        loaded.run(SEED_CASES["truncated-tcp"][0])
+        assert nf.hits(loaded.maps) == [3, 1]
+        st = nf.stats(loaded.maps)
+        assert st["default"] == 1 and st["malformed"] == 1 and st["aborted"] == 0
+
+
+@kernel
+def test_catch_all_rule_is_counted_and_ends_the_list(hook):
+    cfg = {"default": "allow", "rules": [{"action": "port:2", "dport": 22},
+                                         {"action": "drop"},
+                                         {"action": "port:3", "proto": "udp"}]}
+    nf = Filter(cfg)
+    with load_nf(nf, hook) as loaded:
+        assert check(loaded, nf, bytes(E / V4 / TCP(dport=22))) == 2
+        assert check(loaded, nf, bytes(E / V4 / UDP(dport=1))) == DROP
+        assert check(loaded, nf, bytes(E / V6 / ICMPv6EchoRequest())) == DROP
+        assert nf.hits(loaded.maps) == [1, 2, 0]
+
+
+@kernel
+def test_no_rules_applies_the_default(hook):
+    nf = Filter({"default": "port:4"})
+    with load_nf(nf, hook) as loaded:
+        assert check(loaded, nf, bytes(E / V4 / TCP())) == 4
+        assert check(loaded, nf, bytes(E / V6 / UDP())) == 4
+
+
+# ---- 10k rules ----------------------------------------------------------------------------------
+
+def rules_n(n: int) -> list[dict]:
+    """n rules: the seeds, IPv4 /24 sources with a TCP port each, IPv6 /48s, and last a
+    5-field rule the benchmark packet matches (rule n - 1)."""
+    rules = [{"action": "drop", "proto": "udp", "dport": 53},
+             {"action": "drop", "proto": "tcp", "dport": [80, 443]}]
+    for i in range(2, n - 1):
+        if i % 4:
+            rules.append({"action": f"port:{i % 8}", "src": f"10.{i >> 8 & 255}.{i & 255}.0/24",
+                          "proto": "tcp", "dport": 1000 + i % 100})
+        else:
+            rules.append({"action": "drop", "src": f"2001:db8:{i:x}::/48",
+                          "dst": "2001:db8:ffff::/48", "sport": "1024-65535",
+                          "dport": 2000 + i % 10})
+    rules.append({"action": "port:5", "src": "192.168.7.7/32", "dst": "192.168.9.0/24",
+                  "proto": "tcp", "dport": "8000-8080", "tcp_flags": "SYN,!ACK", "vlan": 42})
+    return rules
+
+
+BENCH_PACKET = bytes(E / Dot1Q(vlan=42) / IP(src="192.168.7.7", dst="192.168.9.200") /
+                     TCP(sport=40000, dport=8080, flags="S"))
+
+
+@kernel
+def test_10k_rules(hook):
+    cfg = {"default": "drop", "rules": rules_n(10000)}
+    loaded, nf = loaded_filter(cfg, hook)
+    assert check(loaded, nf, BENCH_PACKET) == 5
+    assert nf.model().match(BENCH_PACKET)[1] == 9999
+    assert check(loaded, nf, bytes(E / Dot1Q(vlan=43) / BENCH_PACKET[18:])) == DROP
+    i = 9997          # 10.39.13.0/24 -> tcp dport 1097 -> port 5
+    pkt = bytes(E / IP(src="10.39.13.77", dst="1.2.3.4") / TCP(dport=1000 + i % 100))
+    assert nf.model().match(pkt)[1] == i
+    assert check(loaded, nf, pkt) == i % 8
+    assert check(loaded, nf, bytes(E / IPv6(src="2001:db8:2700::5", dst="2001:db8:ffff::1") /
+                                   UDP(sport=5000, dport=2000 + 9984 % 10))) == DROP
+    assert check(loaded, nf, bytes(E / IP(src="10.39.13.77") / UDP(dport=53))) == DROP
+    assert nf.hits(loaded.maps)[9999] >= 1
+
+
+# ---- random property test ------------------------------------------------------------------
+
+V4_NETS = ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "10.1.2.3/32", "192.0.2.0/24",
+           "0.0.0.0/0", "10.128.0.0/9"]
+V6_NETS = ["2001:db8::/32", "2001:db8:1::/48", "2001:db8:1::1/128", "::/0", "fe80::/10"]
+V4_ADDRS = ["10.1.2.3", "10.1.2.4", "10.1.9.9", "10.200.0.1", "192.0.2.7", "8.8.8.8"]
+V6_ADDRS = ["2001:db8::1", "2001:db8:1::1", "2001:db8:1::2", "fe80::1", "2002::1"]
+
+
+def random_rules(rng: random.Random, n: int) -> list[dict]:
+    rules = []
+    for _ in range(n):
+        r: dict = {"action": rng.choice(["allow", "drop", "port:1", "port:2", "port:7"])}
+        fam = rng.choice([None, 4, 6])
+        nets = V4_NETS if fam == 4 else V6_NETS
+        if fam and rng.random() < 0.6:
+            r["src"] = rng.choice(nets)
+        if fam and rng.random() < 0.5:
+            r["dst"] = rng.choice(nets)
+        roll = rng.random()
+        if roll < 0.3:
+            r["proto"] = "tcp"
+        elif roll < 0.5:
+            r["proto"] = "udp"
+        elif roll < 0.55:
+            r["proto"] = rng.choice(["icmp", "icmpv6", 47])
+        if r.get("proto") in (None, "tcp", "udp"):
+            for key in ("sport", "dport"):
+                if rng.random() < 0.3:
+                    lo = rng.choice([0, 22, 53, 80, 443, 1024, 8000, 65535])
+                    hi = min(65535, lo + rng.choice([0, 0, 1, 100, 65535]))
+                    r[key] = rng.choice([lo, f"{lo}-{hi}", [lo, 443]])
+        if r.get("proto") in (None, "tcp") and rng.random() < 0.2:
+            names = rng.sample(["SYN", "ACK", "FIN", "RST"], rng.randint(1, 2))
+            r["tcp_flags"] = ",".join(("!" if rng.random() < 0.4 else "") + x for x in names)
+        if rng.random() < 0.15:
+            r["vlan"] = rng.choice([5, 100, "100-200", [7, 4095]])
+        rules.append(r)
+    return rules
+
+
+def _ip4(a: str) -> bytes:
+    return bytes(int(x) for x in a.split("."))
+
+
+def _ip6(a: str) -> bytes:
+    import ipaddress
+    return ipaddress.IPv6Address(a).packed
+
+
+def random_packet(rng: random.Random) -> bytes:
+    """Many shapes, built with struct (fast); sometimes cut short or with a byte flipped."""
+    out = bytearray(b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01")
+    for _ in range(rng.choice([0, 0, 0, 1, 1, 2, 3])):
+        out += struct.pack("!H", rng.choice([0x8100, 0x88A8]))
+        out += struct.pack("!H", rng.choice([5, 7, 100, 150, 4095, rng.randrange(4096)]))
+    proto = rng.choice([6, 6, 17, 17, 1, 58, 47])
+    later = False
+    l3 = rng.random()
+    if l3 < 0.05:
+        out += b"\x08\x06" + bytes(28)
+        return bytes(out)
+    sport = rng.choice([0, 22, 53, 80, 443, 1023, 1024, 8000, 65535, rng.randrange(65536)])
+    dport = rng.choice([0, 22, 53, 80, 443, 1023, 1024, 8000, 65535, rng.randrange(65536)])
+    if proto == 6:
+        l4 = struct.pack("!HHIIBBHHH", sport, dport, 0, 0, 0x50, rng.randrange(256), 0, 0, 0)
+    elif proto == 17:
+        l4 = struct.pack("!HHHH", sport, dport, 8, 0)
+    elif proto in (1, 58):
+        l4 = struct.pack("!BBHHH", rng.choice([0, 8, 3, 128]), 0, 0, 1, 1)
+    else:
+        l4 = b"\x00" * 8
+    l4 += bytes(rng.randrange(20))
+    if l3 < 0.6:
+        opts = b"\x01" * 4 * rng.choice([0, 0, 1, 10])
+        frag = rng.choice([0, 0, 0, 0x2000, 5, 0x2005])
+        later = bool(frag & 0x1FFF)
+        ihl = 5 + len(opts) // 4
+        out += b"\x08\x00"
+        out += struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, ihl * 4 + len(l4), 1, frag, 64,
+                           proto, 0, _ip4(rng.choice(V4_ADDRS)), _ip4(rng.choice(V4_ADDRS)))
+        out += opts
+    else:
+        exts = b""
+        nh = proto
+        for _ in range(rng.choice([0, 0, 1, 2])):
+            kind = rng.choice([0, 43, 60, 44])
+            if kind == 44:
+                off = rng.choice([0, 8])
+                later = later or off != 0
+                exts = struct.pack("!BBHI", nh, 0, off, 1) + exts
+            else:
+                exts = struct.pack("!BB6x", nh, 0) + exts
+            nh = kind
+        out += b"\x86\xdd"
+        out += struct.pack("!IHBB16s16s", 0x60000000, len(exts) + len(l4), nh, 64,
+                           _ip6(rng.choice(V6_ADDRS)), _ip6(rng.choice(V6_ADDRS)))
+        out += exts
+    out += l4
+    roll = rng.random()
+    if roll < 0.08:
+        out = out[:rng.randrange(14, len(out))]
+    elif roll < 0.12:
+        out[rng.randrange(12, len(out))] = rng.randrange(256)
+    return bytes(out)
+
+
+@kernel
+def test_random_packets_match_the_model(hook):
+    rng = random.Random(0xF117E5)
+    cfg = {"default": "port:3", "fragments": "l3", "rules": random_rules(rng, 60)}
+    nf = Filter(cfg)
+    model = nf.model()
+    seen = set()
+    with load_nf(nf, hook) as loaded:
+        for _ in range(10000):
+            data = random_packet(rng)
+            want = model.run(data)[0]
+            seen.add(want)
+            if hook == "tc" and tc_test_run_refuses(data):
+                continue
+            run = loaded.run(data)
+            assert run.result == want, (data.hex(), run.result, want)
+            assert run.data == data
+    assert len(seen) >= 5            # the rule set and packets exercise several actions
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_compiler_matches_linear_scan_without_kernel(seed):
+    """The compiled tables, evaluated in Python like the C code does, against the scan."""
+    rng = random.Random(seed)
+    nf = Filter({"default": "port:3", "rules": random_rules(rng, rng.choice([1, 5, 40, 120]))})
+    t = nf.tables
+    for _ in range(1500):
+        data = random_packet(rng)
+        assert eval_tables(nf, t, data) == nf.model().run(data)[0]
+
+
+def eval_tables(nf: Filter, t, data: bytes) -> int:
+    """What bpf/filter.c computes from the tables (for the kernel-free test above)."""
+    from nfpipe.catalog.filter import FRAG_L3, ROW_DEFAULT
+    p = P.parse_packet(data)
+    if p.malformed:
+        return nf.malformed
+    if p.flags & P.F_FRAG_LATER and nf.fragments != FRAG_L3:
+        return nf.fragments
+
+    def lpm(entries, addr):
+        best = None
+        a = int.from_bytes(addr, "big")
+        w = len(addr) * 8
+        for pl, net, c in entries:
+            if a >> (w - pl) == int.from_bytes(net, "big") >> (w - pl) if pl else True:
+                if best is None or pl > best[0]:
+                    best = (pl, c)
+        return best[1]
+    if p.is_ipv4:
+        cls = [lpm(t.src4, p.src), lpm(t.dst4, p.dst)]
+    elif p.is_ipv6:
+        cls = [lpm(t.src6, p.src), lpm(t.dst6, p.dst)]
+    else:
+        cls = [t.noaddr_src, t.noaddr_dst]
+    ip = p.is_ipv4 or p.is_ipv6
+    ports = p.has_l4 and p.l4_proto in (6, 17)
+    cls.append(t.proto[p.l4_proto if ip else 256])
+    cls.append(t.sport[p.sport if ports else 65536])
+    cls.append(t.dport[p.dport if ports else 65536])
+    cls.append(t.flags[p.tcp_flags if p.has_l4 and p.l4_proto == 6 else 256])
+    cls.append(t.vlan[p.vlan[0] if p.vlan_depth else 4096])
+    dflt = nf.default if t.catch_all is None else nf.rules[t.catch_all].action
+    for left, right, entries in t.steps:
+        table = {(a, b): v for a, b, v in entries}
+        key = (cls[left], cls[right])
+        v = table.get(key, table.get((cls[left], ROW_DEFAULT)))
+        if v is None:
+            return dflt
+        cls.append(v)
+    return nf.rules[cls[-1]].action
+
+
+# ---- atomic updates ------------------------------------------------------------------------------
+
+RULES_A = {"default": "port:3", "rules": [
+    {"action": "port:1", "src": "10.0.0.0/8"},
+    {"action": "port:2", "proto": "tcp", "dport": 80}]}
+RULES_B = {"default": "port:6", "fragments": "drop", "rules": [
+    {"action": "port:4", "proto": "tcp", "dport": [80, 81]},
+    {"action": "port:5", "src": "10.1.0.0/16"},
+    {"action": "drop", "vlan": 9}]}
+UPDATE_PACKETS = [bytes(E / IP(src="10.1.1.1") / TCP(dport=80)),
+                  bytes(E / IP(src="11.1.1.1") / TCP(dport=80)),
+                  bytes(E / IP(src="10.1.1.1") / UDP(dport=80)),
+                  bytes(E / IP(src="11.1.1.1") / UDP(dport=81)),
+                  bytes(E / IPv6(src="::1") / TCP(dport=81)),
+                  bytes(E / Dot1Q(vlan=9) / IP(src="10.2.1.1") / TCP(dport=81))]
+
+
+@kernel
+def test_atomic_update_while_traffic_flows(hook):
+    a, b = Filter(RULES_A), Filter(RULES_B)
+    want = [{a.model().run(p)[0], b.model().run(p)[0]} for p in UPDATE_PACKETS]
+    assert all(len(w) == 2 for w in want)        # every packet tells the two sets apart
+    bad: list = []
+    seen: set = set()
+    stop = threading.Event()
+    with load_nf(a, hook) as loaded:
+        def traffic():
+            i = 0
+            while not stop.is_set():
+                k = i % len(UPDATE_PACKETS)
+                r = loaded.run(UPDATE_PACKETS[k]).result
+                seen.add((k, r))
+                if r not in want[k]:
+                    bad.append((k, r))
+                i += 1
+        t = threading.Thread(target=traffic)
+        t.start()
+        try:
+            current = a
+            for i in range(30):
+                current = current.update_rules(loaded.maps, RULES_B if i % 2 == 0 else RULES_A)
+        finally:
+            stop.set()
+            t.join()
+        assert not bad, bad[:10]
+        assert len(seen) > len(UPDATE_PACKETS)    # both sets were seen while flipping
+        # and after the last flip (to A), A's results:
+        for p in UPDATE_PACKETS:
+            assert loaded.run(p).result == a.model().run(p)[0]
+        assert Filter.active_generation(loaded.maps) in (0, 1)
+        assert Filter.stats(loaded.maps)["aborted"] == 0
+
+
+@kernel
+def test_failed_update_changes_nothing(hook):
+    a = Filter(RULES_A)
+    with load_nf(a, hook) as loaded:
+        gen = Filter.active_generation(loaded.maps)
+        with pytest.raises(SpecError):
+            a.update_rules(loaded.maps, {"rules": [{"action": "explode"}]})
+        with pytest.raises(SpecError, match="too complex"):
+            a.update_rules(loaded.maps, {"max_table_entries": 3, "rules": RICH["rules"]})
+        assert Filter.active_generation(loaded.maps) == gen
+        for p in UPDATE_PACKETS:
+            assert loaded.run(p).result == a.model().run(p)[0]
+
+
+# ---- config errors (no kernel) --------------------------------------------------------------------
+
+@pytest.mark.parametrize("config,match", [
+    ({"default": "reject"}, r"default: unknown action 'reject'"),
+    ({"fragments": "maybe"}, r"fragments: unknown action"),
+    ({"malformed": "l3"}, r"malformed: unknown action 'l3'"),
+    ({"default": "port:8"}, r"default: unknown action 'port:8'"),
+    ({"colour": "red"}, r"unknown config key\(s\) colour"),
+    ({"rules": {"action": "drop"}}, r"rules: expected a list"),
+    ({"rules": ["drop"]}, r"rules\[0\]: expected a mapping"),
+    ({"rules": [{"proto": "udp"}]}, r"rules\[0\]: missing 'action'"),
+    ({"rules": [{"action": "drop", "prot": "udp"}]}, r"rules\[0\]: unknown key\(s\) prot"),
+    ({"rules": [{"action": "drop", "src": "10.0.0.1/8"}]}, r"rules\[0\].src: bad CIDR"),
+    ({"rules": [{"action": "drop", "dst": "10.0.0.0/33"}]}, r"rules\[0\].dst: bad CIDR"),
+    ({"rules": [{"action": "drop", "src": 10}]}, r"rules\[0\].src: expected a CIDR"),
+    ({"rules": [{"action": "drop", "src": "10.0.0.0/8", "dst": "::/0"}]},
+     r"different address families"),
+    ({"rules": [{"action": "drop", "proto": "udpp"}]}, r"unknown protocol 'udpp'"),
+    ({"rules": [{"action": "drop", "proto": 256}]}, r"unknown protocol 256"),
+    ({"rules": [{"action": "drop", "dport": 65536}]}, r"dport: bad port 65536"),
+    ({"rules": [{"action": "drop", "dport": "90-80"}]}, r"dport: bad port '90-80'"),
+    ({"rules": [{"action": "drop", "sport": "http"}]}, r"sport: bad port 'http'"),
+    ({"rules": [{"action": "drop", "sport": []}]}, r"sport: empty list"),
+    ({"rules": [{"action": "drop", "proto": "icmp", "dport": 1}]}, r"ports need proto tcp"),
+    ({"rules": [{"action": "drop", "proto": "udp", "tcp_flags": "SYN"}]},
+     r"TCP flags need proto tcp"),
+    ({"rules": [{"action": "drop", "tcp_flags": "SYN,BOGUS"}]}, r"unknown TCP flag 'BOGUS'"),
+    ({"rules": [{"action": "drop", "tcp_flags": "SYN,!SYN"}]}, r"flag SYN given twice"),
+    ({"rules": [{"action": "drop", "vlan": 4096}]}, r"vlan: bad VLAN id 4096"),
+    ({"max_table_entries": 0}, r"max_table_entries: expected a number"),
+    ({"max_table_entries": 1 << 21}, r"max_table_entries: expected a number"),
+    ({"rules": [{"action": "drop"}] * 16385}, r"16385 rules, more than the 16384"),
+])
+def test_config_errors(config, match):
+    with pytest.raises(SpecError, match=match):
+        Filter(config)
+
+
+def test_config_accepts_the_documented_forms():
+    nf = Filter({"default": "drop", "fragments": "allow", "malformed": "port:port2", "rules": [
+        {"action": "port:2", "src": "10.0.0.0/8", "dst": "10.1.0.0/16", "sport": "1024-65535",
+         "dport": [22, "8000-8080"], "tcp_flags": "SYN,!ACK", "vlan": 100, "proto": "tcp",
+         "name": "ssh and alt-http from inside"},
+        {"action": "allow", "src": "2001:db8::/32", "proto": "icmpv6"},
+        {"action": "drop", "dst": "192.0.2.7"}]})
+    r = nf.rules[0]
+    assert r.dport == ((22, 22), (8000, 8080)) and r.tcp_flags == (0x12, 0x02)
+    assert nf.malformed == 2 and nf.default == DROP and nf.fragments == 0
+    assert nf.rules[2].dst.prefixlen == 32
+
+
+def test_too_complex_names_the_numbers():
+    # every dst-only rule meets every src-only rule: a 50 x 50 cross product
+    rules = [{"action": "allow", "dst": f"10.1.{i}.0/24", "proto": "tcp"} for i in range(50)] + \
+            [{"action": "drop", "src": f"10.0.{i}.0/24", "proto": "tcp"} for i in range(50)]
+    with pytest.raises(SpecError, match=r"rule set too complex: .* needs \d+ .* "
+                                        r"max_table_entries=1000"):
+        compile_rules([parse_rule(i, r) for i, r in enumerate(rules)], 1000)
+    t = compile_rules([parse_rule(i, r) for i, r in enumerate(rules)], 100000)
+    assert 2500 <= t.combine_entries <= 100000
+
+
+# ---- fused-mode readiness -------------------------------------------------------------------------
+
+def test_two_instances_compile_in_one_unit(compile_c):
+    """Everything at file scope is NFP_NAME-prefixed and the shared types are guarded, so
+    two filter nodes can be inlined into one program."""
+    from nfpipe.catalog.base import bpf_source_dir
+    from nfpipe.load.spec import ObjectSpec
+    src = bpf_source_dir() / "filter.c"
+    text = f"""
+#define NFP_HOOK_XDP 1
+#define NFP_INSTANCE fw_a
+#include "{src}"
+#undef NFP_INSTANCE
+#define NFP_INSTANCE fw_b
+#include "{src}"
+SEC("xdp")
+int both(struct xdp_md *hook)
+{{
+	struct nfp_ctx ctx;
+	struct nfp_meta meta = {{}};
+	int r;
+
+	nfp_ctx_init(&ctx, hook);
+	r = fw_a__process(&ctx, &meta);
+	if (r == 0)
+		r = fw_b__process(&ctx, &meta);
+	return r == 0 ? XDP_PASS : XDP_DROP;
+}}
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+"""
+    spec = ObjectSpec.from_file(compile_c(text, name="two_filters"))
+    names = {m.name for m in spec.maps} if isinstance(spec.maps, list) else set(spec.maps)
+    for inst in ("fw_a", "fw_b"):
+        assert {f"{inst}__active", f"{inst}__combine", f"{inst}__src6"} <= names
