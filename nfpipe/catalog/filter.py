@@ -758,3 +758,40 @@ def _write_array(m, base: int, table: Sequence[int]) -> None:
     keys = [raw_k[i:i + 4] for i in range(0, len(raw_k), 4)]
     values = [raw_v[i:i + 4] for i in range(0, len(raw_v), 4)]
     _batch(m, keys, values)
+
+
+# ---- benchmark ---------------------------------------------------------------------------------
+
+def benchmark_rules(n: int) -> list[dict]:
+    """n rules: the seeds, IPv4 /24 sources with a TCP port each, IPv6 /48s, and last a
+    5-field rule that BENCH_PACKET matches (rule n - 1, the worst case for a linear scan)."""
+    rules = [{"action": "drop", "proto": "udp", "dport": 53},
+             {"action": "drop", "proto": "tcp", "dport": [80, 443]}]
+    for i in range(2, n - 1):
+        if i % 4:
+            rules.append({"action": f"port:{i % 8}", "src": f"10.{i >> 8 & 255}.{i & 255}.0/24",
+                          "proto": "tcp", "dport": 1000 + i % 100})
+        else:
+            rules.append({"action": "drop", "src": f"2001:db8:{i:x}::/48",
+                          "dst": "2001:db8:ffff::/48", "sport": "1024-65535",
+                          "dport": 2000 + i % 10})
+    rules.append({"action": "port:5", "src": "192.168.7.7/32", "dst": "192.168.9.0/24",
+                  "proto": "tcp", "dport": "8000-8080", "tcp_flags": "SYN,!ACK", "vlan": 42})
+    return rules
+
+
+def _bench_packet() -> bytes:
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Dot1Q, Ether
+    return bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / Dot1Q(vlan=42) /
+                 IP(src="192.168.7.7", dst="192.168.9.200") /
+                 TCP(sport=40000, dport=8080, flags="S"))
+
+
+def bench_cases() -> dict:
+    """`nfpipe bench` cases: the filter with 10, 1k and 10k rules, the packet matching the last."""
+    packet = _bench_packet()
+    return {f"filter-{label}": (lambda n=n: Filter({"default": "drop",
+                                                     "rules": benchmark_rules(n)}), packet, True)
+            for n, label in ((10, "10"), (1000, "1k"), (10000, "10k"))}
+

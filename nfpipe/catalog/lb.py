@@ -631,3 +631,16 @@ class LBModel:
             self.backend_stats[bid]["reply_packets"] += 1
             self.backend_stats[bid]["reply_bytes"] += len(data)
         return 0, out
+
+
+def bench_cases() -> dict:
+    """`nfpipe bench`: an established flow to a VIP.  The one backend has the VIP's own
+    address and port, so the rewritten packet is the packet again and every in-kernel
+    repeat takes the full path (connection lookup and rewrite)."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    cfg = {"vips": [{"vip": "10.100.0.1:80", "proto": "tcp", "table_size": 65537,
+                     "backends": [{"addr": "10.100.0.1:80", "weight": 1}]}]}
+    packet = bytes(Ether() / IP(src="192.0.2.10", dst="10.100.0.1") /
+                   TCP(sport=40000, dport=80, flags="A") / (b"x" * 64))
+    return {"lb-established": (lambda: LoadBalancer(cfg), packet, True)}

@@ -306,3 +306,13 @@ class TelemetryModel:
 
     def flow_table(self) -> dict[FlowKey, dict[str, int]]:
         return {k: {"packets": v[0], "bytes": v[1]} for k, v in self.flows.items()}
+
+
+def bench_cases() -> dict:
+    """`nfpipe bench`: telemetry with its defaults (flows, SYN sources, histograms)."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    packet = bytes(Ether() / IP(src="192.0.2.1", dst="198.51.100.2") /
+                   TCP(sport=1234, dport=80, flags="S"))
+    return {"telemetry": (lambda: Telemetry({}), packet, True),
+            "telemetry-sampling": (lambda: Telemetry({"sample_rate": 64}), packet, True)}

@@ -14,7 +14,8 @@ from scapy.packet import Raw
 
 from nfpipe.catalog import parse as P
 from nfpipe.catalog.base import Verdict, load_nf
-from nfpipe.catalog.filter import Filter, compile_rules, parse_rule
+from nfpipe.catalog.filter import (Filter, _bench_packet, benchmark_rules, compile_rules,
+                                   parse_rule)
 from nfpipe.errors import KernelError, SpecError
 
 kernel = pytest.mark.kernel
@@ -293,26 +294,8 @@ def test_no_rules_applies_the_default(hook):
 
 # ---- 10k rules ----------------------------------------------------------------------------------
 
-def rules_n(n: int) -> list[dict]:
-    """n rules: the seeds, IPv4 /24 sources with a TCP port each, IPv6 /48s, and last a
-    5-field rule the benchmark packet matches (rule n - 1)."""
-    rules = [{"action": "drop", "proto": "udp", "dport": 53},
-             {"action": "drop", "proto": "tcp", "dport": [80, 443]}]
-    for i in range(2, n - 1):
-        if i % 4:
-            rules.append({"action": f"port:{i % 8}", "src": f"10.{i >> 8 & 255}.{i & 255}.0/24",
-                          "proto": "tcp", "dport": 1000 + i % 100})
-        else:
-            rules.append({"action": "drop", "src": f"2001:db8:{i:x}::/48",
-                          "dst": "2001:db8:ffff::/48", "sport": "1024-65535",
-                          "dport": 2000 + i % 10})
-    rules.append({"action": "port:5", "src": "192.168.7.7/32", "dst": "192.168.9.0/24",
-                  "proto": "tcp", "dport": "8000-8080", "tcp_flags": "SYN,!ACK", "vlan": 42})
-    return rules
-
-
-BENCH_PACKET = bytes(E / Dot1Q(vlan=42) / IP(src="192.168.7.7", dst="192.168.9.200") /
-                     TCP(sport=40000, dport=8080, flags="S"))
+rules_n = benchmark_rules
+BENCH_PACKET = _bench_packet()
 
 
 @kernel
