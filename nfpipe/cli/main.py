@@ -186,6 +186,8 @@ def cmd_validate(args) -> int:
     spec, problems = parse_pipeline_collect(_pipeline_doc(args.file))
     if spec is not None:
         problems = problems + problems_of(spec)
+    if spec is not None and not problems and spec.mode == "offload":
+        problems = _offload_problems(spec)
     if args.json:
         _print_json({"file": args.file, "valid": not problems,
                      "problems": [{"file": p.pos.file, "line": p.pos.line,
@@ -200,6 +202,16 @@ def cmd_validate(args) -> int:
         print(f"{args.file}: valid ({spec.name}: {len(spec.nodes)} nodes, "
               f"{len(spec.edges)} edges, hook {spec.hook})")
     return EXIT_OK if not problems else EXIT_USAGE
+
+
+def _offload_problems(spec):
+    """Compile the fused pipeline and check it against the offload profile."""
+    from nfpipe.build.offload import offload_problems
+    from nfpipe.build.pipeline import build, make_plan
+    from nfpipe.spec.pipeline import Problem
+    texts = offload_problems(build(make_plan(spec)))
+    pos = spec.doc.at(("mode",)) if spec.doc else spec.nodes[spec.entry].pos
+    return [Problem(pos, f"mode offload: {t}") for t in texts]
 
 
 def cmd_plan(args) -> int:

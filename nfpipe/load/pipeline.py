@@ -139,6 +139,8 @@ class Pipeline:
             names.update(OUTCOME_NAMES)
             for slot, name in names.items():
                 per_cpu = m[n.index * STAT_SLOTS + slot]
+                if not isinstance(per_cpu, list):      # offload: one shared array
+                    per_cpu = [per_cpu]
                 c = Counter(sum(v["packets"] for v in per_cpu), sum(v["bytes"] for v in per_cpu))
                 if c.packets:
                     row[name] = c

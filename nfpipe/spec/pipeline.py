@@ -199,6 +199,11 @@ class _Parser:
         if name is None:
             self.problem((), "missing 'pipeline' (the pipeline's name)")
             return ""
+        if isinstance(name, bool):
+            self.problem(("pipeline",), f"YAML reads this name as the boolean "
+                                        f"{str(name).lower()} (yes/no/on/off are booleans): "
+                                        f"quote it")
+            return str(name)
         if not isinstance(name, str) or not _NAME_RE.match(name):
             self.problem(("pipeline",), f"bad pipeline name {name!r}: use letters, digits, "
                                         f"'-', '_' or '.', at most 63 characters")

@@ -83,6 +83,9 @@ def test_good_pipeline_parses():
     ("pipeline: x\nhook: xdp\nnodes:\n  - {id: a, nf: TTL}\nedges:\n  - a.out => pass\n",
      ["p.yaml:6:5: bad edge 'a.out => pass': write 'node.port -> target' (the target a node "
       "id or pass/drop/tx/aborted/redirect:IFACE)"]),
+    ("pipeline: off\nhook: xdp\nnodes:\n  - {id: a, nf: TTL}\n",
+     ["p.yaml:1:11: YAML reads this name as the boolean false (yes/no/on/off are booleans): "
+      "quote it"]),
     ("pipeline: x\nhook: xdp\nhook: tc-ingress\nnodes:\n  - {id: a, nf: TTL}\n",
      ["p.yaml:3:1: duplicate key 'hook' (first given at line 2)"]),
     ("pipeline: x\nhook: xdp\nnodes: [\n",
@@ -202,3 +205,25 @@ def test_filter_ports_no_rule_names_may_stay_unwired():
     assert [str(p) for p in problems_of(s)] == [
         "p.yaml:4:5: port 'fw.port2' is not wired: connect it to a node or a verdict "
         "(e.g. 'fw.port2 -> pass')"]
+
+
+def test_offload_checks_map_types_and_helpers(tmp_path, capsys):
+    """Offload validation compiles the fused pipeline (no kernel) and names every map
+    and helper the NIC cannot run; a pipeline within the profile passes."""
+    from nfpipe.cli.main import main
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"pipeline: offl\nhook: xdp\nmode: offload\nnodes:\n"
+                   f"  - {{id: g, nf: {TTL}}}\n  - {{id: t, nf: telemetry}}\n"
+                   "edges:\n  - g -> t\n  - t -> pass\n")
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:3:7: mode offload: node 'g': map 'dropped' is a percpu_array map; nfp " \
+           f"offload supports array, hash, perf_event_array" in err
+    assert "node 't': map 'flows' is a lru_hash map" in err
+    assert "node 't': map 'samples' is a ringbuf map" in err
+    assert "the pipeline calls bpf_ktime_get_ns, which nfp offload does not support" in err
+    good = tmp_path / "good.yaml"
+    good.write_text(f"pipeline: offl\nhook: xdp\nmode: offload\nnodes:\n"
+                    f"  - {{id: s, nf: {ROOT}/tests/bpf/nf_split.c, ports: [out, udp]}}\n"
+                    "edges:\n  - s.out -> pass\n  - s.udp -> drop\n")
+    assert main(["validate", str(good)]) == 0, capsys.readouterr().err

@@ -545,6 +545,7 @@ static __always_inline int nfp_redirect(struct nfp_meta *meta, __u32 ifindex)
 
 /* ---- shared maps of a pipeline ---------------------------------------------------------- */
 
+#ifndef NFP_FUSED
 /* Per-packet metadata in tail-call mode (fused mode keeps it on the stack). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -552,6 +553,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct nfp_meta);
 } nfp_meta_map SEC(".maps");
+#endif
 
 /* ---- verdict to hook return code --------------------------------------------------------- */
 

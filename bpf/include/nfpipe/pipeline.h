@@ -22,19 +22,32 @@ struct nfp_stat {
 	__u64 bytes;
 };
 
+#ifdef NFP_OFFLOAD
+/* Offloaded programs (NFP_OFFLOAD, always fused) can use neither per-CPU maps nor
+ * tail calls: one shared array, updated with atomic adds. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NFP_MAX_NODES * NFP_STAT_SLOTS);
+	__type(key, __u32);
+	__type(value, struct nfp_stat);
+} nfp_stats SEC(".maps");
+#else
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, NFP_MAX_NODES * NFP_STAT_SLOTS);
 	__type(key, __u32);
 	__type(value, struct nfp_stat);
 } nfp_stats SEC(".maps");
+#endif
 
+#ifndef NFP_FUSED
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
 	__uint(max_entries, NFP_MAX_NODES);
 	__uint(key_size, sizeof(__u32));
 	__uint(value_size, sizeof(__u32));
 } nfp_jmp SEC(".maps");
+#endif
 
 static __always_inline void nfp_count(__u32 node, __u32 slot, __u32 bytes)
 {
@@ -42,8 +55,13 @@ static __always_inline void nfp_count(__u32 node, __u32 slot, __u32 bytes)
 	struct nfp_stat *st = bpf_map_lookup_elem(&nfp_stats, &key);
 
 	if (st) {
+#ifdef NFP_OFFLOAD
+		__sync_fetch_and_add(&st->packets, 1);
+		__sync_fetch_and_add(&st->bytes, bytes);
+#else
 		st->packets++;
 		st->bytes += bytes;
+#endif
 	}
 }
 
