@@ -227,3 +227,9 @@ def test_offload_checks_map_types_and_helpers(tmp_path, capsys):
                     f"  - {{id: s, nf: {ROOT}/tests/bpf/nf_split.c, ports: [out, udp]}}\n"
                     "edges:\n  - s.out -> pass\n  - s.udp -> drop\n")
     assert main(["validate", str(good)]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "examples").glob("*.yaml")))
+def test_shipped_examples_are_valid(name, capsys):
+    from nfpipe.cli.main import main
+    assert main(["validate", str(ROOT / "examples" / name)]) == 0, capsys.readouterr().err
