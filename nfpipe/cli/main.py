@@ -267,6 +267,64 @@ def cmd_bench(args) -> int:
     return EXIT_OK
 
 
+def cmd_deploy(args) -> int:
+    from nfpipe import deploy as D
+    targets = [D.Target.parse(t) for t in args.iface or []]
+    m = D.deploy(args.file, targets=targets or None, mode=args.mode, linking=args.linking,
+                 force=args.force)
+    if args.json:
+        _print_json(m)
+        return EXIT_OK
+    print(f"deployed {m['pipeline']} ({m['hook']}, {m['linking']} linking, "
+          f"{len(m['nodes'])} nodes)")
+    for i in m["interfaces"]:
+        where = f"{i['netns']}:{i['iface']}" if i["netns"] else i["iface"]
+        print(f"  {where:<24} {i['mode']:<8} {i['kind']:<6} program {i['prog_id']}")
+    print(f"state pinned in {D.state_dir(m['pipeline'])}")
+    return EXIT_OK
+
+
+def cmd_status(args) -> int:
+    from nfpipe import deploy as D
+    rows = D.status(args.name)
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    if not rows:
+        print("no pipeline is deployed")
+    for r in rows:
+        if r["state"] == "incomplete":
+            print(f"{r['pipeline']}: incomplete ({r['hint']})")
+            continue
+        print(f"{r['pipeline']}: {r['state']} — {r['hook']}, {r['linking']} linking, nodes "
+              f"{' -> '.join(r['nodes'])}")
+        for i in r["interfaces"]:
+            where = f"{i['netns']}:{i['iface']}" if i["netns"] else i["iface"]
+            mark = "attached" if i["attached"] else f"NOT attached (now: {i['now']})"
+            print(f"  {where:<24} {i['mode']:<8} {mark}")
+    return EXIT_OK if all(r["state"] == "running" for r in rows) else EXIT_FAILURE
+
+
+def cmd_stats(args) -> int:
+    from nfpipe import deploy as D
+    st = D.stats(args.name)
+    if args.json:
+        _print_json(st)
+        return EXIT_OK
+    print(f"{'node':<16} {'outcome':<16} {'packets':>12} {'bytes':>14}")
+    for node, row in st.items():
+        for outcome, c in row.items():
+            print(f"{node:<16} {outcome:<16} {c['packets']:>12} {c['bytes']:>14}")
+    return EXIT_OK
+
+
+def cmd_destroy(args) -> int:
+    from nfpipe import deploy as D
+    for line in D.destroy(args.name):
+        print(line)
+    return EXIT_OK
+
+
 def cmd_demo(args) -> int:
     from nfpipe.demo import run_demo
     return run_demo(json_output=args.json)
@@ -336,6 +394,32 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rounds", type=int, default=5)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
+
+    dp = sub.add_parser("deploy", help="build, load, check, attach and pin a pipeline")
+    dp.add_argument("file")
+    dp.add_argument("--iface", action="append", metavar="[NETNS:]IFACE",
+                    help="interface to attach to (repeatable; default: the file's)")
+    dp.add_argument("--mode", help="force a mode: xdp native|generic|offload|auto, "
+                                   "tc tcx|clsact|auto")
+    dp.add_argument("--linking", choices=["tailcall", "fused"])
+    dp.add_argument("--force", action="store_true",
+                    help="take over an interface that carries a program nfpipe did not make")
+    dp.add_argument("--json", action="store_true")
+    dp.set_defaults(func=cmd_deploy)
+
+    st = sub.add_parser("status", help="deployed pipelines, rebuilt from bpffs and the kernel")
+    st.add_argument("name", nargs="?")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
+    ss = sub.add_parser("stats", help="per-node, per-outcome counters of a deployed pipeline")
+    ss.add_argument("name")
+    ss.add_argument("--json", action="store_true")
+    ss.set_defaults(func=cmd_stats)
+
+    ds = sub.add_parser("destroy", help="detach and unpin everything a deploy made")
+    ds.add_argument("name")
+    ds.set_defaults(func=cmd_destroy)
 
     dm = sub.add_parser("demo", help="compile, load and run a small XDP program on packets")
     dm.add_argument("--json", action="store_true")

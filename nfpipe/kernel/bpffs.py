@@ -98,6 +98,12 @@ def pin(fd: FdLike, path: str | os.PathLike) -> None:
     the default root mounts bpffs there first when it is not mounted yet.
     """
     path = os.path.abspath(os.fspath(path))
+    dotted = [part for part in path[len(DEFAULT_ROOT):].split("/") if "." in part] \
+        if path.startswith(DEFAULT_ROOT + "/") else []
+    if dotted:
+        raise KernelError("BPF_OBJ_PIN", _errno.EPERM,
+                          f"cannot pin at {path}: bpffs reserves names containing '.' "
+                          f"({dotted[0]!r}); use another name", hint="")
     if path.startswith(DEFAULT_ROOT + "/") and not is_bpffs(DEFAULT_ROOT):
         ensure_mounted(DEFAULT_ROOT)
     existing, missing = _bpffs_ancestor(path)

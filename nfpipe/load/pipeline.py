@@ -131,21 +131,7 @@ class Pipeline:
 
     def stats(self) -> dict[str, dict[str, Counter]]:
         """Per node: outcome (port name, verdict, tail_call_miss) → packets, bytes (all CPUs)."""
-        m = self.stats_map
-        out: dict[str, dict[str, Counter]] = {}
-        for n in self.plan.order:
-            row: dict[str, Counter] = {}
-            names = {i: p for i, p in enumerate(n.ports)}
-            names.update(OUTCOME_NAMES)
-            for slot, name in names.items():
-                per_cpu = m[n.index * STAT_SLOTS + slot]
-                if not isinstance(per_cpu, list):      # offload: one shared array
-                    per_cpu = [per_cpu]
-                c = Counter(sum(v["packets"] for v in per_cpu), sum(v["bytes"] for v in per_cpu))
-                if c.packets:
-                    row[name] = c
-            out[n.id] = row
-        return out
+        return node_stats(self.stats_map, [(n.id, n.index, n.ports) for n in self.plan.order])
 
     def edge_counts(self) -> dict[str, int]:
         """Packets per edge, named 'node.port -> target'."""
@@ -166,6 +152,24 @@ class Pipeline:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def node_stats(stats_map, nodes) -> dict[str, dict[str, Counter]]:
+    """Read nfp_stats: for each (node id, index, port names), its non-zero outcomes."""
+    out: dict[str, dict[str, Counter]] = {}
+    for nid, index, ports in nodes:
+        row: dict[str, Counter] = {}
+        names = dict(enumerate(ports))
+        names.update(OUTCOME_NAMES)
+        for slot, name in names.items():
+            per_cpu = stats_map[index * STAT_SLOTS + slot]
+            if not isinstance(per_cpu, list):      # offload: one shared array
+                per_cpu = [per_cpu]
+            c = Counter(sum(v["packets"] for v in per_cpu), sum(v["bytes"] for v in per_cpu))
+            if c.packets:
+                row[name] = c
+        out[nid] = row
+    return out
 
 
 def _sized_all(ospec, plan: Plan):

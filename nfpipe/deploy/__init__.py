@@ -1,0 +1,331 @@
+"""Deploy: a pipeline built, loaded, checked, attached and pinned so it outlives the CLI.
+
+State lives in bpffs under ``/sys/fs/bpf/nfpipe/<pipeline>/``::
+
+    manifest               what was deployed, as JSON in a frozen one-entry array map
+                           (bpffs holds only pins; pinned last: its presence means complete)
+    links/<netns>@<iface>  the bpf_link of each attachment
+    progs/<node>           every node's program (fused: the one program)
+    maps/<map>             every map, so its contents stay readable and the program
+                           array keeps its entries (the kernel empties a prog array
+                           when the last user-space reference to it goes away)
+
+``deploy`` is transactional: everything is built, loaded and test-run before any
+interface is touched; an interface already carrying an XDP/TC program nfpipe did
+not make is refused unless ``force``; if any attach fails, every attachment made
+so far is removed and every pin deleted, so each interface is left as it was.
+``status`` rebuilds the picture from bpffs and the kernel alone; ``destroy``
+removes exactly what a deploy made.
+
+Not yet here (see the deploy issue): hitless updates, the per-pipeline lock and
+recovery from a deploy killed halfway (``status`` reports such a directory as
+incomplete and ``destroy`` removes it).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from nfpipe.errors import AttachError, NfpipeError
+
+STATE_ROOT = "/sys/fs/bpf/nfpipe"
+MANIFEST = "manifest"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One interface, optionally inside a network namespace ("ns:eth0")."""
+
+    ifname: str
+    netns: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        ns, sep, name = text.rpartition(":")
+        if not name:
+            raise NfpipeError(f"bad interface {text!r}: give IFACE or NETNS:IFACE")
+        return cls(name, ns if sep else None)
+
+    @property
+    def key(self) -> str:
+        return pin_name(f"{self.netns or 'root'}@{self.ifname}")
+
+    def __str__(self) -> str:
+        return f"{self.netns}:{self.ifname}" if self.netns else self.ifname
+
+
+class DeployError(NfpipeError):
+    """A deploy was refused or failed; nothing it did is left behind."""
+
+
+def pin_name(name: str) -> str:
+    """A bpffs entry name for *name*: bpffs refuses names with '.' (and '/' splits paths)."""
+    return name.replace(".", "_").replace("/", "_")
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise DeployError("only root can deploy (nfpipe needs CAP_BPF and CAP_NET_ADMIN to "
+                          "load programs and attach them); run it with sudo")
+
+
+def state_dir(name: str, root: str = STATE_ROOT) -> Path:
+    return Path(root) / name
+
+
+def _our_prog_ids(root: str) -> set[int]:
+    ids = set()
+    for m in _manifests(root):
+        ids.update(m.get("programs", {}).values())
+    return ids
+
+
+def _manifests(root: str) -> list[dict]:
+    out = []
+    base = Path(root)
+    if not base.is_dir():
+        return out
+    for d in sorted(base.iterdir()):
+        try:
+            m = read_manifest(d)
+        except (NfpipeError, OSError, ValueError):
+            continue
+        if m is not None:
+            out.append(m)
+    return out
+
+
+def _occupant(q: dict, hook: str) -> list[dict]:
+    if hook == "xdp":
+        return q["xdp"]
+    return q["tc"]["ingress" if hook == "tc-ingress" else "egress"]
+
+
+def deploy(file: str | os.PathLike, *, targets: list[Target] | None = None,
+           mode: str | None = None, linking: str | None = None, force: bool = False,
+           root: str = STATE_ROOT) -> dict:
+    """Deploy the pipeline in *file* onto *targets* (default: its ``interfaces``)."""
+    from nfpipe.attach.links import attach_tc, attach_xdp, query
+    from nfpipe.build.pipeline import build, make_plan
+    from nfpipe.kernel import bpffs
+    from nfpipe.load.pipeline import Pipeline
+    from nfpipe.spec import PipelineSpec
+
+    _require_root()
+    spec = PipelineSpec.from_file(file)
+    targets = list(targets or [Target.parse(i) for i in spec.interfaces])
+    if not targets:
+        raise DeployError(f"{file}: no interface to deploy on: list them under 'interfaces' "
+                          f"or give --iface")
+    mode = mode or spec.mode
+    plan = make_plan(spec, linking=linking)
+    sdir = state_dir(spec.name, root)
+    if (sdir / MANIFEST).exists():
+        raise DeployError(f"pipeline '{spec.name}' is already deployed (state in {sdir}); "
+                          f"destroy it first — updating a running pipeline in place is not "
+                          f"supported yet")
+    if sdir.exists():
+        raise DeployError(f"{sdir} holds an incomplete deploy of '{spec.name}' (interrupted?): "
+                          f"run 'nfpipe destroy {spec.name}' to clean it up")
+
+    # Everything that can fail without touching an interface happens first.
+    ours = _our_prog_ids(root)
+    for t in targets:
+        q = query(t.ifname, t.netns)
+        busy = [e for e in _occupant(q, spec.hook) if e.get("prog_id") not in ours]
+        if busy and not force:
+            desc = ", ".join(f"program {e.get('prog_id')} '{e.get('prog_name')}' via "
+                             f"{e.get('via')}" for e in busy)
+            raise AttachError(f"{t} already carries {desc}, which nfpipe did not deploy; "
+                              f"refusing to replace it (use --force to take over the "
+                              f"interface)", iface=str(t))
+    pipeline = Pipeline.load(build(plan))
+    attachments, pins = [], []
+    bpffs.ensure_mounted()
+    try:
+        probe = bytes(12) + b"\x08\x00" + bytes.fromhex("4500001c00000000401100000a0000010a000002") \
+            + bytes(8)
+        pipeline.test_run(probe)          # the whole pipeline runs in the kernel: no surprise
+        entry = pipeline.entry
+        for t in targets:
+            if spec.hook == "xdp":
+                xmode = "auto" if mode == "auto" else mode
+                att = attach_xdp(entry, t.ifname, mode=xmode, netns=t.netns, replace=force)
+            else:
+                direction = "ingress" if spec.hook == "tc-ingress" else "egress"
+                use = {"auto": "auto", "tcx": "tcx", "clsact": "clsact"}[mode]
+                att = attach_tc(entry, t.ifname, direction, netns=t.netns, use=use)
+            attachments.append((t, att))
+        ifaces = []
+        for t, att in attachments:
+            entry_info = {"iface": t.ifname, "netns": t.netns, "mode": att.mode,
+                          "kind": type(att).__name__, "prog_id": att.prog_id}
+            if hasattr(att, "pin"):
+                path = str(sdir / "links" / t.key)
+                att.pin(path)
+                pins.append(path)
+                entry_info["link"] = path
+            ifaces.append(entry_info)
+        programs = {}
+        for node in plan.order:
+            prog = pipeline.program(node.id)
+            if prog.name in programs:
+                continue
+            path = str(sdir / "progs" / pin_name(prog.name))
+            prog.pin(path)
+            pins.append(path)
+            programs[prog.name] = prog.id
+        maps = {}
+        for obj in pipeline.objects.values():
+            for mname, m in obj.maps.items():
+                if mname in maps:
+                    continue
+                path = str(sdir / "maps" / pin_name(mname))
+                m.pin(path)
+                pins.append(path)
+                maps[mname] = path
+        manifest = {
+            "pipeline": spec.name, "file": str(Path(file).resolve()),
+            "source": Path(file).read_text(), "hook": spec.hook, "mode": mode,
+            "linking": plan.linking, "fused_style": pipeline.fused_style,
+            "plan": plan.to_dict(),
+            "nodes": [{"id": n.id, "index": n.index, "ports": list(n.ports)}
+                      for n in plan.order],
+            "interfaces": ifaces, "programs": programs, "maps": maps,
+            "entry_prog_id": entry.id, "deployed_at": time.time(),
+        }
+        _write_manifest(sdir, manifest)
+        return manifest
+    except BaseException:
+        for _t, att in reversed(attachments):
+            try:
+                att.detach()
+            except NfpipeError:
+                pass
+        for path in pins:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        _remove_state(sdir)
+        raise
+    finally:
+        for _t, att in attachments:
+            try:
+                att.close()
+            except NfpipeError:
+                pass
+        pipeline.close()
+
+
+def _write_manifest(sdir: Path, manifest: dict) -> None:
+    """Pin the manifest as a frozen array map: 4-byte length, then the JSON."""
+    from nfpipe.kernel import abi, bpffs
+    from nfpipe.kernel import syscall as sc
+    data = json.dumps(manifest, sort_keys=True).encode()
+    value = len(data).to_bytes(4, "little") + data
+    value += bytes(-len(value) % 8)
+    with sc.map_create(abi.MapType.ARRAY, 4, len(value), 1, name="nfp_manifest") as fd:
+        sc.map_update_elem(fd, bytes(4), value)
+        sc.map_freeze(fd)
+        bpffs.pin(fd, str(sdir / MANIFEST))
+
+
+def read_manifest(sdir: Path) -> dict | None:
+    from nfpipe.kernel import bpffs
+    from nfpipe.kernel import syscall as sc
+    path = sdir / MANIFEST
+    if not path.exists():
+        return None
+    with bpffs.open_pinned(str(path)) as fd:
+        info = sc.map_info(fd)
+        raw = sc.map_lookup_elem(fd, bytes(4), info.value_size)
+    n = int.from_bytes(raw[:4], "little")
+    return json.loads(raw[4:4 + n])
+
+
+def _remove_state(sdir: Path) -> None:
+    if sdir.exists():
+        shutil.rmtree(sdir, ignore_errors=True)
+
+
+def _pipeline_dirs(root: str, name: str | None) -> list[Path]:
+    base = Path(root)
+    if not base.is_dir():
+        return []
+    dirs = sorted(d for d in base.iterdir() if d.is_dir())
+    if name is not None:
+        dirs = [d for d in dirs if d.name == name]
+    return dirs
+
+
+def status(name: str | None = None, *, root: str = STATE_ROOT) -> list[dict]:
+    """Every deployed pipeline (or *name*), as found in bpffs and the kernel."""
+    from nfpipe.attach.links import query
+    out = []
+    for d in _pipeline_dirs(root, name):
+        m = read_manifest(d)
+        if m is None:
+            out.append({"pipeline": d.name, "state": "incomplete", "dir": str(d),
+                        "hint": f"an interrupted deploy: 'nfpipe destroy {d.name}' cleans up"})
+            continue
+        ifaces, healthy = [], True
+        for i in m["interfaces"]:
+            try:
+                q = query(i["iface"], i["netns"])
+                progs = [e.get("prog_id") for e in _occupant(q, m["hook"])]
+                attached = m["entry_prog_id"] in progs
+            except NfpipeError as exc:
+                attached, progs = False, [str(exc)]
+            healthy &= attached
+            ifaces.append({**i, "attached": attached, "now": progs})
+        out.append({"pipeline": m["pipeline"], "state": "running" if healthy else "degraded",
+                    "dir": str(d), "hook": m["hook"], "mode": m["mode"],
+                    "linking": m["linking"], "file": m["file"], "interfaces": ifaces,
+                    "nodes": [n["id"] for n in m["nodes"]], "deployed_at": m["deployed_at"]})
+    if name is not None and not out:
+        raise DeployError(f"no pipeline '{name}' is deployed (nothing in {root})")
+    return out
+
+
+def stats(name: str, *, root: str = STATE_ROOT) -> dict:
+    """Per-node, per-outcome counters of a deployed pipeline, read from its pinned maps."""
+    from nfpipe.load.maps import Map
+    from nfpipe.load.pipeline import node_stats
+    d = state_dir(name, root)
+    m = read_manifest(d) if d.exists() else None
+    if m is None:
+        raise DeployError(f"no pipeline '{name}' is deployed (nothing in {d})")
+    with Map.from_pin(m["maps"]["nfp_stats"]) as sm:
+        rows = node_stats(sm, [(n["id"], n["index"], tuple(n["ports"])) for n in m["nodes"]])
+    return {nid: {k: {"packets": c.packets, "bytes": c.bytes} for k, c in row.items()}
+            for nid, row in rows.items()}
+
+
+def destroy(name: str, *, root: str = STATE_ROOT) -> list[str]:
+    """Detach and unpin everything a deploy of *name* made; returns what was removed."""
+    from nfpipe.attach.links import Link
+    _require_root()
+    d = state_dir(name, root)
+    if not d.exists():
+        raise DeployError(f"no pipeline '{name}' is deployed (nothing in {d})")
+    m = read_manifest(d)
+    done = []
+    netns_of = {i.get("link"): i.get("netns") for i in (m or {}).get("interfaces", [])}
+    links = d / "links"
+    for path in sorted(links.iterdir()) if links.is_dir() else []:
+        netns = netns_of.get(str(path))    # only names the interface; detach needs none
+        try:
+            with Link.from_pin(str(path), netns=netns) as link:
+                link.detach()
+            done.append(f"detached {path.name.replace('@', ':')}")
+        except NfpipeError as exc:
+            done.append(f"link {path.name}: {exc}")
+    _remove_state(d)
+    done.append(f"removed {d}")
+    return done
+

@@ -1,0 +1,141 @@
+"""nfpipe deploy on a real topology: attach, pinned state a second process can read,
+real traffic, stats, destroy; refusal of a foreign program; rollback leaves the
+interface as it was."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from nfpipe import deploy as D
+from nfpipe.attach.links import attach_xdp, query
+from nfpipe.errors import AttachError
+from nfpipe.topo import Topology
+from nfpipe.topo.probe import serve_tcp_echo, serve_udp_echo, tcp_exchange, udp_exchange
+
+pytestmark = pytest.mark.kernel
+
+ROOT = Path(__file__).parent.parent.parent
+BLOCKED_UDP = 9999
+
+
+@pytest.fixture(scope="module")
+def topo():
+    t = Topology.from_file(ROOT / "topologies" / "two-hosts.yaml")
+    t.up()
+    try:
+        yield t
+    finally:
+        t.down()
+
+
+@pytest.fixture
+def pipeline_file(tmp_path):
+    name = f"t{uuid.uuid4().hex[:8]}"
+
+    def write(hook: str) -> tuple[str, Path]:
+        f = tmp_path / f"{name}.yaml"
+        f.write_text(f"""
+pipeline: {name}
+hook: {hook}
+nodes:
+  - id: fw
+    nf: filter
+    config:
+      rules: [{{action: drop, proto: udp, dport: {BLOCKED_UDP}}}]
+  - id: stats
+    nf: telemetry
+edges:
+  - fw -> stats
+  - stats -> pass
+""")
+        return name, f
+    yield write
+    if D.state_dir(name).exists():
+        D.destroy(name)
+
+
+def target(topo) -> D.Target:
+    return D.Target(topo.ifname("dut", "eth0"), topo.netns("dut"))
+
+
+def attached_ids(topo, hook: str) -> list:
+    q = query(topo.ifname("dut", "eth0"), topo.netns("dut"))
+    return [e["prog_id"] for e in D._occupant(q, hook)]
+
+
+@pytest.mark.parametrize("hook,mode", [("xdp", "generic"), ("xdp", "native"),
+                                       ("tc-ingress", "tcx")])
+def test_deploy_traffic_stats_destroy(topo, pipeline_file, hook, mode):
+    name, f = pipeline_file(hook)
+    m = D.deploy(f, targets=[target(topo)], mode=mode)
+    assert attached_ids(topo, hook) == [m["entry_prog_id"]]
+    assert m["interfaces"][0]["mode"] == mode
+
+    # A second process rebuilds the picture from bpffs and the kernel alone.
+    out = subprocess.run([sys.executable, "-m", "nfpipe.cli.main", "status", name, "--json"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    st = json.loads(out.stdout)
+    assert st[0]["state"] == "running" and st[0]["interfaces"][0]["attached"]
+
+    # Real traffic from the client through the DUT: TCP flows, UDP to the blocked port
+    # never arrives, UDP to another port does.
+    server = topo.address("server", "eth0")
+    srv = topo.start("server", serve_tcp_echo, server, 8080)
+    assert topo.call("client", tcp_exchange, server, 8080, b"hello") == b"hello"
+    srv.result(timeout=20)
+    echo = topo.start("server", serve_udp_echo, server, 5000, 1)
+    assert topo.call("client", udp_exchange, server, 5000, b"ok")[0] == b"ok"
+    echo.result(timeout=20)
+    with pytest.raises(TimeoutError):
+        topo.call("client", udp_exchange, server, BLOCKED_UDP, b"x", timeout=1.0, interval=0.1)
+
+    counters = D.stats(name)
+    dropped = counters["fw"]["drop"]["packets"]
+    assert dropped >= 5                  # udp_exchange resent every 0.1 s for 1 s
+    assert counters["fw"]["out"]["packets"] == counters["stats"]["out"]["packets"] > 0
+
+    D.destroy(name)
+    assert attached_ids(topo, hook) == []
+    assert not D.state_dir(name).exists()
+    with pytest.raises(D.DeployError, match="no pipeline"):
+        D.status(name)
+    # traffic flows again untouched
+    echo = topo.start("server", serve_udp_echo, server, BLOCKED_UDP, 1)
+    assert topo.call("client", udp_exchange, server, BLOCKED_UDP, b"back")[0] == b"back"
+    echo.result(timeout=20)
+
+
+def test_foreign_program_is_refused_and_left_alone(topo, pipeline_file):
+    import nfpipe
+    name, f = pipeline_file("xdp")
+    obj = nfpipe.Object.load(nfpipe.compile(ROOT / "bpf" / "examples" / "xdp_pass.c"))
+    foreign = attach_xdp(obj.programs["xdp_pass"], topo.ifname("dut", "eth0"), mode="generic",
+                         netns=topo.netns("dut"))
+    try:
+        before = attached_ids(topo, "xdp")
+        with pytest.raises(AttachError, match="which nfpipe did not deploy"):
+            D.deploy(f, targets=[target(topo)], mode="generic")
+        assert attached_ids(topo, "xdp") == before
+        assert not D.state_dir(name).exists()
+    finally:
+        foreign.detach()
+        foreign.close()
+        obj.close()
+
+
+def test_failed_deploy_leaves_every_interface_as_it_was(topo, pipeline_file):
+    name, f = pipeline_file("xdp")
+    bad = D.Target("nosuchif0", topo.netns("dut"))
+    with pytest.raises(AttachError):
+        D.deploy(f, targets=[target(topo), bad], mode="generic")
+    assert attached_ids(topo, "xdp") == []
+    assert not D.state_dir(name).exists()
+    assert not any(p.name == name for p in Path(D.STATE_ROOT).glob("*")) \
+        if os.path.isdir(D.STATE_ROOT) else True
