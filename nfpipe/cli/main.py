@@ -326,8 +326,10 @@ def cmd_destroy(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from nfpipe.demo import run_demo
-    return run_demo(json_output=args.json)
+    from nfpipe.demo import run_demo, run_pipeline_demo
+    if args.loader:
+        return run_demo(json_output=args.json)
+    return run_pipeline_demo(json_output=args.json)
 
 
 class _UsageError(NfpipeError):
@@ -421,7 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("name")
     ds.set_defaults(func=cmd_destroy)
 
-    dm = sub.add_parser("demo", help="compile, load and run a small XDP program on packets")
+    dm = sub.add_parser("demo", help="topology, deploy, real traffic, stats, teardown")
+    dm.add_argument("--loader", action="store_true",
+                    help="the foundation demo: compile, load and test-run one XDP program")
     dm.add_argument("--json", action="store_true")
     dm.set_defaults(func=cmd_demo)
     from nfpipe.topo.cli import register_topo

@@ -251,6 +251,10 @@ def read_manifest(sdir: Path) -> dict | None:
 def _remove_state(sdir: Path) -> None:
     if sdir.exists():
         shutil.rmtree(sdir, ignore_errors=True)
+    try:
+        sdir.parent.rmdir()            # the state root, once no pipeline is left
+    except OSError:
+        pass
 
 
 def _pipeline_dirs(root: str, name: str | None) -> list[Path]:
