@@ -121,7 +121,7 @@ def run_pipeline_demo(json_output: bool = False) -> int:
                 syn = {str(k): v for k, v in Telemetry.syn_sources(
                     NodeMaps({"stats__syn_sources": mp}, "stats")).items()}
             say(f"   SYNs per source seen by the telemetry node: {syn}")
-            report.update(mode=iface["mode"], traffic={l: ok for l, ok in rows},
+            report.update(run_id=topo.run_id, mode=iface["mode"], traffic={l: ok for l, ok in rows},
                           status=st["state"], stats=counters, syn_sources=syn,
                           client=client, server=server)
         finally:
