@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nfpipe.errors import SpecError
-from nfpipe.spec.source import Doc, Pos, load, load_file
+from nfpipe.spec.source import Doc, Pos, Problem, ProblemsError, load, load_file
 
 HOOKS = ("xdp", "tc-ingress", "tc-egress")
 MODES = {"xdp": ("auto", "native", "generic", "offload"),
@@ -28,16 +28,6 @@ TOP_KEYS = ("pipeline", "description", "hook", "interfaces", "mode", "linking", 
 NODE_KEYS = ("id", "nf", "config", "ports", "description")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _EDGE_RE = re.compile(r"^\s*(?P<src>[^\s>-][^\s]*?)\s*->\s*(?P<dst>\S+)\s*$")
-
-
-@dataclass(frozen=True)
-class Problem:
-    pos: Pos
-    message: str
-    node: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.pos}: {self.message}"
 
 
 @dataclass
@@ -112,17 +102,8 @@ class PipelineSpec:
         return parse_pipeline(load(text, file))
 
 
-class PipelineErrors(SpecError):
+class PipelineErrors(ProblemsError):
     """Problems in one pipeline file; ``problems`` lists each with its position."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = list(problems)
-        first = self.problems[0]
-        super().__init__(first.message, file=first.pos.file, line=first.pos.line,
-                         column=first.pos.column)
-        if len(self.problems) > 1:
-            self.args = (f"{len(self.problems)} problems in {first.pos.file}:\n" +
-                         "\n".join(f"  {p}" for p in self.problems),)
 
 
 def parse_pipeline(doc: Doc) -> PipelineSpec:

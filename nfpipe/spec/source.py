@@ -29,6 +29,31 @@ class Pos:
         return f"{self.file}:{self.line}:{self.column}"
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a source file, with its position (and node, for pipelines)."""
+
+    pos: Pos
+    message: str
+    node: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.pos}: {self.message}"
+
+
+class ProblemsError(SpecError):
+    """Every problem found in one file; ``problems`` lists each with its position."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        first = self.problems[0]
+        super().__init__(first.message, file=first.pos.file, line=first.pos.line,
+                         column=first.pos.column)
+        if len(self.problems) > 1:
+            self.args = (f"{len(self.problems)} problems in {first.pos.file}:\n" +
+                         "\n".join(f"  {p}" for p in self.problems),)
+
+
 @dataclass
 class Doc:
     data: Any

@@ -12,8 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from nfpipe.errors import SpecError
-from nfpipe.spec.source import Doc, Pos, load, load_file
+from nfpipe.spec.source import Doc, Pos, Problem, ProblemsError, load, load_file
 
 TOP_KEYS = ("topology", "description", "hosts", "links", "dut")
 HOST_KEYS = ("interfaces", "routes", "sysctls", "description")
@@ -33,26 +32,8 @@ SYSCTL_RE = re.compile(r"^(net|kernel)\.[A-Za-z0-9_.-]+$")
 MIN_MTU, MAX_MTU = 68, 65535
 
 
-@dataclass(frozen=True)
-class Problem:
-    pos: Pos
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.pos}: {self.message}"
-
-
-class TopologySpecError(SpecError):
+class TopologySpecError(ProblemsError):
     """Problems in one topology file; ``problems`` lists each with its position."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = list(problems)
-        first = self.problems[0]
-        super().__init__(first.message, file=first.pos.file, line=first.pos.line,
-                         column=first.pos.column)
-        if len(self.problems) > 1:
-            self.args = (f"{len(self.problems)} problems in {first.pos.file}: " +
-                         "; ".join(str(p) for p in self.problems),)
 
 
 @dataclass(frozen=True)
