@@ -219,6 +219,23 @@ def cmd_plan(args) -> int:
     from nfpipe.spec.pipeline import PipelineSpec
     spec = PipelineSpec.from_file(args.file)
     plan = make_plan(spec, linking=args.linking)
+    if args.iface:
+        from nfpipe.build.pipeline import build
+        from nfpipe.deploy import Target
+        from nfpipe.deploy.placement import place
+        built = build(plan) if spec.mode == "offload" or plan.linking == "fused" else None
+        rows = []
+        for text in args.iface:
+            t = Target.parse(text)
+            rows.append(place(spec.hook, t.ifname, t.netns, mode=args.mode or spec.mode,
+                              build=built))
+        if args.json:
+            _print_json([{"iface": r.iface, "netns": r.netns, "mode": r.mode,
+                          "decisions": r.lines} for r in rows])
+        else:
+            for r in rows:
+                print(r.explain())
+        return EXIT_OK
     if args.dot:
         sys.stdout.write(plan.dot())
         return EXIT_OK
@@ -387,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override the file's linking")
     pl.add_argument("--maps", action="store_true", help="compile and list each node's maps")
     pl.add_argument("--dot", action="store_true", help="print the graph as Graphviz DOT")
+    pl.add_argument("--iface", action="append", metavar="[NETNS:]IFACE",
+                    help="explain the attach mode chosen for this interface (probes it)")
+    pl.add_argument("--mode", help="a forced mode to check instead of the file's")
     pl.add_argument("--json", action="store_true")
     pl.set_defaults(func=cmd_plan)
 

@@ -143,7 +143,11 @@ def deploy(file: str | os.PathLike, *, targets: list[Target] | None = None,
             raise AttachError(f"{t} already carries {desc}, which nfpipe did not deploy; "
                               f"refusing to replace it (use --force to take over the "
                               f"interface)", iface=str(t))
-    pipeline = Pipeline.load(build(plan))
+    built = build(plan)
+    from nfpipe.deploy.placement import place
+    placements = {t: place(spec.hook, t.ifname, t.netns, mode=mode, build=built)
+                  for t in targets}
+    pipeline = Pipeline.load(built)
     attachments, pins = [], []
     bpffs.ensure_mounted()
     try:
@@ -152,18 +156,18 @@ def deploy(file: str | os.PathLike, *, targets: list[Target] | None = None,
         pipeline.test_run(probe)          # the whole pipeline runs in the kernel: no surprise
         entry = pipeline.entry
         for t in targets:
+            chosen = placements[t].mode
             if spec.hook == "xdp":
-                xmode = "auto" if mode == "auto" else mode
-                att = attach_xdp(entry, t.ifname, mode=xmode, netns=t.netns, replace=force)
+                att = attach_xdp(entry, t.ifname, mode=chosen, netns=t.netns, replace=force)
             else:
                 direction = "ingress" if spec.hook == "tc-ingress" else "egress"
-                use = {"auto": "auto", "tcx": "tcx", "clsact": "clsact"}[mode]
-                att = attach_tc(entry, t.ifname, direction, netns=t.netns, use=use)
+                att = attach_tc(entry, t.ifname, direction, netns=t.netns, use=chosen)
             attachments.append((t, att))
         ifaces = []
         for t, att in attachments:
             entry_info = {"iface": t.ifname, "netns": t.netns, "mode": att.mode,
-                          "kind": type(att).__name__, "prog_id": att.prog_id}
+                          "kind": type(att).__name__, "prog_id": att.prog_id,
+                          "placement": placements[t].lines}
             if hasattr(att, "pin"):
                 path = str(sdir / "links" / t.key)
                 att.pin(path)

@@ -76,6 +76,7 @@ def test_deploy_traffic_stats_destroy(topo, pipeline_file, hook, mode):
     m = D.deploy(f, targets=[target(topo)], mode=mode)
     assert attached_ids(topo, hook) == [m["entry_prog_id"]]
     assert m["interfaces"][0]["mode"] == mode
+    assert m["interfaces"][0]["placement"][-1].startswith(f"{mode}: yes")
 
     # A second process rebuilds the picture from bpffs and the kernel alone.
     out = subprocess.run([sys.executable, "-m", "nfpipe.cli.main", "status", name, "--json"],
@@ -139,3 +140,20 @@ def test_failed_deploy_leaves_every_interface_as_it_was(topo, pipeline_file):
     assert not D.state_dir(name).exists()
     assert not any(p.name == name for p in Path(D.STATE_ROOT).glob("*")) \
         if os.path.isdir(D.STATE_ROOT) else True
+
+
+def test_plan_iface_explains_placement_and_refuses_impossible_modes(topo, capsys):
+    from nfpipe.cli.main import main
+    where = f"{topo.netns('dut')}:{topo.ifname('dut', 'eth0')}"
+    assert main(["plan", str(ROOT / "examples" / "firewall.yaml"), "--iface", where,
+                 "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["mode"] == "native"
+    assert row["decisions"][0].startswith("offload: no — driver veth:")
+    assert row["decisions"][1].startswith("native: yes — driver veth runs XDP")
+    assert main(["plan", str(ROOT / "examples" / "firewall.yaml"), "--iface", where,
+                 "--mode", "offload"]) == 1
+    assert "--mode offload is not possible on eth0: driver veth" in capsys.readouterr().err
+    assert main(["plan", str(ROOT / "examples" / "tc-nat.yaml"), "--iface", where,
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["mode"] == "tcx"
