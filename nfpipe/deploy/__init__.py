@@ -17,15 +17,25 @@ so far is removed and every pin deleted, so each interface is left as it was.
 ``status`` rebuilds the picture from bpffs and the kernel alone; ``destroy``
 removes exactly what a deploy made.
 
-Not yet here (see the deploy issue): hitless updates, the per-pipeline lock and
-recovery from a deploy killed halfway (``status`` reports such a directory as
-incomplete and ``destroy`` removes it).
+One deploy or destroy at a time per pipeline: an exclusive lock on
+``/run/nfpipe/locks/<pipeline>.lock`` (released by the kernel if the process
+dies).  A deploy killed at any point (SIGKILL included) leaves at most a state
+directory without a manifest: attachments are bpf links, and a link that was
+not pinned yet dies with the process.  ``status`` reports such a directory as
+incomplete; the next ``deploy`` or ``destroy`` detaches whatever links it pinned
+and removes it.  (``NFPIPE_FAULT=<stage>`` makes a deploy kill itself at that
+stage — how the tests prove it.)
+
+Not yet here: hitless updates of a running pipeline.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +44,33 @@ from nfpipe.errors import AttachError, NfpipeError
 
 STATE_ROOT = "/sys/fs/bpf/nfpipe"
 MANIFEST = "manifest"
+LOCK_DIR = "/run/nfpipe/locks"
+FAULT_STAGES = ("loaded", "attached", "pinned-links", "pinned")
+
+
+def _fault(stage: str) -> None:
+    """Test hook: with NFPIPE_FAULT=<stage>, die here as abruptly as SIGKILL does."""
+    if os.environ.get("NFPIPE_FAULT") == stage:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def _locked(name: str):
+    os.makedirs(LOCK_DIR, exist_ok=True)
+    path = os.path.join(LOCK_DIR, f"{name}.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise DeployError(f"another nfpipe deploy or destroy of '{name}' is running "
+                              f"(pid {holder}); wait for it to finish") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -109,10 +146,7 @@ def deploy(file: str | os.PathLike, *, targets: list[Target] | None = None,
            mode: str | None = None, linking: str | None = None, force: bool = False,
            root: str = STATE_ROOT) -> dict:
     """Deploy the pipeline in *file* onto *targets* (default: its ``interfaces``)."""
-    from nfpipe.attach.links import attach_tc, attach_xdp, query
-    from nfpipe.build.pipeline import build, make_plan
-    from nfpipe.kernel import bpffs
-    from nfpipe.load.pipeline import Pipeline
+    from nfpipe.build.pipeline import make_plan
     from nfpipe.spec import PipelineSpec
 
     _require_root()
@@ -123,14 +157,23 @@ def deploy(file: str | os.PathLike, *, targets: list[Target] | None = None,
                           f"or give --iface")
     mode = mode or spec.mode
     plan = make_plan(spec, linking=linking)
+    with _locked(spec.name):
+        return _deploy_locked(spec, file, plan, targets, mode, force, root)
+
+
+def _deploy_locked(spec, file, plan, targets, mode, force, root) -> dict:
+    from nfpipe.attach.links import attach_tc, attach_xdp, query
+    from nfpipe.build.pipeline import build
+    from nfpipe.kernel import bpffs
+    from nfpipe.load.pipeline import Pipeline
+
     sdir = state_dir(spec.name, root)
     if (sdir / MANIFEST).exists():
         raise DeployError(f"pipeline '{spec.name}' is already deployed (state in {sdir}); "
                           f"destroy it first — updating a running pipeline in place is not "
                           f"supported yet")
-    if sdir.exists():
-        raise DeployError(f"{sdir} holds an incomplete deploy of '{spec.name}' (interrupted?): "
-                          f"run 'nfpipe destroy {spec.name}' to clean it up")
+    if sdir.exists():                 # a deploy that died halfway: undo what it left
+        _repair(sdir)
 
     # Everything that can fail without touching an interface happens first.
     ours = _our_prog_ids(root)
@@ -151,6 +194,7 @@ def deploy(file: str | os.PathLike, *, targets: list[Target] | None = None,
     attachments, pins = [], []
     bpffs.ensure_mounted()
     try:
+        _fault("loaded")
         probe = bytes(12) + b"\x08\x00" + bytes.fromhex("4500001c00000000401100000a0000010a000002") \
             + bytes(8)
         pipeline.test_run(probe)          # the whole pipeline runs in the kernel: no surprise
@@ -163,6 +207,7 @@ def deploy(file: str | os.PathLike, *, targets: list[Target] | None = None,
                 direction = "ingress" if spec.hook == "tc-ingress" else "egress"
                 att = attach_tc(entry, t.ifname, direction, netns=t.netns, use=chosen)
             attachments.append((t, att))
+        _fault("attached")
         ifaces = []
         for t, att in attachments:
             entry_info = {"iface": t.ifname, "netns": t.netns, "mode": att.mode,
@@ -174,6 +219,7 @@ def deploy(file: str | os.PathLike, *, targets: list[Target] | None = None,
                 pins.append(path)
                 entry_info["link"] = path
             ifaces.append(entry_info)
+        _fault("pinned-links")
         programs = {}
         for node in plan.order:
             prog = pipeline.program(node.id)
@@ -192,6 +238,7 @@ def deploy(file: str | os.PathLike, *, targets: list[Target] | None = None,
                 m.pin(path)
                 pins.append(path)
                 maps[mname] = path
+        _fault("pinned")
         manifest = {
             "pipeline": spec.name, "file": str(Path(file).resolve()),
             "source": Path(file).read_text(), "hook": spec.hook, "mode": mode,
@@ -316,11 +363,17 @@ def stats(name: str, *, root: str = STATE_ROOT) -> dict:
 
 def destroy(name: str, *, root: str = STATE_ROOT) -> list[str]:
     """Detach and unpin everything a deploy of *name* made; returns what was removed."""
-    from nfpipe.attach.links import Link
     _require_root()
     d = state_dir(name, root)
     if not d.exists():
         raise DeployError(f"no pipeline '{name}' is deployed (nothing in {d})")
+    with _locked(name):
+        return _repair(d)
+
+
+def _repair(d: Path) -> list[str]:
+    """Detach every link pinned in state directory *d*, then remove it."""
+    from nfpipe.attach.links import Link
     m = read_manifest(d)
     done = []
     netns_of = {i.get("link"): i.get("netns") for i in (m or {}).get("interfaces", [])}

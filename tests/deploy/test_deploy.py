@@ -157,3 +157,36 @@ def test_plan_iface_explains_placement_and_refuses_impossible_modes(topo, capsys
     assert main(["plan", str(ROOT / "examples" / "tc-nat.yaml"), "--iface", where,
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["mode"] == "tcx"
+
+
+@pytest.mark.parametrize("stage", D.FAULT_STAGES)
+def test_deploy_killed_at_any_stage_is_repaired_by_the_next(topo, pipeline_file, stage):
+    """A deploy SIGKILLed at each stage leaves nothing attached that is not pinned; status
+    reports what is left; the next deploy repairs it and succeeds; destroy cleans all."""
+    name, f = pipeline_file("xdp")
+    where = f"{topo.netns('dut')}:{topo.ifname('dut', 'eth0')}"
+    proc = subprocess.run([sys.executable, "-m", "nfpipe.cli.main", "deploy", str(f),
+                           "--iface", where, "--mode", "generic"],
+                          env={**os.environ, "NFPIPE_FAULT": stage}, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr              # killed, as by SIGKILL
+    if stage in ("loaded", "attached"):
+        # nothing was pinned: the kernel dropped the unpinned link with the process
+        assert attached_ids(topo, "xdp") == []
+    left = D.status()
+    mine = [r for r in left if r["pipeline"] == name]
+    if D.state_dir(name).exists():
+        assert mine and mine[0]["state"] == "incomplete"
+    m = D.deploy(f, targets=[target(topo)], mode="generic")
+    assert attached_ids(topo, "xdp") == [m["entry_prog_id"]]
+    assert D.status(name)[0]["state"] == "running"
+    D.destroy(name)
+    assert attached_ids(topo, "xdp") == [] and not D.state_dir(name).exists()
+
+
+def test_one_deploy_at_a_time(topo, pipeline_file):
+    name, f = pipeline_file("xdp")
+    with D._locked(name):
+        with pytest.raises(D.DeployError, match=f"another nfpipe deploy or destroy of '{name}'"):
+            D.deploy(f, targets=[target(topo)], mode="generic")
+    assert attached_ids(topo, "xdp") == []
