@@ -323,16 +323,76 @@ def cmd_status(args) -> int:
 
 
 def cmd_stats(args) -> int:
+    import time
     from nfpipe import deploy as D
-    st = D.stats(args.name)
-    if args.json:
-        _print_json(st)
+    if args.prometheus:
+        sys.stdout.write(D.prometheus([args.name] if args.name else None))
         return EXIT_OK
-    print(f"{'node':<16} {'outcome':<16} {'packets':>12} {'bytes':>14}")
-    for node, row in st.items():
-        for outcome, c in row.items():
-            print(f"{node:<16} {outcome:<16} {c['packets']:>12} {c['bytes']:>14}")
-    return EXIT_OK
+    if not args.name:
+        raise _usage("stats needs a pipeline name (or --prometheus for all)")
+    if args.json:
+        _print_json(D.stats(args.name))
+        return EXIT_OK
+    prev, t_prev = None, None
+    while True:
+        st, now = D.stats(args.name), time.monotonic()
+        if args.watch:
+            sys.stdout.write("\x1b[H\x1b[2J")
+            print(f"{args.name} — every {args.interval:g} s, Ctrl-C to stop")
+        print(f"{'node':<16} {'outcome':<16} {'packets':>12} {'bytes':>14} {'pkt/s':>10}")
+        for node, row in st.items():
+            for outcome, c in row.items():
+                rate = ""
+                if prev is not None:
+                    before = prev.get(node, {}).get(outcome, {"packets": 0})["packets"]
+                    rate = f"{(c['packets'] - before) / (now - t_prev):.0f}"
+                print(f"{node:<16} {outcome:<16} {c['packets']:>12} {c['bytes']:>14} {rate:>10}")
+        if not args.watch:
+            return EXIT_OK
+        prev, t_prev = st, now
+        time.sleep(args.interval)
+
+
+def cmd_map(args) -> int:
+    from nfpipe import deploy as D
+    with D.open_map(args.pipeline, args.map) as m:
+        if args.map_command == "dump":
+            entries = [{"key": k, "value": v} for k, v in m.items()] if m.dumpable else []
+            if args.json:
+                _print_json(entries)
+            else:
+                for e in entries:
+                    print(f"{_jsonable(e['key'])} = {_jsonable(e['value'])}")
+                print(f"({len(entries)} entries; {m.type_name}, max {m.max_entries})")
+            return EXIT_OK
+        key = _json_arg(args.key, "key")
+        if args.map_command == "get":
+            value = m.lookup(key)
+            if value is None:
+                raise _usage(f"map '{args.map}' has no entry for key {args.key}")
+            _print_json(value) if args.json else print(_jsonable(value))
+            return EXIT_OK
+        if args.map_command == "set":
+            m.update(key, _json_arg(args.value, "value"))
+        else:
+            if not m.delete(key):
+                raise _usage(f"map '{args.map}' has no entry for key {args.key}")
+        return EXIT_OK
+
+
+def _json_arg(text: str, what: str):
+    """A map key or value on the command line: JSON (ints, dicts for structs, lists),
+    or 0x... hex for raw bytes."""
+    if text.startswith("0x"):
+        try:
+            return bytes.fromhex(text[2:])
+        except ValueError:
+            raise _usage(f"bad hex {what}: {text}") from None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise _usage(f"the {what} must be JSON (e.g. 42, {{\"addr\": 1}}) or 0x-hex bytes; "
+                     f"got {text!r}") from None
 
 
 def cmd_destroy(args) -> int:
@@ -435,9 +495,28 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(func=cmd_status)
 
     ss = sub.add_parser("stats", help="per-node, per-outcome counters of a deployed pipeline")
-    ss.add_argument("name")
+    ss.add_argument("name", nargs="?")
     ss.add_argument("--json", action="store_true")
+    ss.add_argument("--watch", action="store_true", help="a live table with rates")
+    ss.add_argument("--interval", type=float, default=1.0)
+    ss.add_argument("--prometheus", action="store_true",
+                    help="all (or NAME's) counters in the Prometheus text format")
     ss.set_defaults(func=cmd_stats)
+
+    mp = sub.add_parser("map", help="read and edit a deployed pipeline's maps")
+    msub = mp.add_subparsers(dest="map_command", metavar="ACTION", required=True)
+    for action, helptext in (("dump", "every entry"), ("get", "one entry"),
+                             ("set", "write one entry"), ("delete", "remove one entry")):
+        a = msub.add_parser(action, help=helptext)
+        a.add_argument("pipeline")
+        a.add_argument("map", help="the map's name, e.g. fw__hits or nfp_stats")
+        if action != "dump":
+            a.add_argument("key", help="JSON (42, {\"field\": 1}) or 0x-hex")
+        if action == "set":
+            a.add_argument("value", help="JSON or 0x-hex")
+        if action in ("dump", "get"):
+            a.add_argument("--json", action="store_true")
+        a.set_defaults(func=cmd_map)
 
     ds = sub.add_parser("destroy", help="detach and unpin everything a deploy made")
     ds.add_argument("name")

@@ -390,3 +390,35 @@ def _repair(d: Path) -> list[str]:
     done.append(f"removed {d}")
     return done
 
+
+def open_map(name: str, map_name: str, *, root: str = STATE_ROOT):
+    """A deployed pipeline's map by its full name ("fw__hits", "nfp_stats"), as a Map."""
+    from nfpipe.load.maps import Map
+    d = state_dir(name, root)
+    m = read_manifest(d) if d.exists() else None
+    if m is None:
+        raise DeployError(f"no pipeline '{name}' is deployed (nothing in {d})")
+    if map_name not in m["maps"]:
+        raise DeployError(f"pipeline '{name}' has no map '{map_name}' (it has: "
+                          f"{', '.join(sorted(m['maps']))})")
+    return Map.from_pin(m["maps"][map_name])
+
+
+def prometheus(names: list[str] | None = None, *, root: str = STATE_ROOT) -> str:
+    """Every deployed pipeline's per-node counters in the Prometheus text format."""
+    lines = ["# HELP nfpipe_packets_total Packets per pipeline node and outcome "
+             "(port name, verdict or tail_call_miss).",
+             "# TYPE nfpipe_packets_total counter",
+             "# HELP nfpipe_bytes_total Bytes per pipeline node and outcome.",
+             "# TYPE nfpipe_bytes_total counter"]
+    samples = []
+    for m in _manifests(root):
+        if names and m["pipeline"] not in names:
+            continue
+        for node, row in stats(m["pipeline"], root=root).items():
+            for outcome, c in row.items():
+                labels = f'pipeline="{m["pipeline"]}",node="{node}",outcome="{outcome}"'
+                samples.append(f"nfpipe_packets_total{{{labels}}} {c['packets']}")
+                samples.append(f"nfpipe_bytes_total{{{labels}}} {c['bytes']}")
+    return "\n".join(lines + sorted(samples)) + "\n"
+

@@ -190,3 +190,30 @@ def test_one_deploy_at_a_time(topo, pipeline_file):
         with pytest.raises(D.DeployError, match=f"another nfpipe deploy or destroy of '{name}'"):
             D.deploy(f, targets=[target(topo)], mode="generic")
     assert attached_ids(topo, "xdp") == []
+
+
+def test_map_cli_and_prometheus_on_a_deployed_pipeline(topo, pipeline_file, capsys):
+    from nfpipe.cli.main import main
+    name, f = pipeline_file("xdp")
+    D.deploy(f, targets=[target(topo)], mode="generic")
+    server = topo.address("server", "eth0")
+    with pytest.raises(TimeoutError):
+        topo.call("client", udp_exchange, server, BLOCKED_UDP, b"x", timeout=0.5, interval=0.1)
+    dropped = D.stats(name)["fw"]["drop"]["packets"]
+    # per-rule hit counters (two generations of rules: the active one counts)
+    assert main(["map", "dump", name, "fw__hits", "--json"]) == 0
+    counted = {e["key"]: sum(e["value"]) for e in json.loads(capsys.readouterr().out)
+               if sum(e["value"])}
+    assert list(counted.values()) == [dropped]
+    (key,) = counted
+    assert main(["map", "set", name, "fw__hits", str(key), "0"]) == 0   # 0 on every CPU
+    assert main(["map", "get", name, "fw__hits", str(key), "--json"]) == 0
+    assert sum(json.loads(capsys.readouterr().out)) == 0
+    assert main(["map", "dump", name, "stats__flows", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)                     # the telemetry saw flows
+    assert main(["map", "get", name, "nope", "0"]) == 1
+    assert "has no map 'nope'" in capsys.readouterr().err
+    assert main(["stats", name, "--prometheus"]) == 0
+    text = capsys.readouterr().out
+    assert f'nfpipe_packets_total{{pipeline="{name}",node="fw",outcome="drop"}} {dropped}' in text
+    assert "# TYPE nfpipe_packets_total counter" in text
