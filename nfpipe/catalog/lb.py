@@ -286,6 +286,10 @@ class Plan:
     active_weights: dict[tuple, dict[int, int]] = field(default_factory=dict)
     backend_id: dict[tuple, int] = field(default_factory=dict)        # (vip key, name) -> id
     backends: dict[int, tuple[int, BackendSpec]] = field(default_factory=dict)  # id -> (vip, b)
+    # Backends removed from the config while flows may still use them: kept in the
+    # backends map as draining (no table names them) so established connections go
+    # on; (vip key, name) -> (id, vip index, backend).  purge() lets them go.
+    retired: dict[tuple, tuple[int, int, BackendSpec]] = field(default_factory=dict)
 
     def by_index(self) -> dict[int, VipSpec]:
         return {self.vip_index[k]: v for k, v in self.vips.items()}
@@ -305,8 +309,17 @@ def make_plan(vips: tuple[VipSpec, ...], prev: Plan | None) -> Plan:
     old_idx = set(prev.vip_index.values())
     free_idx = iter(sorted((i for i in range(MAX_VIPS) if i not in used_idx),
                            key=lambda i: (i in old_idx, i)))
+    # A backend removed now retires (its flows go on); one that comes back un-retires.
+    wanted = {(v.key, b.name) for v in vips for b in v.backends}
+    plan.retired = {key: r for key, r in prev.retired.items() if key not in wanted}
+    for key, bid in prev.backend_id.items():
+        if key not in wanted and key[0] in {v.key for v in vips}:
+            idx, b = prev.backends[bid]
+            plan.retired[key] = (bid, idx, b)
+    back = {key: r[0] for key, r in prev.retired.items() if key in wanted}
     used_ids = {prev.backend_id[(v.key, b.name)] for v in vips for b in v.backends
-                if (v.key, b.name) in prev.backend_id}
+                if (v.key, b.name) in prev.backend_id} | set(back.values()) | \
+        {r[0] for r in plan.retired.values()}
     free_ids = iter(sorted((i for i in range(1, MAX_BACKENDS) if i not in used_ids),
                            key=lambda i: (i in prev.backends, i)))
     for v in vips:
@@ -315,7 +328,7 @@ def make_plan(vips: tuple[VipSpec, ...], prev: Plan | None) -> Plan:
         idx = prev.vip_index[k] if k in prev.vip_index else next(free_idx)
         plan.vip_index[k] = idx
         for b in v.backends:
-            bid = prev.backend_id.get((k, b.name))
+            bid = prev.backend_id.get((k, b.name)) or back.get((k, b.name))
             if bid is None:
                 bid = next(free_ids)
             plan.backend_id[(k, b.name)] = bid
@@ -432,9 +445,19 @@ class LoadBalancer(NetworkFunction):
                 maps["vips"][self._vip_key(k)] = val
         for k in old_keys.keys() - new_keys.keys():
             maps["vips"].delete(self._vip_key(k))
-        # 4. removed backends: no table names them any more.
+        # 4. removed backends: no table names them any more.  One still serving flows of
+        #    a VIP that stays is retired (draining: its established connections go on);
+        #    the others, and retired ones purged, are cleared.
         if prev is not None:
-            for bid in prev.backends.keys() - plan.backends.keys():
+            retired_ids = {r[0] for r in plan.retired.values()}
+            for _key, (bid, idx, b) in plan.retired.items():
+                if bid in prev.backends or bid not in {r[0] for r in prev.retired.values()}:
+                    maps["backends"][bid] = {"addr": _addr16(b.addr), "port": _be16(b.port),
+                                             "family": b.family,
+                                             "flags": BE_F_VALID | BE_F_DRAINING, "vip": idx}
+            gone = (set(prev.backends) | {r[0] for r in prev.retired.values()}) - \
+                set(plan.backends) - retired_ids
+            for bid in gone:
                 maps["backends"][bid] = {"addr": [0] * 4, "port": 0, "family": 0, "flags": 0,
                                          "vip": 0}
 
@@ -443,8 +466,10 @@ class LoadBalancer(NetworkFunction):
 
         Each VIP's new table goes into its inactive generation and is switched on
         by one word; established flows stay on their backends through the
-        connection table; backends removed from the config lose their flows
-        (re-balanced on their next packet), draining ones keep them."""
+        connection table.  Draining backends keep their flows; so do backends removed
+        from the config: they retire (get no new flows, keep their established ones)
+        until ``purge`` — a removed backend is taken out of service, its connections
+        are not cut."""
         new = LoadBalancer(config)
         if new.hash_seed != self.hash_seed:
             raise SpecError("lb: hash_seed: a load-time constant; it cannot change at runtime "
@@ -452,6 +477,16 @@ class LoadBalancer(NetworkFunction):
         plan = make_plan(new.vips, self.plan)
         self._apply(maps, plan, self.plan)
         self.config, self.vips, self.plan = new.config, new.vips, plan
+
+    def purge(self, maps: NodeMaps) -> list[str]:
+        """Let retired backends go: their remaining flows are re-balanced on their next
+        packet.  Returns the names purged."""
+        plan = make_plan(self.vips, self.plan)
+        names = [b.name for (_bid, _idx, b) in plan.retired.values()]
+        plan.retired = {}
+        self._apply(maps, plan, self.plan)
+        self.plan = plan
+        return names
 
     # -- reading counters --
 
@@ -512,8 +547,10 @@ class LBModel:
         self.plan = plan
         self.index = {k: plan.vip_index[k] for k in plan.vips}
         self.tables = {plan.vip_index[k]: list(t) for k, t in plan.tables.items()}
+        live = {bid: (idx, b) for bid, (idx, b) in plan.backends.items()}
+        live.update({bid: (idx, b) for (bid, idx, b) in plan.retired.values()})
         self.backend_vip = {bid: (idx, b.family, b.addr, b.port)
-                            for bid, (idx, b) in plan.backends.items()}
+                            for bid, (idx, b) in live.items()}
         self.addrs = plan.vip_addrs()
         for k, idx in self.index.items():
             if prev is None or k not in prev.vips:

@@ -529,7 +529,7 @@ def test_drain_keeps_existing_flows_and_takes_no_new_ones(h):
 
 
 @kernel
-def test_removal_moves_only_the_removed_backends_flows(hook):
+def test_removal_retires_the_backend_new_flows_move_established_stay(hook):
     removed = "10.0.1.3:8081"
     kept = [b for b in WEB if b[0] != removed]
     established = [syn4(40000 + i, src=f"198.23.{i // 200}.{i % 200 + 1}") for i in range(600)]
@@ -549,12 +549,16 @@ def test_removal_moves_only_the_removed_backends_flows(hook):
         assert removed in fresh_before and removed in est_before
         for b, a in zip(fresh_before, fresh_after):
             assert a == b if b != removed else a != removed    # new flows: only its move
-        for b, a in zip(est_before, est_after):
-            assert a == b if b != removed else a != removed    # conntrack keeps the rest
-        # a rebalanced flow is pinned to its new backend from now on
-        assert flows_by_backend(h, established) == est_after
-        st = h.lb.stats(nf.maps)
-        assert removed not in {b for _, b in st["backends"]}
+        # established flows all stay, the removed (retired) backend's included
+        assert est_after == est_before
+        assert removed not in flows_by_backend(h, fresh)       # and it gets no new ones
+        # purge: the retired backend lets go; its flows are re-balanced and stay there
+        assert h.lb.purge(nf.maps) == [removed]
+        h.model.apply(h.lb.plan)
+        est_purged = flows_by_backend(h, established)
+        for b, a in zip(est_before, est_purged):
+            assert a == b if b != removed else a != removed
+        assert flows_by_backend(h, established) == est_purged
 
 
 @kernel
