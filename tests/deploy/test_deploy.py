@@ -217,3 +217,18 @@ def test_map_cli_and_prometheus_on_a_deployed_pipeline(topo, pipeline_file, caps
     text = capsys.readouterr().out
     assert f'nfpipe_packets_total{{pipeline="{name}",node="fw",outcome="drop"}} {dropped}' in text
     assert "# TYPE nfpipe_packets_total counter" in text
+
+
+def test_deploy_of_a_node_the_verifier_rejects_leaves_the_interface_untouched(topo, tmp_path):
+    from nfpipe.errors import VerifierError
+    name = f"t{uuid.uuid4().hex[:8]}"
+    f = tmp_path / "bad.yaml"
+    f.write_text(f"pipeline: {name}\nhook: xdp\nnodes:\n  - {{id: fw, nf: filter}}\n"
+                 f"  - {{id: bad, nf: {ROOT}/tests/bpf/nf_bad.c}}\n"
+                 "edges:\n  - fw -> bad\n  - bad -> pass\n")
+    before = query(topo.ifname("dut", "eth0"), topo.netns("dut"))
+    with pytest.raises(VerifierError) as info:
+        D.deploy(f, targets=[target(topo)], mode="generic")
+    assert info.value.source_line and "nf_bad.c:9" in info.value.source_line
+    assert query(topo.ifname("dut", "eth0"), topo.netns("dut")) == before
+    assert not D.state_dir(name).exists()
