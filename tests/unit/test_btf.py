@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import os
 import struct
-import subprocess
-import sys
 import time
 
 import pytest
@@ -15,24 +13,13 @@ from nfpipe.btf import (
     Ptr, Struct, Typedef, Union, Var, Volatile,
 )
 from nfpipe.btf.types import BOOL, CHAR, SIGNED, TypeTag, VarSecinfo
+from nfpipe.build.toolchain import compile as nf_compile
 from nfpipe.errors import SpecError
 
 
 # --- compiling test objects ----------------------------------------------------------
 
 
-def zig_cc(src, out):
-    """Compile *src* for BPF with the ziglang package's clang (nfpipe's toolchain later)."""
-    import ziglang
-    zig = os.path.dirname(ziglang.__file__)
-    cmd = [sys.executable, "-m", "ziglang", "cc", "-target", "bpfel-freestanding", "-O2", "-g",
-           "-c", str(src), "-o", str(out),
-           "-I", os.path.join(zig, "lib", "libc", "include", "any-linux-any"),
-           "-I", os.path.join(zig, "lib", "libc", "include", "x86-linux-any")]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode:
-        raise AssertionError(f"compiling {src} failed:\n{res.stderr}")
-    return out
 
 
 class Obj:
@@ -75,7 +62,7 @@ def build(tmp_path_factory, source, name="obj"):
     d = tmp_path_factory.mktemp(name)
     src = d / f"{name}.c"
     src.write_text(source)
-    return Obj(zig_cc(src, d / f"{name}.o"), source)
+    return Obj(nf_compile(src), source)
 
 
 SOURCE = r"""

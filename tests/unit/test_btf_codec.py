@@ -2,10 +2,7 @@
 against what clang lays out for C initializers."""
 from __future__ import annotations
 
-import os
 import struct
-import subprocess
-import sys
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -19,6 +16,7 @@ from nfpipe.btf import (
     Member, Ptr, Struct, Typedef, Union, Var, VarSecinfo, Volatile,
 )
 from nfpipe.btf.types import BOOL, CHAR, SIGNED, TypeTag
+from nfpipe.build.toolchain import compile as nf_compile
 from nfpipe.errors import NfpipeError, SpecError
 
 
@@ -547,17 +545,6 @@ def test_var_codec_is_its_type():
 # --- what clang lays out ---------------------------------------------------------------------
 
 
-def zig_cc(src, out):
-    import ziglang
-    zig = os.path.dirname(ziglang.__file__)
-    cmd = [sys.executable, "-m", "ziglang", "cc", "-target", "bpfel-freestanding", "-O2", "-g",
-           "-c", str(src), "-o", str(out),
-           "-I", os.path.join(zig, "lib", "libc", "include", "any-linux-any"),
-           "-I", os.path.join(zig, "lib", "libc", "include", "x86-linux-any")]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode:
-        raise AssertionError(f"compiling {src} failed:\n{res.stderr}")
-    return out
 
 
 C_VALUES = r"""
@@ -591,7 +578,7 @@ struct cfg settings = {
 def test_codec_matches_clang_layout(tmp_path):
     src = tmp_path / "values.c"
     src.write_text(C_VALUES)
-    obj = zig_cc(src, tmp_path / "values.o")
+    obj = nf_compile(src)
     with open(obj, "rb") as f:
         elf = ELFFile(f)
         btf = BTF.parse(elf.get_section_by_name(".BTF").data())
