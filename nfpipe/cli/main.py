@@ -418,8 +418,14 @@ def _usage(msg: str) -> _UsageError:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nfpipe", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="nfpipe",
+        description="nfpipe: a declared graph of eBPF network functions as one XDP or TC "
+                    "pipeline.",
+        epilog="exit codes: 0 success, 1 runtime failure (kernel, compiler or verifier "
+               "refused), 2 bad input (usage, spec, graph), 130 interrupted. "
+               "Start with: nfpipe demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     c = sub.add_parser("compile", help="compile a C network function to a BPF object")
