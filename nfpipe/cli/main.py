@@ -395,6 +395,21 @@ def _json_arg(text: str, what: str):
                      f"got {text!r}") from None
 
 
+def cmd_rules(args) -> int:
+    from nfpipe import deploy as D
+    from nfpipe.spec.source import load_file
+    doc = load_file(args.file)
+    if not isinstance(doc.data, dict):
+        raise _usage(f"{args.file}: expected a filter config (rules, default, fragments, "
+                     f"malformed)")
+    out = D.set_filter_rules(args.pipeline, args.node, doc.data)
+    if args.json:
+        _print_json(out)
+    else:
+        print(f"{args.pipeline}/{args.node}: {out['rules']} rules active")
+    return EXIT_OK
+
+
 def cmd_destroy(args) -> int:
     from nfpipe import deploy as D
     for line in D.destroy(args.name):
@@ -523,6 +538,13 @@ def build_parser() -> argparse.ArgumentParser:
         if action in ("dump", "get"):
             a.add_argument("--json", action="store_true")
         a.set_defaults(func=cmd_map)
+
+    ru = sub.add_parser("rules", help="replace a deployed filter node's rules, atomically")
+    ru.add_argument("pipeline")
+    ru.add_argument("node")
+    ru.add_argument("file", help="YAML with the filter config: rules, default, ...")
+    ru.add_argument("--json", action="store_true")
+    ru.set_defaults(func=cmd_rules)
 
     ds = sub.add_parser("destroy", help="detach and unpin everything a deploy made")
     ds.add_argument("name")

@@ -273,7 +273,7 @@ def _deploy_locked(spec, file, plan, targets, mode, force, root) -> dict:
         pipeline.close()
 
 
-def _write_manifest(sdir: Path, manifest: dict) -> None:
+def _write_manifest(sdir: Path, manifest: dict, name: str = MANIFEST) -> None:
     """Pin the manifest as a frozen array map: 4-byte length, then the JSON."""
     from nfpipe.kernel import abi, bpffs
     from nfpipe.kernel import syscall as sc
@@ -283,7 +283,7 @@ def _write_manifest(sdir: Path, manifest: dict) -> None:
     with sc.map_create(abi.MapType.ARRAY, 4, len(value), 1, name="nfp_manifest") as fd:
         sc.map_update_elem(fd, bytes(4), value)
         sc.map_freeze(fd)
-        bpffs.pin(fd, str(sdir / MANIFEST))
+        bpffs.pin(fd, str(sdir / name))
 
 
 def read_manifest(sdir: Path) -> dict | None:
@@ -421,4 +421,61 @@ def prometheus(names: list[str] | None = None, *, root: str = STATE_ROOT) -> str
                 samples.append(f"nfpipe_packets_total{{{labels}}} {c['packets']}")
                 samples.append(f"nfpipe_bytes_total{{{labels}}} {c['bytes']}")
     return "\n".join(lines + sorted(samples)) + "\n"
+
+
+def node_maps(name: str, node: str, *, root: str = STATE_ROOT):
+    """The pinned maps of one node of a deployed pipeline, as a NodeMaps (caller closes)."""
+    from nfpipe.catalog.base import NodeMaps
+    from nfpipe.load.maps import Map
+    d = state_dir(name, root)
+    m = read_manifest(d) if d.exists() else None
+    if m is None:
+        raise DeployError(f"no pipeline '{name}' is deployed (nothing in {d})")
+    nodes = {n["id"]: n for n in m["plan"]["nodes"]}
+    if node not in nodes:
+        raise DeployError(f"pipeline '{name}' has no node '{node}' (nodes: "
+                          f"{', '.join(nodes)})")
+    prefix = f"{node}__"
+    maps = {k: Map.from_pin(p) for k, p in m["maps"].items() if k.startswith(prefix)}
+    return m, nodes[node], NodeMaps(maps, node)
+
+
+def set_filter_rules(name: str, node: str, config: dict, *, root: str = STATE_ROOT) -> dict:
+    """Replace a deployed filter node's rules and policies while traffic flows.
+
+    The new rule set is compiled first (a bad one changes nothing), checked to
+    send packets only to ports the pipeline wired, written to the inactive
+    generation and switched on with one word: each packet sees the old rules or
+    the new, never a mix.  The manifest records the node's new config."""
+    from nfpipe.catalog.filter import Filter
+    _require_root()
+    with _locked(name):
+        m, nplan, maps = node_maps(name, node, root=root)
+        try:
+            if nplan["nf"] != "filter":
+                raise DeployError(f"node '{node}' of '{name}' is a {nplan['nf']} node, not a "
+                                  f"filter")
+            new = Filter(config)
+            unwired = [p for p in new.used_ports() if p not in nplan["ports"]]
+            if unwired:
+                raise DeployError(f"the new rules send packets to port(s) "
+                                  f"{', '.join(unwired)} of '{node}', which the deployed "
+                                  f"pipeline does not wire (wired: "
+                                  f"{', '.join(nplan['ports'])}); redeploy with those edges")
+            new.install(maps)
+        finally:
+            for mp in maps._maps.values():
+                mp.close()
+        m.setdefault("runtime_config", {})[node] = config
+        _replace_manifest(state_dir(name, root), m)
+        return {"pipeline": name, "node": node, "rules": len(new.rules)}
+
+
+def _replace_manifest(sdir: Path, manifest: dict) -> None:
+    """Swap the manifest pin for a new one (pinned aside, then renamed over it)."""
+    tmp = sdir / "manifest_new"
+    if tmp.exists():
+        os.unlink(tmp)
+    _write_manifest(sdir, manifest, name="manifest_new")
+    os.rename(tmp, sdir / MANIFEST)
 

@@ -232,3 +232,33 @@ def test_deploy_of_a_node_the_verifier_rejects_leaves_the_interface_untouched(to
     assert info.value.source_line and "nf_bad.c:9" in info.value.source_line
     assert query(topo.ifname("dut", "eth0"), topo.netns("dut")) == before
     assert not D.state_dir(name).exists()
+
+
+def test_filter_rules_replaced_on_a_running_pipeline(topo, pipeline_file, tmp_path, capsys):
+    from nfpipe.cli.main import main
+    name, f = pipeline_file("xdp")
+    D.deploy(f, targets=[target(topo)], mode="native")
+    server = topo.address("server", "eth0")
+    new_rules = tmp_path / "rules.yaml"
+    new_rules.write_text("rules:\n  - {action: drop, proto: udp, dport: 5000}\n")
+    assert main(["rules", name, "fw", str(new_rules)]) == 0
+    assert "1 rules active" in capsys.readouterr().out
+    # the old rule is gone, the new one holds, without reloading anything
+    echo = topo.start("server", serve_udp_echo, server, BLOCKED_UDP, 1)
+    assert topo.call("client", udp_exchange, server, BLOCKED_UDP, b"now open")[0] == b"now open"
+    echo.result(timeout=20)
+    with pytest.raises(TimeoutError):
+        topo.call("client", udp_exchange, server, 5000, b"x", timeout=0.5, interval=0.1)
+    assert D.read_manifest(D.state_dir(name))["runtime_config"]["fw"]["rules"][0]["dport"] \
+        == 5000
+    # refused: a port the pipeline does not wire; and a bad rule: nothing changes
+    unwired = tmp_path / "unwired.yaml"
+    unwired.write_text("rules:\n  - {action: 'port:3', proto: icmp}\n")
+    assert main(["rules", name, "fw", str(unwired)]) == 1
+    assert "port(s) port3 of 'fw', which the deployed pipeline does not wire" in \
+        capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - {action: drop, dport: 99999}\n")
+    assert main(["rules", name, "fw", str(bad)]) == 2
+    with pytest.raises(TimeoutError):
+        topo.call("client", udp_exchange, server, 5000, b"x", timeout=0.5, interval=0.1)
