@@ -55,21 +55,37 @@ def _fault(stage: str) -> None:
 
 
 @contextlib.contextmanager
-def _locked(name: str):
+def _locked(name: str, root: str = STATE_ROOT):
+    """Hold the pipeline's lock.  The lock file is removed when no state is left, so the
+    lock is retaken if the file was replaced while we waited (the inode check)."""
     os.makedirs(LOCK_DIR, exist_ok=True)
     path = os.path.join(LOCK_DIR, f"{name}.lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
             raise DeployError(f"another nfpipe deploy or destroy of '{name}' is running "
                               f"(pid {holder}); wait for it to finish") from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)                  # the file was removed under us: lock the new one
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
+        if not state_dir(name, root).exists():
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
         os.close(fd)
 
 
@@ -157,7 +173,7 @@ def deploy(file: str | os.PathLike, *, targets: list[Target] | None = None,
                           f"or give --iface")
     mode = mode or spec.mode
     plan = make_plan(spec, linking=linking)
-    with _locked(spec.name):
+    with _locked(spec.name, root):
         return _deploy_locked(spec, file, plan, targets, mode, force, root)
 
 
@@ -367,7 +383,7 @@ def destroy(name: str, *, root: str = STATE_ROOT) -> list[str]:
     d = state_dir(name, root)
     if not d.exists():
         raise DeployError(f"no pipeline '{name}' is deployed (nothing in {d})")
-    with _locked(name):
+    with _locked(name, root):
         return _repair(d)
 
 
@@ -449,7 +465,7 @@ def set_filter_rules(name: str, node: str, config: dict, *, root: str = STATE_RO
     the new, never a mix.  The manifest records the node's new config."""
     from nfpipe.catalog.filter import Filter
     _require_root()
-    with _locked(name):
+    with _locked(name, root):
         m, nplan, maps = node_maps(name, node, root=root)
         try:
             if nplan["nf"] != "filter":

@@ -105,6 +105,7 @@ def test_deploy_traffic_stats_destroy(topo, pipeline_file, hook, mode):
     D.destroy(name)
     assert attached_ids(topo, hook) == []
     assert not D.state_dir(name).exists()
+    assert not os.path.exists(os.path.join(D.LOCK_DIR, f"{name}.lock"))   # no litter
     with pytest.raises(D.DeployError, match="no pipeline"):
         D.status(name)
     # traffic flows again untouched
