@@ -6,6 +6,8 @@ import struct
 import threading
 
 import pytest
+
+from tests.nf.fused import two_instances
 from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
 from scapy.layers.inet6 import (ICMPv6EchoRequest, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment,
                                 IPv6ExtHdrHopByHop, IPv6ExtHdrRouting)
@@ -632,28 +634,7 @@ def test_two_instances_compile_in_one_unit(compile_c):
     from nfpipe.catalog.base import bpf_source_dir
     from nfpipe.load.spec import ObjectSpec
     src = bpf_source_dir() / "filter.c"
-    text = f"""
-#define NFP_HOOK_XDP 1
-#define NFP_INSTANCE fw_a
-#include "{src}"
-#undef NFP_INSTANCE
-#define NFP_INSTANCE fw_b
-#include "{src}"
-SEC("xdp")
-int both(struct xdp_md *hook)
-{{
-	struct nfp_ctx ctx;
-	struct nfp_meta meta = {{}};
-	int r;
-
-	nfp_ctx_init(&ctx, hook);
-	r = fw_a__process(&ctx, &meta);
-	if (r == 0)
-		r = fw_b__process(&ctx, &meta);
-	return r == 0 ? XDP_PASS : XDP_DROP;
-}}
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
-"""
+    text = two_instances(src, "fw_a", "fw_b")
     spec = ObjectSpec.from_file(compile_c(text, name="two_filters"))
     names = {m.name for m in spec.maps} if isinstance(spec.maps, list) else set(spec.maps)
     for inst in ("fw_a", "fw_b"):

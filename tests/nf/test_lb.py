@@ -15,6 +15,8 @@ import threading
 import time
 
 import pytest
+
+from tests.nf.fused import two_instances
 from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
@@ -774,33 +776,6 @@ def test_random_traffic_matches_the_model(h):
 
 # ---- fused mode: two instances in one program ---------------------------------------------------
 
-FUSED = """
-#define NFP_HOOK_XDP 1
-#define NFP_INSTANCE a
-#include "{src}"
-#undef NFP_INSTANCE
-#define NFP_INSTANCE b
-#include "{src}"
-#undef NFP_INSTANCE
-
-SEC("xdp")
-int fused(struct xdp_md *hook)
-{{
-	struct nfp_ctx ctx;
-	struct nfp_meta meta = {{}};
-	int r;
-
-	nfp_ctx_init(&ctx, hook);
-	r = a__process(&ctx, &meta);
-	if (r == NFP_PORT(0))
-		r = b__process(&ctx, &meta);
-	if (r == NFP_PORT(0))
-		r = NFP_PASS;
-	return nfp_hook_verdict(&ctx, &meta, r);
-}}
-
-char LICENSE[] SEC("license") = "GPL";
-"""
 
 
 @kernel
@@ -808,7 +783,7 @@ def test_two_instances_fuse_into_one_program(compile_c):
     """Everything at file scope is per instance: two LBs inline into one program, each
     with its own maps, and the verifier takes it."""
     from nfpipe.load.object import Object
-    path = compile_c(FUSED.format(src=L.LoadBalancer({"vips": config()["vips"][:1]}).source),
+    path = compile_c(two_instances(L.LoadBalancer({"vips": config()["vips"][:1]}).source),
                      name="lb_fused")
     with Object.load(path) as obj:
         names = set(obj.maps)

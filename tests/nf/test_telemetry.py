@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.nf.fused import two_instances
 from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, ICMPv6EchoRequest
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
@@ -480,29 +482,7 @@ def test_two_instances_in_one_program(tmp_path):
     """Fused mode: two instances of telemetry.c inline into one program, each with its
     own maps and constants."""
     src = tmp_path / "fused_tlm.c"
-    src.write_text(f"""
-#define NFP_HOOK_XDP 1
-#define NFP_INSTANCE a
-#include "{ROOT / 'bpf' / 'telemetry.c'}"
-#undef NFP_INSTANCE
-#define NFP_INSTANCE b
-#include "{ROOT / 'bpf' / 'telemetry.c'}"
-#undef NFP_INSTANCE
-SEC("xdp")
-int fused(struct xdp_md *hook)
-{{
-	struct nfp_ctx ctx;
-	struct nfp_meta meta = {{}};
-	int r;
-
-	nfp_ctx_init(&ctx, hook);
-	r = a__process(&ctx, &meta);
-	if (r == NFP_PORT(0))
-		r = b__process(&ctx, &meta);
-	return nfp_hook_verdict(&ctx, &meta, r == NFP_PORT(0) ? NFP_PASS : r);
-}}
-char LICENSE[] SEC("license") = "GPL";
-""")
+    src.write_text(two_instances(ROOT / "bpf" / "telemetry.c"))
     spec = nfpipe.ObjectSpec.from_file(nfpipe.compile(src, include_dirs=[ROOT / "bpf"]))
     with nfpipe.Object.load(spec, constants={"b__flows_on": 0}) as obj:
         data = packets()["tcp-syn"]

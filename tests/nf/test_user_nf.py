@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from tests.nf.fused import two_instances
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
@@ -37,10 +39,8 @@ def test_ttl_guard_standalone(hook):
         assert set(nf.maps) == {"dropped"}           # only this node's maps, by short name
 
 
-def test_two_instances_fused_into_one_program():
-    obj = nfpipe.compile(ROOT / "tests" / "bpf" / "fused_two_instances.c",
-                         include_dirs=[ROOT / "bpf" / "examples"])
-    spec = nfpipe.ObjectSpec.from_file(obj)
+def test_two_instances_fused_into_one_program(compile_c):
+    spec = nfpipe.ObjectSpec.from_file(compile_c(two_instances(TTL_GUARD), "fused_ttl"))
     assert {"a__dropped", "b__dropped"} <= set(spec.maps)
     assert {"a__min_ttl", "b__min_ttl"} <= set(spec.variables)
     with nfpipe.Object.load(spec, constants={"a__min_ttl": 5, "b__min_ttl": 10}) as o:
