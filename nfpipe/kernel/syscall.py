@@ -231,35 +231,31 @@ def _elem(fd: FdLike, key: bytes | None, flags: int = 0) -> tuple[abi.MapElemAtt
     return attr, kbuf
 
 
-def map_lookup_elem(fd: FdLike, key: bytes | None, value_size: int,
-                    flags: int = 0) -> bytes | None:
-    """BPF_MAP_LOOKUP_ELEM: the value (*value_size* bytes; per-CPU sizing is the caller's),
-    or None if the key is absent."""
+def _lookup(cmd: int, fd: FdLike, key: bytes | None, value_size: int,
+            flags: int) -> bytes | None:
     attr, _k = _elem(fd, key, flags)
     vbuf = _Buf(size=value_size)
     attr.value = vbuf.addr
     try:
-        bpf(Cmd.MAP_LOOKUP_ELEM, attr)
+        bpf(cmd, attr)
     except KernelError as exc:
         if exc.errno == _errno.ENOENT:
             return None
         raise
     return vbuf.raw()
+
+
+def map_lookup_elem(fd: FdLike, key: bytes | None, value_size: int,
+                    flags: int = 0) -> bytes | None:
+    """BPF_MAP_LOOKUP_ELEM: the value (*value_size* bytes; per-CPU sizing is the caller's),
+    or None if the key is absent."""
+    return _lookup(Cmd.MAP_LOOKUP_ELEM, fd, key, value_size, flags)
 
 
 def map_lookup_and_delete_elem(fd: FdLike, key: bytes | None, value_size: int,
                                flags: int = 0) -> bytes | None:
     """BPF_MAP_LOOKUP_AND_DELETE_ELEM (key None for queue/stack maps); None if absent/empty."""
-    attr, _k = _elem(fd, key, flags)
-    vbuf = _Buf(size=value_size)
-    attr.value = vbuf.addr
-    try:
-        bpf(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, attr)
-    except KernelError as exc:
-        if exc.errno == _errno.ENOENT:
-            return None
-        raise
-    return vbuf.raw()
+    return _lookup(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, fd, key, value_size, flags)
 
 
 def map_update_elem(fd: FdLike, key: bytes | None, value: bytes, flags: int = 0) -> None:
