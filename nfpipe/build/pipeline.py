@@ -118,8 +118,13 @@ class Plan:
 
 
 def make_plan(spec: PipelineSpec, *, linking: str | None = None,
-              miss_verdict: str = "drop") -> Plan:
-    """Validate *spec* (GraphError listing every problem) and lay it out."""
+              miss_verdict: str = "drop", slots: dict[str, int] | None = None) -> Plan:
+    """Validate *spec* (GraphError listing every problem) and lay it out.
+
+    Slots follow the order (entry first) unless *slots* gives the slots of a running
+    pipeline: an update keeps every surviving node in its slot (its stats row and
+    program-array entry stay put) and gives new nodes slots the running pipeline
+    does not use, so its in-flight packets never count into a new node's row."""
     g = check(spec)
     link = linking or linking_for(spec)
     reach = nx.descendants(g, spec.entry) | {spec.entry}
@@ -130,7 +135,7 @@ def make_plan(spec: PipelineSpec, *, linking: str | None = None,
         from nfpipe.errors import GraphError
         raise GraphError(f"{spec.file}: {len(order_ids)} nodes; a pipeline has at most "
                          f"{MAX_NODES}")
-    slot = {nid: i for i, nid in enumerate(order_ids)}
+    slot = assign_slots(order_ids, slots)
     edges = {(e.src, spec.nodes[e.src].ports[spec.nodes[e.src].port_index(e.port)]): e
              for e in spec.edges}
     order = []
@@ -151,6 +156,22 @@ def make_plan(spec: PipelineSpec, *, linking: str | None = None,
                               is_entry=nid == spec.entry))
     return Plan(spec=spec, linking=link, hook=spec.nf_hook, order=order,
                 miss_verdict=miss_verdict)
+
+
+def assign_slots(order_ids: list[str], prev: dict[str, int] | None) -> dict[str, int]:
+    """Slot of each node: its previous one if it had one, else the lowest slot free in
+    both plans (last resort: one the previous plan used for a node now gone)."""
+    if not prev:
+        return {nid: i for i, nid in enumerate(order_ids)}
+    slot = {nid: prev[nid] for nid in order_ids if nid in prev}
+    taken = set(slot.values())
+    free = sorted((i for i in range(MAX_NODES) if i not in taken),
+                  key=lambda i: (i in prev.values(), i))
+    it = iter(free)
+    for nid in order_ids:
+        if nid not in slot:
+            slot[nid] = next(it)
+    return slot
 
 
 @dataclass
@@ -212,7 +233,7 @@ def fused_source(plan: Plan, *, boundaries: bool = False) -> str:
                   f"int nfp_node_{n.id}({ctx_type} *hook, struct nfp_meta *meta)", "{",
                   "\tstruct nfp_ctx ctx;", "", "\tif (!meta)", "\t\treturn NFP_ABORTED;",
                   "\tnfp_ctx_init(&ctx, hook);", f"\treturn {n.id}__process(&ctx, meta);", "}"]
-    lines += ["", f'SEC(NFP_HOOK_NAME)', f"int {fused_program_name(plan)}({ctx_type} *hook)", "{",
+    lines += ["", 'SEC(NFP_HOOK_NAME)', f"int {fused_program_name(plan)}({ctx_type} *hook)", "{",
               "\tstruct nfp_ctx ctx;", "\tstruct nfp_meta meta = {};", "\t__u32 len;",
               "\tint r;", "", "\tnfp_ctx_init(&ctx, hook);", "\tlen = nfp_pkt_len(&ctx);"]
     targeted = {t.node for n in plan.order for t in n.targets if t.node is not None}

@@ -9,7 +9,12 @@ with its Python control plane:
   unprefixed names;
 * ``populate(maps)`` writes the runtime maps (rules, backends, ...) through a
   ``NodeMaps`` view that adds the node's instance prefix;
-* ``ports`` names the output ports (index = port number).
+* ``ports`` names the output ports (index = port number);
+* ``runtime_keys`` names the config keys ``update(maps, config)`` changes on a
+  running node without reloading its program (filter rules, LB backends, NAT
+  forwards); ``runtime_state()`` / ``restore(state, maps)`` carry whatever
+  control-plane state that needs from one process to the next (kept in a
+  deployed pipeline's manifest).
 
 ``load_nf`` builds one NF alone for a hook and loads it, which is how the NF
 tests run it in the kernel (``LoadedNF.run(packet)``).
@@ -98,6 +103,40 @@ class NetworkFunction:
 
     def populate(self, maps: NodeMaps) -> None:
         """Write the runtime maps from the config (rules, backends, ...)."""
+
+    # -- live updates --
+
+    runtime_keys: ClassVar[frozenset[str]] = frozenset()
+    # Config keys whose values populate() writes into maps (None: all of them).  A
+    # reloaded node keeps its maps (and its state) when none of these changed.
+    map_keys: ClassVar[frozenset[str] | None] = None
+
+    def changed_keys(self, config: Mapping[str, Any]) -> set[str]:
+        """Config keys whose values differ between this config and *config*."""
+        return {k for k in set(self.config) | set(config) if self.config.get(k) != config.get(k)}
+
+    def maps_depend_on(self, keys: set[str]) -> bool:
+        """Whether the maps populate() writes depend on any of *keys*."""
+        return bool(keys) if self.map_keys is None else bool(keys & self.map_keys)
+
+    def runtime_change(self, config: Mapping[str, Any]) -> bool:
+        """Whether going from this config to *config* changes only runtime keys."""
+        return self.changed_keys(config) <= self.runtime_keys
+
+    def update(self, maps: NodeMaps, config: Mapping[str, Any]) -> None:
+        """Apply *config* (differing from this one in ``runtime_keys`` only) to the live
+        maps of a running node; each packet sees the old config or the new."""
+        raise SpecError(f"{self.kind}: no part of its config changes at runtime; the node's "
+                        f"program must be reloaded")
+
+    def runtime_state(self) -> Any:
+        """JSON-able control-plane state a later ``update`` needs (None: the config
+        alone says everything)."""
+        return None
+
+    def restore(self, state: Any, maps: NodeMaps) -> None:
+        """Take over the control plane of a running node deployed from this config:
+        *state* is what ``runtime_state()`` returned after its last change."""
 
 
 class NodeMaps(Mapping):
@@ -204,6 +243,7 @@ class SourceNF(NetworkFunction):
     """A user's own C NF: any file written to nf.h; config sets its constants."""
 
     kind = "c"
+    map_keys = frozenset()              # config sets constants only
 
     def __init__(self, path: str | Path, config: Mapping[str, Any] | None = None,
                  ports: tuple[str, ...] = ("out",)):

@@ -641,6 +641,13 @@ class Filter(NetworkFunction):
     def populate(self, maps: NodeMaps) -> None:
         self.install(maps)
 
+    runtime_keys = config_keys           # everything: rules and policies live in maps
+    map_keys = runtime_keys
+
+    def update(self, maps: NodeMaps, config: Mapping[str, Any]) -> None:
+        new = self.update_rules(maps, config)
+        self.__dict__.update(new.__dict__)
+
     def update_rules(self, maps: NodeMaps, config: Mapping[str, Any]) -> Filter:
         """Replace the whole config (rules and policies) while traffic flows; returns the
         new Filter.  Each packet sees either the old or the new rule set."""

@@ -352,6 +352,24 @@ def make_plan(vips: tuple[VipSpec, ...], prev: Plan | None) -> Plan:
 
 # ---- the NF ---------------------------------------------------------------------------------
 
+def _key_json(k: tuple) -> list:
+    return [k[0], k[1].hex(), k[2], k[3]]
+
+
+def _key_from_json(v: list) -> tuple:
+    return (v[0], bytes.fromhex(v[1]), v[2], v[3])
+
+
+def _backend_json(b: BackendSpec) -> dict:
+    return {"name": b.name, "family": b.family, "addr": b.addr.hex(), "port": b.port,
+            "weight": b.weight, "draining": b.draining}
+
+
+def _backend_from_json(d: dict) -> BackendSpec:
+    return BackendSpec(d["name"], d["family"], bytes.fromhex(d["addr"]), d["port"],
+                       d["weight"], d["draining"])
+
+
 def _addr16(addr: bytes) -> list[int]:
     """Address bytes -> the __be32[4] words as BTF-decoded ints (little-endian host)."""
     return list(struct.unpack("<4I", addr.ljust(16, b"\0")))
@@ -460,6 +478,61 @@ class LoadBalancer(NetworkFunction):
             for bid in gone:
                 maps["backends"][bid] = {"addr": [0] * 4, "port": 0, "family": 0, "flags": 0,
                                          "vip": 0}
+
+    runtime_keys = frozenset({"vips"})
+    map_keys = runtime_keys
+
+    def runtime_state(self) -> dict:
+        """The control plane's ids and generations (tables are read back from the maps)."""
+        p = self.plan
+        return {
+            "vips": [{"key": _key_json(k), "index": p.vip_index[k], "gen": p.gen[k],
+                      "weights": sorted([bid, w] for bid, w in p.active_weights[k].items())}
+                     for k in p.vips],
+            "backends": [{"vip": _key_json(k), "name": name, "id": bid}
+                         for (k, name), bid in sorted(p.backend_id.items(),
+                                                      key=lambda kv: kv[1])],
+            "retired": [{"vip": _key_json(k), "id": bid, "index": idx,
+                         "backend": _backend_json(b)}
+                        for (k, _name), (bid, idx, b) in sorted(p.retired.items(),
+                                                                key=lambda kv: kv[1][0])],
+        }
+
+    def restore(self, state: Any, maps: NodeMaps) -> None:
+        """Rebuild the plan of a running node from its state and its maps' tables."""
+        if not state:
+            return                       # never updated: populate() wrote make_plan(vips)
+        from nfpipe.kernel import syscall as sc
+        by_key = {v.key: v for v in self.vips}
+        p = Plan()
+        for v in state["vips"]:
+            k = _key_from_json(v["key"])
+            if k not in by_key:
+                raise SpecError(f"lb node '{maps.instance}': its state names VIP {v['key']} "
+                                f"that its config does not have")
+            idx, gen = v["index"], v["gen"]
+            p.vips[k], p.vip_index[k], p.gen[k] = by_key[k], idx, gen
+            p.active_weights[k] = {bid: w for bid, w in v["weights"]}
+            size = maps["table_size"][idx * 2 + gen]
+            base = (idx * 2 + gen) * MAX_TABLE
+            table: list[int] = []
+            cursor = struct.pack("<I", base - 1) if base else None
+            while len(table) < size:
+                _k, vals, cursor, done = sc.map_lookup_batch(
+                    maps["tables"].fd, 4, 4, min(8192, size - len(table)), cursor)
+                table += [struct.unpack("<I", x)[0] for x in vals]
+                if done:
+                    break
+            p.tables[k] = table[:size]
+        for b in state["backends"]:
+            k = _key_from_json(b["vip"])
+            spec = next(x for x in by_key[k].backends if x.name == b["name"])
+            p.backend_id[(k, b["name"])] = b["id"]
+            p.backends[b["id"]] = (p.vip_index[k], spec)
+        for r in state["retired"]:
+            b = _backend_from_json(r["backend"])
+            p.retired[(_key_from_json(r["vip"]), b.name)] = (r["id"], r["index"], b)
+        self.plan = p
 
     def update(self, maps: NodeMaps, config: Mapping[str, Any]) -> None:
         """Change VIPs/backends of a loaded node while traffic flows.

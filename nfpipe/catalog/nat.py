@@ -184,6 +184,12 @@ class Nat(NetworkFunction):
             fwd[_fwd_key(proto, port)] = {"addr": _be32(int(addr)), "port": _be16(tport),
                                           "pad": 0}
 
+    runtime_keys = frozenset({"forwards"})
+    map_keys = runtime_keys
+
+    def update(self, maps: NodeMaps, config: Mapping[str, Any]) -> None:
+        self.set_forwards(maps, config.get("forwards", []))
+
     def set_forwards(self, maps: NodeMaps, forwards: Any) -> None:
         """Replace the forwards while traffic flows (validated like the config key).
 

@@ -126,6 +126,7 @@ class Telemetry(NetworkFunction):
     source_name = "telemetry.c"
     ports = ("out",)
     config_keys = frozenset(DEFAULTS)
+    map_keys = frozenset()              # config sets constants and map sizes only
 
     def __init__(self, config: Mapping[str, Any] | None = None):
         super().__init__(config)

@@ -14,7 +14,7 @@ from nfpipe.errors import KernelError, SpecError
 from nfpipe.kernel import abi
 from nfpipe.kernel import syscall as sc
 from nfpipe.load.fdobject import FdObject
-from nfpipe.load.spec import (MAP_IN_MAP_TYPES, MAP_TYPE_NAMES, PERCPU_MAP_TYPES, PROG_ARRAY,
+from nfpipe.load.spec import (MAP_IN_MAP_TYPES, MAP_TYPE_NAMES, PERCPU_MAP_TYPES,
                               MapSpec)
 
 M = abi.MapType
@@ -126,6 +126,12 @@ class Map(FdObject):
     def __repr__(self) -> str:
         return (f"<Map {self.name!r} {self.type_name} key={self.key_size} "
                 f"value={self.value_size} max_entries={self.max_entries} {self._state()}>")
+
+    @property
+    def definition(self) -> tuple[int, int, int, int, int]:
+        """(type, key size, value size, max_entries, flags): what must match for a
+        program built for one map to use another."""
+        return (self.type, self.key_size, self.value_size, self.max_entries, self.flags)
 
     @property
     def type_name(self) -> str:

@@ -819,3 +819,30 @@ def test_ids_of_removed_backends_are_not_reused_by_the_same_update():
     assert new != old and new not in lb.plan.backends
     p2 = L.make_plan(L.LoadBalancer(config()).vips, p1)     # freed by p1: reusable now
     assert p2.backend_id[(web, "10.0.1.3:8081")] == old
+
+
+def test_control_plane_restored_in_another_process_continues_the_same_plan(h):
+    """What a deployed LB keeps in its manifest (runtime_state, JSON) plus its maps rebuild
+    exactly the plan of the process that made the changes; an update from the rebuilt
+    plan then writes what an update from the original would (same ids, generations and
+    tables), so `nfpipe backends` from a fresh CLI continues where the last one stopped."""
+    import copy
+    import json
+    removed = "10.0.1.3:8081"
+    kept = [b for b in WEB if b[0] != removed]
+    steps = [config(draining=("10.0.1.1:8080",)), config(web=kept),
+             config(web=kept + [("10.0.1.9:8080", 2)], web_size=4111)]
+    for cfg in steps:
+        h.update(cfg)
+    state = json.loads(json.dumps(h.lb.runtime_state()))
+    again = L.LoadBalancer(copy.deepcopy(steps[-1]))
+    again.restore(state, h.nf.maps)
+    for field in ("vips", "vip_index", "gen", "tables", "active_weights", "backend_id",
+                  "backends", "retired"):
+        assert getattr(again.plan, field) == getattr(h.lb.plan, field), field
+    assert any(b.name == removed for _i, _x, b in again.plan.retired.values())
+    nxt = config(web=kept + [("10.0.1.9:8080", 1)], web_size=4111)
+    want = L.make_plan(L.LoadBalancer(nxt).vips, h.lb.plan)
+    again.update(h.nf.maps, nxt)
+    assert again.plan.tables == want.tables and again.plan.gen == want.gen
+    assert again.plan.backend_id == want.backend_id
