@@ -10,12 +10,14 @@ the tail calls happen inside the kernel's test run.
 from __future__ import annotations
 
 import errno
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from nfpipe.build.pipeline import FUSED, Build, Plan, fused_program_name
 from nfpipe.catalog.base import MAX_PORTS, NodeMaps, Verdict, apply_map_sizes
 from nfpipe.errors import VerifierError
+from nfpipe.load.maps import Map
 from nfpipe.load.object import Object
 from nfpipe.load.program import Program, TestRunResult
 
@@ -47,22 +49,26 @@ class Pipeline:
 
     @classmethod
     def load(cls, build: Build, *, ifindexes: dict[str, int] | None = None,
-             log_level: int = 0) -> Pipeline:
+             log_level: int = 0, reuse: Mapping[str, Map] | None = None,
+             populate: Collection[str] | None = None) -> Pipeline:
+        """Load every program of *build* and fill ``nfp_jmp``.
+
+        *reuse* hands in existing maps by their full names (``fw__rules``,
+        ``nfp_stats``): the programs use them instead of creating their own, which
+        is how an update of a running pipeline keeps its state; they stay the
+        caller's.  *populate* names the nodes whose NF writes its maps from its
+        config (default: every node; a node on reused maps already has them)."""
         plan = build.plan
         objects: dict[str, Object] = {}
+        reuse = dict(reuse or {})
         try:
             if plan.linking == "fused":
-                constants = {}
-                for n in plan.order:
-                    constants.update({f"{n.id}__{k}": v for k, v in n.constants.items()})
-                    for i, t in enumerate(n.targets):
-                        if t.redirect_iface:
-                            constants[f"nfp_redirect_{n.id}_{i}"] = \
-                                (ifindexes or {}).get(t.redirect_iface, 0)
+                constants = fused_constants(plan, ifindexes)
+                ospec = _sized_all(build.objects[FUSED], plan)
+                given = {k: m for k, m in reuse.items() if k in ospec.maps}
                 try:
-                    obj = Object.load(_sized_all(build.objects[FUSED], plan),
-                                      constants=constants, log_level=log_level,
-                                      name=plan.spec.name)
+                    obj = Object.load(ospec, constants=constants, log_level=log_level,
+                                      name=plan.spec.name, maps=given)
                 except VerifierError as exc:
                     if exc.errno != errno.E2BIG or build.fused_style == "calls":
                         raise
@@ -70,25 +76,22 @@ class Pipeline:
                     # node its own global function (verified once) and load that.
                     obj = Object.load(_sized_all(build.fused_with_calls(), plan),
                                       constants=constants, log_level=log_level,
-                                      name=plan.spec.name)
+                                      name=plan.spec.name, maps=given)
                 objects[FUSED] = obj
                 entry = obj.programs[fused_program_name(plan)]
             else:
-                shared: dict[str, Any] = {}
-                miss = int(_verdict_code(plan.miss_verdict))
+                shared: dict[str, Any] = {k: m for k, m in reuse.items()
+                                          if k in SHARED_MAPS and k != "nfp_jmp"}
                 for n in plan.order:
-                    ports, redirect = plan.port_table(n, ifindexes)
-                    constants = {f"{n.id}__{k}": v for k, v in n.constants.items()}
-                    constants.update({f"{n.id}__nfp_ports": ports,
-                                      f"{n.id}__nfp_redirect": redirect,
-                                      f"{n.id}__nfp_node": n.index,
-                                      f"{n.id}__nfp_is_entry": int(n.is_entry),
-                                      f"{n.id}__nfp_miss_verdict": miss})
-                    obj = Object.load(_sized(build.objects[n.id], plan, n.id),
-                                      constants=constants, maps=shared,
+                    constants = tailcall_constants(plan, n, ifindexes)
+                    ospec = _sized(build.objects[n.id], plan, n.id)
+                    given = {k: m for k, m in reuse.items()
+                             if k.startswith(f"{n.id}__") and k in ospec.maps}
+                    given.update(shared)
+                    obj = Object.load(ospec, constants=constants, maps=given,
                                       log_level=log_level, name=n.id)
                     objects[n.id] = obj
-                    if not shared:
+                    if "nfp_jmp" not in shared:
                         shared = {m: obj.maps[m] for m in SHARED_MAPS}
                 jmp = shared["nfp_jmp"]
                 for n in plan.order:
@@ -98,12 +101,34 @@ class Pipeline:
                            build.fused_style if plan.linking == "fused" else None)
             for n in plan.order:
                 impl = plan.spec.nodes[n.id].impl
-                if impl is not None:
+                if impl is not None and (populate is None or n.id in populate):
                     impl.populate(pipeline.node_maps(n.id))
             return pipeline
         except BaseException:
             for obj in reversed(list(objects.values())):
                 obj.close()
+            raise
+
+    @staticmethod
+    def load_node(build: Build, node: str, maps: Mapping[str, Map], *,
+                  populate: bool = False, log_level: int = 0) -> Object:
+        """Load one tail-call node's program on *maps* (the running pipeline's
+        ``nfp_jmp``, ``nfp_stats``, ``nfp_meta_map``, and the node's own maps when they
+        are reused; missing node maps are created and, with *populate*, written by
+        its NF).  The caller puts it in its slot."""
+        plan = build.plan
+        n = plan.nodes[node]
+        ospec = _sized(build.objects[node], plan, node)
+        given = {k: m for k, m in maps.items() if k in ospec.maps}
+        obj = Object.load(ospec, constants=tailcall_constants(plan, n), maps=given,
+                          log_level=log_level, name=node)
+        try:
+            impl = plan.spec.nodes[node].impl
+            if populate and impl is not None:
+                impl.populate(NodeMaps(obj.maps, node))
+            return obj
+        except BaseException:
+            obj.close()
             raise
 
     # --- access -------------------------------------------------------------------------
@@ -170,6 +195,29 @@ def node_stats(stats_map, nodes) -> dict[str, dict[str, Counter]]:
                 row[name] = c
         out[nid] = row
     return out
+
+
+def fused_constants(plan: Plan, ifindexes: dict[str, int] | None = None) -> dict[str, Any]:
+    """The ``.rodata`` constants of the fused program: every node's, prefixed."""
+    constants: dict[str, Any] = {}
+    for n in plan.order:
+        constants.update({f"{n.id}__{k}": v for k, v in n.constants.items()})
+        for i, t in enumerate(n.targets):
+            if t.redirect_iface:
+                constants[f"nfp_redirect_{n.id}_{i}"] = (ifindexes or {}).get(t.redirect_iface, 0)
+    return constants
+
+
+def tailcall_constants(plan: Plan, n, ifindexes: dict[str, int] | None = None
+                       ) -> dict[str, Any]:
+    """The ``.rodata`` constants of node *n*'s tail-call program: its NF's, its port
+    table, its slot, whether it is the entry, the verdict of a missed tail call."""
+    ports, redirect = plan.port_table(n, ifindexes)
+    constants = {f"{n.id}__{k}": v for k, v in n.constants.items()}
+    constants.update({f"{n.id}__nfp_ports": ports, f"{n.id}__nfp_redirect": redirect,
+                      f"{n.id}__nfp_node": n.index, f"{n.id}__nfp_is_entry": int(n.is_entry),
+                      f"{n.id}__nfp_miss_verdict": int(_verdict_code(plan.miss_verdict))})
+    return constants
 
 
 def _sized_all(ospec, plan: Plan):
