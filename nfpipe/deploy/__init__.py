@@ -1,51 +1,56 @@
-"""Deploy: a pipeline built, loaded, checked, attached and pinned so it outlives the CLI.
+"""Deploy: a pipeline built, loaded, checked, attached and pinned so it outlives the CLI;
+and updated while it runs.
 
-State lives in bpffs under ``/sys/fs/bpf/nfpipe/<pipeline>/``::
+State lives in bpffs under ``/sys/fs/bpf/nfpipe/<pipeline>/`` (layout in
+``nfpipe.deploy.state``): the manifest, one pinned link per interface, and every
+program and map, pinned under the revision that created it.
 
-    manifest               what was deployed, as JSON in a frozen one-entry array map
-                           (bpffs holds only pins; pinned last: its presence means complete)
-    links/<netns>@<iface>  the bpf_link of each attachment
-    progs/<node>           every node's program (fused: the one program)
-    maps/<map>             every map, so its contents stay readable and the program
-                           array keeps its entries (the kernel empties a prog array
-                           when the last user-space reference to it goes away)
-
-``deploy`` is transactional: everything is built, loaded and test-run before any
+A first ``deploy`` is transactional: everything is built, loaded and test-run
+(on a throwaway copy, so the real maps and counters start empty) before any
 interface is touched; an interface already carrying an XDP/TC program nfpipe did
 not make is refused unless ``force``; if any attach fails, every attachment made
 so far is removed and every pin deleted, so each interface is left as it was.
-``status`` rebuilds the picture from bpffs and the kernel alone; ``destroy``
-removes exactly what a deploy made.
 
-One deploy or destroy at a time per pipeline: an exclusive lock on
-``/run/nfpipe/locks/<pipeline>.lock`` (released by the kernel if the process
-dies).  A deploy killed at any point (SIGKILL included) leaves at most a state
-directory without a manifest: attachments are bpf links, and a link that was
-not pinned yet dies with the process.  ``status`` reports such a directory as
-incomplete; the next ``deploy`` or ``destroy`` detaches whatever links it pinned
-and removes it.  (``NFPIPE_FAULT=<stage>`` makes a deploy kill itself at that
-stage — how the tests prove it.)
+A ``deploy`` of a pipeline that is running is an update (``nfpipe.deploy.diff``
+says which kind): runtime config goes into the maps, a changed node is swapped
+into its program-array slot, a changed graph gets a new generation of programs
+and one atomic switch of the entry point per interface.  Nothing running is
+touched until the new programs are loaded, test-run, pinned and described in
+``manifest_next``; from there the update only rolls forward — the switch, the new
+manifest, then the old revision's pins removed after in-flight packets are done.
 
-Not yet here: hitless updates of a running pipeline.
+One deploy, update or destroy at a time per pipeline (a lock).  A deploy killed at
+any point (SIGKILL included) leaves either a directory without a manifest (a first
+deploy: the next deploy, status or destroy detaches what it pinned and removes it),
+pins no manifest names (removed), or a ``manifest_next`` (the update is finished).
+``NFPIPE_FAULT=<stage>`` makes a deploy kill itself at that stage — how the tests
+prove it.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
+import copy
 import os
-import shutil
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from nfpipe.deploy.state import (
+    LOCK_DIR, MANIFEST, MANIFEST_NEXT, MANIFEST_VERSION, STATE_ROOT, DeployError, Target,
+    locked, manifests, pin_name, pipeline_dirs, prog_ids_pinned, read_manifest, remove_pins,
+    remove_state, replace_manifest, revision_dir, state_dir, stray_pins, write_manifest)
 from nfpipe.errors import AttachError, NfpipeError
 
-STATE_ROOT = "/sys/fs/bpf/nfpipe"
-MANIFEST = "manifest"
-LOCK_DIR = "/run/nfpipe/locks"
-FAULT_STAGES = ("loaded", "attached", "pinned-links", "pinned")
+__all__ = ["deploy", "destroy", "status", "stats", "configure", "set_filter_rules",
+           "open_map", "node_maps", "prometheus", "read_manifest", "state_dir", "Target",
+           "DeployError", "STATE_ROOT", "LOCK_DIR", "FAULT_STAGES"]
+
+FAULT_STAGES = ("loaded", "pinned", "attached", "pinned-links")
+UPDATE_FAULT_STAGES = ("update-loaded", "update-next", "update-switched")
+GRACE = 0.2        # seconds an old revision stays pinned after the switch (in-flight packets)
+PROBE = bytes(12) + b"\x08\x00" + bytes.fromhex("4500001c00000000401100000a0000010a000002") \
+    + bytes(8)
+
+_locked = locked            # the name the tests use
 
 
 def _fault(stage: str) -> None:
@@ -54,102 +59,10 @@ def _fault(stage: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-@contextlib.contextmanager
-def _locked(name: str, root: str = STATE_ROOT):
-    """Hold the pipeline's lock.  The lock file is removed when no state is left, so the
-    lock is retaken if the file was replaced while we waited (the inode check)."""
-    os.makedirs(LOCK_DIR, exist_ok=True)
-    path = os.path.join(LOCK_DIR, f"{name}.lock")
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise DeployError(f"another nfpipe deploy or destroy of '{name}' is running "
-                              f"(pid {holder}); wait for it to finish") from None
-        try:
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)                  # the file was removed under us: lock the new one
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
-    finally:
-        if not state_dir(name, root).exists():
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-        os.close(fd)
-
-
-@dataclass(frozen=True)
-class Target:
-    """One interface, optionally inside a network namespace ("ns:eth0")."""
-
-    ifname: str
-    netns: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Target:
-        ns, sep, name = text.rpartition(":")
-        if not name:
-            raise NfpipeError(f"bad interface {text!r}: give IFACE or NETNS:IFACE")
-        return cls(name, ns if sep else None)
-
-    @property
-    def key(self) -> str:
-        return pin_name(f"{self.netns or 'root'}@{self.ifname}")
-
-    def __str__(self) -> str:
-        return f"{self.netns}:{self.ifname}" if self.netns else self.ifname
-
-
-class DeployError(NfpipeError):
-    """A deploy was refused or failed; nothing it did is left behind."""
-
-
-def pin_name(name: str) -> str:
-    """A bpffs entry name for *name*: bpffs refuses names with '.' (and '/' splits paths)."""
-    return name.replace(".", "_").replace("/", "_")
-
-
 def _require_root() -> None:
     if os.geteuid() != 0:
         raise DeployError("only root can deploy (nfpipe needs CAP_BPF and CAP_NET_ADMIN to "
                           "load programs and attach them); run it with sudo")
-
-
-def state_dir(name: str, root: str = STATE_ROOT) -> Path:
-    return Path(root) / name
-
-
-def _our_prog_ids(root: str) -> set[int]:
-    ids = set()
-    for m in _manifests(root):
-        ids.update(m.get("programs", {}).values())
-    return ids
-
-
-def _manifests(root: str) -> list[dict]:
-    out = []
-    base = Path(root)
-    if not base.is_dir():
-        return out
-    for d in sorted(base.iterdir()):
-        try:
-            m = read_manifest(d)
-        except (NfpipeError, OSError, ValueError):
-            continue
-        if m is not None:
-            out.append(m)
-    return out
 
 
 def _occupant(q: dict, hook: str) -> list[dict]:
@@ -158,114 +71,125 @@ def _occupant(q: dict, hook: str) -> list[dict]:
     return q["tc"]["ingress" if hook == "tc-ingress" else "egress"]
 
 
+def _nf_class(nf: str):
+    from nfpipe import catalog
+    from nfpipe.catalog.base import SourceNF
+    return catalog.get(nf) if nf in catalog.KINDS else SourceNF
+
+
+def _impl_of(node: dict, config: dict | None = None):
+    """The NF object of a deployed node (catalog NFs only; a C NF has no control plane)."""
+    cls = _nf_class(node["nf"])
+    cfg = node.get("config") or {} if config is None else config
+    if cls.__name__ == "SourceNF":
+        return None
+    return cls(cfg)
+
+
+# --- deploy ---------------------------------------------------------------------------------
+
 def deploy(file: str | os.PathLike, *, targets: list[Target] | None = None,
            mode: str | None = None, linking: str | None = None, force: bool = False,
-           root: str = STATE_ROOT) -> dict:
-    """Deploy the pipeline in *file* onto *targets* (default: its ``interfaces``)."""
-    from nfpipe.build.pipeline import make_plan
+           root: str = STATE_ROOT, progress=None) -> dict:
+    """Deploy the pipeline in *file* onto *targets* (default: its ``interfaces``), or,
+    if it runs already, update it to *file*.  Returns the new manifest; an update
+    adds ``update`` (how, and what happened to each node)."""
     from nfpipe.spec import PipelineSpec
-
     _require_root()
+    say = progress or (lambda _msg: None)
     spec = PipelineSpec.from_file(file)
+    with locked(spec.name, root):
+        sdir = state_dir(spec.name, root)
+        _recover(sdir)
+        old = read_manifest(sdir)
+        if old is None:
+            return _deploy_new(spec, file, targets, mode or spec.mode, linking, force, root,
+                               say)
+        return _update(spec, file, old, targets, mode, linking, force, root, say)
+
+
+def _targets(spec, file, targets) -> list[Target]:
     targets = list(targets or [Target.parse(i) for i in spec.interfaces])
     if not targets:
         raise DeployError(f"{file}: no interface to deploy on: list them under 'interfaces' "
                           f"or give --iface")
-    mode = mode or spec.mode
-    plan = make_plan(spec, linking=linking)
-    with _locked(spec.name, root):
-        return _deploy_locked(spec, file, plan, targets, mode, force, root)
+    return targets
 
 
-def _deploy_locked(spec, file, plan, targets, mode, force, root) -> dict:
-    from nfpipe.attach.links import attach_tc, attach_xdp, query
-    from nfpipe.build.pipeline import build
-    from nfpipe.kernel import bpffs
-    from nfpipe.load.pipeline import Pipeline
-
-    sdir = state_dir(spec.name, root)
-    if (sdir / MANIFEST).exists():
-        raise DeployError(f"pipeline '{spec.name}' is already deployed (state in {sdir}); "
-                          f"destroy it first — updating a running pipeline in place is not "
-                          f"supported yet")
-    if sdir.exists():                 # a deploy that died halfway: undo what it left
-        _repair(sdir)
-
-    # Everything that can fail without touching an interface happens first.
-    ours = _our_prog_ids(root)
+def _refuse_foreign(targets: list[Target], hook: str, force: bool, root: str) -> None:
+    from nfpipe.attach.links import query
+    ours = prog_ids_pinned(root)
     for t in targets:
         q = query(t.ifname, t.netns)
-        busy = [e for e in _occupant(q, spec.hook) if e.get("prog_id") not in ours]
+        busy = [e for e in _occupant(q, hook) if e.get("prog_id") not in ours]
         if busy and not force:
             desc = ", ".join(f"program {e.get('prog_id')} '{e.get('prog_name')}' via "
                              f"{e.get('via')}" for e in busy)
             raise AttachError(f"{t} already carries {desc}, which nfpipe did not deploy; "
                               f"refusing to replace it (use --force to take over the "
                               f"interface)", iface=str(t))
-    built = build(plan)
+
+
+def _smoke_test(built) -> None:
+    """Load a throwaway copy of the build and run the whole pipeline once in the kernel:
+    a surprise shows here, and the real maps and counters start untouched."""
+    from nfpipe.load.pipeline import Pipeline
+    with Pipeline.load(built) as p:
+        p.test_run(PROBE)
+
+
+def _attach(entry, t: Target, hook: str, mode: str, force: bool):
+    from nfpipe.attach.links import attach_tc, attach_xdp
+    if hook == "xdp":
+        return attach_xdp(entry, t.ifname, mode=mode, netns=t.netns, replace=force)
+    direction = "ingress" if hook == "tc-ingress" else "egress"
+    return attach_tc(entry, t.ifname, direction, netns=t.netns, use=mode)
+
+
+def _deploy_new(spec, file, targets, mode, linking, force, root, say) -> dict:
+    from nfpipe.build.pipeline import build, make_plan
+    from nfpipe.deploy.diff import code_keys
     from nfpipe.deploy.placement import place
+    from nfpipe.kernel import bpffs
+    from nfpipe.load.pipeline import Pipeline
+
+    targets = _targets(spec, file, targets)
+    plan = make_plan(spec, linking=linking)
+    sdir = state_dir(spec.name, root)
+    # Everything that can fail without touching an interface happens first.
+    _refuse_foreign(targets, spec.hook, force, root)
+    say("building")
+    built = build(plan)
     placements = {t: place(spec.hook, t.ifname, t.netns, mode=mode, build=built)
                   for t in targets}
+    say("loading and test-running")
+    _smoke_test(built)
+    keys, whole = code_keys(built)
     pipeline = Pipeline.load(built)
-    attachments, pins = [], []
     bpffs.ensure_mounted()
+    attachments = []
     try:
         _fault("loaded")
-        probe = bytes(12) + b"\x08\x00" + bytes.fromhex("4500001c00000000401100000a0000010a000002") \
-            + bytes(8)
-        pipeline.test_run(probe)          # the whole pipeline runs in the kernel: no surprise
-        entry = pipeline.entry
+        manifest = _describe(spec, file, plan, pipeline, keys, whole, revision=1)
+        manifest["mode"] = mode
+        _pin_new(pipeline, manifest, sdir, reused={})
+        _fault("pinned")
+        say("attaching")
         for t in targets:
-            chosen = placements[t].mode
-            if spec.hook == "xdp":
-                att = attach_xdp(entry, t.ifname, mode=chosen, netns=t.netns, replace=force)
-            else:
-                direction = "ingress" if spec.hook == "tc-ingress" else "egress"
-                att = attach_tc(entry, t.ifname, direction, netns=t.netns, use=chosen)
-            attachments.append((t, att))
+            attachments.append((t, _attach(pipeline.entry, t, spec.hook,
+                                           placements[t].mode, force)))
         _fault("attached")
-        ifaces = []
         for t, att in attachments:
             entry_info = {"iface": t.ifname, "netns": t.netns, "mode": att.mode,
                           "kind": type(att).__name__, "prog_id": att.prog_id,
-                          "placement": placements[t].lines}
+                          "placement": placements[t].lines, "key": t.key}
             if hasattr(att, "pin"):
                 path = str(sdir / "links" / t.key)
                 att.pin(path)
-                pins.append(path)
                 entry_info["link"] = path
-            ifaces.append(entry_info)
+            manifest["interfaces"].append(entry_info)
         _fault("pinned-links")
-        programs = {}
-        for node in plan.order:
-            prog = pipeline.program(node.id)
-            if prog.name in programs:
-                continue
-            path = str(sdir / "progs" / pin_name(prog.name))
-            prog.pin(path)
-            pins.append(path)
-            programs[prog.name] = prog.id
-        maps = {}
-        for obj in pipeline.objects.values():
-            for mname, m in obj.maps.items():
-                if mname in maps:
-                    continue
-                path = str(sdir / "maps" / pin_name(mname))
-                m.pin(path)
-                pins.append(path)
-                maps[mname] = path
-        _fault("pinned")
-        manifest = {
-            "pipeline": spec.name, "file": str(Path(file).resolve()),
-            "source": Path(file).read_text(), "hook": spec.hook, "mode": mode,
-            "linking": plan.linking, "fused_style": pipeline.fused_style,
-            "plan": plan.to_dict(),
-            "nodes": [{"id": n.id, "index": n.index, "ports": list(n.ports)}
-                      for n in plan.order],
-            "interfaces": ifaces, "programs": programs, "maps": maps,
-            "entry_prog_id": entry.id, "deployed_at": time.time(),
-        }
-        _write_manifest(sdir, manifest)
+        write_manifest(sdir, manifest)
         return manifest
     except BaseException:
         for _t, att in reversed(attachments):
@@ -273,12 +197,7 @@ def _deploy_locked(spec, file, plan, targets, mode, force, root) -> dict:
                 att.detach()
             except NfpipeError:
                 pass
-        for path in pins:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-        _remove_state(sdir)
+        remove_state(sdir)
         raise
     finally:
         for _t, att in attachments:
@@ -289,59 +208,361 @@ def _deploy_locked(spec, file, plan, targets, mode, force, root) -> dict:
         pipeline.close()
 
 
-def _write_manifest(sdir: Path, manifest: dict, name: str = MANIFEST) -> None:
-    """Pin the manifest as a frozen array map: 4-byte length, then the JSON."""
-    from nfpipe.kernel import abi, bpffs
-    from nfpipe.kernel import syscall as sc
-    data = json.dumps(manifest, sort_keys=True).encode()
-    value = len(data).to_bytes(4, "little") + data
-    value += bytes(-len(value) % 8)
-    with sc.map_create(abi.MapType.ARRAY, 4, len(value), 1, name="nfp_manifest") as fd:
-        sc.map_update_elem(fd, bytes(4), value)
-        sc.map_freeze(fd)
-        bpffs.pin(fd, str(sdir / name))
+def _describe(spec, file, plan, pipeline, keys, whole, *, revision: int) -> dict:
+    """The manifest of a loaded (not yet pinned) pipeline; _pin_new fills in paths."""
+    nodes = []
+    for n in plan.order:
+        impl = plan.spec.nodes[n.id].impl
+        nodes.append({"id": n.id, "index": n.index, "ports": list(n.ports), "nf": n.nf,
+                      "code": keys[n.id],
+                      "config": dict(impl.config) if impl is not None else {},
+                      "state": impl.runtime_state() if impl is not None else None,
+                      "program": None, "prog_id": pipeline.program(n.id).id})
+    now = time.time()
+    return {
+        "version": MANIFEST_VERSION, "revision": revision,
+        "pipeline": spec.name, "file": str(Path(file).resolve()),
+        "source": Path(file).read_text(), "hook": spec.hook, "mode": spec.mode,
+        "linking": plan.linking, "fused_style": pipeline.fused_style,
+        "program_key": whole, "plan": plan.to_dict(), "nodes": nodes,
+        "entry": {"program": None, "prog_id": pipeline.entry.id},
+        "entry_prog_id": pipeline.entry.id, "jmp": None,
+        "interfaces": [], "maps": {}, "deployed_at": now, "updated_at": now,
+        "history": [{"revision": revision, "at": now, "how": "deploy"}],
+    }
 
 
-def read_manifest(sdir: Path) -> dict | None:
-    from nfpipe.kernel import bpffs
-    from nfpipe.kernel import syscall as sc
-    path = sdir / MANIFEST
-    if not path.exists():
-        return None
-    with bpffs.open_pinned(str(path)) as fd:
-        info = sc.map_info(fd)
-        raw = sc.map_lookup_elem(fd, bytes(4), info.value_size)
-    n = int.from_bytes(raw[:4], "little")
-    return json.loads(raw[4:4 + n])
+def _pin_new(pipeline, manifest: dict, sdir: Path, reused: dict[str, str]) -> None:
+    """Pin the programs and maps of *pipeline* under the manifest's revision and record
+    their paths; maps in *reused* (name -> path) are already pinned."""
+    rdir = revision_dir(sdir, manifest["revision"])
+    progs: dict[int, str] = {}
+    for node in manifest["nodes"]:
+        prog = pipeline.program(node["id"])
+        if prog.id not in progs:
+            path = str(rdir / "progs" / pin_name(prog.name))
+            prog.pin(path)
+            progs[prog.id] = path
+        node["program"] = progs[prog.id]
+        node["prog_id"] = prog.id
+    manifest["entry"] = {"program": progs[pipeline.entry.id], "prog_id": pipeline.entry.id}
+    manifest["entry_prog_id"] = pipeline.entry.id
+    manifest["maps"] = _pin_objects(pipeline.objects.values(), rdir, reused)
+    manifest["jmp"] = manifest["maps"].get("nfp_jmp")
 
 
-def _remove_state(sdir: Path) -> None:
-    if sdir.exists():
-        shutil.rmtree(sdir, ignore_errors=True)
+def _pin_objects(objects, rdir: Path, reused: dict[str, str]) -> dict[str, str]:
+    """Pin the maps of *objects* under *rdir* (those in *reused*, name -> path, are
+    pinned already); returns every map's path by name.  Global data is not pinned:
+    the programs hold it, and nothing shares or reads it."""
+    maps: dict[str, str] = {}
+    for obj in objects:
+        for mname, m in obj.maps.items():
+            if mname in maps or obj.spec.maps[mname].is_global_data:
+                continue
+            if mname in reused:
+                maps[mname] = reused[mname]
+                continue
+            path = str(rdir / "maps" / pin_name(mname))
+            m.pin(path)
+            maps[mname] = path
+    return maps
+
+
+# --- updates --------------------------------------------------------------------------------
+
+def _update(spec, file, old, targets, mode, linking, force, root, say) -> dict:
+    from nfpipe.build.pipeline import build, make_plan
+    from nfpipe.deploy.diff import classify, code_keys
+    from nfpipe.deploy.placement import place
+    from nfpipe.load.maps import Map
+
+    sdir = state_dir(spec.name, root)
+    if spec.hook != old["hook"]:
+        raise DeployError(f"pipeline '{spec.name}' runs at hook {old['hook']}; the new file "
+                          f"says {spec.hook}, which cannot be switched without a gap: "
+                          f"'nfpipe destroy {spec.name}' first, then deploy")
+    if targets is None and not spec.interfaces:
+        targets = [Target(i["iface"], i["netns"]) for i in old["interfaces"]]
+    targets = _targets(spec, file, targets)
+    mode = mode or spec.mode
+    old_ifaces = {Target(i["iface"], i["netns"]): i for i in old["interfaces"]}
+    added = [t for t in targets if t not in old_ifaces]
+    _refuse_foreign(added, spec.hook, force, root)
+
+    plan = make_plan(spec, linking=linking,
+                     slots={n["id"]: n["index"] for n in old["nodes"]})
+    say("building")
+    built = build(plan)
+    placements = {}
+    for t in targets:
+        if t not in old_ifaces:
+            placements[t] = place(spec.hook, t.ifname, t.netns, mode=mode, build=built)
+            continue
+        was = old_ifaces[t]["mode"]
+        if mode not in ("auto", was):
+            raise DeployError(f"{t} runs '{spec.name}' in {was} mode; moving it to {mode} "
+                              f"cannot be done without a gap: 'nfpipe destroy {spec.name}' "
+                              f"first, then deploy")
+    keys, whole = code_keys(built)
+    opened: dict[str, Map] = {}
     try:
-        sdir.parent.rmdir()            # the state root, once no pipeline is left
-    except OSError:
-        pass
+        for mname, path in old["maps"].items():
+            opened[mname] = Map.from_pin(path)
+        upd = classify(old, built, keys, whole, {k: m.definition for k, m in opened.items()})
+        # What the new programs take over: the shared counters and scratch, and the
+        # maps of every node not starting fresh.
+        reuse: dict[str, Map] = {k: opened[k] for k in ("nfp_stats", "nfp_meta_map")
+                                 if k in opened}
+        for n in plan.order:
+            if upd.nodes[n.id].action != "fresh":
+                reuse.update({k: m for k, m in opened.items() if k.startswith(f"{n.id}__")})
+        return _apply_update(spec, file, old, sdir, built, plan, upd, keys, whole, reuse,
+                             opened, targets, placements, old_ifaces, force, say)
+    finally:
+        for m in opened.values():
+            m.close()
 
 
-def _pipeline_dirs(root: str, name: str | None) -> list[Path]:
-    base = Path(root)
-    if not base.is_dir():
+def _apply_update(spec, file, old, sdir, built, plan, upd, keys, whole, reuse, opened,
+                  targets, placements, old_ifaces, force, say) -> dict:
+    from nfpipe.load.pipeline import STAT_SLOTS, Pipeline
+
+    new = copy.deepcopy(old)
+    rev = old["revision"] + 1
+    now = time.time()
+    new.update({"revision": rev, "file": str(Path(file).resolve()),
+                "source": Path(file).read_text(), "mode": spec.mode, "updated_at": now,
+                "plan": plan.to_dict(), "program_key": whole, "linking": plan.linking})
+    new["history"] = (old.get("history", []) + [{"revision": rev, "at": now, "how": upd.how,
+                                                  "lines": upd.lines()}])[-20:]
+    old_nodes = {n["id"]: n for n in old["nodes"]}
+    pending = []
+    for n in plan.order:
+        c = upd.nodes[n.id]
+        if c.action == "runtime":
+            o = old_nodes[n.id]
+            pending.append({"node": n.id, "nf": o["nf"], "old_config": o["config"],
+                            "old_state": o.get("state"),
+                            "config": dict(spec.nodes[n.id].impl.config)})
+    iface_change = set(targets) != set(old_ifaces)
+    if upd.how == "unchanged" and not iface_change:
+        out = dict(old)
+        out["update"] = {"how": "unchanged", "lines": upd.lines()}
+        return out
+
+    loaded = None
+    fresh = {nid for nid, c in upd.nodes.items() if c.action == "fresh"}
+    try:
+        if upd.how in ("swap", "generation"):
+            say("loading and test-running")
+            _smoke_test(built)
+        if upd.how == "swap":
+            nid = upd.swapped
+            given = dict(reuse)
+            given["nfp_jmp"] = opened["nfp_jmp"]
+            loaded = _OneNode(Pipeline.load_node(built, nid, given, populate=nid in fresh),
+                              nid)
+        elif upd.how == "generation":
+            loaded = Pipeline.load(built, reuse=reuse, populate=fresh)
+        _fault("update-loaded")
+        # the nodes' entries of the new manifest
+        nodes = []
+        for n in plan.order:
+            impl = spec.nodes[n.id].impl
+            prev = old_nodes.get(n.id, {})
+            c = upd.nodes[n.id]
+            entry = {"id": n.id, "index": n.index, "ports": list(n.ports), "nf": n.nf,
+                     "code": keys[n.id],
+                     "config": dict(impl.config) if impl is not None else {},
+                     "state": (prev.get("state") if c.action in ("same", "reload", "runtime")
+                               else impl.runtime_state() if impl is not None else None),
+                     "program": prev.get("program"), "prog_id": prev.get("prog_id")}
+            nodes.append(entry)
+        new["nodes"] = nodes
+        if loaded is not None:
+            # new nodes count from zero: clear their stats rows (a node long gone may
+            # have used the slot)
+            stats_map = reuse.get("nfp_stats")
+            old_slots = {n["index"] for n in old["nodes"]}
+            if stats_map is not None:
+                for n in plan.order:
+                    if n.index not in old_slots:
+                        for s in range(STAT_SLOTS):
+                            stats_map[n.index * STAT_SLOTS + s] = {"packets": 0, "bytes": 0}
+            reused_paths = {k: old["maps"][k] for k in reuse}
+            if upd.how == "swap":
+                reused_paths["nfp_jmp"] = old["maps"]["nfp_jmp"]
+            if upd.how == "swap":
+                _pin_swapped(loaded, new, sdir, reused_paths)
+            else:
+                new["maps"] = {}
+                _pin_new(loaded, new, sdir, reused=reused_paths)
+        new["fused_style"] = (loaded.fused_style if upd.how == "generation"
+                              else old.get("fused_style"))
+        # interfaces: kept ones as they are, added ones attached by the switch
+        ifaces = []
+        for t in targets:
+            if t in old_ifaces:
+                ifaces.append(old_ifaces[t])
+            else:
+                ifaces.append({"iface": t.ifname, "netns": t.netns,
+                               "mode": placements[t].mode, "kind": None, "prog_id": None,
+                               "placement": placements[t].lines, "key": t.key,
+                               "link": str(sdir / "links" / t.key), "force": force})
+        new["interfaces"] = ifaces
+        new["pending"] = pending
+        write_manifest(sdir, new, name=MANIFEST_NEXT)
+    except BaseException:
+        remove_pins(sdir, stray_pins(sdir, [old]))
+        raise
+    finally:
+        if loaded is not None:
+            loaded.close()
+    _fault("update-next")
+    say("switching")
+    final = _converge(sdir, old)
+    final["update"] = {"how": upd.how, "lines": upd.lines()}
+    return final
+
+
+class _OneNode:
+    """A swapped-in node's object with the few Pipeline methods the pinning needs."""
+
+    def __init__(self, obj, node: str):
+        self.obj, self.node = obj, node
+        self.objects = {node: obj}
+        self.fused_style = None
+
+    def program(self, node: str):
+        return self.obj.programs[node]
+
+    def close(self) -> None:
+        self.obj.close()
+
+
+def _pin_swapped(one: _OneNode, manifest: dict, sdir: Path, reused: dict[str, str]) -> None:
+    rdir = revision_dir(sdir, manifest["revision"])
+    prog = one.program(one.node)
+    path = str(rdir / "progs" / pin_name(prog.name))
+    prog.pin(path)
+    for node in manifest["nodes"]:
+        if node["id"] == one.node:
+            node["program"], node["prog_id"] = path, prog.id
+    if manifest["nodes"][0]["id"] == one.node:
+        manifest["entry"] = {"program": path, "prog_id": prog.id}
+        manifest["entry_prog_id"] = prog.id
+    manifest["maps"] = {**manifest["maps"], **_pin_objects([one.obj], rdir, reused)}
+
+
+def _converge(sdir: Path, current: dict) -> dict:
+    """Make the kernel run what ``manifest_next`` describes, then make it the manifest.
+
+    Every step checks before it acts, so running it again after a crash finishes the
+    job: runtime config into the maps, program-array slots, links (updated, attached
+    for new interfaces, detached for dropped ones), the new manifest, and the pins
+    of the previous revision removed once in-flight packets are done."""
+    from nfpipe.attach.links import Link
+    from nfpipe.catalog.base import NodeMaps
+    from nfpipe.load.maps import Map
+    from nfpipe.load.program import Program
+    nxt = read_manifest(sdir, MANIFEST_NEXT)
+    # 1. runtime config
+    for p in nxt.get("pending", []):
+        node = next(n for n in nxt["nodes"] if n["id"] == p["node"])
+        impl = _impl_of({"nf": p["nf"]}, p["old_config"])
+        prefix = f"{p['node']}__"
+        maps = {k: Map.from_pin(v) for k, v in nxt["maps"].items() if k.startswith(prefix)}
+        try:
+            nm = NodeMaps(maps, p["node"])
+            impl.restore(p["old_state"], nm)
+            impl.update(nm, p["config"])
+            node["state"] = impl.runtime_state()
+        finally:
+            for m in maps.values():
+                m.close()
+    # 2. program-array slots (a swap's switch; a new generation's array is full already)
+    if nxt["linking"] == "tailcall" and nxt.get("jmp"):
+        with Map.from_pin(nxt["jmp"]) as jmp:
+            for n in nxt["nodes"]:
+                if jmp.get(n["index"]) != n["prog_id"]:
+                    with Program.from_pin(n["program"]) as prog:
+                        jmp[n["index"]] = prog
+    # 3. links: the entry point, one atomic switch per interface
+    with Program.from_pin(nxt["entry"]["program"]) as entry:
+        wanted = {i["key"]: i for i in nxt["interfaces"]}
+        for i in nxt["interfaces"]:
+            path = i["link"]
+            if path and os.path.exists(path):
+                with Link.from_pin(path, netns=i["netns"]) as link:
+                    if link.prog_id != entry.id:
+                        link.update(entry)
+                    i["prog_id"], i["kind"] = entry.id, i.get("kind") or "Link"
+            else:
+                t = Target(i["iface"], i["netns"])
+                att = _attach(entry, t, nxt["hook"], i["mode"], i.get("force", False))
+                try:
+                    att.pin(path)
+                finally:
+                    att.close()
+                i["prog_id"], i["kind"] = entry.id, type(att).__name__
+        for i in current["interfaces"]:
+            if i["key"] not in wanted and i.get("link") and os.path.exists(i["link"]):
+                with Link.from_pin(i["link"], netns=i["netns"]) as link:
+                    link.detach()
+                os.unlink(i["link"])
+    _fault("update-switched")
+    # 4. the new manifest; 5. the old revision's pins, once no packet can be in them
+    nxt.pop("pending", None)
+    replace_manifest(sdir, nxt)
+    os.unlink(sdir / MANIFEST_NEXT)
+    stray = stray_pins(sdir, [nxt])
+    if stray:
+        time.sleep(GRACE)
+        remove_pins(sdir, stray)
+    return nxt
+
+
+def _recover(sdir: Path) -> list[str]:
+    """Finish or undo whatever a killed deploy left in *sdir* (lock held)."""
+    if not sdir.exists():
         return []
-    dirs = sorted(d for d in base.iterdir() if d.is_dir())
-    if name is not None:
-        dirs = [d for d in dirs if d.name == name]
-    return dirs
+    current = read_manifest(sdir)
+    if current is None:                # a first deploy that died halfway: undo it
+        return ["interrupted deploy undone: " + "; ".join(_repair(sdir))]
+    if (sdir / MANIFEST_NEXT).exists():
+        nxt = _converge(sdir, current)
+        return [f"interrupted update finished: revision {nxt['revision']} runs"]
+    stray = stray_pins(sdir, [current])
+    if stray:
+        remove_pins(sdir, stray)
+        return [f"removed {len(stray)} pin(s) of an update that did not finish"]
+    return []
 
+
+# --- reading --------------------------------------------------------------------------------
 
 def status(name: str | None = None, *, root: str = STATE_ROOT) -> list[dict]:
-    """Every deployed pipeline (or *name*), as found in bpffs and the kernel."""
+    """Every deployed pipeline (or *name*), as found in bpffs and the kernel.  As root,
+    whatever a killed deploy left is repaired first (unless a deploy is running)."""
     from nfpipe.attach.links import query
     out = []
-    for d in _pipeline_dirs(root, name):
+    for d in pipeline_dirs(root, name):
+        repaired: list[str] = []
+        if os.geteuid() == 0:
+            try:
+                with locked(d.name, root):
+                    repaired = _recover(d)
+            except DeployError:
+                repaired = ["a deploy of this pipeline is running now"]
+        if not d.exists():
+            out.append({"pipeline": d.name, "state": "removed", "dir": str(d),
+                        "repaired": repaired})
+            continue
         m = read_manifest(d)
         if m is None:
             out.append({"pipeline": d.name, "state": "incomplete", "dir": str(d),
+                        "repaired": repaired,
                         "hint": f"an interrupted deploy: 'nfpipe destroy {d.name}' cleans up"})
             continue
         ifaces, healthy = [], True
@@ -357,20 +578,29 @@ def status(name: str | None = None, *, root: str = STATE_ROOT) -> list[dict]:
         out.append({"pipeline": m["pipeline"], "state": "running" if healthy else "degraded",
                     "dir": str(d), "hook": m["hook"], "mode": m["mode"],
                     "linking": m["linking"], "file": m["file"], "interfaces": ifaces,
-                    "nodes": [n["id"] for n in m["nodes"]], "deployed_at": m["deployed_at"]})
+                    "revision": m.get("revision", 1), "repaired": repaired,
+                    "nodes": [{"id": n["id"], "nf": n["nf"], "slot": n["index"],
+                               "prog_id": n.get("prog_id")} for n in m["nodes"]],
+                    "deployed_at": m["deployed_at"], "updated_at": m.get("updated_at"),
+                    "last_update": (m.get("history") or [{}])[-1]})
     if name is not None and not out:
         raise DeployError(f"no pipeline '{name}' is deployed (nothing in {root})")
     return out
+
+
+def _manifest_of(name: str, root: str) -> dict:
+    d = state_dir(name, root)
+    m = read_manifest(d) if d.exists() else None
+    if m is None:
+        raise DeployError(f"no pipeline '{name}' is deployed (nothing in {d})")
+    return m
 
 
 def stats(name: str, *, root: str = STATE_ROOT) -> dict:
     """Per-node, per-outcome counters of a deployed pipeline, read from its pinned maps."""
     from nfpipe.load.maps import Map
     from nfpipe.load.pipeline import node_stats
-    d = state_dir(name, root)
-    m = read_manifest(d) if d.exists() else None
-    if m is None:
-        raise DeployError(f"no pipeline '{name}' is deployed (nothing in {d})")
+    m = _manifest_of(name, root)
     with Map.from_pin(m["maps"]["nfp_stats"]) as sm:
         rows = node_stats(sm, [(n["id"], n["index"], tuple(n["ports"])) for n in m["nodes"]])
     return {nid: {k: {"packets": c.packets, "bytes": c.bytes} for k, c in row.items()}
@@ -383,16 +613,21 @@ def destroy(name: str, *, root: str = STATE_ROOT) -> list[str]:
     d = state_dir(name, root)
     if not d.exists():
         raise DeployError(f"no pipeline '{name}' is deployed (nothing in {d})")
-    with _locked(name, root):
+    with locked(name, root):
         return _repair(d)
 
 
 def _repair(d: Path) -> list[str]:
     """Detach every link pinned in state directory *d*, then remove it."""
     from nfpipe.attach.links import Link
-    m = read_manifest(d)
+    netns_of = {}
+    for mname in (MANIFEST, MANIFEST_NEXT):
+        try:
+            m = read_manifest(d, mname) or {}
+        except (NfpipeError, OSError, ValueError):
+            m = {}
+        netns_of.update({i.get("link"): i.get("netns") for i in m.get("interfaces", [])})
     done = []
-    netns_of = {i.get("link"): i.get("netns") for i in (m or {}).get("interfaces", [])}
     links = d / "links"
     for path in sorted(links.iterdir()) if links.is_dir() else []:
         netns = netns_of.get(str(path))    # only names the interface; detach needs none
@@ -402,7 +637,7 @@ def _repair(d: Path) -> list[str]:
             done.append(f"detached {path.name.replace('@', ':')}")
         except NfpipeError as exc:
             done.append(f"link {path.name}: {exc}")
-    _remove_state(d)
+    remove_state(d)
     done.append(f"removed {d}")
     return done
 
@@ -410,10 +645,7 @@ def _repair(d: Path) -> list[str]:
 def open_map(name: str, map_name: str, *, root: str = STATE_ROOT):
     """A deployed pipeline's map by its full name ("fw__hits", "nfp_stats"), as a Map."""
     from nfpipe.load.maps import Map
-    d = state_dir(name, root)
-    m = read_manifest(d) if d.exists() else None
-    if m is None:
-        raise DeployError(f"no pipeline '{name}' is deployed (nothing in {d})")
+    m = _manifest_of(name, root)
     if map_name not in m["maps"]:
         raise DeployError(f"pipeline '{name}' has no map '{map_name}' (it has: "
                           f"{', '.join(sorted(m['maps']))})")
@@ -428,7 +660,7 @@ def prometheus(names: list[str] | None = None, *, root: str = STATE_ROOT) -> str
              "# HELP nfpipe_bytes_total Bytes per pipeline node and outcome.",
              "# TYPE nfpipe_bytes_total counter"]
     samples = []
-    for m in _manifests(root):
+    for m in manifests(root):
         if names and m["pipeline"] not in names:
             continue
         for node, row in stats(m["pipeline"], root=root).items():
@@ -440,14 +672,12 @@ def prometheus(names: list[str] | None = None, *, root: str = STATE_ROOT) -> str
 
 
 def node_maps(name: str, node: str, *, root: str = STATE_ROOT):
-    """The pinned maps of one node of a deployed pipeline, as a NodeMaps (caller closes)."""
+    """(manifest, node entry, NodeMaps of its pinned maps) of one node of a deployed
+    pipeline; the caller closes the maps (``close_node_maps``)."""
     from nfpipe.catalog.base import NodeMaps
     from nfpipe.load.maps import Map
-    d = state_dir(name, root)
-    m = read_manifest(d) if d.exists() else None
-    if m is None:
-        raise DeployError(f"no pipeline '{name}' is deployed (nothing in {d})")
-    nodes = {n["id"]: n for n in m["plan"]["nodes"]}
+    m = _manifest_of(name, root)
+    nodes = {n["id"]: n for n in m["nodes"]}
     if node not in nodes:
         raise DeployError(f"pipeline '{name}' has no node '{node}' (nodes: "
                           f"{', '.join(nodes)})")
@@ -456,42 +686,90 @@ def node_maps(name: str, node: str, *, root: str = STATE_ROOT):
     return m, nodes[node], NodeMaps(maps, node)
 
 
-def set_filter_rules(name: str, node: str, config: dict, *, root: str = STATE_ROOT) -> dict:
-    """Replace a deployed filter node's rules and policies while traffic flows.
+def close_node_maps(maps) -> None:
+    for mp in maps._maps.values():
+        mp.close()
 
-    The new rule set is compiled first (a bad one changes nothing), checked to
-    send packets only to ports the pipeline wired, written to the inactive
-    generation and switched on with one word: each packet sees the old rules or
-    the new, never a mix.  The manifest records the node's new config."""
-    from nfpipe.catalog.filter import Filter
+
+def node_view(name: str, node: str, *, root: str = STATE_ROOT):
+    """(NF object with its control plane restored, NodeMaps) of a deployed catalog node:
+    what its rules / backends / counters read from.  Caller closes the maps."""
+    _m, entry, maps = node_maps(name, node, root=root)
+    try:
+        impl = _impl_of(entry)
+        if impl is None:
+            raise DeployError(f"node '{node}' of '{name}' is your own C NF ({entry['nf']}); "
+                              f"it has no control plane to show")
+        impl.restore(entry.get("state"), maps)
+        return impl, maps
+    except BaseException:
+        close_node_maps(maps)
+        raise
+
+
+def configure(name: str, node: str, config: dict, *, root: str = STATE_ROOT,
+              kind: str | None = None) -> dict:
+    """Change a running node's runtime config (filter rules, LB VIPs and backends, NAT
+    forwards) in its maps, no program reloaded; the manifest records it.
+
+    *config* replaces the runtime keys it names; the others keep their deployed
+    values.  Refused (nothing changes) when the NF cannot change that live, when the
+    new config is invalid, or when it would send packets to a port the pipeline
+    does not wire."""
     _require_root()
-    with _locked(name, root):
-        m, nplan, maps = node_maps(name, node, root=root)
-        try:
-            if nplan["nf"] != "filter":
-                raise DeployError(f"node '{node}' of '{name}' is a {nplan['nf']} node, not a "
-                                  f"filter")
-            new = Filter(config)
-            unwired = [p for p in new.used_ports() if p not in nplan["ports"]]
-            if unwired:
-                raise DeployError(f"the new rules send packets to port(s) "
-                                  f"{', '.join(unwired)} of '{node}', which the deployed "
-                                  f"pipeline does not wire (wired: "
-                                  f"{', '.join(nplan['ports'])}); redeploy with those edges")
-            new.install(maps)
-        finally:
-            for mp in maps._maps.values():
-                mp.close()
-        m.setdefault("runtime_config", {})[node] = config
-        _replace_manifest(state_dir(name, root), m)
-        return {"pipeline": name, "node": node, "rules": len(new.rules)}
+    with locked(name, root):
+        d = state_dir(name, root)
+        _recover(d)
+        m = _manifest_of(name, root)
+        nodes = {n["id"]: n for n in m["nodes"]}
+        if node not in nodes:
+            raise DeployError(f"pipeline '{name}' has no node '{node}' (nodes: "
+                              f"{', '.join(nodes)})")
+        entry = nodes[node]
+        if kind is not None and entry["nf"] != kind:
+            raise DeployError(f"node '{node}' of '{name}' is a {entry['nf']} node, not "
+                              f"a {kind}")
+        old = _impl_of(entry)
+        if old is None or not old.runtime_keys:
+            raise DeployError(f"node '{node}' ({entry['nf']}) has no config that changes "
+                              f"at runtime; edit the pipeline file and 'nfpipe deploy' it")
+        unknown = set(config) - set(old.runtime_keys)
+        if unknown:
+            raise DeployError(f"{entry['nf']} node '{node}': {', '.join(sorted(unknown))} "
+                              f"cannot change at runtime (runtime keys: "
+                              f"{', '.join(sorted(old.runtime_keys))}); edit the pipeline "
+                              f"file and 'nfpipe deploy' it")
+        merged = {**entry["config"], **config}
+        new = _impl_of(entry, merged)           # validates: a SpecError changes nothing
+        wired = list(next(n for n in m["plan"]["nodes"] if n["id"] == node)["ports"])
+        unwired = [p for p in new.used_ports() if p not in wired]
+        if unwired:
+            raise DeployError(f"the new config sends packets to port(s) {', '.join(unwired)} "
+                              f"of '{node}', which the deployed pipeline does not wire "
+                              f"(wired: {', '.join(wired)}); redeploy with those edges")
+        nxt = copy.deepcopy(m)
+        nxt["revision"] = m["revision"] + 1
+        now = time.time()
+        nxt["updated_at"] = now
+        for n in nxt["nodes"]:
+            if n["id"] == node:
+                n["config"] = merged
+        nxt["pending"] = [{"node": node, "nf": entry["nf"], "old_config": entry["config"],
+                           "old_state": entry.get("state"), "config": merged}]
+        line = f"{node}: runtime — {', '.join(sorted(config))} updated in its maps"
+        nxt["history"] = (m.get("history", []) + [{"revision": nxt["revision"], "at": now,
+                                                   "how": "runtime", "lines": [line]}])[-20:]
+        write_manifest(d, nxt, name=MANIFEST_NEXT)
+        final = _converge(d, m)
+        return {"pipeline": name, "node": node, "revision": final["revision"],
+                "config": merged, "lines": [line]}
 
 
-def _replace_manifest(sdir: Path, manifest: dict) -> None:
-    """Swap the manifest pin for a new one (pinned aside, then renamed over it)."""
-    tmp = sdir / "manifest_new"
-    if tmp.exists():
-        os.unlink(tmp)
-    _write_manifest(sdir, manifest, name="manifest_new")
-    os.rename(tmp, sdir / MANIFEST)
-
+def set_filter_rules(name: str, node: str, config: dict, *, root: str = STATE_ROOT) -> dict:
+    """Replace a deployed filter node's rules and policies while traffic flows (each
+    packet sees the old rule set or the new, never a mix)."""
+    from nfpipe.catalog.filter import Filter
+    out = configure(name, node, {k: v for k, v in config.items()
+                                 if k in Filter.runtime_keys}, root=root, kind="filter")
+    out["rules"] = len(out["config"].get("rules") or [])
+    return out

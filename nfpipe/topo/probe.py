@@ -159,3 +159,82 @@ def _udp_dport(frame: bytes) -> int | None:
     else:
         return None
     return int.from_bytes(frame[off + 2:off + 4], "big") if len(frame) >= off + 4 else None
+
+
+# --- counted streams: every datagram numbered, so a test can say which ones were lost ------
+
+SO_RCVBUFFORCE = 33
+
+
+def udp_stream(addr: str, ports: list[int], stop_file: str, rate: int = 5000,
+               size: int = 64, max_seconds: float = 120.0) -> dict[int, int]:
+    """Send numbered datagrams to *addr* at *rate* per second until *stop_file* exists.
+
+    Datagram *n* (an 8-byte big-endian sequence number, padded to *size*) goes to
+    ``ports[n % len(ports)]``.  Returns how many were sent to each port; the
+    receiver (``udp_sink``) then knows exactly which numbers it should have seen."""
+    import os
+    fam = _family(addr)
+    sent = dict.fromkeys(ports, 0)
+    pad = bytes(max(0, size - 8))
+    burst = max(1, rate // 1000)            # one burst per millisecond
+    start = time.monotonic()
+    n = 0
+    with socket.socket(fam, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
+        while True:
+            if n % (burst * 50) == 0 and (os.path.exists(stop_file) or
+                                          time.monotonic() - start > max_seconds):
+                break
+            for _ in range(burst):
+                port = ports[n % len(ports)]
+                while True:
+                    try:
+                        s.sendto(n.to_bytes(8, "big") + pad, (addr, port))
+                        break
+                    except (BlockingIOError, ConnectionRefusedError):
+                        continue     # a full queue or a stale ICMP error: send it again
+                sent[port] += 1
+                n += 1
+            ahead = start + n / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+    return sent
+
+
+def udp_sink(addr: str, ports: list[int], ready_file: str, stop_file: str,
+             idle: float = 1.0, max_seconds: float = 180.0) -> dict[int, list[int]]:
+    """Receive numbered datagrams on each of *ports*; return the sequence numbers seen per
+    port.  Creates *ready_file* once bound; ends *idle* seconds after the last datagram
+    once *stop_file* exists.  Receive buffers are forced large, so the socket itself
+    does not drop what a paced sender sends."""
+    import os
+    import select
+    fam = _family(addr)
+    socks, seen = {}, {p: [] for p in ports}
+    try:
+        for p in ports:
+            s = socket.socket(fam, socket.SOCK_DGRAM)
+            s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 1 << 25)
+            s.bind((addr, p))
+            s.setblocking(False)
+            socks[s.fileno()] = (s, p)
+        open(ready_file, "w").close()
+        start = last = time.monotonic()
+        while time.monotonic() - start < max_seconds:
+            ready, _, _ = select.select(list(socks), [], [], 0.1)
+            for fd in ready:
+                s, p = socks[fd]
+                while True:
+                    try:
+                        data = s.recv(2048)
+                    except BlockingIOError:
+                        break
+                    seen[p].append(int.from_bytes(data[:8], "big"))
+                last = time.monotonic()
+            if os.path.exists(stop_file) and time.monotonic() - last > idle:
+                break
+    finally:
+        for s, _p in socks.values():
+            s.close()
+    return seen

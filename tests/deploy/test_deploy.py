@@ -200,6 +200,9 @@ def test_map_cli_and_prometheus_on_a_deployed_pipeline(topo, pipeline_file, caps
     server = topo.address("server", "eth0")
     with pytest.raises(TimeoutError):
         topo.call("client", udp_exchange, server, BLOCKED_UDP, b"x", timeout=0.5, interval=0.1)
+    echo = topo.start("server", serve_udp_echo, server, 5000, 1)
+    assert topo.call("client", udp_exchange, server, 5000, b"ok")[0] == b"ok"
+    echo.result(timeout=20)
     dropped = D.stats(name)["fw"]["drop"]["packets"]
     # per-rule hit counters (two generations of rules: the active one counts)
     assert main(["map", "dump", name, "fw__hits", "--json"]) == 0
@@ -211,7 +214,8 @@ def test_map_cli_and_prometheus_on_a_deployed_pipeline(topo, pipeline_file, caps
     assert main(["map", "get", name, "fw__hits", str(key), "--json"]) == 0
     assert sum(json.loads(capsys.readouterr().out)) == 0
     assert main(["map", "dump", name, "stats__flows", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)                     # the telemetry saw flows
+    flows = json.loads(capsys.readouterr().out)         # the telemetry saw the allowed flow
+    assert flows and all(e["value"]["packets"] for e in flows)
     assert main(["map", "get", name, "nope", "0"]) == 1
     assert "has no map 'nope'" in capsys.readouterr().err
     assert main(["stats", name, "--prometheus"]) == 0
@@ -250,7 +254,8 @@ def test_filter_rules_replaced_on_a_running_pipeline(topo, pipeline_file, tmp_pa
     echo.result(timeout=20)
     with pytest.raises(TimeoutError):
         topo.call("client", udp_exchange, server, 5000, b"x", timeout=0.5, interval=0.1)
-    assert D.read_manifest(D.state_dir(name))["runtime_config"]["fw"]["rules"][0]["dport"] \
+    fw = next(n for n in D.read_manifest(D.state_dir(name))["nodes"] if n["id"] == "fw")
+    assert fw["config"]["rules"][0]["dport"] \
         == 5000
     # refused: a port the pipeline does not wire; and a bad rule: nothing changes
     unwired = tmp_path / "unwired.yaml"
@@ -263,3 +268,56 @@ def test_filter_rules_replaced_on_a_running_pipeline(topo, pipeline_file, tmp_pa
     assert main(["rules", name, "fw", str(bad)]) == 2
     with pytest.raises(TimeoutError):
         topo.call("client", udp_exchange, server, 5000, b"x", timeout=0.5, interval=0.1)
+
+
+V2_EXTRA = """  - id: guard
+    nf: {ttl_guard}
+    config: {{min_ttl: 1}}
+edges:
+  - fw -> guard
+  - guard -> stats
+  - stats -> pass
+"""
+
+
+@pytest.mark.parametrize("stage", D.UPDATE_FAULT_STAGES)
+def test_update_killed_at_any_stage_is_finished_or_undone_by_status(topo, pipeline_file,
+                                                                    stage):
+    """An update (a new generation: one node added, the filter's rules changed) SIGKILLed
+    at each stage: before the switch was decided (``update-loaded``) the old revision
+    runs on and the loaded pins are removed; once ``manifest_next`` exists the next
+    status finishes the update.  Either way exactly one revision runs, traffic obeys
+    its rules, and nothing of the other is left."""
+    name, f = pipeline_file("xdp")
+    m1 = D.deploy(f, targets=[target(topo)], mode="generic")
+    text = f.read_text()
+    v2 = text[:text.index("edges:")].replace(f"dport: {BLOCKED_UDP}", "dport: 5001") + \
+        V2_EXTRA.format(ttl_guard=ROOT / "bpf" / "examples" / "ttl_guard.c")
+    f.write_text(v2)
+    where = f"{topo.netns('dut')}:{topo.ifname('dut', 'eth0')}"
+    proc = subprocess.run([sys.executable, "-m", "nfpipe.cli.main", "deploy", str(f),
+                           "--iface", where], env={**os.environ, "NFPIPE_FAULT": stage},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    st = D.status(name)[0]                         # as root: repairs first
+    assert st["state"] == "running"
+    m = D.read_manifest(D.state_dir(name))
+    finished = stage != "update-loaded"
+    assert m["revision"] == (2 if finished else 1)
+    assert [n["id"] for n in st["nodes"]] == (["fw", "guard", "stats"] if finished
+                                              else ["fw", "stats"])
+    assert attached_ids(topo, "xdp") == [m["entry_prog_id"]]
+    if not finished:
+        assert m["entry_prog_id"] == m1["entry_prog_id"]
+    assert not (D.state_dir(name) / "manifest_next").exists()
+    pins = {p.relative_to(D.state_dir(name)).parts[0]
+            for p in D.state_dir(name).rglob("*") if not p.is_dir()}
+    assert pins == {"manifest", "links", "r1"} | ({"r2"} if finished else set())
+    blocked, open_port = (5001, BLOCKED_UDP) if finished else (BLOCKED_UDP, 5001)
+    server = topo.address("server", "eth0")
+    echo = topo.start("server", serve_udp_echo, server, open_port, 1)
+    assert topo.call("client", udp_exchange, server, open_port, b"ok")[0] == b"ok"
+    echo.result(timeout=20)
+    with pytest.raises(TimeoutError):
+        topo.call("client", udp_exchange, server, blocked, b"x", timeout=0.5, interval=0.1)
+    assert "tail_call_miss" not in str(D.stats(name))
