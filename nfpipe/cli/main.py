@@ -50,7 +50,10 @@ def cmd_compile(args) -> int:
     defines = dict(d.split("=", 1) if "=" in d else (d, "1") for d in args.define or [])
     out = nf_compile(args.source, args.output, defines=defines or None,
                      include_dirs=args.include or ())
-    print(out)
+    if args.json:
+        _print_json({"object": str(out)})
+    else:
+        print(out)
     return EXIT_OK
 
 
@@ -284,25 +287,40 @@ def cmd_bench(args) -> int:
     return EXIT_OK
 
 
+def _where(i: dict) -> str:
+    return f"{i['netns']}:{i['iface']}" if i.get("netns") else i["iface"]
+
+
 def cmd_deploy(args) -> int:
     from nfpipe import deploy as D
+    from nfpipe.cli import ui
     targets = [D.Target.parse(t) for t in args.iface or []]
-    m = D.deploy(args.file, targets=targets or None, mode=args.mode, linking=args.linking,
-                 force=args.force)
+    with ui.progress("deploying") as say:
+        m = D.deploy(args.file, targets=targets or None, mode=args.mode,
+                     linking=args.linking, force=args.force, progress=say)
     if args.json:
         _print_json(m)
         return EXIT_OK
-    print(f"deployed {m['pipeline']} ({m['hook']}, {m['linking']} linking, "
-          f"{len(m['nodes'])} nodes)")
-    for i in m["interfaces"]:
-        where = f"{i['netns']}:{i['iface']}" if i["netns"] else i["iface"]
-        print(f"  {where:<24} {i['mode']:<8} {i['kind']:<6} program {i['prog_id']}")
+    upd = m.get("update")
+    if upd is None:
+        print(f"deployed {m['pipeline']} ({m['hook']}, {m['linking']} linking, "
+              f"{len(m['nodes'])} nodes), revision {m['revision']}")
+    elif upd["how"] == "unchanged":
+        print(f"{m['pipeline']}: unchanged (revision {m['revision']} already runs this file)")
+    else:
+        print(f"updated {m['pipeline']} to revision {m['revision']} — {upd['lines'][0]}")
+        for line in upd["lines"][1:]:
+            print(line)
+    ui.show(ui.table(["interface", "mode", "via", "entry program"],
+                     [(_where(i), i["mode"], i["kind"], i["prog_id"])
+                      for i in m["interfaces"]]))
     print(f"state pinned in {D.state_dir(m['pipeline'])}")
     return EXIT_OK
 
 
 def cmd_status(args) -> int:
     from nfpipe import deploy as D
+    from nfpipe.cli import ui
     rows = D.status(args.name)
     if args.json:
         _print_json(rows)
@@ -310,21 +328,27 @@ def cmd_status(args) -> int:
     if not rows:
         print("no pipeline is deployed")
     for r in rows:
-        if r["state"] == "incomplete":
-            print(f"{r['pipeline']}: incomplete ({r['hint']})")
+        for line in r.get("repaired", []):
+            print(f"{r['pipeline']}: repaired: {line}")
+        if r["state"] in ("incomplete", "removed"):
+            print(f"{r['pipeline']}: {r['state']}" + (f" ({r['hint']})" if "hint" in r else ""))
             continue
-        print(f"{r['pipeline']}: {r['state']} — {r['hook']}, {r['linking']} linking, nodes "
-              f"{' -> '.join(r['nodes'])}")
-        for i in r["interfaces"]:
-            where = f"{i['netns']}:{i['iface']}" if i["netns"] else i["iface"]
-            mark = "attached" if i["attached"] else f"NOT attached (now: {i['now']})"
-            print(f"  {where:<24} {i['mode']:<8} {mark}")
+        last = r.get("last_update") or {}
+        print(f"{r['pipeline']}: {r['state']} — {r['hook']}, {r['linking']} linking, "
+              f"revision {r['revision']} (last change: {last.get('how', 'deploy')})")
+        ui.show(ui.table(["slot", "node", "nf", "program"],
+                         [(n["slot"], n["id"], Path(n["nf"]).name, n["prog_id"])
+                          for n in r["nodes"]], right=["slot", "program"]),
+                ui.table(["interface", "mode", "attached", "programs there now"],
+                         [(_where(i), i["mode"], "yes" if i["attached"] else "NO",
+                           ", ".join(map(str, i["now"]))) for i in r["interfaces"]]))
     return EXIT_OK if all(r["state"] == "running" for r in rows) else EXIT_FAILURE
 
 
 def cmd_stats(args) -> int:
     import time
     from nfpipe import deploy as D
+    from nfpipe.cli import ui
     if args.prometheus:
         sys.stdout.write(D.prometheus([args.name] if args.name else None))
         return EXIT_OK
@@ -333,24 +357,32 @@ def cmd_stats(args) -> int:
     if args.json:
         _print_json(D.stats(args.name))
         return EXIT_OK
-    prev, t_prev = None, None
-    while True:
-        st, now = D.stats(args.name), time.monotonic()
-        if args.watch:
-            sys.stdout.write("\x1b[H\x1b[2J")
-            print(f"{args.name} — every {args.interval:g} s, Ctrl-C to stop")
-        print(f"{'node':<16} {'outcome':<16} {'packets':>12} {'bytes':>14} {'pkt/s':>10}")
+
+    def render(st, prev, seconds):
+        rows = []
         for node, row in st.items():
             for outcome, c in row.items():
-                rate = ""
-                if prev is not None:
-                    before = prev.get(node, {}).get(outcome, {"packets": 0})["packets"]
-                    rate = f"{(c['packets'] - before) / (now - t_prev):.0f}"
-                print(f"{node:<16} {outcome:<16} {c['packets']:>12} {c['bytes']:>14} {rate:>10}")
-        if not args.watch:
-            return EXIT_OK
-        prev, t_prev = st, now
-        time.sleep(args.interval)
+                before = None if prev is None else \
+                    prev.get(node, {}).get(outcome, {"packets": 0})["packets"]
+                rows.append((node, outcome, f"{c['packets']:,}", f"{c['bytes']:,}",
+                             ui.rate(c["packets"], before, seconds)))
+        title = f"{args.name}" + (f" — every {args.interval:g} s, Ctrl-C to stop"
+                                  if args.watch else "")
+        return ui.table(["node", "outcome", "packets", "bytes", "pkt/s"], rows, title=title,
+                        right=["packets", "bytes", "pkt/s"])
+
+    st = D.stats(args.name)
+    if not args.watch:
+        ui.show(render(st, None, None))
+        return EXIT_OK
+    from rich.live import Live
+    prev, t_prev = None, None
+    with Live(render(st, None, None), console=ui.console(), auto_refresh=False) as live:
+        while True:
+            st, now = D.stats(args.name), time.monotonic()
+            live.update(render(st, prev, now - t_prev if t_prev else None), refresh=True)
+            prev, t_prev = st, now
+            time.sleep(args.interval)
 
 
 def cmd_map(args) -> int:
@@ -395,24 +427,120 @@ def _json_arg(text: str, what: str):
                      f"got {text!r}") from None
 
 
-def cmd_rules(args) -> int:
-    from nfpipe import deploy as D
+def _config_file(path: str, what: str) -> dict:
     from nfpipe.spec.source import load_file
-    doc = load_file(args.file)
+    doc = load_file(path)
     if not isinstance(doc.data, dict):
-        raise _usage(f"{args.file}: expected a filter config (rules, default, fragments, "
-                     f"malformed)")
-    out = D.set_filter_rules(args.pipeline, args.node, doc.data)
+        raise _usage(f"{path}: expected {what}")
+    return doc.data
+
+
+def cmd_rules(args) -> int:
+    """Show a filter node's rules with their hit counts, or replace them from a file."""
+    from nfpipe import deploy as D
+    from nfpipe.catalog.filter import action_text
+    from nfpipe.cli import ui
+    if args.file:
+        out = D.set_filter_rules(args.pipeline, args.node, _config_file(
+            args.file, "a filter config (rules, default, fragments, malformed)"))
+        if args.json:
+            _print_json(out)
+        else:
+            print(f"{args.pipeline}/{args.node}: {out['rules']} rules active "
+                  f"(revision {out['revision']}, no program reloaded)")
+        return EXIT_OK
+    impl, maps = D.node_view(args.pipeline, args.node)
+    try:
+        if impl.kind != "filter":
+            raise _usage(f"node '{args.node}' is a {impl.kind} node, not a filter")
+        hits = impl.hits(maps)
+        stats = impl.stats(maps)
+    finally:
+        D.close_node_maps(maps)
+    rules = [{"index": i, "name": r.name, "action": action_text(r.action), "hits": h,
+              "rule": impl.config["rules"][i]} for i, (r, h) in enumerate(zip(impl.rules, hits))]
     if args.json:
-        _print_json(out)
-    else:
-        print(f"{args.pipeline}/{args.node}: {out['rules']} rules active")
+        _print_json({"rules": rules, "default": action_text(impl.default),
+                     "counters": stats})
+        return EXIT_OK
+    ui.show(ui.table(["#", "rule", "action", "hits"],
+                     [(r["index"], r["name"] or _rule_text(r["rule"]), r["action"],
+                       f"{r['hits']:,}") for r in rules],
+                     title=f"{args.pipeline}/{args.node}: {len(rules)} rules, default "
+                           f"{action_text(impl.default)}", right=["#", "hits"]))
+    print("  " + ", ".join(f"{k} {v:,}" for k, v in stats.items()))
+    return EXIT_OK
+
+
+def _rule_text(rule: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in rule.items() if k not in ("action", "name"))
+
+
+def cmd_backends(args) -> int:
+    """Show an LB node's VIPs and backends with their counters, change them from a file,
+    or purge retired backends."""
+    from nfpipe import deploy as D
+    from nfpipe.cli import ui
+    if args.file:
+        cfg = _config_file(args.file, "an lb config with 'vips'")
+        if set(cfg) != {"vips"}:
+            raise _usage(f"{args.file}: expected only 'vips' (the VIPs and their backends); "
+                         f"got {', '.join(sorted(cfg))}")
+        out = D.configure(args.pipeline, args.node, cfg, kind="lb")
+        if args.json:
+            _print_json(out)
+        else:
+            print(f"{args.pipeline}/{args.node}: {len(cfg['vips'])} VIP(s) updated "
+                  f"(revision {out['revision']}, no program reloaded; established "
+                  f"connections keep their backends)")
+        return EXIT_OK
+    if args.purge:
+        names = D.purge_backends(args.pipeline, args.node)
+        if args.json:
+            _print_json({"purged": names})
+        else:
+            print(f"purged {len(names)} retired backend(s)" +
+                  (f": {', '.join(names)}" if names else ""))
+        return EXIT_OK
+    impl, maps = D.node_view(args.pipeline, args.node)
+    try:
+        if impl.kind != "lb":
+            raise _usage(f"node '{args.node}' is a {impl.kind} node, not an lb")
+        st = impl.stats(maps)
+    finally:
+        D.close_node_maps(maps)
+    rows = []
+    for v in impl.vips:
+        vname = v.name + "/" + ("tcp" if v.proto == 6 else "udp")
+        for b in v.backends:
+            c = st["backends"].get((vname, b.name), {})
+            rows.append({"vip": vname, "backend": b.name, "weight": b.weight,
+                         "state": "draining" if b.draining else "active",
+                         "packets": c.get("packets", 0), "new_flows": c.get("new_flows", 0)})
+    for (_vip, _name), (_bid, idx, b) in impl.plan.retired.items():
+        v = impl.plan.by_index()[idx]
+        rows.append({"vip": v.name + "/" + ("tcp" if v.proto == 6 else "udp"),
+                     "backend": b.name, "weight": b.weight, "state": "retired",
+                     "packets": None, "new_flows": None})
+    if args.json:
+        _print_json({"backends": rows, "vips": st["vips"], "global": st["global"]})
+        return EXIT_OK
+    ui.show(ui.table(["vip", "backend", "weight", "state", "packets", "new flows"],
+                     [(r["vip"], r["backend"], r["weight"], r["state"],
+                       "" if r["packets"] is None else f"{r['packets']:,}",
+                       "" if r["new_flows"] is None else f"{r['new_flows']:,}")
+                      for r in rows], title=f"{args.pipeline}/{args.node}",
+                     right=["weight", "packets", "new flows"]))
     return EXIT_OK
 
 
 def cmd_destroy(args) -> int:
     from nfpipe import deploy as D
-    for line in D.destroy(args.name):
+    lines = D.destroy(args.name)
+    if args.json:
+        _print_json(lines)
+        return EXIT_OK
+    for line in lines:
         print(line)
     return EXIT_OK
 
@@ -448,6 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", help="where to write the object (default: the cache)")
     c.add_argument("-D", "--define", action="append", metavar="NAME[=VALUE]")
     c.add_argument("-I", "--include", action="append", metavar="DIR")
+    c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_compile)
 
     d = sub.add_parser("doctor", help="show which compiler and headers nfpipe uses, and why")
@@ -539,15 +668,31 @@ def build_parser() -> argparse.ArgumentParser:
             a.add_argument("--json", action="store_true")
         a.set_defaults(func=cmd_map)
 
-    ru = sub.add_parser("rules", help="replace a deployed filter node's rules, atomically")
+    ru = sub.add_parser("rules", help="show a deployed filter node's rules and hits, or "
+                                      "replace them atomically")
     ru.add_argument("pipeline")
     ru.add_argument("node")
-    ru.add_argument("file", help="YAML with the filter config: rules, default, ...")
+    ru.add_argument("file", nargs="?",
+                    help="YAML with the filter config (rules, default, ...): replaces those "
+                         "keys; without it, show the rules")
     ru.add_argument("--json", action="store_true")
     ru.set_defaults(func=cmd_rules)
 
+    be = sub.add_parser("backends", help="show a deployed LB node's VIPs and backends, or "
+                                         "change them without reloading")
+    be.add_argument("pipeline")
+    be.add_argument("node")
+    be.add_argument("file", nargs="?",
+                    help="YAML with 'vips:' (as in the pipeline file): the new VIPs and "
+                         "backends; without it, show them")
+    be.add_argument("--purge", action="store_true",
+                    help="let retired backends (removed while flows used them) go")
+    be.add_argument("--json", action="store_true")
+    be.set_defaults(func=cmd_backends)
+
     ds = sub.add_parser("destroy", help="detach and unpin everything a deploy made")
     ds.add_argument("name")
+    ds.add_argument("--json", action="store_true")
     ds.set_defaults(func=cmd_destroy)
 
     dm = sub.add_parser("demo", help="topology, deploy, real traffic, stats, teardown")

@@ -773,3 +773,30 @@ def set_filter_rules(name: str, node: str, config: dict, *, root: str = STATE_RO
                                  if k in Filter.runtime_keys}, root=root, kind="filter")
     out["rules"] = len(out["config"].get("rules") or [])
     return out
+
+
+def purge_backends(name: str, node: str, *, root: str = STATE_ROOT) -> list[str]:
+    """Let an LB node's retired backends (removed while flows still used them) go: their
+    remaining flows are re-balanced on their next packet.  Returns the names purged."""
+    _require_root()
+    with locked(name, root):
+        d = state_dir(name, root)
+        _recover(d)
+        m = _manifest_of(name, root)
+        entry = next((n for n in m["nodes"] if n["id"] == node), None)
+        if entry is None or entry["nf"] != "lb":
+            raise DeployError(f"pipeline '{name}' has no lb node '{node}'")
+        impl, maps = node_view(name, node, root=root)
+        try:
+            names = impl.purge(maps)
+        finally:
+            close_node_maps(maps)
+        if names:
+            entry["state"] = impl.runtime_state()
+            m["revision"] += 1
+            m["updated_at"] = time.time()
+            m["history"] = (m.get("history", []) + [{
+                "revision": m["revision"], "at": m["updated_at"], "how": "runtime",
+                "lines": [f"{node}: purged retired backend(s) {', '.join(names)}"]}])[-20:]
+            replace_manifest(d, m)
+        return names

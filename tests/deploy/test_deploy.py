@@ -321,3 +321,79 @@ def test_update_killed_at_any_stage_is_finished_or_undone_by_status(topo, pipeli
     with pytest.raises(TimeoutError):
         topo.call("client", udp_exchange, server, blocked, b"x", timeout=0.5, interval=0.1)
     assert "tail_call_miss" not in str(D.stats(name))
+
+
+LB_PIPELINE = """pipeline: {name}
+hook: xdp
+nodes:
+  - id: fw
+    nf: filter
+    config:
+      rules: [{{action: drop, proto: udp, dport: 9999}}]
+  - id: lb
+    nf: lb
+    config:
+      vips:
+        - vip: "10.100.0.1:80"
+          proto: tcp
+          table_size: 1021
+          backends:
+            - {{addr: "10.0.1.1:8080"}}
+            - {{addr: "10.0.1.2:8080", weight: 2}}
+edges:
+  - fw -> lb
+  - lb -> pass
+"""
+
+
+def test_rules_and_backends_verbs_show_and_change_a_running_pipeline(topo, tmp_path, capsys):
+    """`nfpipe rules` / `nfpipe backends` without a file show the node (rules with hits,
+    backends with their state); with one they change its maps, no program reloaded; a
+    removed backend retires until --purge; a redeploy of the original file is a runtime
+    update back to it, from the state the CLI left in the manifest."""
+    from nfpipe.cli.main import main
+    name = f"t{uuid.uuid4().hex[:8]}"
+    f = tmp_path / "lb.yaml"
+    f.write_text(LB_PIPELINE.format(name=name))
+    try:
+        m1 = D.deploy(f, targets=[target(topo)], mode="generic")
+        progs = [n["prog_id"] for n in m1["nodes"]]
+        server = topo.address("server", "eth0")
+        with pytest.raises(TimeoutError):
+            topo.call("client", udp_exchange, server, 9999, b"x", timeout=0.5, interval=0.1)
+        assert main(["rules", name, "fw", "--json"]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert [(r["action"], r["hits"] > 0) for r in shown["rules"]] == [("drop", True)]
+
+        assert main(["backends", name, "lb", "--json"]) == 0
+        rows = json.loads(capsys.readouterr().out)["backends"]
+        assert [(r["backend"], r["weight"], r["state"]) for r in rows] == \
+            [("10.0.1.1:8080", 1, "active"), ("10.0.1.2:8080", 2, "active")]
+        one = tmp_path / "one.yaml"
+        one.write_text('vips:\n  - {vip: "10.100.0.1:80", proto: tcp, table_size: 1021, '
+                       'backends: [{addr: "10.0.1.2:8080", weight: 2}]}\n')
+        assert main(["backends", name, "lb", str(one)]) == 0
+        assert "no program reloaded" in capsys.readouterr().out
+        assert main(["backends", name, "lb", "--json"]) == 0
+        rows = json.loads(capsys.readouterr().out)["backends"]
+        assert [(r["backend"], r["state"]) for r in rows] == \
+            [("10.0.1.2:8080", "active"), ("10.0.1.1:8080", "retired")]
+        assert main(["backends", name, "lb", "--purge", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == {"purged": ["10.0.1.1:8080"]}
+        # refused: a key the LB cannot change live; nothing changes
+        seed = tmp_path / "seed.yaml"
+        seed.write_text("vips: []\nhash_seed: 7\n")
+        assert main(["backends", name, "lb", str(seed)]) == 2
+        # the file again: a runtime update back to two backends, same programs
+        m = D.deploy(f, targets=[target(topo)], mode="generic")
+        assert m["update"]["how"] == "runtime"
+        assert [n["prog_id"] for n in m["nodes"]] == progs
+        assert main(["backends", name, "lb", "--json"]) == 0
+        rows = json.loads(capsys.readouterr().out)["backends"]
+        assert [(r["backend"], r["state"]) for r in rows] == \
+            [("10.0.1.1:8080", "active"), ("10.0.1.2:8080", "active")]
+        assert main(["status", name, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)[0]["revision"] == m["revision"] == 4
+    finally:
+        if D.state_dir(name).exists():
+            D.destroy(name)
