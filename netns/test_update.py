@@ -15,7 +15,9 @@ on a changed file, and each change takes the path it should:
                one link update;
 5. generation  the node removed again;
 6. generation  tail calls -> one fused program;
-7. generation  fused -> tail calls.
+7. generation  fused -> tail calls;
+
+and the same file deployed once more changes nothing.
 
 Then: every datagram to 7000 arrived exactly once; none to 9999 did; the
 filter's drop count (its row of nfp_stats, which every revision shares) equals
@@ -118,6 +120,8 @@ def test_updates_under_traffic_lose_no_packet(scenario, mode, tmp_path):
             f.write_text(pipeline(name, hook, **kwargs))
             hows.append(cli_deploy(f, where, attach_mode)["update"]["how"])
             time.sleep(0.3)
+        again = cli_deploy(f, where, attach_mode)       # the same file once more
+        assert (again["update"]["how"], again["revision"]) == ("unchanged", 1 + len(STEPS))
         time.sleep(0.5)
         open(stop, "w").close()
         sent = stream.result(timeout=60)

@@ -134,18 +134,36 @@ def run_pipeline_demo(json_output: bool = False) -> int:
                 syn = {str(k): v for k, v in Telemetry.syn_sources(
                     NodeMaps({"stats__syn_sources": mp}, "stats")).items()}
             say(f"   SYNs per source seen by the telemetry node: {syn}")
-            report.update(run_id=topo.run_id, syns_sent=syns_sent, mode=iface["mode"], traffic={l: ok for l, ok in rows},
+            report.update(run_id=topo.run_id, syns_sent=syns_sent, mode=iface["mode"],
+                          traffic={label: ok for label, ok in rows},
                           status=st["state"], stats=counters, syn_sources=syn,
                           client=client, server=server)
+            # A live update: the web rule leaves the file; deploying it again changes
+            # the filter's maps only (no program reloaded, no packet lost).
+            with open(pfile, "w") as f:
+                f.write(text.replace("        - {action: drop, proto: tcp, dport: [80, 443], "
+                                     "name: no web}\n", ""))
+            m2 = D.deploy(pfile, targets=[target], mode="auto")
+            echo = topo.start("server", serve_tcp_echo, server, 80)
+            web_after = topo.call("client", tcp_exchange, server, 80, b"web") == b"web"
+            echo.result(timeout=20)
+            same = [n["prog_id"] for n in m2["nodes"]] == [n["prog_id"] for n in m["nodes"]]
+            say(f"5. 'no web' rule removed from the file and deployed again: "
+                f"{m2['update']['how']} update to revision {m2['revision']}"
+                f"{', same programs' if same else ''}; TCP to 80 now "
+                f"{'gets through' if web_after else 'is still blocked'}")
+            report.update(update=m2["update"]["how"], revision=m2["revision"],
+                          same_programs=same, web_after_update=web_after)
         finally:
             if D.state_dir(name).exists():
                 D.destroy(name)
             topo.down()
-            say("5. pipeline destroyed, topology down: nothing left behind")
+            say("6. pipeline destroyed, topology down: nothing left behind")
     if json_output:
         json.dump(report, sys.stdout, indent=2, default=str)
         print()
-    ok = report.get("traffic") and list(report["traffic"].values()) == [True, False, False]
+    ok = report.get("traffic") and list(report["traffic"].values()) == [True, False, False] \
+        and report.get("web_after_update") is True
     return 0 if ok else 1
 
 
