@@ -175,21 +175,16 @@ def _deploy_new(spec, file, targets, mode, linking, force, root, say) -> dict:
         _pin_new(pipeline, manifest, sdir, reused={})
         _fault("pinned")
         say("attaching")
+        _write_intent(sdir, pipeline.entry.id, spec.hook, targets)
         for t in targets:
             attachments.append((t, _attach(pipeline.entry, t, spec.hook,
                                            placements[t].mode, force)))
         _fault("attached")
         for t, att in attachments:
-            entry_info = {"iface": t.ifname, "netns": t.netns, "mode": att.mode,
-                          "kind": type(att).__name__, "prog_id": att.prog_id,
-                          "placement": placements[t].lines, "key": t.key}
-            if hasattr(att, "pin"):
-                path = str(sdir / "links" / t.key)
-                att.pin(path)
-                entry_info["link"] = path
-            manifest["interfaces"].append(entry_info)
+            manifest["interfaces"].append(_iface_entry(sdir, t, att, placements[t].lines))
         _fault("pinned-links")
         write_manifest(sdir, manifest)
+        os.unlink(sdir / INTENT)
         return manifest
     except BaseException:
         for _t, att in reversed(attachments):
@@ -206,6 +201,54 @@ def _deploy_new(spec, file, targets, mode, linking, force, root, say) -> dict:
             except NfpipeError:
                 pass
         pipeline.close()
+
+
+INTENT = "attaching"
+
+
+def _write_intent(sdir: Path, entry_id: int, hook: str, targets: list[Target]) -> None:
+    """Before attaching: which interfaces are about to get program *entry_id*, and whether
+    each had a clsact qdisc.  An attachment without a link (netlink XDP, clsact) outlives
+    a killed process; this is how the repair finds it and leaves the interface as it was."""
+    from nfpipe.attach.links import query
+    rows = []
+    for t in targets:
+        rows.append({"iface": t.ifname, "netns": t.netns,
+                     "qdisc_before": query(t.ifname, t.netns).get("qdisc")})
+    write_manifest(sdir, {"entry_prog_id": entry_id, "hook": hook, "targets": rows},
+                   name=INTENT)
+
+
+def _iface_entry(sdir: Path, t: Target, att, placement: list[str]) -> dict:
+    """The manifest's record of one attachment: its pinned link, or (netlink XDP,
+    clsact: nothing to pin) what finds it again."""
+    from nfpipe.attach.links import attachment_record
+    entry = {"iface": t.ifname, "netns": t.netns, "mode": att.mode,
+             "kind": type(att).__name__, "prog_id": att.prog_id, "placement": placement,
+             "key": t.key, "link": None, "attachment": None}
+    if hasattr(att, "pin"):
+        path = str(sdir / "links" / t.key)
+        att.pin(path)
+        entry["link"] = path
+    else:
+        entry["attachment"] = attachment_record(att)
+    return entry
+
+
+def _unlinked(rec: dict, prog_ids: set[int]):
+    """The netlink-XDP / clsact attachment *rec* describes, as it is now, if it runs one of
+    *prog_ids* (else None)."""
+    from nfpipe.attach.links import attachment_from_record, query
+    q = query(rec["iface"], rec["netns"])
+    for e in _occupant(q, "xdp" if rec["kind"] == "xdp" else f"tc-{rec['direction']}"):
+        if e.get("prog_id") not in prog_ids:
+            continue
+        if rec["via"] == "netlink" and e.get("via") == "netlink" and e["mode"] == rec["mode"]:
+            return attachment_from_record(rec, e["prog_id"])
+        if rec["via"] == "clsact" and e.get("via") == "clsact" and \
+                (e["priority"], e["handle"]) == (rec["priority"], rec["handle"]):
+            return attachment_from_record(rec, e["prog_id"])
+    return None
 
 
 def _describe(spec, file, plan, pipeline, keys, whole, *, revision: int) -> dict:
@@ -489,25 +532,46 @@ def _converge(sdir: Path, current: dict) -> dict:
                     with Program.from_pin(n["program"]) as prog:
                         jmp[n["index"]] = prog
     # 3. links: the entry point, one atomic switch per interface
+    ours = prog_ids_pinned(str(sdir.parent))
     with Program.from_pin(nxt["entry"]["program"]) as entry:
-        wanted = {i["key"]: i for i in nxt["interfaces"]}
-        for i in nxt["interfaces"]:
-            path = i["link"]
-            if path and os.path.exists(path):
+        wanted = {i["key"] for i in nxt["interfaces"]}
+        for n, i in enumerate(nxt["interfaces"]):
+            path, rec = i.get("link"), i.get("attachment")
+            if rec is not None:                       # netlink XDP or clsact: no link
+                att = _unlinked(rec, ours | {entry.id})
+                if att is None:
+                    raise DeployError(f"{i['iface']}: the {rec['via']} attachment of this "
+                                      f"pipeline is gone; 'nfpipe destroy' and deploy again")
+                try:
+                    if att.prog_id != entry.id:
+                        att.update(entry)
+                finally:
+                    att.close()
+                rec["prog_id"] = i["prog_id"] = entry.id
+            elif path and os.path.exists(path):
                 with Link.from_pin(path, netns=i["netns"]) as link:
                     if link.prog_id != entry.id:
                         link.update(entry)
-                    i["prog_id"], i["kind"] = entry.id, i.get("kind") or "Link"
-            else:
+                    i["prog_id"] = entry.id
+            else:                                     # an interface this update adds
                 t = Target(i["iface"], i["netns"])
+                _write_intent(sdir, entry.id, nxt["hook"], [t])
                 att = _attach(entry, t, nxt["hook"], i["mode"], i.get("force", False))
                 try:
-                    att.pin(path)
+                    nxt["interfaces"][n] = _iface_entry(sdir, t, att, i.get("placement", []))
+                    replace_manifest(sdir, nxt, name=MANIFEST_NEXT)
                 finally:
                     att.close()
-                i["prog_id"], i["kind"] = entry.id, type(att).__name__
+                os.unlink(sdir / INTENT)
         for i in current["interfaces"]:
-            if i["key"] not in wanted and i.get("link") and os.path.exists(i["link"]):
+            if i["key"] in wanted:
+                continue
+            if i.get("attachment"):
+                att = _unlinked(i["attachment"], ours | {entry.id})
+                if att is not None:
+                    att.detach()
+                    att.close()
+            elif i.get("link") and os.path.exists(i["link"]):
                 with Link.from_pin(i["link"], netns=i["netns"]) as link:
                     link.detach()
                 os.unlink(i["link"])
@@ -618,15 +682,18 @@ def destroy(name: str, *, root: str = STATE_ROOT) -> list[str]:
 
 
 def _repair(d: Path) -> list[str]:
-    """Detach every link pinned in state directory *d*, then remove it."""
+    """Detach everything this pipeline attached (pinned links; netlink XDP and clsact
+    attachments from the manifests' records and a deploy's intent), then remove *d*."""
     from nfpipe.attach.links import Link
-    netns_of = {}
-    for mname in (MANIFEST, MANIFEST_NEXT):
+    found: list[dict] = []
+    for mname in (MANIFEST, MANIFEST_NEXT, INTENT):
         try:
             m = read_manifest(d, mname) or {}
         except (NfpipeError, OSError, ValueError):
             m = {}
-        netns_of.update({i.get("link"): i.get("netns") for i in m.get("interfaces", [])})
+        found.append(m)
+    netns_of = {i.get("link"): i.get("netns") for m in found for i in m.get("interfaces", [])}
+    ours = prog_ids_pinned(str(d.parent)) | {m.get("entry_prog_id") for m in found}
     done = []
     links = d / "links"
     for path in sorted(links.iterdir()) if links.is_dir() else []:
@@ -637,9 +704,50 @@ def _repair(d: Path) -> list[str]:
             done.append(f"detached {path.name.replace('@', ':')}")
         except NfpipeError as exc:
             done.append(f"link {path.name}: {exc}")
+    records = [i["attachment"] for m in found for i in m.get("interfaces", [])
+               if i.get("attachment")]
+    intent = found[2]
+    for t in intent.get("targets", []):        # attached by a deploy killed before its manifest
+        records += _intent_records(t, intent["hook"], intent["entry_prog_id"])
+    seen = set()
+    for rec in records:
+        key = (rec["iface"], rec["netns"], rec["via"], rec.get("priority"), rec.get("mode"))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            att = _unlinked(rec, ours)
+            if att is not None:
+                att.detach()
+                att.close()
+                done.append(f"detached {rec['via']} {rec['iface']}")
+        except NfpipeError as exc:
+            done.append(f"{rec['via']} {rec['iface']}: {exc}")
     remove_state(d)
     done.append(f"removed {d}")
     return done
+
+
+def _intent_records(t: dict, hook: str, prog_id: int) -> list[dict]:
+    """Records of the link-less attachments of *prog_id* on an interface of an intent."""
+    from nfpipe.attach.links import query
+    try:
+        q = query(t["iface"], t["netns"])
+    except NfpipeError:
+        return []
+    out = []
+    for e in _occupant(q, hook):
+        if e.get("prog_id") != prog_id or e.get("via") not in ("netlink", "clsact"):
+            continue
+        rec = {"via": e["via"], "kind": "xdp" if hook == "xdp" else "tc",
+               "iface": t["iface"], "ifindex": q["ifindex"], "netns": t["netns"],
+               "mode": e.get("mode", "clsact"), "prog_id": prog_id,
+               "direction": None if hook == "xdp" else hook.split("-", 1)[1]}
+        if e["via"] == "clsact":
+            rec.update(priority=e["priority"], handle=e["handle"],
+                       created_qdisc=t.get("qdisc_before") is None)
+        out.append(rec)
+    return out
 
 
 def open_map(name: str, map_name: str, *, root: str = STATE_ROOT):

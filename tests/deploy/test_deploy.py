@@ -397,3 +397,44 @@ def test_rules_and_backends_verbs_show_and_change_a_running_pipeline(topo, tmp_p
     finally:
         if D.state_dir(name).exists():
             D.destroy(name)
+
+
+def test_clsact_attachment_without_a_link_is_updated_repaired_and_destroyed(topo,
+                                                                           pipeline_file):
+    """--mode clsact: a cls_bpf filter, no bpf_link to pin.  The manifest records it; an
+    update replaces its program in place; destroy removes the filter and the clsact
+    qdisc it created; and a deploy SIGKILLed right after attaching (nothing pinned
+    says it exists) is found from the deploy's intent and undone by status."""
+    name, f = pipeline_file("tc-ingress")
+    iface, ns = topo.ifname("dut", "eth0"), topo.netns("dut")
+    assert query(iface, ns)["qdisc"] is None
+    m1 = D.deploy(f, targets=[target(topo)], mode="clsact")
+    (i,) = m1["interfaces"]
+    assert (i["kind"], i["link"], i["attachment"]["via"]) == ("ClsactFilter", None, "clsact")
+    assert attached_ids(topo, "tc-ingress") == [m1["entry_prog_id"]]
+    f.write_text(f.read_text().replace(f"dport: {BLOCKED_UDP}", "dport: 5001")
+                 .replace("  - id: stats\n", "  - id: extra\n    nf: telemetry\n"
+                          "  - id: stats\n").replace("  - fw -> stats\n",
+                                                     "  - fw -> extra\n  - extra -> stats\n"))
+    m2 = D.deploy(f, targets=[target(topo)], mode="clsact")
+    assert m2["update"]["how"] == "generation"
+    assert attached_ids(topo, "tc-ingress") == [m2["entry_prog_id"]] != [m1["entry_prog_id"]]
+    server = topo.address("server", "eth0")
+    with pytest.raises(TimeoutError):
+        topo.call("client", udp_exchange, server, 5001, b"x", timeout=0.5, interval=0.1)
+    assert D.stats(name)["fw"]["drop"]["packets"] >= 3
+    D.destroy(name)
+    q = query(iface, ns)
+    assert q["tc"]["ingress"] == [] and q["qdisc"] is None
+
+    where = f"{ns}:{iface}"
+    proc = subprocess.run([sys.executable, "-m", "nfpipe.cli.main", "deploy", str(f),
+                           "--iface", where, "--mode", "clsact"],
+                          env={**os.environ, "NFPIPE_FAULT": "attached"}, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    assert len(attached_ids(topo, "tc-ingress")) == 1       # outlived the killed process
+    (row,) = D.status(name)
+    assert row["state"] == "removed" and "interrupted deploy undone" in row["repaired"][0]
+    q = query(iface, ns)
+    assert q["tc"]["ingress"] == [] and q["qdisc"] is None
