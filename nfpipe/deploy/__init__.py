@@ -389,6 +389,12 @@ def _apply_update(spec, file, old, sdir, built, plan, upd, keys, whole, reuse, o
                             "old_state": o.get("state"),
                             "config": dict(spec.nodes[n.id].impl.config)})
     iface_change = set(targets) != set(old_ifaces)
+    if iface_change:
+        if upd.how == "unchanged":
+            upd.how, upd.why = "interfaces", "same programs; interfaces changed"
+        upd.extra.append("  interfaces: " + ", ".join(
+            [f"+{t}" for t in targets if t not in old_ifaces] +
+            [f"-{t}" for t in old_ifaces if t not in targets]))
     if upd.how == "unchanged" and not iface_change:
         out = dict(old)
         out["update"] = {"how": "unchanged", "lines": upd.lines()}

@@ -87,9 +87,10 @@ class NodeChange:
 
 @dataclass
 class Update:
-    how: str                                 # unchanged | runtime | swap | generation
+    how: str            # unchanged | interfaces | runtime | swap | generation
     nodes: dict[str, NodeChange] = field(default_factory=dict)
     why: str = ""
+    extra: list[str] = field(default_factory=list)      # e.g. interfaces added/dropped
 
     @property
     def swapped(self) -> str | None:
@@ -103,7 +104,7 @@ class Update:
         for c in self.nodes.values():
             if c.action != "same":
                 out.append(f"  {c.id}: {c.action}" + (f" — {c.why}" if c.why else ""))
-        return out
+        return out + self.extra
 
 
 def node_map_definitions(build: Build, node: str) -> dict[str, tuple]:

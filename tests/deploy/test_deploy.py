@@ -438,3 +438,29 @@ def test_clsact_attachment_without_a_link_is_updated_repaired_and_destroyed(topo
     assert row["state"] == "removed" and "interrupted deploy undone" in row["repaired"][0]
     q = query(iface, ns)
     assert q["tc"]["ingress"] == [] and q["qdisc"] is None
+
+
+def test_update_adds_and_drops_interfaces(topo, pipeline_file):
+    """An update may change the interfaces: one added gets the new entry program (its link
+    pinned), one dropped is detached; those kept are switched in place."""
+    name, f = pipeline_file("xdp")
+    eth0 = target(topo)
+    eth1 = D.Target(topo.ifname("dut", "eth1"), topo.netns("dut"))
+
+    def ids(t):
+        return [e["prog_id"] for e in D._occupant(query(t.ifname, t.netns), "xdp")]
+
+    m1 = D.deploy(f, targets=[eth0], mode="generic")
+    m2 = D.deploy(f, targets=[eth0, eth1], mode="generic")
+    assert m2["update"]["how"] == "interfaces" and m2["revision"] == 2
+    assert m2["update"]["lines"][-1] == f"  interfaces: +{eth1}"
+    assert ids(eth0) == ids(eth1) == [m1["entry_prog_id"]]
+    assert {i["iface"] for i in D.status(name)[0]["interfaces"]} == {eth0.ifname, eth1.ifname}
+    f.write_text(f.read_text().replace(f"dport: {BLOCKED_UDP}", "dport: 5001"))
+    m3 = D.deploy(f, targets=[eth1], mode="generic")
+    assert m3["update"]["how"] == "runtime"
+    assert m3["update"]["lines"][-1] == f"  interfaces: -{eth0}"
+    assert ids(eth0) == [] and ids(eth1) == [m3["entry_prog_id"]]
+    assert sorted(p.name for p in (D.state_dir(name) / "links").iterdir()) == [eth1.key]
+    D.destroy(name)
+    assert ids(eth0) == ids(eth1) == []
