@@ -707,10 +707,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Commands that print only when done: a spinner on stderr if one takes over a second
+# (deploy names its steps itself; bench and demo print as they go).
+_SPINNER = frozenset({"compile", "object", "validate", "plan", "probe", "status", "destroy",
+                      "rules", "backends"})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command in _SPINNER:
+            from nfpipe.cli import ui
+            with ui.progress(f"nfpipe {args.command}"):
+                return args.func(args)
         return args.func(args)
     except NfpipeError as exc:
         print(f"nfpipe: error: {exc}", file=sys.stderr)
