@@ -111,6 +111,11 @@ class VipSpec:
     def key(self) -> tuple[int, bytes, int, int]:
         return (self.family, self.addr, self.port, self.proto)
 
+    @property
+    def label(self) -> str:
+        """How counters and the CLI name the VIP: "10.100.0.1:80/tcp"."""
+        return self.name + "/" + ("tcp" if self.proto == 6 else "udp")
+
 
 def _check_keys(d: Any, allowed: set[str], where: str) -> None:
     if not isinstance(d, Mapping):
@@ -573,12 +578,12 @@ class LoadBalancer(NetworkFunction):
                     out[n] = out.get(n, 0) + x
             return out
         g = {name: sum(maps["stats"][i]) for i, name in enumerate(STAT_NAMES)}
-        vips = {v.name + "/" + ("tcp" if v.proto == 6 else "udp"):
-                total(maps["vip_stats"][self.plan.vip_index[k]]) for k, v in self.plan.vips.items()}
+        vips = {v.label: total(maps["vip_stats"][self.plan.vip_index[k]])
+                for k, v in self.plan.vips.items()}
         bes = {}
         for bid, (idx, b) in self.plan.backends.items():
             v = self.plan.by_index()[idx]
-            bes[(v.name + "/" + ("tcp" if v.proto == 6 else "udp"), b.name)] = \
+            bes[(v.label, b.name)] = \
                 total(maps["backend_stats"][bid])
         return {"global": g, "vips": vips, "backends": bes}
 

@@ -511,15 +511,14 @@ def cmd_backends(args) -> int:
         D.close_node_maps(maps)
     rows = []
     for v in impl.vips:
-        vname = v.name + "/" + ("tcp" if v.proto == 6 else "udp")
         for b in v.backends:
-            c = st["backends"].get((vname, b.name), {})
-            rows.append({"vip": vname, "backend": b.name, "weight": b.weight,
+            c = st["backends"].get((v.label, b.name), {})
+            rows.append({"vip": v.label, "backend": b.name, "weight": b.weight,
                          "state": "draining" if b.draining else "active",
                          "packets": c.get("packets", 0), "new_flows": c.get("new_flows", 0)})
     for (_vip, _name), (_bid, idx, b) in impl.plan.retired.items():
         v = impl.plan.by_index()[idx]
-        rows.append({"vip": v.name + "/" + ("tcp" if v.proto == 6 else "udp"),
+        rows.append({"vip": v.label,
                      "backend": b.name, "weight": b.weight, "state": "retired",
                      "packets": None, "new_flows": None})
     if args.json:

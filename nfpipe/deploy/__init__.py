@@ -251,16 +251,33 @@ def _unlinked(rec: dict, prog_ids: set[int]):
     return None
 
 
+def _node_entry(n, impl, code: str, state, program: str | None = None,
+                prog_id: int | None = None) -> dict:
+    """A node of the manifest: its plan, code key, live config and control-plane state,
+    and its pinned program."""
+    return {"id": n.id, "index": n.index, "ports": list(n.ports), "nf": n.nf, "code": code,
+            "config": dict(impl.config) if impl is not None else {}, "state": state,
+            "program": program, "prog_id": prog_id}
+
+
+def _next_revision(m: dict, how: str, lines: list[str]) -> dict:
+    """A copy of manifest *m* as the next revision, its history told what changed."""
+    nxt = copy.deepcopy(m)
+    nxt["revision"] = m["revision"] + 1
+    nxt["updated_at"] = now = time.time()
+    nxt["history"] = (m.get("history", []) + [{"revision": nxt["revision"], "at": now,
+                                               "how": how, "lines": lines}])[-20:]
+    return nxt
+
+
 def _describe(spec, file, plan, pipeline, keys, whole, *, revision: int) -> dict:
     """The manifest of a loaded (not yet pinned) pipeline; _pin_new fills in paths."""
     nodes = []
     for n in plan.order:
         impl = plan.spec.nodes[n.id].impl
-        nodes.append({"id": n.id, "index": n.index, "ports": list(n.ports), "nf": n.nf,
-                      "code": keys[n.id],
-                      "config": dict(impl.config) if impl is not None else {},
-                      "state": impl.runtime_state() if impl is not None else None,
-                      "program": None, "prog_id": pipeline.program(n.id).id})
+        nodes.append(_node_entry(n, impl, keys[n.id],
+                                 impl.runtime_state() if impl is not None else None,
+                                 prog_id=pipeline.program(n.id).id))
     now = time.time()
     return {
         "version": MANIFEST_VERSION, "revision": revision,
@@ -371,14 +388,6 @@ def _apply_update(spec, file, old, sdir, built, plan, upd, keys, whole, reuse, o
                   targets, placements, old_ifaces, force, say) -> dict:
     from nfpipe.load.pipeline import STAT_SLOTS, Pipeline
 
-    new = copy.deepcopy(old)
-    rev = old["revision"] + 1
-    now = time.time()
-    new.update({"revision": rev, "file": str(Path(file).resolve()),
-                "source": Path(file).read_text(), "mode": spec.mode, "updated_at": now,
-                "plan": plan.to_dict(), "program_key": whole, "linking": plan.linking})
-    new["history"] = (old.get("history", []) + [{"revision": rev, "at": now, "how": upd.how,
-                                                  "lines": upd.lines()}])[-20:]
     old_nodes = {n["id"]: n for n in old["nodes"]}
     pending = []
     for n in plan.order:
@@ -395,10 +404,14 @@ def _apply_update(spec, file, old, sdir, built, plan, upd, keys, whole, reuse, o
         upd.extra.append("  interfaces: " + ", ".join(
             [f"+{t}" for t in targets if t not in old_ifaces] +
             [f"-{t}" for t in old_ifaces if t not in targets]))
-    if upd.how == "unchanged" and not iface_change:
+    if upd.how == "unchanged":
         out = dict(old)
         out["update"] = {"how": "unchanged", "lines": upd.lines()}
         return out
+    new = _next_revision(old, upd.how, upd.lines())
+    new.update({"file": str(Path(file).resolve()), "source": Path(file).read_text(),
+                "mode": spec.mode, "plan": plan.to_dict(), "program_key": whole,
+                "linking": plan.linking})
 
     loaded = None
     fresh = {nid for nid, c in upd.nodes.items() if c.action == "fresh"}
@@ -421,13 +434,10 @@ def _apply_update(spec, file, old, sdir, built, plan, upd, keys, whole, reuse, o
             impl = spec.nodes[n.id].impl
             prev = old_nodes.get(n.id, {})
             c = upd.nodes[n.id]
-            entry = {"id": n.id, "index": n.index, "ports": list(n.ports), "nf": n.nf,
-                     "code": keys[n.id],
-                     "config": dict(impl.config) if impl is not None else {},
-                     "state": (prev.get("state") if c.action in ("same", "reload", "runtime")
-                               else impl.runtime_state() if impl is not None else None),
-                     "program": prev.get("program"), "prog_id": prev.get("prog_id")}
-            nodes.append(entry)
+            state = (prev.get("state") if c.action in ("same", "reload", "runtime")
+                     else impl.runtime_state() if impl is not None else None)
+            nodes.append(_node_entry(n, impl, keys[n.id], state, prev.get("program"),
+                                     prev.get("prog_id")))
         new["nodes"] = nodes
         if loaded is not None:
             # new nodes count from zero: clear their stats rows (a node long gone may
@@ -442,7 +452,6 @@ def _apply_update(spec, file, old, sdir, built, plan, upd, keys, whole, reuse, o
             reused_paths = {k: old["maps"][k] for k in reuse}
             if upd.how == "swap":
                 reused_paths["nfp_jmp"] = old["maps"]["nfp_jmp"]
-            if upd.how == "swap":
                 _pin_swapped(loaded, new, sdir, reused_paths)
             else:
                 new["maps"] = {}
@@ -512,7 +521,6 @@ def _converge(sdir: Path, current: dict) -> dict:
     for new interfaces, detached for dropped ones), the new manifest, and the pins
     of the previous revision removed once in-flight packets are done."""
     from nfpipe.attach.links import Link
-    from nfpipe.catalog.base import NodeMaps
     from nfpipe.load.maps import Map
     from nfpipe.load.program import Program
     nxt = read_manifest(sdir, MANIFEST_NEXT)
@@ -520,16 +528,13 @@ def _converge(sdir: Path, current: dict) -> dict:
     for p in nxt.get("pending", []):
         node = next(n for n in nxt["nodes"] if n["id"] == p["node"])
         impl = _impl_of({"nf": p["nf"]}, p["old_config"])
-        prefix = f"{p['node']}__"
-        maps = {k: Map.from_pin(v) for k, v in nxt["maps"].items() if k.startswith(prefix)}
+        nm = _open_node_maps(nxt, p["node"])
         try:
-            nm = NodeMaps(maps, p["node"])
             impl.restore(p["old_state"], nm)
             impl.update(nm, p["config"])
             node["state"] = impl.runtime_state()
         finally:
-            for m in maps.values():
-                m.close()
+            close_node_maps(nm)
     # 2. program-array slots (a swap's switch; a new generation's array is full already)
     if nxt["linking"] == "tailcall" and nxt.get("jmp"):
         with Map.from_pin(nxt["jmp"]) as jmp:
@@ -788,21 +793,26 @@ def prometheus(names: list[str] | None = None, *, root: str = STATE_ROOT) -> str
 def node_maps(name: str, node: str, *, root: str = STATE_ROOT):
     """(manifest, node entry, NodeMaps of its pinned maps) of one node of a deployed
     pipeline; the caller closes the maps (``close_node_maps``)."""
-    from nfpipe.catalog.base import NodeMaps
-    from nfpipe.load.maps import Map
     m = _manifest_of(name, root)
     nodes = {n["id"]: n for n in m["nodes"]}
     if node not in nodes:
         raise DeployError(f"pipeline '{name}' has no node '{node}' (nodes: "
                           f"{', '.join(nodes)})")
+    return m, nodes[node], _open_node_maps(m, node)
+
+
+def _open_node_maps(m: dict, node: str):
+    """The pinned maps of *node* in manifest *m*, opened, as a NodeMaps."""
+    from nfpipe.catalog.base import NodeMaps
+    from nfpipe.load.maps import Map
     prefix = f"{node}__"
-    maps = {k: Map.from_pin(p) for k, p in m["maps"].items() if k.startswith(prefix)}
-    return m, nodes[node], NodeMaps(maps, node)
+    return NodeMaps({k: Map.from_pin(p) for k, p in m["maps"].items() if k.startswith(prefix)},
+                    node)
 
 
 def close_node_maps(maps) -> None:
-    for mp in maps._maps.values():
-        mp.close()
+    for name in maps:
+        maps[name].close()
 
 
 def node_view(name: str, node: str, *, root: str = STATE_ROOT):
@@ -861,18 +871,13 @@ def configure(name: str, node: str, config: dict, *, root: str = STATE_ROOT,
             raise DeployError(f"the new config sends packets to port(s) {', '.join(unwired)} "
                               f"of '{node}', which the deployed pipeline does not wire "
                               f"(wired: {', '.join(wired)}); redeploy with those edges")
-        nxt = copy.deepcopy(m)
-        nxt["revision"] = m["revision"] + 1
-        now = time.time()
-        nxt["updated_at"] = now
+        line = f"{node}: runtime — {', '.join(sorted(config))} updated in its maps"
+        nxt = _next_revision(m, "runtime", [line])
         for n in nxt["nodes"]:
             if n["id"] == node:
                 n["config"] = merged
         nxt["pending"] = [{"node": node, "nf": entry["nf"], "old_config": entry["config"],
                            "old_state": entry.get("state"), "config": merged}]
-        line = f"{node}: runtime — {', '.join(sorted(config))} updated in its maps"
-        nxt["history"] = (m.get("history", []) + [{"revision": nxt["revision"], "at": now,
-                                                   "how": "runtime", "lines": [line]}])[-20:]
         write_manifest(d, nxt, name=MANIFEST_NEXT)
         final = _converge(d, m)
         return {"pipeline": name, "node": node, "revision": final["revision"],
@@ -906,11 +911,8 @@ def purge_backends(name: str, node: str, *, root: str = STATE_ROOT) -> list[str]
         finally:
             close_node_maps(maps)
         if names:
-            entry["state"] = impl.runtime_state()
-            m["revision"] += 1
-            m["updated_at"] = time.time()
-            m["history"] = (m.get("history", []) + [{
-                "revision": m["revision"], "at": m["updated_at"], "how": "runtime",
-                "lines": [f"{node}: purged retired backend(s) {', '.join(names)}"]}])[-20:]
-            replace_manifest(d, m)
+            nxt = _next_revision(m, "runtime",
+                                 [f"{node}: purged retired backend(s) {', '.join(names)}"])
+            next(n for n in nxt["nodes"] if n["id"] == node)["state"] = impl.runtime_state()
+            replace_manifest(d, nxt)
         return names

@@ -151,8 +151,7 @@ def classify(old: dict, build: Build, keys: dict[str, str], whole: str,
     runtime = [c for c in changes.values() if c.action == "runtime"]
     same_layout = (old["linking"] == plan.linking and
                    [(n["id"], n["index"]) for n in old["nodes"]] ==
-                   [(n.id, n.index) for n in plan.order] and
-                   old["nodes"][0]["id"] == plan.order[0].id)
+                   [(n.id, n.index) for n in plan.order])     # entry first in both
     # No node's code changed (slots, port tables and linking are part of it), and for
     # fused linking the one program is the same too (headers are part of it).
     if not reloads and (plan.linking == "tailcall" or old.get("program_key") == whole):

@@ -179,7 +179,6 @@ def referenced(manifest: dict) -> set[str]:
     paths.update(i["link"] for i in manifest.get("interfaces", []) if i.get("link"))
     if manifest.get("entry"):
         paths.add(manifest["entry"]["program"])
-    paths.update(manifest.get("extra_pins", []))
     return paths
 
 
