@@ -18,6 +18,7 @@ import struct
 from dataclasses import dataclass, field
 
 from nfpipe.errors import SpecError
+from nfpipe.kernel.abi import LineCol
 
 from .btf import MAGIC
 
@@ -43,20 +44,12 @@ class FuncInfo:
 
 
 @dataclass(slots=True)
-class LineInfo:
+class LineInfo(LineCol):
     insn_off: int            # bytes from the start of the ELF section
     file_name_off: int       # BTF string offsets
     line_off: int
     line_col: int            # line << 10 | column
     extra: bytes = field(default=b"", repr=False)
-
-    @property
-    def line(self) -> int:
-        return self.line_col >> 10
-
-    @property
-    def col(self) -> int:
-        return self.line_col & 0x3FF
 
     def pack(self, insn_index: int) -> bytes:
         """``struct bpf_line_info`` (plus any extra record bytes) for BPF_PROG_LOAD."""

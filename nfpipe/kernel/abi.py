@@ -1057,11 +1057,12 @@ class BpfFuncInfo(_S):
     _fields_ = [("insn_off", u32), ("type_id", u32)]
 
 
-class BpfLineInfo(_S):
-    """``struct bpf_line_info`` (one record of BPF_PROG_LOAD line_info)."""
+class LineCol:
+    """Mixin for anything with a ``line_col`` field, as packed in ``bpf_line_info``:
+    ``BPF_LINE_INFO_LINE_NUM`` (line << 10) and ``BPF_LINE_INFO_LINE_COL`` (low 10 bits)."""
 
-    _fields_ = [("insn_off", u32), ("file_name_off", u32), ("line_off", u32),
-                ("line_col", u32)]
+    __slots__ = ()
+    line_col: int
 
     @property
     def line(self) -> int:
@@ -1070,6 +1071,13 @@ class BpfLineInfo(_S):
     @property
     def col(self) -> int:
         return self.line_col & 0x3FF
+
+
+class BpfLineInfo(_S, LineCol):
+    """``struct bpf_line_info`` (one record of BPF_PROG_LOAD line_info)."""
+
+    _fields_ = [("insn_off", u32), ("file_name_off", u32), ("line_off", u32),
+                ("line_col", u32)]
 
 
 class BpfInsn(_S):

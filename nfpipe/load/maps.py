@@ -102,7 +102,7 @@ class Map(FdObject):
     def from_fd(cls, fd: sc.Fd, *, spec: MapSpec | None = None) -> Map:
         """Wrap an fd obtained elsewhere (pin, id); types come from *spec* or the kernel's BTF."""
         info = sc.map_info(fd)
-        name = _cstr(info.name)
+        name = abi.cstr(info.name)
         key_codec = value_codec = None
         if spec is not None:
             key_codec, value_codec = _codecs(spec)
@@ -282,12 +282,6 @@ def _fd_of(value: Any) -> int:
         return value
     fd = getattr(value, "fd", value)
     return int(fd)
-
-
-def _cstr(raw) -> str:
-    if isinstance(raw, (bytes, bytearray)):
-        return bytes(raw).split(b"\0", 1)[0].decode("ascii", "replace")
-    return str(raw)
 
 
 def _codecs(spec: MapSpec):

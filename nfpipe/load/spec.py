@@ -111,21 +111,13 @@ class Reloc:
 
 
 @dataclass
-class LineInfoSpec:
+class LineInfoSpec(abi.LineCol):
     insn: int
     file_name_off: int
     line_off: int
     line_col: int
     file: str = ""
     text: str = ""
-
-    @property
-    def line(self) -> int:
-        return self.line_col >> 10
-
-    @property
-    def col(self) -> int:
-        return self.line_col & 0x3FF
 
 
 @dataclass
