@@ -225,6 +225,17 @@ def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, 
     return _new_fd(Cmd.MAP_CREATE, attr, f"map '{name}' type {type_name}")
 
 
+def _found(cmd: int, attr) -> bool:
+    """Run *cmd*; False if the kernel said ENOENT (no such element / key / id)."""
+    try:
+        bpf(cmd, attr)
+    except KernelError as exc:
+        if exc.errno == _errno.ENOENT:
+            return False
+        raise
+    return True
+
+
 def _elem(fd: FdLike, key: bytes | None, flags: int = 0) -> tuple[abi.MapElemAttr, _Buf]:
     kbuf = _Buf(key)
     attr = abi.MapElemAttr(map_fd=_fd(fd), key=kbuf.addr, flags=flags)
@@ -236,13 +247,7 @@ def _lookup(cmd: int, fd: FdLike, key: bytes | None, value_size: int,
     attr, _k = _elem(fd, key, flags)
     vbuf = _Buf(size=value_size)
     attr.value = vbuf.addr
-    try:
-        bpf(cmd, attr)
-    except KernelError as exc:
-        if exc.errno == _errno.ENOENT:
-            return None
-        raise
-    return vbuf.raw()
+    return vbuf.raw() if _found(cmd, attr) else None
 
 
 def map_lookup_elem(fd: FdLike, key: bytes | None, value_size: int,
@@ -269,13 +274,7 @@ def map_update_elem(fd: FdLike, key: bytes | None, value: bytes, flags: int = 0)
 def map_delete_elem(fd: FdLike, key: bytes) -> bool:
     """BPF_MAP_DELETE_ELEM: True if deleted, False if the key was absent."""
     attr, _k = _elem(fd, key)
-    try:
-        bpf(Cmd.MAP_DELETE_ELEM, attr)
-    except KernelError as exc:
-        if exc.errno == _errno.ENOENT:
-            return False
-        raise
-    return True
+    return _found(Cmd.MAP_DELETE_ELEM, attr)
 
 
 def map_get_next_key(fd: FdLike, key: bytes | None, key_size: int) -> bytes | None:
@@ -284,13 +283,7 @@ def map_get_next_key(fd: FdLike, key: bytes | None, key_size: int) -> bytes | No
     attr, _k = _elem(fd, key)
     nbuf = _Buf(size=key_size)
     attr.next_key = nbuf.addr
-    try:
-        bpf(Cmd.MAP_GET_NEXT_KEY, attr)
-    except KernelError as exc:
-        if exc.errno == _errno.ENOENT:
-            return None
-        raise
-    return nbuf.raw()
+    return nbuf.raw() if _found(Cmd.MAP_GET_NEXT_KEY, attr) else None
 
 
 def map_freeze(fd: FdLike) -> None:
@@ -671,13 +664,7 @@ def btf_name(fd: FdLike) -> str:
 
 def _next_id(cmd: int, start_id: int) -> int | None:
     attr = abi.GetIdAttr(start_id=start_id)
-    try:
-        bpf(cmd, attr)
-    except KernelError as exc:
-        if exc.errno == _errno.ENOENT:
-            return None
-        raise
-    return attr.next_id
+    return attr.next_id if _found(cmd, attr) else None
 
 
 def prog_get_next_id(start_id: int = 0) -> int | None:
