@@ -520,16 +520,11 @@ class ClsactFilter(Attachment):
 
 
 def _offload_refusal(ifindex: int) -> str | None:
-    """Why the device *ifindex* (this thread's namespace) cannot take offloaded programs:
-    a trial load of ``r0 = XDP_PASS; exit`` bound to it.  None if it accepts."""
-    from nfpipe.attach.probe import PASS_XDP
-    try:
-        fd, _ = sc.prog_load(abi.ProgType.XDP, PASS_XDP, "GPL", name="nfp_offload_try",
-                             prog_ifindex=ifindex)
-    except KernelError as exc:
-        return f"a program bound to the device does not load ({errno_name(exc.errno)})"
-    fd.close()
-    return None
+    """Why the device *ifindex* (this thread's namespace) cannot take offloaded programs
+    (probe's trial load bound to it); None if it accepts."""
+    from nfpipe.attach.probe import offload_refusal
+    why = offload_refusal(ifindex)
+    return None if why is None else f"a program bound to the device does not load ({why})"
 
 
 def attach_xdp(prog, ifname: str, *, mode: str = "native", netns=None, replace: bool = False,

@@ -460,14 +460,22 @@ def _try_native(index: int) -> Any:
             return f"no ({errno_name(exc.errno)})"
 
 
-def _try_offload(index: int) -> Any:
+def offload_refusal(index: int) -> str | None:
+    """The errno name with which a trial load of ``r0 = XDP_PASS; exit`` bound to device
+    *index* (this thread's namespace) fails: why it cannot take offloaded programs.
+    None if it accepts them."""
     try:
         fd, _ = sc.prog_load(abi.ProgType.XDP, PASS_XDP, "GPL", name="nfp_probe",
                              prog_ifindex=index)
     except KernelError as exc:
-        return f"no (a program bound to the device does not load: {errno_name(exc.errno)})"
+        return errno_name(exc.errno)
     fd.close()
-    return True
+    return None
+
+
+def _try_offload(index: int) -> Any:
+    why = offload_refusal(index)
+    return True if why is None else f"no (a program bound to the device does not load: {why})"
 
 
 def probe(ifname: str | None = None, netns=None, *, kernel: bool = True,
