@@ -26,6 +26,7 @@ from typing import Any
 
 from nfpipe.catalog import parse as P
 from nfpipe.catalog.base import NetworkFunction, NodeMaps, Verdict
+from nfpipe.catalog.csum import csum_update
 from nfpipe.errors import SpecError
 
 # Limits compiled into bpf/lb.c (its LB_MAX_* defaults).
@@ -589,20 +590,6 @@ class LoadBalancer(NetworkFunction):
 
 
 # ---- reference model ------------------------------------------------------------------------
-
-def csum_update(check: int, old: bytes, new: bytes, udp: bool = False) -> int:
-    """RFC 1624 incremental update of a 16-bit checksum for one changed field."""
-    if udp and check == 0:
-        return 0
-    s = ~check & 0xFFFF
-    for i in range(0, len(old), 2):
-        s += ~int.from_bytes(old[i:i + 2], "big") & 0xFFFF
-        s += int.from_bytes(new[i:i + 2], "big")
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    v = ~s & 0xFFFF
-    return 0xFFFF if udp and v == 0 else v
-
 
 class LBModel:
     """What lb.c does to each packet, with its own connection tables and counters.

@@ -22,6 +22,7 @@ from typing import Any
 
 from nfpipe.catalog import parse as P
 from nfpipe.catalog.base import NetworkFunction, NodeMaps, Verdict
+from nfpipe.catalog.csum import csum_update
 from nfpipe.errors import SpecError
 
 MAX_INTERNAL = 16
@@ -245,17 +246,6 @@ def flow_hash(proto: int, saddr: int, daddr: int, sport: int, dport: int) -> int
     return h
 
 
-def csum_adjust(check: int, old: bytes, new: bytes) -> int:
-    """RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m') over the 16-bit words of a field."""
-    s = (~check) & 0xFFFF
-    for i in range(0, len(old), 2):
-        s += (~int.from_bytes(old[i:i + 2], "big")) & 0xFFFF
-        s += int.from_bytes(new[i:i + 2], "big")
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return (~s) & 0xFFFF
-
-
 class NatModel:
     """What bpf/nat.c does to a packet, with its own connection table and counters.
 
@@ -401,19 +391,14 @@ class NatModel:
 
         def l4_adjust(old: bytes, new: bytes) -> None:
             check = int.from_bytes(buf[csum_off:csum_off + 2], "big")
-            if udp and check == 0:
-                return                                  # no UDP checksum: stays none
-            v = csum_adjust(check, old, new)
-            if udp and v == 0:
-                v = 0xFFFF
-            buf[csum_off:csum_off + 2] = v.to_bytes(2, "big")
+            buf[csum_off:csum_off + 2] = csum_update(check, old, new, udp).to_bytes(2, "big")
 
         old_a, new_a = bytes(buf[addr_off:addr_off + 4]), addr.to_bytes(4, "big")
         if old_a != new_a:
             if proto != P.IPPROTO_ICMP:
                 l4_adjust(old_a, new_a)
             ipc = int.from_bytes(buf[l3 + 10:l3 + 12], "big")
-            buf[l3 + 10:l3 + 12] = csum_adjust(ipc, old_a, new_a).to_bytes(2, "big")
+            buf[l3 + 10:l3 + 12] = csum_update(ipc, old_a, new_a).to_bytes(2, "big")
             buf[addr_off:addr_off + 4] = new_a
         old_p, new_p = bytes(buf[port_off:port_off + 2]), port.to_bytes(2, "big")
         if old_p != new_p:

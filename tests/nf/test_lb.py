@@ -25,6 +25,7 @@ from scapy.packet import Raw
 from nfpipe.catalog import lb as L
 from nfpipe.catalog import parse as P
 from nfpipe.catalog.base import Verdict, load_nf
+from nfpipe.catalog.csum import checksum
 from nfpipe.errors import KernelError, SpecError
 
 kernel = pytest.mark.kernel
@@ -80,15 +81,6 @@ def _packed(addr: str) -> bytes:
     return ipaddress.ip_address(addr).packed
 
 
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def build(v6: bool, proto: int, src: str, dst: str, sport: int, dport: int,
           vlan: int | None = None, payload: bytes = b"", tcp_flags: int = 0x10) -> bytes:
     """A valid Ethernet/[802.1Q]/IPv4-or-IPv6/TCP-or-UDP packet, checksums right (fast: no
@@ -108,9 +100,9 @@ def build(v6: bool, proto: int, src: str, dst: str, sport: int, dport: int,
     else:
         pseudo = s + d + struct.pack("!xBH", proto, len(l4))
         hdr = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(l4), 1, 0, 64, proto, 0) + s + d
-        l3 = hdr[:10] + struct.pack("!H", _csum(hdr)) + hdr[12:]
+        l3 = hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
         ethertype = 0x0800
-    c = _csum(pseudo + l4)
+    c = checksum(pseudo + l4)
     if proto == 17 and c == 0:
         c = 0xFFFF
     l4 = l4[:coff] + struct.pack("!H", c) + l4[coff + 2:]

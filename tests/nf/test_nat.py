@@ -20,6 +20,7 @@ from scapy.packet import Raw
 
 from nfpipe.catalog import nat as N
 from nfpipe.catalog.base import LoadedNF, NodeMaps, Verdict, load_nf
+from nfpipe.catalog.csum import checksum
 from nfpipe.catalog.nat import Nat, NatModel, counters
 from nfpipe.errors import SpecError
 
@@ -501,15 +502,6 @@ def test_two_instances_and_translated_meta(hook, tmp_path):
 
 # ---- stateful property test vs the model ----------------------------------------------------
 
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def _ip(a: str) -> bytes:
     return ipaddress.IPv4Address(a).packed
 
@@ -522,22 +514,22 @@ def build(src: str, dst: str, proto: int, sport: int, dport: int, *, vlans=(), o
         hdr = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, 0x18, 512, 0, 0)
         l4 = hdr + payload
         ph = s + d + struct.pack("!BBH", 0, 6, len(l4))
-        c = _csum(ph + l4)
+        c = checksum(ph + l4)
         l4 = l4[:16] + struct.pack("!H", c) + l4[18:]
     elif proto == 17:
         l4 = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
         if not udp_zero:
-            c = _csum(s + d + struct.pack("!BBH", 0, 17, len(l4)) + l4) or 0xFFFF
+            c = checksum(s + d + struct.pack("!BBH", 0, 17, len(l4)) + l4) or 0xFFFF
             l4 = l4[:6] + struct.pack("!H", c) + l4[8:]
     elif proto == 1:
         l4 = struct.pack("!BBHHH", icmp_type, 0, 0, sport, 1) + payload
-        l4 = l4[:2] + struct.pack("!H", _csum(l4)) + l4[4:]
+        l4 = l4[:2] + struct.pack("!H", checksum(l4)) + l4[4:]
     else:
         l4 = payload
     ihl = 5 + len(options) // 4
     ip = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, ihl * 4 + len(l4), 0x1234, frag, 64,
                      proto, 0, s, d) + options
-    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
     l2 = b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01"
     for i, v in enumerate(vlans):
         l2 += struct.pack("!HH", 0x88A8 if i == 0 and len(vlans) == 2 else 0x8100, v)
@@ -551,16 +543,16 @@ def checksums_ok(data: bytes) -> bool:
         off += 4
     l3 = off + 2
     ihl = (data[l3] & 0xF) * 4
-    if _csum(data[l3:l3 + ihl]) != 0:
+    if checksum(data[l3:l3 + ihl]) != 0:
         return False
     proto, s, d = data[l3 + 9], data[l3 + 12:l3 + 16], data[l3 + 16:l3 + 20]
     l4 = data[l3 + ihl:]
     if proto == 1:
-        return _csum(l4) == 0
+        return checksum(l4) == 0
     if proto == 17 and l4[6:8] == b"\0\0":
         return True
     if proto in (6, 17):
-        return _csum(s + d + struct.pack("!BBH", 0, proto, len(l4)) + l4) == 0
+        return checksum(s + d + struct.pack("!BBH", 0, proto, len(l4)) + l4) == 0
     return True
 
 

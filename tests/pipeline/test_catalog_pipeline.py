@@ -12,6 +12,7 @@ import pytest
 from nfpipe.build.pipeline import build, make_plan
 from nfpipe.catalog import parse as P
 from nfpipe.catalog.base import TC_CODES, XDP_CODES, Verdict
+from nfpipe.catalog.csum import checksum
 from nfpipe.catalog.filter import FilterModel
 from nfpipe.catalog.lb import LBModel
 from nfpipe.catalog.nat import NatModel
@@ -123,29 +124,20 @@ def eth(payload: bytes, ethertype: int = 0x0800) -> bytes:
         + payload
 
 
-def csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def ipv4(src: str, dst: str, proto: int, l4: bytes, ttl: int = 64) -> bytes:
     import socket
     s, d = socket.inet_aton(src), socket.inet_aton(dst)
     hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 1, 0, ttl, proto, 0, s, d)
-    hdr = hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:]
+    hdr = hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
     pseudo = s + d + struct.pack("!BBH", 0, proto, len(l4))
     if proto in (6, 17):
         off = 16 if proto == 6 else 6
         l4 = l4[:off] + b"\0\0" + l4[off + 2:]
-        c = csum(pseudo + l4) or 0xFFFF
+        c = checksum(pseudo + l4) or 0xFFFF
         l4 = l4[:off] + struct.pack("!H", c) + l4[off + 2:]
     elif proto == 1:
         l4 = l4[:2] + b"\0\0" + l4[4:]
-        l4 = l4[:2] + struct.pack("!H", csum(l4)) + l4[4:]
+        l4 = l4[:2] + struct.pack("!H", checksum(l4)) + l4[4:]
     return eth(hdr + l4)
 
 
