@@ -59,6 +59,19 @@ def netns_inode(path: str = "/proc/thread-self/ns/net") -> int:
 
 
 @contextlib.contextmanager
+def _entered(label: str, home: int) -> Iterator[None]:
+    """The thread has just entered namespace *label*: note it for the block, and go back
+    to *home* (an open fd of the namespace of origin) after it, also when it raises."""
+    stack = _local.__dict__.setdefault("stack", [])
+    stack.append(label)
+    try:
+        yield
+    finally:
+        stack.pop()
+        _setns(home, "of origin")
+
+
+@contextlib.contextmanager
 def in_netns(name_or_path: str | os.PathLike | None) -> Iterator[None]:
     """Run the block with this thread inside the network namespace *name_or_path*.
 
@@ -85,13 +98,8 @@ def in_netns(name_or_path: str | os.PathLike | None) -> Iterator[None]:
         raise
     try:
         _setns(target, path)
-        stack = _local.__dict__.setdefault("stack", [])
-        stack.append(os.fspath(name_or_path))
-        try:
+        with _entered(os.fspath(name_or_path), home):
             yield
-        finally:
-            stack.pop()
-            _setns(home, "of origin")
     finally:
         os.close(target)
         os.close(home)
@@ -110,13 +118,8 @@ def temporary_netns() -> Iterator[None]:
         if _libc.unshare(CLONE_NEWNET) != 0:
             err = ctypes.get_errno()
             raise KernelError("unshare", err, "cannot create a network namespace")
-        stack = _local.__dict__.setdefault("stack", [])
-        stack.append("<temporary>")
-        try:
+        with _entered("<temporary>", home):
             yield
-        finally:
-            stack.pop()
-            _setns(home, "of origin")
     finally:
         os.close(home)
 
