@@ -32,7 +32,7 @@ def nothing_left_behind():
     left = leftovers(SESSION)
     pins = our_pins()
     if left:
-        from nfpipe.topo import netns as nsu
+        from nfpipe.topo import namespaces as nsu
         for item in left:
             kind, name = item.split(" ", 1)
             parts = nsu.split_ns_name(name) if kind == "netns" else None

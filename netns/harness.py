@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nfpipe.attach import attach_tc, attach_xdp
-from nfpipe.build.pipeline import build, make_plan
-from nfpipe.load.pipeline import Pipeline
+from nfpipe.compose import build, make_plan
+from nfpipe.runtime.pipeline import Pipeline
 from nfpipe.spec import PipelineSpec
 from nfpipe.topo import Topology
 
@@ -575,7 +575,7 @@ def our_pins(root: str = "/sys/fs/bpf") -> list[str]:
 
 
 def leftovers(token: str = SESSION) -> list[str]:
-    from nfpipe.topo import netns as nsu
+    from nfpipe.topo import namespaces as nsu
     found = [f"netns {n}" for n in nsu.list_namespaces() if f".{token}-" in n]
     with contextlib.suppress(FileNotFoundError):
         found += [f"state {n}" for n in os.listdir(nsu.STATE_DIR) if f".{token}-" in n]

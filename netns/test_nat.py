@@ -21,7 +21,7 @@ import ipaddress
 from netns.conftest import scenario_fixture
 from netns.harness import tcp_connects
 from nfpipe.catalog import nat as natmod
-from nfpipe.topo.probe import serve_udp_echo, udp_exchange
+from nfpipe.topo.traffic import serve_udp_echo, udp_exchange
 
 scenario = scenario_fixture("nat")
 

@@ -36,7 +36,7 @@ import uuid
 from netns.conftest import scenario_fixture
 from netns.harness import ATTACH_MODE, HOOK_OF, ROOT
 from nfpipe import deploy as D
-from nfpipe.topo.probe import serve_udp_echo, udp_exchange, udp_sink, udp_stream
+from nfpipe.topo.traffic import serve_udp_echo, udp_exchange, udp_sink, udp_stream
 
 scenario = scenario_fixture("two-hosts")
 
@@ -149,8 +149,8 @@ def test_updates_under_traffic_lose_no_packet(scenario, mode, tmp_path):
         pins = {p.relative_to(D.state_dir(name)).parts[0]
                 for p in D.state_dir(name).rglob("*") if not p.is_dir()}
         m = D.read_manifest(D.state_dir(name))
-        revisions = {p.split("/")[-3] for p in m["maps"].values()} | \
-            {n["program"].split("/")[-3] for n in m["nodes"]}
+        revisions = {p.split("/")[-3] for p in m.maps.values()} | \
+            {n.program.split("/")[-3] for n in m.nodes}
         assert pins == {"manifest", "links"} | revisions
     finally:
         open(stop, "w").close()

@@ -18,7 +18,16 @@ from pathlib import Path
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
-ROOT = Path(__file__).resolve().parent.parent
+from nfpipe import resources
+from nfpipe.catalog.base import SourceNF
+from nfpipe.compose import build, make_plan
+from nfpipe.loader import Object
+from nfpipe.runtime import Pipeline
+from nfpipe.spec import PipelineSpec
+from nfpipe.testing import load_nf
+from nfpipe.toolchain import compile as nf_compile
+
+EXAMPLES = resources.bpf_dir() / "examples"
 TCP_SYN = bytes(Ether() / IP(src="192.0.2.10", dst="198.51.100.20", ttl=64) /
                 TCP(sport=40000, dport=8080, flags="S"))
 UDP_DNS = bytes(Ether() / IP(src="192.0.2.10", dst="198.51.100.20") / UDP(sport=5353, dport=53))
@@ -45,17 +54,13 @@ def case(name: str, group: str):
 
 @contextmanager
 def _program(path: Path, program: str, packet: bytes, constants=None) -> Iterator[Callable]:
-    import nfpipe
-    with nfpipe.Object.load(nfpipe.compile(path), constants=constants) as obj:
+    with Object.load(nf_compile(path), constants=constants) as obj:
         prog = obj.programs[program]
         yield lambda repeat: prog.test_run(packet, repeat=repeat).duration_ns
 
 
 @contextmanager
 def _pipeline(text: str, linking: str, packet: bytes) -> Iterator[Callable]:
-    from nfpipe.build.pipeline import build, make_plan
-    from nfpipe.load.pipeline import Pipeline
-    from nfpipe.spec import PipelineSpec
     spec = PipelineSpec.from_text(text, "<bench>")
     with Pipeline.load(build(make_plan(spec, linking=linking))) as p:
         yield lambda repeat: p.test_run(packet, repeat=repeat).duration_ns
@@ -65,7 +70,6 @@ def _pipeline(text: str, linking: str, packet: bytes) -> Iterator[Callable]:
 def _nf(nf, packet: bytes, hook: str = "xdp", repeat_safe: bool = True) -> Iterator[Callable]:
     """One NF alone.  A case whose NF rewrites the packet so that a second in-kernel
     repeat would take another path (NAT) is timed as the mean of single runs."""
-    from nfpipe.catalog.base import load_nf
     with load_nf(nf, hook) as loaded:
         prog = loaded.program
         if repeat_safe:
@@ -79,17 +83,16 @@ def _nf(nf, packet: bytes, hook: str = "xdp", repeat_safe: bool = True) -> Itera
 
 @case("baseline", "baseline")
 def _baseline():
-    return _program(ROOT / "bpf" / "examples" / "xdp_pass.c", "xdp_pass", TCP_SYN)
+    return _program(EXAMPLES / "xdp_pass.c", "xdp_pass", TCP_SYN)
 
 
 @case("ttl_guard", "nf")
 def _ttl_guard():
-    from nfpipe.catalog.base import SourceNF
-    return _nf(SourceNF(ROOT / "bpf" / "examples" / "ttl_guard.c", {"min_ttl": 1}), TCP_SYN)
+    return _nf(SourceNF(EXAMPLES / "ttl_guard.c", {"min_ttl": 1}), TCP_SYN)
 
 
 def _chain(n: int) -> str:
-    nodes = "\n".join(f"  - {{id: g{i}, nf: {ROOT}/bpf/examples/ttl_guard.c}}" for i in range(n))
+    nodes = "\n".join(f"  - {{id: g{i}, nf: {EXAMPLES}/ttl_guard.c}}" for i in range(n))
     edges = "\n".join(f"  - g{i}.out -> g{i + 1}" for i in range(n - 1))
     return f"pipeline: chain\nhook: xdp\nnodes:\n{nodes}\nedges:\n{edges}\n  - g{n - 1} -> pass\n"
 

@@ -17,17 +17,30 @@ with BPF_PROG_TEST_RUN and print the verdicts and maps.
 from __future__ import annotations
 
 import json
+import socket
 import sys
+import tempfile
+import uuid
+
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Ether
+
+from nfpipe import deploy as D
+from nfpipe import resources
+from nfpipe.attach import Target
+from nfpipe.catalog import NodeMaps
+from nfpipe.catalog.telemetry import Telemetry
+from nfpipe.loader import Map, Object, ObjectSpec
+from nfpipe.toolchain import compile as nf_compile, find_compiler
+from nfpipe.topo import Topology
+from nfpipe.topo.traffic import serve_tcp_echo, serve_udp_echo, tcp_exchange
 
 XDP_VERDICTS = {0: "XDP_ABORTED", 1: "XDP_DROP", 2: "XDP_PASS", 3: "XDP_TX", 4: "XDP_REDIRECT"}
 BLOCKED_UDP_PORT = 53
 
 
 def demo_packets():
-    from scapy.layers.inet import ICMP, IP, TCP, UDP
-    from scapy.layers.inet6 import IPv6
-    from scapy.layers.l2 import Ether
-
     eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
     return [
         ("TCP SYN 10.0.0.1 -> 10.0.0.2:80",
@@ -46,7 +59,6 @@ def demo_packets():
 
 
 def _tcp_connects(addr: str, port: int, timeout: float = 1.0) -> bool:
-    import socket
     try:
         with socket.create_connection((addr, port), timeout=timeout):
             return True
@@ -66,7 +78,6 @@ def _syn_retransmits() -> int:
 
 
 def _udp_sends(addr: str, port: int, count: int) -> int:
-    import socket
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for i in range(count):
             s.sendto(b"demo %d" % i, (addr, port))
@@ -74,35 +85,26 @@ def _udp_sends(addr: str, port: int, count: int) -> int:
 
 
 def run_pipeline_demo(json_output: bool = False) -> int:
-    import uuid
-
-    from nfpipe import deploy as D
-    from nfpipe.build.toolchain import bpf_dir
-    from nfpipe.topo import Topology
-    from nfpipe.topo.probe import serve_tcp_echo, serve_udp_echo, tcp_exchange
-
-    root = bpf_dir().parent
     name = f"demo{uuid.uuid4().hex[:6]}"
-    text = (root / "examples" / "firewall.yaml").read_text().replace(
+    text = (resources.examples_dir() / "firewall.yaml").read_text().replace(
         "pipeline: firewall", f"pipeline: {name}")
-    import tempfile
     say = (lambda *a: None) if json_output else print
     report: dict = {"pipeline": name}
     with tempfile.TemporaryDirectory() as tmp:
         pfile = f"{tmp}/{name}.yaml"
         with open(pfile, "w") as f:
             f.write(text)
-        topo = Topology.from_file(root / "topologies" / "two-hosts.yaml")
+        topo = Topology.from_file(resources.topologies_dir() / "two-hosts.yaml")
         say(f"1. topology two-hosts up (run {topo.run_id}): client -- dut -- server")
         topo.up()
         try:
             server = topo.address("server", "eth0")
             client = topo.address("client", "eth0")
-            target = D.Target(topo.ifname("dut", "eth0"), topo.netns("dut"))
+            target = Target(topo.ifname("dut", "eth0"), topo.netns("dut"))
             m = D.deploy(pfile, targets=[target], mode="auto")
-            iface = m["interfaces"][0]
-            say(f"2. deployed examples/firewall.yaml as '{name}' at XDP ({iface['mode']}) on "
-                f"dut:eth0, program {m['entry_prog_id']}, state in {D.state_dir(name)}")
+            iface = m.interfaces[0]
+            say(f"2. deployed examples/firewall.yaml as '{name}' at XDP ({iface.mode}) on "
+                f"dut:eth0, program {m.entry_prog_id}, state in {D.state_dir(name)}")
             say("3. traffic from the client to the server through the DUT:")
             echo = topo.start("server", serve_tcp_echo, server, 8080)
             retrans = topo.call("client", _syn_retransmits)
@@ -127,14 +129,11 @@ def run_pipeline_demo(json_output: bool = False) -> int:
             say(f"4. nfpipe status: {st['state']}; nfpipe stats (packets per node outcome):")
             for node, row in counters.items():
                 say(f"   {node:<6} " + ", ".join(f"{k}={v['packets']}" for k, v in row.items()))
-            from nfpipe.catalog.base import NodeMaps
-            from nfpipe.catalog.telemetry import Telemetry
-            from nfpipe.load.maps import Map
-            with Map.from_pin(m["maps"]["stats__syn_sources"]) as mp:
+            with Map.from_pin(m.maps["stats__syn_sources"]) as mp:
                 syn = {str(k): v for k, v in Telemetry.syn_sources(
                     NodeMaps({"stats__syn_sources": mp}, "stats")).items()}
             say(f"   SYNs per source seen by the telemetry node: {syn}")
-            report.update(run_id=topo.run_id, syns_sent=syns_sent, mode=iface["mode"],
+            report.update(run_id=topo.run_id, syns_sent=syns_sent, mode=iface.mode,
                           traffic={label: ok for label, ok in rows},
                           status=st["state"], stats=counters, syn_sources=syn,
                           client=client, server=server)
@@ -147,12 +146,12 @@ def run_pipeline_demo(json_output: bool = False) -> int:
             echo = topo.start("server", serve_tcp_echo, server, 80)
             web_after = topo.call("client", tcp_exchange, server, 80, b"web") == b"web"
             echo.result(timeout=20)
-            same = [n["prog_id"] for n in m2["nodes"]] == [n["prog_id"] for n in m["nodes"]]
+            same = [n.prog_id for n in m2.nodes] == [n.prog_id for n in m.nodes]
             say(f"5. 'no web' rule removed from the file and deployed again: "
-                f"{m2['update']['how']} update to revision {m2['revision']}"
+                f"{m2.update['how']} update to revision {m2.revision}"
                 f"{', same programs' if same else ''}; TCP to 80 now "
                 f"{'gets through' if web_after else 'is still blocked'}")
-            report.update(update=m2["update"]["how"], revision=m2["revision"],
+            report.update(update=m2.update["how"], revision=m2.revision,
                           same_programs=same, web_after_update=web_after)
         finally:
             if D.state_dir(name).exists():
@@ -168,15 +167,12 @@ def run_pipeline_demo(json_output: bool = False) -> int:
 
 
 def run_demo(json_output: bool = False) -> int:
-    import nfpipe
-    from nfpipe.build.toolchain import bpf_include_dir, find_compiler
-
-    src = bpf_include_dir().parent / "examples" / "xdp_count.c"
+    src = resources.bpf_dir() / "examples" / "xdp_count.c"
     cc = find_compiler()
-    obj_path = nfpipe.compile(src)
-    spec = nfpipe.ObjectSpec.from_file(obj_path)
+    obj_path = nf_compile(src)
+    spec = ObjectSpec.from_file(obj_path)
     rows = []
-    with nfpipe.Object.load(spec, constants={"blocked_udp_port": BLOCKED_UDP_PORT}) as obj:
+    with Object.load(spec, constants={"blocked_udp_port": BLOCKED_UDP_PORT}) as obj:
         prog = obj.programs["xdp_count"]
         for label, pkt in demo_packets():
             res = prog.test_run(pkt)

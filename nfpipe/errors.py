@@ -48,6 +48,13 @@ class SpecError(NfpipeError):
         return where + self.reason
 
 
+class UsageError(NfpipeError):
+    """A command used wrongly: a bad argument, an option that needs another, a name
+    that does not exist where the user pointed."""
+
+    exit_code = 2
+
+
 class GraphError(NfpipeError):
     """A pipeline graph that cannot be built: ``problems`` lists every one found."""
 
@@ -170,3 +177,8 @@ class AttachError(NfpipeError):
         if netlink_error:
             text += f" (netlink: {netlink_error})"
         super().__init__(text)
+
+
+class DeployError(NfpipeError):
+    """A deploy, update, destroy or live change was refused or failed; nothing it did is
+    left behind (a deploy killed halfway is finished or undone by the next one)."""

@@ -7,7 +7,7 @@ import pytest
 @pytest.fixture
 def compile_c(tmp_path):
     """Compile C source text to a BPF object with nfpipe's toolchain; returns its path."""
-    from nfpipe.build.toolchain import compile as nf_compile
+    from nfpipe.toolchain.compiler import compile as nf_compile
 
     def _compile(source: str, name: str = "prog", **kwargs):
         src = tmp_path / f"{name}.c"

@@ -1,7 +1,7 @@
 """What an interface is: its driver (ethtool) and its XDP features (the ``netdev``
 generic-netlink family).
 
-Both calls run in the caller's network namespace (see ``nfpipe.attach.netns``):
+Both calls run in the caller's network namespace (see ``nfpipe.kernel.netns``):
 the ethtool ioctl goes through a socket made there, and the generic-netlink
 socket is bound there, so an ifindex means the interface of that namespace.
 
@@ -89,7 +89,7 @@ def driver_name(ifname: str) -> str | None:
         return info.driver
     import os
 
-    from nfpipe.attach.netns import current_netns
+    from nfpipe.kernel.netns import current_netns
     if current_netns() is not None:
         return None        # sysfs shows the namespace it was mounted in, not this one
     try:

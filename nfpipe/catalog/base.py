@@ -16,41 +16,18 @@ with its Python control plane:
   control-plane state that needs from one process to the next (kept in a
   deployed pipeline's manifest).
 
-``load_nf`` builds one NF alone for a hook and loads it, which is how the NF
-tests run it in the kernel (``LoadedNF.run(packet)``).
+Running one NF alone in the kernel (how its tests and benchmarks do it) is
+``nfpipe.testing.load_nf``.
 """
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from nfpipe import resources
 from nfpipe.errors import SpecError
-
-
-class Verdict(enum.IntEnum):
-    """Final verdicts of nf.h's ``enum nfp_verdict``; ports are the numbers >= 0."""
-
-    PASS = -1
-    DROP = -2
-    TX = -3
-    REDIRECT = -4
-    ABORTED = -5
-
-
-XDP_CODES = {Verdict.PASS: 2, Verdict.DROP: 1, Verdict.TX: 3, Verdict.REDIRECT: 4,
-             Verdict.ABORTED: 0}
-TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT = 0, 2, 7
-TC_CODES = {Verdict.PASS: TC_ACT_OK, Verdict.DROP: TC_ACT_SHOT, Verdict.TX: TC_ACT_REDIRECT,
-            Verdict.REDIRECT: TC_ACT_REDIRECT, Verdict.ABORTED: TC_ACT_SHOT}
-MAX_PORTS = 8
-
-
-def bpf_source_dir() -> Path:
-    from nfpipe.build.toolchain import bpf_dir
-    return bpf_dir()
+from nfpipe.nfabi import NF_HOOKS, prefixed
 
 
 class NetworkFunction:
@@ -59,7 +36,7 @@ class NetworkFunction:
     kind: ClassVar[str] = ""
     source_name: ClassVar[str] = ""         # file under bpf/
     ports: ClassVar[tuple[str, ...]] = ("out",)
-    hooks: ClassVar[tuple[str, ...]] = ("xdp", "tc")
+    hooks: ClassVar[tuple[str, ...]] = NF_HOOKS
     config_keys: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: Mapping[str, Any] | None = None):
@@ -72,7 +49,7 @@ class NetworkFunction:
 
     @property
     def source(self) -> Path:
-        return bpf_source_dir() / self.source_name
+        return resources.nf_source(self.source_name)
 
     @property
     def default_instance(self) -> str:
@@ -148,7 +125,7 @@ class NodeMaps(Mapping):
 
     def __getitem__(self, name: str):
         try:
-            return self._maps[f"{self.instance}__{name}"]
+            return self._maps[prefixed(self.instance, name)]
         except KeyError:
             raise KeyError(f"node '{self.instance}' has no map '{name}'") from None
 
@@ -158,85 +135,6 @@ class NodeMaps(Mapping):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
-
-
-@dataclass(frozen=True)
-class NFRun:
-    """One packet through one NF: its raw result, the hook's code, the packet after."""
-
-    result: int          # a port (>= 0) or a Verdict (< 0)
-    retval: int          # what the hook saw (XDP_* / TC_ACT_*)
-    data: bytes
-    duration_ns: int
-
-    @property
-    def verdict(self) -> Verdict | None:
-        return Verdict(self.result) if self.result < 0 else None
-
-    @property
-    def port(self) -> int | None:
-        return self.result if self.result >= 0 else None
-
-
-class LoadedNF:
-    """One NF built alone (standalone mode) for one hook and loaded into the kernel."""
-
-    def __init__(self, nf: NetworkFunction, hook: str, instance: str | None = None):
-        from nfpipe.build.nf import build_nf
-        from nfpipe.load.object import Object
-        from nfpipe.load.spec import ObjectSpec
-        self.nf = nf
-        self.hook = hook
-        self.instance = instance or nf.default_instance
-        path = build_nf(nf.source, hook=hook, instance=self.instance, mode="standalone")
-        spec = apply_map_sizes(ObjectSpec.from_file(path), self.instance, nf)
-        constants = {f"{self.instance}__{k}": v for k, v in nf.constants().items()}
-        self.obj = Object.load(spec, constants=constants)
-        try:
-            self.maps = NodeMaps(self.obj.maps, self.instance)
-            nf.populate(self.maps)
-            self.program = self.obj.programs[self.instance]
-        except BaseException:
-            self.obj.close()
-            raise
-
-    def run(self, packet: Any, repeat: int = 1) -> NFRun:
-        res = self.program.test_run(bytes(packet), repeat=repeat)
-        result = self.obj.maps[".bss"][0]["nfp_last_result"]
-        return NFRun(result, res.retval, res.data, res.duration_ns)
-
-    def expected_retval(self, result: int) -> int:
-        """The hook code a standalone build returns for an NF result (ports pass)."""
-        v = Verdict.PASS if result >= 0 else Verdict(result)
-        return (XDP_CODES if self.hook == "xdp" else TC_CODES)[v]
-
-    def close(self) -> None:
-        self.obj.close()
-
-    def __enter__(self) -> LoadedNF:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def apply_map_sizes(spec, instance: str, nf: NetworkFunction):
-    """A copy of *spec* with the node's maps sized as ``nf.map_sizes()`` asks."""
-    sizes = nf.map_sizes()
-    if not sizes:
-        return spec
-    spec = spec.copy()
-    for name, size in sizes.items():
-        try:
-            spec.maps[f"{instance}__{name}"].max_entries = int(size)
-        except KeyError:
-            raise SpecError(f"{nf.kind} node '{instance}' sizes map '{name}', which its "
-                            f"object does not have") from None
-    return spec
-
-
-def load_nf(nf: NetworkFunction, hook: str, instance: str | None = None) -> LoadedNF:
-    return LoadedNF(nf, hook, instance)
 
 
 class SourceNF(NetworkFunction):

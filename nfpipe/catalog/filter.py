@@ -31,8 +31,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nfpipe.catalog import parse as P
-from nfpipe.catalog.base import NetworkFunction, NodeMaps, Verdict
-from nfpipe.errors import SpecError
+from nfpipe.catalog.base import NetworkFunction, NodeMaps
+from nfpipe.errors import KernelError, SpecError
+from nfpipe.kernel import syscall as sc
+from nfpipe.kernel.sync import rcu_barrier
+from nfpipe.nfabi import Verdict
 
 MAX_RULES = 16384                 # NFP_FILTER_MAX_RULES (per generation)
 COMBINE_CAPACITY = 1 << 20        # per generation (the map holds two)
@@ -567,28 +570,6 @@ class FilterModel:
 
 # ---- the NF ------------------------------------------------------------------------------------
 
-_barrier = None
-
-
-def rcu_barrier() -> None:
-    """Wait until every BPF program running now has finished (synchronize_rcu()).
-
-    The kernel waits for an RCU grace period after each update of a map-in-map
-    (maybe_wait_bpf_programs() in kernel/bpf/syscall.c); XDP and TC programs run
-    inside RCU read-side sections, so after this returns no packet still uses a
-    generation it read before."""
-    global _barrier
-    from nfpipe.kernel import abi
-    from nfpipe.kernel import syscall as sc
-    if _barrier is None:
-        inner = sc.map_create(abi.MapType.ARRAY, 4, 4, 1, name="flt_rcu_inner")
-        outer = sc.map_create(abi.MapType.ARRAY_OF_MAPS, 4, 4, 1, inner_map_fd=inner,
-                              name="flt_rcu_barrier")
-        _barrier = (outer, inner)
-    outer, inner = _barrier
-    sc.map_update_elem(outer, struct.pack("<I", 0), struct.pack("<I", int(inner)), 0)
-
-
 class Filter(NetworkFunction):
     """Ordered first-match packet filter (see the module docstring for the config)."""
 
@@ -658,7 +639,6 @@ class Filter(NetworkFunction):
     def install(self, maps: NodeMaps) -> int:
         """Write this config into the inactive generation, then make it active.  Returns
         the generation now active."""
-        from nfpipe.kernel import syscall as sc
         t = self.tables                       # compile first: a SpecError changes nothing
         active = maps["active"]
         gens = maps["gens"]
@@ -731,7 +711,6 @@ class Filter(NetworkFunction):
 
 
 def _hash_keys(m) -> list[bytes]:
-    from nfpipe.kernel import syscall as sc
     keys: list[bytes] = []
     cursor = None
     while True:
@@ -746,8 +725,6 @@ def _hash_keys(m) -> list[bytes]:
 
 
 def _batch(m, keys: list[bytes], values: list[bytes], chunk: int = 1 << 16) -> None:
-    from nfpipe.errors import KernelError
-    from nfpipe.kernel import syscall as sc
     for i in range(0, len(keys), chunk):
         ks, vs = keys[i:i + chunk], values[i:i + chunk]
         try:

@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nfpipe.catalog import parse as P
-from nfpipe.catalog.base import NetworkFunction, NodeMaps, Verdict
+from nfpipe.catalog.base import NetworkFunction, NodeMaps
 from nfpipe.catalog.csum import csum_update
 from nfpipe.errors import SpecError
+from nfpipe.kernel import syscall as sc
+from nfpipe.nfabi import Verdict
 
 # Limits compiled into bpf/lb.c (its LB_MAX_* defaults).
 MAX_VIPS = 16
@@ -419,7 +421,6 @@ class LoadBalancer(NetworkFunction):
                            "vip": idx}
 
     def _write_table(self, maps: NodeMaps, idx: int, gen: int, table: list[int]) -> None:
-        from nfpipe.kernel import syscall as sc
         base = (idx * 2 + gen) * MAX_TABLE
         keys = [struct.pack("<I", base + i) for i in range(len(table))]
         values = [struct.pack("<I", bid) for bid in table]
@@ -508,7 +509,6 @@ class LoadBalancer(NetworkFunction):
         """Rebuild the plan of a running node from its state and its maps' tables."""
         if not state:
             return                       # never updated: populate() wrote make_plan(vips)
-        from nfpipe.kernel import syscall as sc
         by_key = {v.key: v for v in self.vips}
         p = Plan()
         for v in state["vips"]:

@@ -21,9 +21,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from nfpipe.catalog import parse as P
-from nfpipe.catalog.base import NetworkFunction, NodeMaps, Verdict
+from nfpipe.catalog.base import NetworkFunction, NodeMaps
 from nfpipe.catalog.csum import csum_update
 from nfpipe.errors import SpecError
+from nfpipe.nfabi import Verdict
 
 MAX_INTERNAL = 16
 MAX_FORWARDS = 1024

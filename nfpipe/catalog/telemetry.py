@@ -16,7 +16,7 @@ telemetry node can sit anywhere in a pipeline.  Config (all optional)::
 ``Telemetry.flows(maps)`` and friends read the maps back; ``write_pcap(maps,
 path)`` drains the sample ring buffer into a pcap file.  ``TelemetryModel`` is
 the Python reference model of the data plane.  Per-node verdict counters come
-from the pipeline itself (``nfp_stats``); ``read_stats`` decodes them.
+from the pipeline itself (``nfp_stats``; ``nfpipe.runtime.node_stats`` reads them).
 """
 from __future__ import annotations
 
@@ -31,8 +31,10 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from nfpipe.catalog import parse as P
-from nfpipe.catalog.base import LoadedNF, NetworkFunction, NodeMaps
+from nfpipe.catalog.base import NetworkFunction, NodeMaps
+from nfpipe.catalog.pcap import PcapWriter
 from nfpipe.errors import SpecError
+from nfpipe.loader.ringbuf import RingBuffer
 
 # --- the data plane's layout (bpf/telemetry.c) --------------------------------------------
 
@@ -45,11 +47,6 @@ MAX_SNAPLEN = 256                 # NFP_TLM_MAX_SNAPLEN
 SAMPLE_HDR = struct.Struct("<QII")          # ts_ns, pkt_len, cap_len
 SAMPLE_SIZE = SAMPLE_HDR.size + MAX_SNAPLEN  # struct nfp_tlm_sample: one ring buffer record
 MAX_TABLE = 1 << 24
-
-# Outcome slots of nfp_stats (pipeline.h): ports 0..7, then verdicts, then tail-call misses.
-NFP_MAX_NODES, NFP_STAT_SLOTS = 64, 16
-STAT_SLOT_NAMES = tuple([f"port{i}" for i in range(8)] +
-                        ["pass", "drop", "tx", "redirect", "aborted", "miss", "slot14", "slot15"])
 
 DEFAULTS: dict[str, Any] = {
     "flows": True, "flow_table_size": 65536, "syn_sources": True, "syn_table_size": 65536,
@@ -162,7 +159,8 @@ class Telemetry(NetworkFunction):
             if have != want:
                 raise SpecError(f"telemetry node '{maps.instance}': map '{name}' has "
                                 f"{have} entries but the config asks for {want}; load it "
-                                f"with load_telemetry() or a loader that applies map_sizes()")
+                                f"with nfpipe.testing.load_nf() or a loader that applies "
+                                f"map_sizes()")
 
     # --- reading the maps -----------------------------------------------------------------
 
@@ -197,7 +195,6 @@ class Telemetry(NetworkFunction):
     @staticmethod
     def samples(maps: NodeMaps, limit: int | None = None) -> list[Sample]:
         """Drain the sample ring buffer (consumed samples are gone from it)."""
-        from nfpipe.load.ringbuf import RingBuffer
         with RingBuffer(maps["samples"]) as rb:
             return [decode_sample(r) for r in rb.drain(limit)]
 
@@ -205,7 +202,6 @@ class Telemetry(NetworkFunction):
                    nanoseconds: bool = True) -> int:
         """Drain the samples into a pcap file at *path*; returns how many were written.
         Timestamps move from CLOCK_MONOTONIC to wall-clock time at the time of writing."""
-        from nfpipe.catalog.pcap import PcapWriter
         offset = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.monotonic_ns()
         samples = self.samples(maps)
         with PcapWriter(path, snaplen=self.snaplen, nanoseconds=nanoseconds) as w:
@@ -218,30 +214,6 @@ def decode_sample(record: bytes) -> Sample:
     ts, pkt_len, cap = SAMPLE_HDR.unpack_from(record)
     cap = min(cap, MAX_SNAPLEN, len(record) - SAMPLE_HDR.size)
     return Sample(ts, pkt_len, bytes(record[SAMPLE_HDR.size:SAMPLE_HDR.size + cap]))
-
-
-def read_stats(stats_map, node_count: int) -> list[dict[str, dict[str, int]]]:
-    """The pipeline's per-node outcome counters (``nfp_stats`` of pipeline.h), summed over
-    CPUs: one dict per node, outcome name (port0.., pass, drop, ..., miss) -> packets, bytes.
-    Outcomes never seen are left out."""
-    if not 0 <= node_count <= NFP_MAX_NODES:
-        raise ValueError(f"node_count must be 0..{NFP_MAX_NODES}")
-    out = []
-    for node in range(node_count):
-        slots = {}
-        for slot in range(NFP_STAT_SLOTS):
-            v = _sum_percpu(stats_map[node * NFP_STAT_SLOTS + slot])
-            if v["packets"]:
-                slots[STAT_SLOT_NAMES[slot]] = v
-        out.append(slots)
-    return out
-
-
-# --- loading with the configured map sizes --------------------------------------------------
-
-def load_telemetry(nf: Telemetry, hook: str, instance: str | None = None) -> LoadedNF:
-    """load_nf for telemetry (kept for callers: the shared harness applies map_sizes())."""
-    return LoadedNF(nf, hook, instance)
 
 
 # --- reference model ------------------------------------------------------------------------

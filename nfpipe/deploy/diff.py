@@ -39,7 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nfpipe.build.pipeline import FUSED, Build
+from nfpipe.compose import FUSED, Build
+from nfpipe.compose.nodes import apply_map_sizes
+from nfpipe.deploy.manifest import Manifest, NodeRecord
+from nfpipe.nfabi import prefixed
+from nfpipe.runtime.pipeline import fused_constants, tailcall_constants
 
 
 def _digest(obj: Any) -> str:
@@ -52,7 +56,6 @@ def _file_digest(path) -> str:
 
 def code_keys(build: Build) -> tuple[dict[str, str], str]:
     """(code key per node, key of the whole program set)."""
-    from nfpipe.load.pipeline import fused_constants, tailcall_constants
     plan = build.plan
     keys = {}
     for n in plan.order:
@@ -109,32 +112,31 @@ class Update:
 
 def node_map_definitions(build: Build, node: str) -> dict[str, tuple]:
     """The node's own maps in the new build (sized by its config), by full name."""
-    from nfpipe.catalog.base import apply_map_sizes
     plan = build.plan
     ospec = build.objects.get(node) or build.objects[FUSED]
     impl = plan.spec.nodes[node].impl
     if impl is not None:
         ospec = apply_map_sizes(ospec, node, impl)
     return {k: (m.type, m.key_size, m.value_size, m.max_entries, m.flags)
-            for k, m in ospec.maps.items() if k.startswith(f"{node}__")}
+            for k, m in ospec.maps.items() if k.startswith(prefixed(node, ""))}
 
 
-def classify(old: dict, build: Build, keys: dict[str, str], whole: str,
+def classify(old: Manifest, build: Build, keys: dict[str, str], whole: str,
              old_maps: dict[str, tuple]) -> Update:
     """Compare manifest *old* with the new *build* (its *keys* from ``code_keys``);
     *old_maps* holds the definitions of the running pipeline's maps, by name."""
     plan = build.plan
-    old_nodes = {n["id"]: n for n in old["nodes"]}
+    old_nodes = {n.id: n for n in old.nodes}
     changes: dict[str, NodeChange] = {}
     for n in plan.order:
         impl = plan.spec.nodes[n.id].impl
         o = old_nodes.get(n.id)
         if o is None:
             changes[n.id] = NodeChange(n.id, "fresh", "new node")
-        elif o["nf"] != n.nf:
-            changes[n.id] = NodeChange(n.id, "fresh", f"was a {o['nf']} node, now {n.nf}")
+        elif o.nf != n.nf:
+            changes[n.id] = NodeChange(n.id, "fresh", f"was a {o.nf} node, now {n.nf}")
         else:
-            changes[n.id] = _node_change(n.id, o, impl, o["code"] == keys[n.id])
+            changes[n.id] = _node_change(n.id, o, impl, o.code == keys[n.id])
     for nid, c in changes.items():
         if c.action == "reload":           # a new program on the old maps, if it can
             for name, want in node_map_definitions(build, nid).items():
@@ -149,12 +151,12 @@ def classify(old: dict, build: Build, keys: dict[str, str], whole: str,
 
     reloads = [c for c in changes.values() if c.action in ("reload", "fresh", "removed")]
     runtime = [c for c in changes.values() if c.action == "runtime"]
-    same_layout = (old["linking"] == plan.linking and
-                   [(n["id"], n["index"]) for n in old["nodes"]] ==
+    same_layout = (old.linking == plan.linking and
+                   [(n.id, n.index) for n in old.nodes] ==
                    [(n.id, n.index) for n in plan.order])     # entry first in both
     # No node's code changed (slots, port tables and linking are part of it), and for
     # fused linking the one program is the same too (headers are part of it).
-    if not reloads and (plan.linking == "tailcall" or old.get("program_key") == whole):
+    if not reloads and (plan.linking == "tailcall" or old.program_key == whole):
         if runtime:
             return Update("runtime", changes, "config updated in the maps; no program "
                           "reloaded")
@@ -166,9 +168,9 @@ def classify(old: dict, build: Build, keys: dict[str, str], whole: str,
                  else f"its slot {plan.nodes[c.id].index} of nfp_jmp")
         return Update("swap", changes, f"node {c.id} replaced in {where}")
     what = []
-    if old["linking"] != plan.linking:
-        what.append(f"linking {old['linking']} -> {plan.linking}")
-    if not same_layout and old["linking"] == plan.linking:
+    if old.linking != plan.linking:
+        what.append(f"linking {old.linking} -> {plan.linking}")
+    if not same_layout and old.linking == plan.linking:
         what.append("graph changed")
     if len(reloads) > 1:
         what.append(f"{len(reloads)} nodes changed")
@@ -179,8 +181,8 @@ def classify(old: dict, build: Build, keys: dict[str, str], whole: str,
                   ", one atomic switch of the entry point per interface")
 
 
-def _node_change(nid: str, old: dict, impl, same_code: bool) -> NodeChange:
-    old_config = old.get("config") or {}
+def _node_change(nid: str, old: NodeRecord, impl, same_code: bool) -> NodeChange:
+    old_config = old.config or {}
     if impl is None:                         # no control plane: config = constants
         return NodeChange(nid, "same" if same_code else "reload",
                           "" if same_code else "program changed: new program on its maps")

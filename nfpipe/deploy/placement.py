@@ -12,6 +12,9 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
+from nfpipe.attach.features import probe_link_support
+from nfpipe.attach.probe import probe_interface
+from nfpipe.compose.offload import offload_problems
 from nfpipe.errors import AttachError
 
 XDP_ORDER = ("offload", "native", "generic")
@@ -31,7 +34,6 @@ class Placement:
 
 @functools.lru_cache(maxsize=1)
 def _kernel_has_tcx() -> tuple[bool, str]:
-    from nfpipe.attach.probe import probe_link_support
     tcx = probe_link_support().get("tcx")
     if tcx is True:
         return True, "the kernel has tcx links (6.6+)"
@@ -44,7 +46,6 @@ def _offload_check(info: dict, build) -> tuple[bool, str]:
         return False, f"driver {info.get('driver')}: {offload}"
     if build is None:
         return False, "the pipeline was not built for offload"
-    from nfpipe.build.offload import offload_problems
     problems = offload_problems(build)
     if problems:
         return False, f"the pipeline does not fit offload: {problems[0]}" + \
@@ -70,7 +71,6 @@ def place(hook: str, iface: str, netns: str | None = None, *, mode: str = "auto"
                        "mode works on every kernel nfpipe supports")
         return p
     if info is None:
-        from nfpipe.attach.probe import probe_interface
         info = probe_interface(iface, netns=netns)
     order = XDP_ORDER if mode == "auto" else (mode,)
     for m in order:

@@ -2,10 +2,12 @@
 
 Layout under ``/sys/fs/bpf/nfpipe/<pipeline>/``::
 
-    manifest             what runs, as JSON in a frozen one-entry array map (bpffs
-                         holds only pins); present = a complete deploy
+    manifest             what runs (``nfpipe.deploy.manifest``), as JSON in a frozen
+                         one-entry array map (bpffs holds only pins); present = a
+                         complete deploy
     manifest_next        an update decided and loaded but not finished switching;
                          whoever holds the lock next finishes it (roll forward)
+    attaching            the intent of a deploy that is attaching interfaces
     links/<netns>@<if>   the bpf_link of each attachment
     r<N>/progs/<prog>    programs loaded by revision N of the pipeline
     r<N>/maps/<map>      maps created by revision N
@@ -24,20 +26,19 @@ import fcntl
 import json
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
-from nfpipe.errors import NfpipeError
+from nfpipe.attach.target import Target
+from nfpipe.deploy.manifest import Intent, Manifest
+from nfpipe.errors import DeployError, NfpipeError
+from nfpipe.kernel import abi, bpffs
+from nfpipe.kernel import syscall as sc
 
 STATE_ROOT = "/sys/fs/bpf/nfpipe"
 MANIFEST = "manifest"
 MANIFEST_NEXT = "manifest_next"
+INTENT = "attaching"
 LOCK_DIR = "/run/nfpipe/locks"
-MANIFEST_VERSION = 2
-
-
-class DeployError(NfpipeError):
-    """A deploy was refused or failed; nothing it did is left behind."""
 
 
 def pin_name(name: str) -> str:
@@ -49,26 +50,9 @@ def state_dir(name: str, root: str = STATE_ROOT) -> Path:
     return Path(root) / name
 
 
-@dataclass(frozen=True)
-class Target:
-    """One interface, optionally inside a network namespace ("ns:eth0")."""
-
-    ifname: str
-    netns: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Target:
-        ns, sep, name = text.rpartition(":")
-        if not name:
-            raise NfpipeError(f"bad interface {text!r}: give IFACE or NETNS:IFACE")
-        return cls(name, ns if sep else None)
-
-    @property
-    def key(self) -> str:
-        return pin_name(f"{self.netns or 'root'}@{self.ifname}")
-
-    def __str__(self) -> str:
-        return f"{self.netns}:{self.ifname}" if self.netns else self.ifname
+def link_key(t: Target) -> str:
+    """The name of *t*'s pinned link under ``links/``: ``<netns or root>@<ifname>``."""
+    return pin_name(f"{t.netns or 'root'}@{t.ifname}")
 
 
 @contextlib.contextmanager
@@ -106,14 +90,12 @@ def locked(name: str, root: str = STATE_ROOT):
         os.close(fd)
 
 
-# --- the manifest -------------------------------------------------------------------------
+# --- records: JSON in a frozen array map ------------------------------------------------
 
-def write_manifest(sdir: Path, manifest: dict, name: str = MANIFEST) -> None:
-    """Pin *manifest* as a frozen array map: 4-byte length, then the JSON."""
-    from nfpipe.kernel import abi, bpffs
-    from nfpipe.kernel import syscall as sc
-    data = json.dumps(manifest, sort_keys=True).encode()
-    value = len(data).to_bytes(4, "little") + data
+def write_record(sdir: Path, name: str, data: dict) -> None:
+    """Pin *data* at ``sdir/name`` as a frozen array map: 4-byte length, then the JSON."""
+    raw = json.dumps(data, sort_keys=True).encode()
+    value = len(raw).to_bytes(4, "little") + raw
     value += bytes(-len(value) % 8)
     with sc.map_create(abi.MapType.ARRAY, 4, len(value), 1, name="nfp_manifest") as fd:
         sc.map_update_elem(fd, bytes(4), value)
@@ -121,9 +103,7 @@ def write_manifest(sdir: Path, manifest: dict, name: str = MANIFEST) -> None:
         bpffs.pin(fd, str(sdir / name))
 
 
-def read_manifest(sdir: Path, name: str = MANIFEST) -> dict | None:
-    from nfpipe.kernel import bpffs
-    from nfpipe.kernel import syscall as sc
+def read_record(sdir: Path, name: str) -> dict | None:
     path = sdir / name
     if not path.exists():
         return None
@@ -134,17 +114,40 @@ def read_manifest(sdir: Path, name: str = MANIFEST) -> dict | None:
     return json.loads(raw[4:4 + n])
 
 
-def replace_manifest(sdir: Path, manifest: dict, name: str = MANIFEST) -> None:
-    """Swap the pin *name* for a new manifest (pinned aside, then renamed over it: a
+def replace_record(sdir: Path, name: str, data: dict) -> None:
+    """Swap the pin *name* for a new record (pinned aside, then renamed over it: a
     reader sees the old one or the new one)."""
     tmp = sdir / f"{name}_tmp"
     if tmp.exists():
         os.unlink(tmp)
-    write_manifest(sdir, manifest, name=tmp.name)
+    write_record(sdir, tmp.name, data)
     os.rename(tmp, sdir / name)
 
 
-def manifests(root: str = STATE_ROOT) -> list[dict]:
+def write_manifest(sdir: Path, manifest: Manifest, name: str = MANIFEST) -> None:
+    write_record(sdir, name, manifest.to_json())
+
+
+def read_manifest(sdir: Path, name: str = MANIFEST) -> Manifest | None:
+    data = read_record(sdir, name)
+    return None if data is None else Manifest.from_json(data, where=str(sdir / name))
+
+
+def replace_manifest(sdir: Path, manifest: Manifest, name: str = MANIFEST) -> None:
+    replace_record(sdir, name, manifest.to_json())
+
+
+def write_intent(sdir: Path, intent: Intent) -> None:
+    write_record(sdir, INTENT, intent.to_json())
+
+
+def read_intent(sdir: Path) -> Intent | None:
+    data = read_record(sdir, INTENT)
+    return None if data is None else Intent.from_json(data)
+
+
+def manifests(root: str = STATE_ROOT) -> list[Manifest]:
+    """The manifest of every deployed pipeline under *root* (unreadable ones left out)."""
     out = []
     for d in pipeline_dirs(root, None):
         try:
@@ -172,19 +175,9 @@ def revision_dir(sdir: Path, revision: int) -> Path:
     return sdir / f"r{revision}"
 
 
-def referenced(manifest: dict) -> set[str]:
-    """Every pin path *manifest* uses."""
-    paths = set(manifest.get("maps", {}).values())
-    paths.update(n["program"] for n in manifest.get("nodes", []) if n.get("program"))
-    paths.update(i["link"] for i in manifest.get("interfaces", []) if i.get("link"))
-    if manifest.get("entry"):
-        paths.add(manifest["entry"]["program"])
-    return paths
-
-
-def stray_pins(sdir: Path, keep: list[dict]) -> list[Path]:
+def stray_pins(sdir: Path, keep: list[Manifest]) -> list[Path]:
     """Pins under *sdir* (links excepted) that none of the manifests *keep* uses."""
-    wanted = set().union(*(referenced(m) for m in keep)) if keep else set()
+    wanted = set().union(*(m.referenced() for m in keep)) if keep else set()
     out = []
     for path in sorted(sdir.rglob("*")):
         rel = path.relative_to(sdir)
@@ -211,8 +204,6 @@ def remove_pins(sdir: Path, paths: list[Path]) -> None:
 def prog_ids_pinned(root: str = STATE_ROOT) -> set[int]:
     """Ids of every program pinned under *root*: what nfpipe put on interfaces (also in
     the middle of an update whose manifest is not written yet)."""
-    from nfpipe.kernel import bpffs
-    from nfpipe.kernel import syscall as sc
     ids: set[int] = set()
     base = Path(root)
     if not base.is_dir():
@@ -224,7 +215,7 @@ def prog_ids_pinned(root: str = STATE_ROOT) -> set[int]:
         except (NfpipeError, OSError):
             continue
     for m in manifests(root):
-        ids.add(m.get("entry_prog_id"))
+        ids.add(m.entry_prog_id)
     return ids
 
 

@@ -6,38 +6,22 @@ creates the parent directories a pin needs (inside bpffs only); ``unpin`` and
 """
 from __future__ import annotations
 
-import ctypes
 import errno as _errno
 import os
 
 from nfpipe.errors import KernelError
-from nfpipe.kernel import abi
+from nfpipe.kernel import abi, libc
 from nfpipe.kernel.syscall import Fd, FdLike, obj_get, obj_pin
 
 DEFAULT_ROOT = "/sys/fs/bpf"
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.statfs.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
-_libc.statfs.restype = ctypes.c_int
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                        ctypes.c_void_p]
-_libc.mount.restype = ctypes.c_int
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.umount2.restype = ctypes.c_int
 
 _NOT_BPFFS_HINT = (f"pin under {DEFAULT_ROOT} or mount a bpf filesystem there first "
                    f"(nfpipe.kernel.bpffs.ensure_mounted)")
 
 
 def fs_type(path: str | os.PathLike) -> int:
-    """statfs(path).f_type (the filesystem magic number); OSError if statfs fails."""
-    # struct statfs begins with f_type (a long on the 64-bit Linux ABIs nfpipe runs on);
-    # the buffer is larger than the whole struct.
-    buf = (ctypes.c_long * 32)()
-    if _libc.statfs(os.fsencode(path), buf) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), os.fspath(path))
-    return buf[0] & 0xFFFFFFFF
+    """statfs(path).f_type (the filesystem magic number); KernelError if statfs fails."""
+    return libc.statfs_type(path)
 
 
 def is_bpffs(path: str | os.PathLike) -> bool:
@@ -61,9 +45,7 @@ def ensure_mounted(path: str | os.PathLike = DEFAULT_ROOT) -> bool:
     except OSError as exc:
         raise KernelError("mount", exc.errno or _errno.EIO,
                           f"cannot create mount point {path}: {exc.strerror}") from None
-    if _libc.mount(b"bpf", os.fsencode(path), b"bpf", 0, ctypes.c_char_p(b"mode=0700")) != 0:
-        err = ctypes.get_errno()
-        raise KernelError("mount", err, f"cannot mount bpffs at {path}")
+    libc.mount("bpf", path, "bpf", 0, "mode=0700")
     return True
 
 
@@ -72,9 +54,7 @@ def unmount(path: str | os.PathLike) -> None:
     path = os.fspath(path)
     if not is_bpffs(path):
         raise KernelError("umount", _errno.EINVAL, f"{path} is not a bpf filesystem", hint="")
-    if _libc.umount2(os.fsencode(path), 0) != 0:
-        err = ctypes.get_errno()
-        raise KernelError("umount", err, f"cannot unmount {path}")
+    libc.umount2(path)
 
 
 def _bpffs_ancestor(path: str) -> tuple[str, list[str]]:

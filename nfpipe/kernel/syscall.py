@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar, Union
 
 from nfpipe.errors import KernelError
-from nfpipe.kernel import abi
+from nfpipe.kernel import abi, libc
 from nfpipe.kernel.abi import Cmd
 
 # --- file descriptors -------------------------------------------------------------------
@@ -112,9 +112,6 @@ def _fd(obj: FdLike | None) -> int:
 
 # --- the raw call -----------------------------------------------------------------------
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
 
 @functools.cache
 def _sys_bpf() -> int:
@@ -141,11 +138,9 @@ def bpf(cmd: int, attr: ctypes.Structure | ctypes.Union, size: int | None = None
         size = ctypes.sizeof(attr)
     again = 5
     while True:
-        ret = _libc.syscall(ctypes.c_long(_sys_bpf()), ctypes.c_long(int(cmd)),
-                            ctypes.c_void_p(ctypes.addressof(attr)), ctypes.c_long(size))
+        ret, err = libc.syscall(_sys_bpf(), int(cmd), ctypes.addressof(attr), size)
         if ret >= 0:
             return ret
-        err = ctypes.get_errno()
         if err == _errno.EINTR:
             continue
         # the verifier gives up with EAGAIN when a signal is pending: try again a few times

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from nfpipe.errors import SpecError
-from nfpipe.spec.source import Doc, Pos, Problem, ProblemsError, load, load_file
+from nfpipe.catalog import SourceNF, get as catalog_nf
+from nfpipe.nfabi import MAX_PORTS, PIPELINE_HOOKS, check_instance_name, nf_hook
+from nfpipe.yamldoc import Checker, Doc, Pos, Problem, ProblemsError, describe, load, load_file
 
-HOOKS = ("xdp", "tc-ingress", "tc-egress")
+HOOKS = PIPELINE_HOOKS
 MODES = {"xdp": ("auto", "native", "generic", "offload"),
          "tc-ingress": ("auto", "tcx", "clsact"),
          "tc-egress": ("auto", "tcx", "clsact")}
@@ -91,7 +93,7 @@ class PipelineSpec:
     @property
     def nf_hook(self) -> str:
         """The hook NFs are built for: "xdp" or "tc"."""
-        return "xdp" if self.hook == "xdp" else "tc"
+        return nf_hook(self.hook)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> PipelineSpec:
@@ -121,30 +123,14 @@ def parse_pipeline_collect(doc: Doc) -> tuple[PipelineSpec | None, list[Problem]
     return spec, parser.problems
 
 
-class _Parser:
-    def __init__(self, doc: Doc):
-        self.doc = doc
-        self.problems: list[Problem] = []
-
-    def problem(self, path, message: str, *, key: bool = False, node: str | None = None):
-        self.problems.append(Problem(self.doc.at(path, key=key), message, node))
-
-    def expect(self, path, value, typ, what: str) -> bool:
-        if isinstance(value, bool) and typ is not bool:
-            ok = False
-        else:
-            ok = isinstance(value, typ)
-        if not ok:
-            self.problem(path, f"expected {what}, found {_describe(value)}")
-        return ok
-
+class _Parser(Checker):
     # --- top level --------------------------------------------------------------------
 
     def parse(self) -> PipelineSpec | None:
         data = self.doc.data
         if not isinstance(data, dict):
             self.problem((), f"a pipeline file is a mapping with keys {', '.join(TOP_KEYS)}; "
-                             f"found {_describe(data)}")
+                             f"found {describe(data)}")
             return None
         for key in data:
             if key not in TOP_KEYS:
@@ -165,7 +151,7 @@ class _Parser:
         if entry is None:
             entry = next(iter(nodes), "")
         elif not isinstance(entry, str):
-            self.problem(("entry",), f"expected a node id, found {_describe(entry)}")
+            self.problem(("entry",), f"expected a node id, found {describe(entry)}")
             entry = ""
         elif entry not in nodes and nodes:
             self.problem(("entry",), f"entry node '{entry}' is not defined (nodes: "
@@ -244,7 +230,6 @@ class _Parser:
         return nodes
 
     def _node(self, path, item, hook) -> NodeSpec | None:
-        from nfpipe.build.nf import check_instance_name
         if not self.expect(path, item, dict, "a node (a mapping with id, nf, config)"):
             return None
         for key in item:
@@ -256,7 +241,7 @@ class _Parser:
             self.problem(path, "node without 'id'")
             return None
         if not isinstance(nid, str):
-            self.problem(path + ("id",), f"node id must be a string, found {_describe(nid)}")
+            self.problem(path + ("id",), f"node id must be a string, found {describe(nid)}")
             return None
         try:
             check_instance_name(nid)
@@ -279,16 +264,13 @@ class _Parser:
         node = NodeSpec(id=nid, nf=nf, kind=kind, source=source, config=config, ports=ports,
                         pos=pos, impl=impl)
         if impl is not None and hook is not None:
-            nf_hook = "xdp" if hook == "xdp" else "tc"
-            if nf_hook not in getattr(impl, "hooks", ("xdp", "tc")):
+            if nf_hook(hook) not in impl.hooks:
                 self.problem(path + ("nf",), f"network function '{nf}' does not support the "
                                              f"{hook} hook (it supports: "
                                              f"{', '.join(impl.hooks)})", node=nid)
         return node
 
     def _impl(self, path, nid, nf, config, item):
-        from nfpipe import catalog
-        from nfpipe.catalog.base import SourceNF
         is_file = nf.endswith(".c") or "/" in nf
         if is_file:
             base = Path(self.doc.file).parent if self.doc.file and not \
@@ -304,7 +286,7 @@ class _Parser:
             self.problem(path + ("ports",), f"'ports' is only for C network functions: "
                                             f"'{nf}' has fixed ports", key=True, node=nid)
         try:
-            cls = catalog.get(nf)
+            cls = catalog_nf(nf)
         except SpecError as exc:
             self.problem(path + ("nf",), exc.reason, node=nid)
             return None, nf, None, ("out",)
@@ -333,7 +315,6 @@ class _Parser:
                 self.problem(path + ("ports", i), f"port '{p}' is listed twice")
             else:
                 out.append(p)
-        from nfpipe.catalog.base import MAX_PORTS
         if len(out) > MAX_PORTS:
             self.problem(path + ("ports",), f"at most {MAX_PORTS} ports, found {len(out)}")
         return tuple(out) or ("out",)
@@ -371,7 +352,7 @@ class _Parser:
                 return None
         else:
             self.problem(path, f"expected an edge ('a.out -> b' or {{from: a.out, to: b}}), "
-                               f"found {_describe(item)}")
+                               f"found {describe(item)}")
             return None
         node, _, port = src.partition(".")
         port = port or "out"
@@ -390,16 +371,3 @@ class _Parser:
         return EdgeSpec(src=node, port=port, target=dst, pos=pos, verdict=verdict,
                         redirect_iface=iface)
 
-
-def _describe(value) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    return f"{type(value).__name__} {value!r}"

@@ -13,8 +13,6 @@ The result must be picklable; ``fn`` need not be (it is never sent).
 """
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import errno
 import os
 import pickle
@@ -27,46 +25,11 @@ import traceback
 from typing import Any, Callable
 
 from nfpipe.errors import NfpipeError
-
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
+from nfpipe.kernel.netns import enter_netns
 
 
 class NamespaceCallError(NfpipeError):
     """A callable run in a namespace failed in a way that has no exception to re-raise."""
-
-
-def enter_netns(nspath: str) -> None:
-    """Move the calling thread (use it in a single-threaded child) into *nspath*."""
-    fd = os.open(nspath, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns({nspath}): {os.strerror(err)}")
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def entered(nspath: str):
-    """Run the body with the *calling thread* in *nspath*; switch back afterwards.
-
-    setns(2) is per thread: other threads of the process stay where they are.
-    File descriptors (BPF programs, maps, sockets) stay valid either way; what
-    changes is which namespace new sockets, netlink requests and ifindex lookups
-    see.
-    """
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        enter_netns(nspath)
-        try:
-            yield
-        finally:
-            if _libc.setns(home, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"setns back to the original namespace: {os.strerror(err)}")
-    finally:
-        os.close(home)
 
 
 def _preexec(nspath: str, user_preexec: Callable | None):

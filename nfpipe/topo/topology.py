@@ -24,9 +24,10 @@ from typing import Any, Callable
 from pyroute2.netlink.exceptions import NetlinkError
 
 from nfpipe.errors import NfpipeError
-from nfpipe.topo import netns as nsu
+from nfpipe.kernel.netns import in_netns
+from nfpipe.topo import namespaces as nsu
 from nfpipe.topo import run as nsrun
-from nfpipe.topo.spec import RUN_ID_RE, LinkSpec, TopologySpec
+from nfpipe.topo.schema import RUN_ID_RE, LinkSpec, TopologySpec
 
 IFA_F_NODAD = 0x02
 
@@ -423,7 +424,7 @@ class Topology:
     def inside(self, host: str):
         """Context manager: the calling thread is in *host*'s namespace for the body
         (e.g. to attach an already loaded program by ifindex there)."""
-        return nsrun.entered(self._live_nspath(host))
+        return in_netns(self._live_nspath(host))
 
     def iproute(self, host: str):
         """A pyroute2 ``IPRoute`` (context manager) whose socket is in *host*'s namespace."""

@@ -86,7 +86,7 @@ SLOT = {"xdp_a": 0, "xdp_b": 1, "tc_a": 2, "tc_b": 3}
 @pytest.fixture(scope="session")
 def count_spec(tmp_path_factory):
     import nfpipe
-    from nfpipe.build.toolchain import compile as nf_compile
+    from nfpipe.toolchain.compiler import compile as nf_compile
     src = tmp_path_factory.mktemp("attach") / "attach_count.c"
     src.write_text(COUNT_C)
     return nfpipe.ObjectSpec.from_file(nf_compile(src))
@@ -110,13 +110,13 @@ class Pair:
     def ipr(self):
         """An IPRoute socket opened inside the namespace (use as a context manager)."""
         from pyroute2 import IPRoute
-        from nfpipe.attach.netns import in_netns
+        from nfpipe.kernel.netns import in_netns
         with in_netns(self.ns):
             return IPRoute()
 
     def send(self, count: int = 10, *, via: str | None = None) -> None:
         """Send *count* frames of ethertype 0x88B5 out of *via* (default va) to its peer."""
-        from nfpipe.attach.netns import in_netns
+        from nfpipe.kernel.netns import in_netns
         dev = via or self.a
         with in_netns(self.ns):
             s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
@@ -144,7 +144,7 @@ def wait_for(fn, timeout: float = 10.0):
 @pytest.fixture
 def pair():
     from pyroute2 import IPRoute, netns
-    from nfpipe.attach.netns import in_netns
+    from nfpipe.kernel.netns import in_netns
     ns = "nfa" + os.urandom(3).hex()
     netns.create(ns)
     try:

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from nfpipe.attach.netns import ifindex, in_netns, netns_inode
+from nfpipe.kernel.netns import ifindex, in_netns, netns_inode
 from nfpipe.errors import AttachError
 
 pytestmark = pytest.mark.kernel

@@ -11,7 +11,7 @@ import pytest
 from nfpipe.attach import attach_xdp, query
 from nfpipe.attach.netdev import XDP_FEATURE_BITS
 from nfpipe.attach.probe import probe_interface
-from nfpipe.attach.profiles import compare, list_profiles, load_profile
+from nfpipe.profiles import compare, list_profiles, load_profile
 
 pytestmark = pytest.mark.kernel
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from nfpipe.attach import attach_tc, query, update
-from nfpipe.attach.links import CLSACT_PARENT, ClsactFilter, Link
+from nfpipe.attach import ClsactFilter, Link
+from nfpipe.attach.query import CLSACT_PARENT
 from nfpipe.errors import AttachError
 from nfpipe.kernel import abi
 from nfpipe.kernel import syscall as sc
-from nfpipe.attach.netns import ifindex, in_netns
+from nfpipe.kernel.netns import ifindex, in_netns
 
 from .conftest import SLOT, wait_for
 

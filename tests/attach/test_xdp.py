@@ -8,7 +8,7 @@ import os
 import pytest
 
 from nfpipe.attach import attach_xdp, query, update
-from nfpipe.attach.links import Link
+from nfpipe.attach import Link
 from nfpipe.errors import AttachError
 from nfpipe.kernel import abi, bpffs
 from nfpipe.kernel import syscall as sc

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from nfpipe import deploy as D
-from nfpipe.attach.links import attach_xdp, query
+from nfpipe.attach import attach_xdp, query
+from nfpipe.deploy.state import link_key
 from nfpipe.errors import AttachError
 from nfpipe.topo import Topology
-from nfpipe.topo.probe import serve_tcp_echo, serve_udp_echo, tcp_exchange, udp_exchange
+from nfpipe.topo.traffic import serve_tcp_echo, serve_udp_echo, tcp_exchange, udp_exchange
 
 pytestmark = pytest.mark.kernel
 
@@ -66,7 +67,7 @@ def target(topo) -> D.Target:
 
 def attached_ids(topo, hook: str) -> list:
     q = query(topo.ifname("dut", "eth0"), topo.netns("dut"))
-    return [e["prog_id"] for e in D._occupant(q, hook)]
+    return [e["prog_id"] for e in D.occupants(q, hook)]
 
 
 @pytest.mark.parametrize("hook,mode", [("xdp", "generic"), ("xdp", "native"),
@@ -74,9 +75,9 @@ def attached_ids(topo, hook: str) -> list:
 def test_deploy_traffic_stats_destroy(topo, pipeline_file, hook, mode):
     name, f = pipeline_file(hook)
     m = D.deploy(f, targets=[target(topo)], mode=mode)
-    assert attached_ids(topo, hook) == [m["entry_prog_id"]]
-    assert m["interfaces"][0]["mode"] == mode
-    assert m["interfaces"][0]["placement"][-1].startswith(f"{mode}: yes")
+    assert attached_ids(topo, hook) == [m.entry_prog_id]
+    assert m.interfaces[0].mode == mode
+    assert m.interfaces[0].placement[-1].startswith(f"{mode}: yes")
 
     # A second process rebuilds the picture from bpffs and the kernel alone.
     out = subprocess.run([sys.executable, "-m", "nfpipe.cli.main", "status", name, "--json"],
@@ -179,7 +180,7 @@ def test_deploy_killed_at_any_stage_is_repaired_by_the_next(topo, pipeline_file,
     if D.state_dir(name).exists():
         assert mine and mine[0]["state"] == "incomplete"
     m = D.deploy(f, targets=[target(topo)], mode="generic")
-    assert attached_ids(topo, "xdp") == [m["entry_prog_id"]]
+    assert attached_ids(topo, "xdp") == [m.entry_prog_id]
     assert D.status(name)[0]["state"] == "running"
     D.destroy(name)
     assert attached_ids(topo, "xdp") == [] and not D.state_dir(name).exists()
@@ -187,7 +188,7 @@ def test_deploy_killed_at_any_stage_is_repaired_by_the_next(topo, pipeline_file,
 
 def test_one_deploy_at_a_time(topo, pipeline_file):
     name, f = pipeline_file("xdp")
-    with D._locked(name):
+    with D.locked(name):
         with pytest.raises(D.DeployError, match=f"another nfpipe deploy or destroy of '{name}'"):
             D.deploy(f, targets=[target(topo)], mode="generic")
     assert attached_ids(topo, "xdp") == []
@@ -254,8 +255,8 @@ def test_filter_rules_replaced_on_a_running_pipeline(topo, pipeline_file, tmp_pa
     echo.result(timeout=20)
     with pytest.raises(TimeoutError):
         topo.call("client", udp_exchange, server, 5000, b"x", timeout=0.5, interval=0.1)
-    fw = next(n for n in D.read_manifest(D.state_dir(name))["nodes"] if n["id"] == "fw")
-    assert fw["config"]["rules"][0]["dport"] \
+    fw = D.read_manifest(D.state_dir(name)).node("fw")
+    assert fw.config["rules"][0]["dport"] \
         == 5000
     # refused: a port the pipeline does not wire; and a bad rule: nothing changes
     unwired = tmp_path / "unwired.yaml"
@@ -303,12 +304,12 @@ def test_update_killed_at_any_stage_is_finished_or_undone_by_status(topo, pipeli
     assert st["state"] == "running"
     m = D.read_manifest(D.state_dir(name))
     finished = stage != "update-loaded"
-    assert m["revision"] == (2 if finished else 1)
+    assert m.revision == (2 if finished else 1)
     assert [n["id"] for n in st["nodes"]] == (["fw", "guard", "stats"] if finished
                                               else ["fw", "stats"])
-    assert attached_ids(topo, "xdp") == [m["entry_prog_id"]]
+    assert attached_ids(topo, "xdp") == [m.entry_prog_id]
     if not finished:
-        assert m["entry_prog_id"] == m1["entry_prog_id"]
+        assert m.entry_prog_id == m1.entry_prog_id
     assert not (D.state_dir(name) / "manifest_next").exists()
     pins = {p.relative_to(D.state_dir(name)).parts[0]
             for p in D.state_dir(name).rglob("*") if not p.is_dir()}
@@ -357,7 +358,7 @@ def test_rules_and_backends_verbs_show_and_change_a_running_pipeline(topo, tmp_p
     f.write_text(LB_PIPELINE.format(name=name))
     try:
         m1 = D.deploy(f, targets=[target(topo)], mode="generic")
-        progs = [n["prog_id"] for n in m1["nodes"]]
+        progs = [n.prog_id for n in m1.nodes]
         server = topo.address("server", "eth0")
         with pytest.raises(TimeoutError):
             topo.call("client", udp_exchange, server, 9999, b"x", timeout=0.5, interval=0.1)
@@ -386,14 +387,14 @@ def test_rules_and_backends_verbs_show_and_change_a_running_pipeline(topo, tmp_p
         assert main(["backends", name, "lb", str(seed)]) == 2
         # the file again: a runtime update back to two backends, same programs
         m = D.deploy(f, targets=[target(topo)], mode="generic")
-        assert m["update"]["how"] == "runtime"
-        assert [n["prog_id"] for n in m["nodes"]] == progs
+        assert m.update["how"] == "runtime"
+        assert [n.prog_id for n in m.nodes] == progs
         assert main(["backends", name, "lb", "--json"]) == 0
         rows = json.loads(capsys.readouterr().out)["backends"]
         assert [(r["backend"], r["state"]) for r in rows] == \
             [("10.0.1.1:8080", "active"), ("10.0.1.2:8080", "active")]
         assert main(["status", name, "--json"]) == 0
-        assert json.loads(capsys.readouterr().out)[0]["revision"] == m["revision"] == 4
+        assert json.loads(capsys.readouterr().out)[0]["revision"] == m.revision == 4
     finally:
         if D.state_dir(name).exists():
             D.destroy(name)
@@ -409,16 +410,16 @@ def test_clsact_attachment_without_a_link_is_updated_repaired_and_destroyed(topo
     iface, ns = topo.ifname("dut", "eth0"), topo.netns("dut")
     assert query(iface, ns)["qdisc"] is None
     m1 = D.deploy(f, targets=[target(topo)], mode="clsact")
-    (i,) = m1["interfaces"]
-    assert (i["kind"], i["link"], i["attachment"]["via"]) == ("ClsactFilter", None, "clsact")
-    assert attached_ids(topo, "tc-ingress") == [m1["entry_prog_id"]]
+    (i,) = m1.interfaces
+    assert (i.kind, i.link, i.attachment["via"]) == ("ClsactFilter", None, "clsact")
+    assert attached_ids(topo, "tc-ingress") == [m1.entry_prog_id]
     f.write_text(f.read_text().replace(f"dport: {BLOCKED_UDP}", "dport: 5001")
                  .replace("  - id: stats\n", "  - id: extra\n    nf: telemetry\n"
                           "  - id: stats\n").replace("  - fw -> stats\n",
                                                      "  - fw -> extra\n  - extra -> stats\n"))
     m2 = D.deploy(f, targets=[target(topo)], mode="clsact")
-    assert m2["update"]["how"] == "generation"
-    assert attached_ids(topo, "tc-ingress") == [m2["entry_prog_id"]] != [m1["entry_prog_id"]]
+    assert m2.update["how"] == "generation"
+    assert attached_ids(topo, "tc-ingress") == [m2.entry_prog_id] != [m1.entry_prog_id]
     server = topo.address("server", "eth0")
     with pytest.raises(TimeoutError):
         topo.call("client", udp_exchange, server, 5001, b"x", timeout=0.5, interval=0.1)
@@ -448,19 +449,19 @@ def test_update_adds_and_drops_interfaces(topo, pipeline_file):
     eth1 = D.Target(topo.ifname("dut", "eth1"), topo.netns("dut"))
 
     def ids(t):
-        return [e["prog_id"] for e in D._occupant(query(t.ifname, t.netns), "xdp")]
+        return [e["prog_id"] for e in D.occupants(query(t.ifname, t.netns), "xdp")]
 
     m1 = D.deploy(f, targets=[eth0], mode="generic")
     m2 = D.deploy(f, targets=[eth0, eth1], mode="generic")
-    assert m2["update"]["how"] == "interfaces" and m2["revision"] == 2
-    assert m2["update"]["lines"][-1] == f"  interfaces: +{eth1}"
-    assert ids(eth0) == ids(eth1) == [m1["entry_prog_id"]]
+    assert m2.update["how"] == "interfaces" and m2.revision == 2
+    assert m2.update["lines"][-1] == f"  interfaces: +{eth1}"
+    assert ids(eth0) == ids(eth1) == [m1.entry_prog_id]
     assert {i["iface"] for i in D.status(name)[0]["interfaces"]} == {eth0.ifname, eth1.ifname}
     f.write_text(f.read_text().replace(f"dport: {BLOCKED_UDP}", "dport: 5001"))
     m3 = D.deploy(f, targets=[eth1], mode="generic")
-    assert m3["update"]["how"] == "runtime"
-    assert m3["update"]["lines"][-1] == f"  interfaces: -{eth0}"
-    assert ids(eth0) == [] and ids(eth1) == [m3["entry_prog_id"]]
-    assert sorted(p.name for p in (D.state_dir(name) / "links").iterdir()) == [eth1.key]
+    assert m3.update["how"] == "runtime"
+    assert m3.update["lines"][-1] == f"  interfaces: -{eth0}"
+    assert ids(eth0) == [] and ids(eth1) == [m3.entry_prog_id]
+    assert sorted(p.name for p in (D.state_dir(name) / "links").iterdir()) == [link_key(eth1)]
     D.destroy(name)
     assert ids(eth0) == ids(eth1) == []

@@ -182,7 +182,7 @@ def test_pinned_map_opened_from_a_second_process(maps_spec, tmp_path):
         # The object is closed: only the pin keeps the map alive.
         code = (
             "import sys, socket\n"
-            "from nfpipe.load import Map\n"
+            "from nfpipe.loader import Map\n"
             f"m = Map.from_pin({path!r})\n"
             "k = int.from_bytes(socket.inet_aton('172.16.0.5'), 'little')\n"
             "print(m[k], m.name, len(m))\n")

@@ -1,4 +1,4 @@
-"""nfpipe.load.ringbuf against the kernel: an XDP program writes records of chosen sizes
+"""nfpipe.loader.ringbuf against the kernel: an XDP program writes records of chosen sizes
 into a BPF ring buffer (some discarded), and the pure-Python consumer must read back
 exactly the committed ones, in order, across many wrap-arounds of the data area."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import random
 import pytest
 
 import nfpipe
-from nfpipe.load.ringbuf import RingBuffer, record_size
+from nfpipe.loader.ringbuf import RingBuffer, record_size
 
 pytestmark = pytest.mark.kernel
 
@@ -166,8 +166,8 @@ def test_drain_limit_and_iterator_resume(obj):
 
 def test_rejects_other_map_types():
     from nfpipe.kernel import abi
-    from nfpipe.load.maps import Map
-    from nfpipe.load.spec import MapSpec
+    from nfpipe.loader.maps import Map
+    from nfpipe.loader.objspec import MapSpec
     with Map.create(MapSpec("arr", abi.MapType.ARRAY, 4, 8, 1)) as m:
         with pytest.raises(TypeError, match="RINGBUF"):
             RingBuffer(m)

@@ -15,7 +15,9 @@ from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 from scapy.packet import Raw
 
 from nfpipe.catalog import parse as P
-from nfpipe.catalog.base import Verdict, load_nf
+from nfpipe import resources
+from nfpipe.nfabi import Verdict
+from nfpipe.testing import load_nf
 from nfpipe.catalog.filter import (Filter, _bench_packet, benchmark_rules, compile_rules,
                                    parse_rule)
 from nfpipe.errors import KernelError, SpecError
@@ -631,9 +633,8 @@ def test_too_complex_names_the_numbers():
 def test_two_instances_compile_in_one_unit(compile_c):
     """Everything at file scope is NFP_NAME-prefixed and the shared types are guarded, so
     two filter nodes can be inlined into one program."""
-    from nfpipe.catalog.base import bpf_source_dir
-    from nfpipe.load.spec import ObjectSpec
-    src = bpf_source_dir() / "filter.c"
+    from nfpipe.loader.objspec import ObjectSpec
+    src = resources.nf_source("filter.c")
     text = two_instances(src, "fw_a", "fw_b")
     spec = ObjectSpec.from_file(compile_c(text, name="two_filters"))
     names = {m.name for m in spec.maps} if isinstance(spec.maps, list) else set(spec.maps)

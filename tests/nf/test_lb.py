@@ -24,7 +24,8 @@ from scapy.packet import Raw
 
 from nfpipe.catalog import lb as L
 from nfpipe.catalog import parse as P
-from nfpipe.catalog.base import Verdict, load_nf
+from nfpipe.nfabi import Verdict
+from nfpipe.testing import load_nf
 from nfpipe.catalog.csum import checksum
 from nfpipe.errors import KernelError, SpecError
 
@@ -774,7 +775,7 @@ def test_random_traffic_matches_the_model(h):
 def test_two_instances_fuse_into_one_program(compile_c):
     """Everything at file scope is per instance: two LBs inline into one program, each
     with its own maps, and the verifier takes it."""
-    from nfpipe.load.object import Object
+    from nfpipe.loader.object import Object
     path = compile_c(two_instances(L.LoadBalancer({"vips": config()["vips"][:1]}).source),
                      name="lb_fused")
     with Object.load(path) as obj:

@@ -19,7 +19,9 @@ from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 from scapy.packet import Raw
 
 from nfpipe.catalog import nat as N
-from nfpipe.catalog.base import LoadedNF, NodeMaps, Verdict, load_nf
+from nfpipe.catalog.base import NodeMaps
+from nfpipe.nfabi import Verdict
+from nfpipe.testing import LoadedNF, load_nf
 from nfpipe.catalog.csum import checksum
 from nfpipe.catalog.nat import Nat, NatModel, counters
 from nfpipe.errors import SpecError
@@ -94,9 +96,9 @@ class SmallTableNF(LoadedNF):
     """LoadedNF with the connection table resized (the LRU's eviction in a test)."""
 
     def __init__(self, nf: Nat, hook: str, table_size: int, map_type: int | None = None):
-        from nfpipe.build.nf import build_nf
-        from nfpipe.load.object import Object
-        from nfpipe.load.spec import ObjectSpec
+        from nfpipe.compose.nodes import build_nf
+        from nfpipe.loader.object import Object
+        from nfpipe.loader.objspec import ObjectSpec
         self.nf, self.hook, self.instance = nf, hook, nf.default_instance
         path = build_nf(nf.source, hook=hook, instance=self.instance, mode="standalone")
         spec = ObjectSpec.from_file(path).copy()

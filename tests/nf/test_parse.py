@@ -13,7 +13,9 @@ from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 from scapy.packet import Raw
 
 from nfpipe.catalog import parse as P
-from nfpipe.catalog.base import SourceNF, Verdict, load_nf
+from nfpipe.catalog.base import SourceNF
+from nfpipe.nfabi import Verdict
+from nfpipe.testing import load_nf
 from nfpipe.errors import KernelError
 
 pytestmark = pytest.mark.kernel

@@ -24,11 +24,12 @@ from scapy.utils import rdpcap
 
 import nfpipe
 from nfpipe.catalog import get
-from nfpipe.catalog.base import load_nf
+from nfpipe.runtime import node_stats
+from nfpipe.testing import load_nf
 from nfpipe.catalog.pcap import MAGIC_NSEC, MAGIC_USEC, PcapWriter, read_pcap
 from nfpipe.catalog.telemetry import (COUNTERS, PROTO_CLASSES, RECORD_BYTES, SIZE_BUCKETS,
-                                      FlowKey, Telemetry, TelemetryModel, load_telemetry,
-                                      read_stats, size_bucket)
+                                      FlowKey, Telemetry, TelemetryModel, 
+                                      size_bucket)
 from nfpipe.errors import KernelError, SpecError
 
 kernel = pytest.mark.kernel
@@ -209,7 +210,7 @@ EXPECT_SYN = {"tcp-syn": "192.0.2.1", "tcp-syn-ecn": "192.0.2.1", "ipv4-options"
 @pytest.fixture(scope="module", params=HOOKS)
 def full(request):
     """Every feature on, every packet sampled."""
-    with load_telemetry(Telemetry({"sample_rate": 1, "snaplen": 96}), request.param) as nf:
+    with load_nf(Telemetry({"sample_rate": 1, "snaplen": 96}), request.param) as nf:
         yield nf
 
 
@@ -259,7 +260,7 @@ def test_syn_counts_per_source(hook):
             "::192.0.2.1": 6, "c000:201::": 4}       # v6 look-alikes of 192.0.2.1 stay apart
     order = [a for a, n in sent.items() for _ in range(n)]
     rng.shuffle(order)
-    with load_telemetry(Telemetry({"flows": False, "histograms": False}), hook) as nf:
+    with load_nf(Telemetry({"flows": False, "histograms": False}), hook) as nf:
         for i, src in enumerate(order):
             l3 = IPv6(src=src, dst="2001:db8::99") if ":" in src else IP(src=src, dst="10.9.9.9")
             run(nf, None, bytes(E / l3 / TCP(sport=1000 + i, dport=80, flags="S")))
@@ -341,7 +342,7 @@ def random_packet(rng: random.Random) -> bytes:
 def test_random_packets_match_the_model(hook):
     rng = random.Random(0x7E1E)
     nf_cfg = Telemetry({"sample_rate": 7, "snaplen": 200})
-    with load_telemetry(nf_cfg, hook) as nf:
+    with load_nf(nf_cfg, hook) as nf:
         model = TelemetryModel(nf_cfg)
         t0 = time.monotonic_ns()
         ran = sampled = 0
@@ -358,8 +359,8 @@ def test_random_packets_match_the_model(hook):
         assert len(Telemetry.flows(nf.maps)) > 500 and len(model.syn_sources) > 20
         assert all(Telemetry.size_histogram(nf.maps)[b]["packets"] for b in (5, 6, 8, 9, 10))
         # The pipeline's own per-node counters agree: every packet left on port 0.
-        stats = read_stats(nf.obj.maps["nfp_stats"], 1)
-        assert stats[0]["port0"]["packets"] == ran and list(stats[0]) == ["port0"]
+        stats = node_stats(nf.obj.maps["nfp_stats"], [("t", 0, Telemetry.ports)])["t"]
+        assert stats["out"].packets == ran and list(stats) == ["out"]
 
 
 # --- sampling and pcap ---------------------------------------------------------------------------------
@@ -371,7 +372,7 @@ def test_sample_rate(hook, rate):
     pk = [bytes(E / IP(src="10.0.0.1", dst="10.0.0.2", id=i) / UDP(dport=i) / Raw(bytes(i)))
           for i in range(1, 101)]
     nf_cfg = Telemetry({"sample_rate": rate, "snaplen": 48, "flows": False})
-    with load_telemetry(nf_cfg, hook) as nf:
+    with load_nf(nf_cfg, hook) as nf:
         for p in pk:
             run(nf, None, p)
         got = Telemetry.samples(nf.maps)
@@ -386,7 +387,7 @@ def test_ringbuf_full_is_counted_and_packets_pass(hook):
     size = mmap.PAGESIZE
     nf_cfg = Telemetry({"sample_rate": 1, "ringbuf_size": size})
     fits = (size - 1) // RECORD_BYTES
-    with load_telemetry(nf_cfg, hook) as nf:
+    with load_nf(nf_cfg, hook) as nf:
         model = TelemetryModel(nf_cfg)
         pk = [bytes(E / IP(id=i) / TCP(sport=i, flags="S")) for i in range(fits + 5)]
         for p in pk:
@@ -409,7 +410,7 @@ def test_pcap_output_is_byte_exact(hook, nano, tmp_path):
     pk.append(bytes(E / IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP() / Raw(b"q" * 300)))
     nf_cfg = Telemetry({"sample_rate": 1, "snaplen": snap})
     path = tmp_path / "s.pcap"
-    with load_telemetry(nf_cfg, hook) as nf:
+    with load_nf(nf_cfg, hook) as nf:
         w0 = time.time_ns()
         for p in pk:
             run(nf, None, p)
@@ -438,7 +439,7 @@ def test_pcap_output_is_byte_exact(hook, nano, tmp_path):
 def test_disabled_parts_count_nothing_and_vanish(hook):
     pk = [bytes(E / IP(src="10.0.0.1") / TCP(flags="S")), bytes(E / IPv6() / UDP())]
     off = Telemetry({"flows": False, "syn_sources": False, "histograms": False})
-    with load_telemetry(off, hook) as nf, load_telemetry(Telemetry(), hook) as on:
+    with load_nf(off, hook) as nf, load_nf(Telemetry(), hook) as on:
         for p in pk:
             run(nf, None, p)
             run(on, None, p)
@@ -456,7 +457,7 @@ def test_disabled_parts_count_nothing_and_vanish(hook):
 @pytest.mark.parametrize("hook", HOOKS)
 def test_flow_table_is_lru_bounded(hook):
     nf_cfg = Telemetry({"flow_table_size": 64})
-    with load_telemetry(nf_cfg, hook) as nf:
+    with load_nf(nf_cfg, hook) as nf:
         assert nf.maps["flows"].max_entries == 64
         for i in range(500):
             run(nf, None, bytes(E / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=i + 1)))

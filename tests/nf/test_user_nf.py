@@ -12,7 +12,9 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
 
 import nfpipe
-from nfpipe.catalog.base import SourceNF, Verdict, load_nf
+from nfpipe.catalog.base import SourceNF
+from nfpipe.nfabi import Verdict
+from nfpipe.testing import load_nf
 
 pytestmark = pytest.mark.kernel
 

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from nfpipe.build.pipeline import build, make_plan
+from nfpipe.compose import build, make_plan
 from nfpipe.catalog import parse as P
-from nfpipe.catalog.base import TC_CODES, XDP_CODES, Verdict
+from nfpipe.nfabi import TC_CODES, XDP_CODES, Verdict
 from nfpipe.catalog.csum import checksum
 from nfpipe.catalog.filter import FilterModel
 from nfpipe.catalog.lb import LBModel
 from nfpipe.catalog.nat import NatModel
 from nfpipe.catalog.telemetry import TelemetryModel
-from nfpipe.load.pipeline import Pipeline
+from nfpipe.runtime.pipeline import Pipeline
 from nfpipe.spec import PipelineSpec
 
 pytestmark = pytest.mark.kernel

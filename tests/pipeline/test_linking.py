@@ -8,8 +8,8 @@ import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
-from nfpipe.build.pipeline import build, make_plan
-from nfpipe.load.pipeline import Pipeline
+from nfpipe.compose import build, make_plan
+from nfpipe.runtime.pipeline import Pipeline
 from nfpipe.spec import PipelineSpec
 
 pytestmark = pytest.mark.kernel

@@ -19,7 +19,7 @@ def run_id() -> str:
 
 
 def leftovers() -> list[str]:
-    from nfpipe.topo import netns as nsu
+    from nfpipe.topo import namespaces as nsu
     found = [f"netns {n}" for n in nsu.list_namespaces() if f".{SESSION}-" in n]
     try:
         found += [f"state {n}" for n in os.listdir(nsu.STATE_DIR) if f".{SESSION}-" in n]
@@ -38,7 +38,7 @@ def no_leftovers_after_suite():
     left = leftovers()
     if left:
         # clean up for the next run, then fail loudly
-        from nfpipe.topo import netns as nsu
+        from nfpipe.topo import namespaces as nsu
         for item in left:
             kind, name = item.split(" ", 1)
             if kind == "netns":

@@ -12,8 +12,8 @@ import pytest
 
 from nfpipe.errors import KernelError
 from nfpipe.topo import Topology, TopologyError
-from nfpipe.topo import netns as nsu
-from nfpipe.topo.probe import serve_udp_echo, udp_exchange
+from nfpipe.topo import namespaces as nsu
+from nfpipe.topo.traffic import serve_udp_echo, udp_exchange
 from topo_common import REPO, TOPOLOGIES, new_run_id
 
 pytestmark = pytest.mark.kernel

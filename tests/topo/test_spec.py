@@ -8,7 +8,7 @@ import pytest
 
 from nfpipe.errors import SpecError
 from nfpipe.topo import Topology, TopologyError, TopologySpec
-from nfpipe.topo.spec import TopologySpecError
+from nfpipe.topo.schema import TopologySpecError
 
 from topo_common import TOPOLOGIES
 

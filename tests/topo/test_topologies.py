@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from nfpipe.topo import netns as nsu
-from nfpipe.topo.probe import serve_tcp_echo, serve_udp_echo, tcp_exchange, udp_exchange
+from nfpipe.topo import namespaces as nsu
+from nfpipe.topo.traffic import serve_tcp_echo, serve_udp_echo, tcp_exchange, udp_exchange
 from topo_common import TOPOLOGIES
 
 pytestmark = pytest.mark.kernel
@@ -152,7 +152,7 @@ def send_udp_train(addr, port, n=40, interval=0.025):
 
 
 def capture_when_ready(topo, host, ifname, port, tmp_path):
-    from nfpipe.topo.probe import capture
+    from nfpipe.topo.traffic import capture
     ready = tmp_path / f"ready-{host}-{ifname}-{port}"
     cap = topo.start(host, capture, ifname, 1, 5.0, port, str(ready))
     deadline = time.monotonic() + 5

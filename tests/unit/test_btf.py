@@ -13,7 +13,7 @@ from nfpipe.btf import (
     Ptr, Struct, Typedef, Union, Var, Volatile,
 )
 from nfpipe.btf.types import BOOL, CHAR, SIGNED, TypeTag, VarSecinfo
-from nfpipe.build.toolchain import compile as nf_compile
+from nfpipe.toolchain.compiler import compile as nf_compile
 from nfpipe.errors import SpecError
 
 

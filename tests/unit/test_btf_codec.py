@@ -16,7 +16,7 @@ from nfpipe.btf import (
     Member, Ptr, Struct, Typedef, Union, Var, VarSecinfo, Volatile,
 )
 from nfpipe.btf.types import BOOL, CHAR, SIGNED, TypeTag
-from nfpipe.build.toolchain import compile as nf_compile
+from nfpipe.toolchain.compiler import compile as nf_compile
 from nfpipe.errors import NfpipeError, SpecError
 
 

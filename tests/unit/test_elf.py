@@ -9,8 +9,8 @@ import pytest
 
 from nfpipe.cli.main import main as cli_main
 from nfpipe.errors import SpecError
-from nfpipe.load import insn as I
-from nfpipe.load.spec import ObjectSpec
+from nfpipe.loader import insn as I
+from nfpipe.loader.objspec import ObjectSpec
 
 BPF = Path(__file__).parent.parent / "bpf"
 

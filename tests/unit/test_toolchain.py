@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-import nfpipe.build
-from nfpipe.build import toolchain
-from nfpipe.build.toolchain import Compiler, compile as nf_compile, describe, find_compiler
+import nfpipe.toolchain
+from nfpipe.toolchain import compiler as toolchain
+from nfpipe.toolchain.compiler import Compiler, compile as nf_compile, describe, find_compiler
 from nfpipe.errors import CompileError
 
 EM_BPF = "EM_BPF"
@@ -118,8 +118,8 @@ def test_compiles_xdp_program_to_bpf_elf_with_btf(compile_c):
 
 
 def test_compile_is_exported_from_package():
-    assert nfpipe.build.compile is nf_compile
-    assert nfpipe.build.find_compiler is find_compiler
+    assert nfpipe.toolchain.compile is nf_compile
+    assert nfpipe.toolchain.find_compiler is find_compiler
 
 
 def test_syntax_error_raises_compile_error_with_verbatim_diagnostics(compile_c):
@@ -446,7 +446,7 @@ def test_uapi_include_override(monkeypatch, tmp_path, compile_c):
 def test_bpf_include_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("NFPIPE_BPF_DIR", raising=False)
     checkout = Path(toolchain.__file__).resolve().parents[2]
-    assert (checkout / "nfpipe" / "build" / "toolchain.py").is_file()
+    assert (checkout / "nfpipe" / "toolchain" / "compiler.py").is_file()
     assert toolchain.bpf_include_dir() == checkout / "bpf" / "include"
     assert (toolchain.bpf_include_dir() / "bpf" / "bpf_helper_defs.h").is_file()
     monkeypatch.setenv("NFPIPE_BPF_DIR", str(tmp_path / "nowhere"))

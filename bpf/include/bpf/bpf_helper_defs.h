@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * GENERATED FILE, do not edit: regenerate with
- *   python -m nfpipe.build.helpergen -o bpf/include/bpf/bpf_helper_defs.h
+ *   python bpf/tools/helpergen.py -o bpf/include/bpf/bpf_helper_defs.h
  * from ziglang 0.17.1 wheel: lib/libc/include/any-linux-any/linux/bpf.h
  * (sha256 3781059053750620b1a4af84b4b44be8f1b13584b82a818eee08efb2f10bcd3a).
  * 211 helpers, ids 1..211.

@@ -1,6 +1,0 @@
-"""The C-to-BPF toolchain: compiler discovery, compiling with a cache, helper headers."""
-from nfpipe.build.toolchain import (Compiler, bpf_include_dir, cache_dir, compile, describe,
-                                    find_compiler, uapi_include_dirs)
-
-__all__ = ["Compiler", "find_compiler", "compile", "describe", "bpf_include_dir",
-           "uapi_include_dirs", "cache_dir"]

@@ -1,0 +1,115 @@
+"""``nfpipe validate | plan | bench | demo``: pipeline files before they run."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from nfpipe import bench
+from nfpipe.attach import Target
+from nfpipe.cli.output import EXIT_OK, EXIT_USAGE, print_json
+from nfpipe.compose import FUSED, build, make_plan
+from nfpipe.compose.offload import offload_problems
+from nfpipe.deploy.placement import place
+from nfpipe.graph import problems_of
+from nfpipe.spec import PipelineSpec
+from nfpipe.spec.pipeline import parse_pipeline_collect
+from nfpipe.yamldoc import Problem, load_file
+
+
+def cmd_validate(args) -> int:
+    spec, problems = parse_pipeline_collect(load_file(args.file))
+    if spec is not None:
+        problems = problems + problems_of(spec)
+    if spec is not None and not problems and spec.mode == "offload":
+        problems = _offload_problems(spec)
+    if args.json:
+        print_json({"file": args.file, "valid": not problems,
+                     "problems": [{"file": p.pos.file, "line": p.pos.line,
+                                   "column": p.pos.column, "node": p.node,
+                                   "message": p.message} for p in problems]})
+    elif problems:
+        for p in problems:
+            print(str(p), file=sys.stderr)
+        print(f"{args.file}: {len(problems)} problem{'s' if len(problems) > 1 else ''}",
+              file=sys.stderr)
+    else:
+        print(f"{args.file}: valid ({spec.name}: {len(spec.nodes)} nodes, "
+              f"{len(spec.edges)} edges, hook {spec.hook})")
+    return EXIT_OK if not problems else EXIT_USAGE
+
+
+def _offload_problems(spec):
+    """Compile the fused pipeline and check it against the offload profile."""
+    texts = offload_problems(build(make_plan(spec)))
+    pos = spec.doc.at(("mode",)) if spec.doc else spec.nodes[spec.entry].pos
+    return [Problem(pos, f"mode offload: {t}") for t in texts]
+
+
+def cmd_plan(args) -> int:
+    spec = PipelineSpec.from_file(args.file)
+    plan = make_plan(spec, linking=args.linking)
+    if args.iface:
+        built = build(plan) if spec.mode == "offload" or plan.linking == "fused" else None
+        rows = []
+        for text in args.iface:
+            t = Target.parse(text)
+            rows.append(place(spec.hook, t.ifname, t.netns, mode=args.mode or spec.mode,
+                              build=built))
+        if args.json:
+            print_json([{"iface": r.iface, "netns": r.netns, "mode": r.mode,
+                          "decisions": r.lines} for r in rows])
+        else:
+            for r in rows:
+                print(r.explain())
+        return EXIT_OK
+    if args.dot:
+        sys.stdout.write(plan.dot())
+        return EXIT_OK
+    info = plan.to_dict()
+    if args.maps:
+        built = build(plan)
+        for node in info["nodes"]:
+            ospec = built.objects.get(node["id"]) or built.objects[FUSED]
+            prefix = f"{node['id']}__"
+            node["maps"] = [{"name": m.name[len(prefix):], "type": m.type_name,
+                             "max_entries": m.max_entries}
+                            for m in ospec.maps.values() if m.name.startswith(prefix)]
+    if args.json:
+        print_json(info)
+        return EXIT_OK
+    how = ("tail calls through the program array nfp_jmp" if plan.linking == "tailcall"
+           else "one fused program")
+    print(f"pipeline {info['pipeline']}: hook {info['hook']}, linking {plan.linking} ({how})")
+    print(f"entry {info['entry']}; a missed tail call counts and ends in "
+          f"'{info['miss_verdict']}'")
+    for node in info["nodes"]:
+        slot = f"slot {node['slot']:<2}" if plan.linking == "tailcall" else f"#{node['slot']:<6}"
+        print(f"  {slot} {node['id']:<16} {Path(node['nf']).name if node['nf'].endswith('.c') else node['nf']}")
+        for port, target in node["ports"].items():
+            print(f"           {port:<10} -> {target}")
+        if node.get("constants"):
+            consts = ", ".join(f"{k}={v}" for k, v in node["constants"].items())
+            print(f"           constants: {consts}")
+        for m in node.get("maps", []):
+            print(f"           map {m['name']:<18} {m['type']:<14} {m['max_entries']} entries")
+    return EXIT_OK
+
+
+def cmd_bench(args) -> int:
+    if not args.json:
+        print(f"ns per packet in the kernel (BPF_PROG_TEST_RUN, {args.repeat} repeats, median "
+              f"of {args.rounds} rounds); compare the ratios, not the times")
+    results = bench.run(args.cases or None, repeat=args.repeat, rounds=args.rounds,
+                        json_output=args.json)
+    if args.json:
+        base = results[0].ns
+        print_json([{"case": r.name, "ns_per_packet": r.ns, "ratio_to_baseline": r.ns / base,
+                      "samples": r.samples} for r in results])
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    from nfpipe.demo import run_demo, run_pipeline_demo   # brings up topologies: only here
+    if args.loader:
+        return run_demo(json_output=args.json)
+    return run_pipeline_demo(json_output=args.json)

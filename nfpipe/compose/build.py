@@ -1,0 +1,40 @@
+"""What a plan compiles to: one ObjectSpec per node (tail-call linking) or one for the
+whole pipeline (fused linking, ``nfpipe.compose.fused``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nfpipe.compose.fused import compile_fused
+from nfpipe.compose.nodes import build_nf
+from nfpipe.compose.plan import Plan
+from nfpipe.loader.objspec import ObjectSpec
+
+
+FUSED = "<fused>"          # the key of the fused object in Build.objects
+
+
+@dataclass
+class Build:
+    """What a plan compiles to: one ObjectSpec per node (tail calls) or one in all (fused)."""
+
+    plan: Plan
+    objects: dict[str, ObjectSpec] = field(default_factory=dict)   # node id or "<fused>"
+    fused_style: str = "inline"     # or "calls": nodes behind global functions
+
+    def fused_with_calls(self) -> ObjectSpec:
+        """The fused program with a global-function boundary per node (see fused_source)."""
+        self.objects[FUSED] = ObjectSpec.from_file(compile_fused(self.plan, boundaries=True))
+        self.fused_style = "calls"
+        return self.objects[FUSED]
+
+
+def build(plan: Plan) -> Build:
+    """Compile every program of *plan* (cached) and read each object into a spec."""
+    out = Build(plan)
+    if plan.linking == "tailcall":
+        for n in plan.order:
+            path = build_nf(n.source, hook=plan.hook, instance=n.id, mode="tailcall")
+            out.objects[n.id] = ObjectSpec.from_file(path)
+    else:
+        out.objects[FUSED] = ObjectSpec.from_file(compile_fused(plan))
+    return out

@@ -1,0 +1,95 @@
+"""Changing a running node without reloading it: runtime config (filter rules, LB VIPs
+and backends, NAT forwards) written into its maps, and an LB's retired backends
+purged.  Each change is a new revision, written as ``manifest_next`` and rolled
+forward like an update."""
+from __future__ import annotations
+
+from nfpipe.catalog.filter import Filter
+from nfpipe.deploy.inspection import manifest_of, node_view
+from nfpipe.deploy.manifest import Pending
+from nfpipe.deploy.repair import recover
+from nfpipe.deploy.state import (MANIFEST_NEXT, STATE_ROOT, locked, replace_manifest,
+                                 state_dir, write_manifest)
+from nfpipe.deploy.steps import close_node_maps, nf_of, require_root
+from nfpipe.deploy.update import converge
+from nfpipe.errors import DeployError
+
+
+def configure(name: str, node: str, config: dict, *, root: str = STATE_ROOT,
+              kind: str | None = None) -> dict:
+    """Change a running node's runtime config (filter rules, LB VIPs and backends, NAT
+    forwards) in its maps, no program reloaded; the manifest records it.
+
+    *config* replaces the runtime keys it names; the others keep their deployed
+    values.  Refused (nothing changes) when the NF cannot change that live, when the
+    new config is invalid, or when it would send packets to a port the pipeline
+    does not wire."""
+    require_root()
+    with locked(name, root):
+        d = state_dir(name, root)
+        recover(d)
+        m = manifest_of(name, root)
+        entry = m.node(node)
+        if kind is not None and entry.nf != kind:
+            raise DeployError(f"node '{node}' of '{name}' is a {entry.nf} node, not "
+                              f"a {kind}")
+        old = nf_of(entry)
+        if old is None or not old.runtime_keys:
+            raise DeployError(f"node '{node}' ({entry.nf}) has no config that changes "
+                              f"at runtime; edit the pipeline file and 'nfpipe deploy' it")
+        unknown = set(config) - set(old.runtime_keys)
+        if unknown:
+            raise DeployError(f"{entry.nf} node '{node}': {', '.join(sorted(unknown))} "
+                              f"cannot change at runtime (runtime keys: "
+                              f"{', '.join(sorted(old.runtime_keys))}); edit the pipeline "
+                              f"file and 'nfpipe deploy' it")
+        merged = {**entry.config, **config}
+        new = nf_of(entry, merged)              # validates: a SpecError changes nothing
+        wired = m.wired_ports(node)
+        unwired = [p for p in new.used_ports() if p not in wired]
+        if unwired:
+            raise DeployError(f"the new config sends packets to port(s) {', '.join(unwired)} "
+                              f"of '{node}', which the deployed pipeline does not wire "
+                              f"(wired: {', '.join(wired)}); redeploy with those edges")
+        line = f"{node}: runtime — {', '.join(sorted(config))} updated in its maps"
+        nxt = m.next_revision("runtime", [line])
+        nxt.node(node).config = merged
+        nxt.pending = [Pending(node=node, nf=entry.nf, old_config=entry.config,
+                               old_state=entry.state, config=merged)]
+        write_manifest(d, nxt, name=MANIFEST_NEXT)
+        final = converge(d, m)
+        return {"pipeline": name, "node": node, "revision": final.revision,
+                "config": merged, "lines": [line]}
+
+
+def set_filter_rules(name: str, node: str, config: dict, *, root: str = STATE_ROOT) -> dict:
+    """Replace a deployed filter node's rules and policies while traffic flows (each
+    packet sees the old rule set or the new, never a mix)."""
+    out = configure(name, node, {k: v for k, v in config.items()
+                                 if k in Filter.runtime_keys}, root=root, kind="filter")
+    out["rules"] = len(out["config"].get("rules") or [])
+    return out
+
+
+def purge_backends(name: str, node: str, *, root: str = STATE_ROOT) -> list[str]:
+    """Let an LB node's retired backends (removed while flows still used them) go: their
+    remaining flows are re-balanced on their next packet.  Returns the names purged."""
+    require_root()
+    with locked(name, root):
+        d = state_dir(name, root)
+        recover(d)
+        m = manifest_of(name, root)
+        entry = next((n for n in m.nodes if n.id == node), None)
+        if entry is None or entry.nf != "lb":
+            raise DeployError(f"pipeline '{name}' has no lb node '{node}'")
+        impl, maps = node_view(name, node, root=root)
+        try:
+            names = impl.purge(maps)
+        finally:
+            close_node_maps(maps)
+        if names:
+            nxt = m.next_revision("runtime",
+                                  [f"{node}: purged retired backend(s) {', '.join(names)}"])
+            nxt.node(node).state = impl.runtime_state()
+            replace_manifest(d, nxt)
+        return names

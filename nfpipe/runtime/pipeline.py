@@ -1,0 +1,253 @@
+"""``Pipeline``: a built pipeline loaded into the kernel (not attached).
+
+Tail-call linking loads the entry node first (it creates the shared maps
+``nfp_meta_map``, ``nfp_stats`` and ``nfp_jmp``), then every other node with
+those maps handed in, then fills ``nfp_jmp``.  Fused linking loads one object.
+Either way each node's NF writes its runtime maps (``populate``) before the
+pipeline is returned, and ``test_run`` runs the entry program in the kernel:
+the tail calls happen inside the kernel's test run.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nfpipe.catalog.base import NodeMaps
+from nfpipe.compose.build import FUSED, Build, build as build_plan
+from nfpipe.compose.fused import FUSED_PROGRAM
+from nfpipe.compose.nodes import apply_map_sizes
+from nfpipe.compose.plan import Plan, make_plan
+from nfpipe.errors import VerifierError
+from nfpipe.loader.maps import Map
+from nfpipe.loader.object import Object
+from nfpipe.loader.program import Program, TestRunResult
+from nfpipe.spec import PipelineSpec
+from nfpipe.nfabi import OUTCOME_NAMES, SHARED_MAPS, STAT_SLOTS, Verdict
+
+#: the verdicts a missed tail call may end in (make_plan's miss_verdict)
+MISS_VERDICTS = {"pass": Verdict.PASS, "drop": Verdict.DROP, "aborted": Verdict.ABORTED}
+
+
+@dataclass(frozen=True)
+class Counter:
+    packets: int
+    bytes: int
+
+
+class Pipeline:
+    """All programs and maps of one pipeline; closed together."""
+
+    def __init__(self, plan: Plan, objects: dict[str, Object], entry: Program,
+                 fused_style: str | None = None):
+        self.plan = plan
+        self.objects = objects
+        self.entry = entry
+        # fused linking: "inline" (one function) or "calls" (a global function per
+        # node, when the inlined program was too large for the verifier)
+        self.fused_style = fused_style
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, *, linking: str | None = None,
+                  **load_kw: Any) -> Pipeline:
+        """The pipeline file at *path* parsed, validated, built (*linking* overrides the
+        file's) and loaded: the one call for running a pipeline from Python::
+
+            with nfpipe.Pipeline.from_file("examples/edge.yaml") as p:
+                print(p.test_run(packet).retval, p.edge_counts())
+        """
+        return cls.from_spec(PipelineSpec.from_file(path), linking=linking, **load_kw)
+
+    @classmethod
+    def from_spec(cls, spec: PipelineSpec, *, linking: str | None = None,
+                  **load_kw: Any) -> Pipeline:
+        return cls.load(build_plan(make_plan(spec, linking=linking)), **load_kw)
+
+    @classmethod
+    def load(cls, build: Build, *, ifindexes: dict[str, int] | None = None,
+             log_level: int = 0, reuse: Mapping[str, Map] | None = None,
+             populate: Collection[str] | None = None) -> Pipeline:
+        """Load every program of *build* and fill ``nfp_jmp``.
+
+        *reuse* hands in existing maps by their full names (``fw__rules``,
+        ``nfp_stats``): the programs use them instead of creating their own, which
+        is how an update of a running pipeline keeps its state; they stay the
+        caller's.  *populate* names the nodes whose NF writes its maps from its
+        config (default: every node; a node on reused maps already has them)."""
+        plan = build.plan
+        objects: dict[str, Object] = {}
+        reuse = dict(reuse or {})
+        try:
+            if plan.linking == "fused":
+                constants = fused_constants(plan, ifindexes)
+                ospec = _sized_all(build.objects[FUSED], plan)
+                given = {k: m for k, m in reuse.items() if k in ospec.maps}
+                try:
+                    obj = Object.load(ospec, constants=constants, log_level=log_level,
+                                      name=plan.spec.name, maps=given)
+                except VerifierError as exc:
+                    if exc.errno != errno.E2BIG or build.fused_style == "calls":
+                        raise
+                    # Inlined, the pipeline exceeds the verifier's budget: give each
+                    # node its own global function (verified once) and load that.
+                    obj = Object.load(_sized_all(build.fused_with_calls(), plan),
+                                      constants=constants, log_level=log_level,
+                                      name=plan.spec.name, maps=given)
+                objects[FUSED] = obj
+                entry = obj.programs[FUSED_PROGRAM]
+            else:
+                shared: dict[str, Any] = {k: m for k, m in reuse.items()
+                                          if k in SHARED_MAPS and k != "nfp_jmp"}
+                for n in plan.order:
+                    constants = tailcall_constants(plan, n, ifindexes)
+                    ospec = _sized(build.objects[n.id], plan, n.id)
+                    given = {k: m for k, m in reuse.items()
+                             if k.startswith(f"{n.id}__") and k in ospec.maps}
+                    given.update(shared)
+                    obj = Object.load(ospec, constants=constants, maps=given,
+                                      log_level=log_level, name=n.id)
+                    objects[n.id] = obj
+                    if "nfp_jmp" not in shared:
+                        shared = {m: obj.maps[m] for m in SHARED_MAPS}
+                jmp = shared["nfp_jmp"]
+                for n in plan.order:
+                    jmp[n.index] = objects[n.id].programs[n.id]
+                entry = objects[plan.order[0].id].programs[plan.order[0].id]
+            pipeline = cls(plan, objects, entry,
+                           build.fused_style if plan.linking == "fused" else None)
+            for n in plan.order:
+                impl = plan.spec.nodes[n.id].impl
+                if impl is not None and (populate is None or n.id in populate):
+                    impl.populate(pipeline.node_maps(n.id))
+            return pipeline
+        except BaseException:
+            for obj in reversed(list(objects.values())):
+                obj.close()
+            raise
+
+    @staticmethod
+    def load_node(build: Build, node: str, maps: Mapping[str, Map], *,
+                  populate: bool = False, log_level: int = 0) -> Object:
+        """Load one tail-call node's program on *maps* (the running pipeline's
+        ``nfp_jmp``, ``nfp_stats``, ``nfp_meta_map``, and the node's own maps when they
+        are reused; missing node maps are created and, with *populate*, written by
+        its NF).  The caller puts it in its slot."""
+        plan = build.plan
+        n = plan.nodes[node]
+        ospec = _sized(build.objects[node], plan, node)
+        given = {k: m for k, m in maps.items() if k in ospec.maps}
+        obj = Object.load(ospec, constants=tailcall_constants(plan, n), maps=given,
+                          log_level=log_level, name=node)
+        try:
+            impl = plan.spec.nodes[node].impl
+            if populate and impl is not None:
+                impl.populate(NodeMaps(obj.maps, node))
+            return obj
+        except BaseException:
+            obj.close()
+            raise
+
+    # --- access -------------------------------------------------------------------------
+
+    def _object_of(self, node: str) -> Object:
+        return self.objects[FUSED] if FUSED in self.objects else self.objects[node]
+
+    def node_maps(self, node: str) -> NodeMaps:
+        return NodeMaps(self._object_of(node).maps, node)
+
+    @property
+    def stats_map(self):
+        first = self.objects[FUSED] if FUSED in self.objects else self.objects[
+            self.plan.order[0].id]
+        return first.maps["nfp_stats"]
+
+    def program(self, node: str) -> Program:
+        if FUSED in self.objects:
+            return self.entry
+        return self.objects[node].programs[node]
+
+    def test_run(self, packet: Any, *, repeat: int = 1) -> TestRunResult:
+        """Run the whole pipeline on *packet* in the kernel (entry program + tail calls)."""
+        return self.entry.test_run(bytes(packet), repeat=repeat)
+
+    def stats(self) -> dict[str, dict[str, Counter]]:
+        """Per node: outcome (port name, verdict, tail_call_miss) → packets, bytes (all CPUs)."""
+        return node_stats(self.stats_map, [(n.id, n.index, n.ports) for n in self.plan.order])
+
+    def edge_counts(self) -> dict[str, int]:
+        """Packets per edge, named 'node.port -> target'."""
+        st = self.stats()
+        out = {}
+        for n in self.plan.order:
+            for t in (t for t in n.targets if t.wired):
+                out[f"{n.id}.{t.port} -> {t.node or t.describe()}"] = \
+                    st[n.id].get(t.port, Counter(0, 0)).packets
+        return out
+
+    def close(self) -> None:
+        for obj in reversed(list(self.objects.values())):
+            obj.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def node_stats(stats_map, nodes) -> dict[str, dict[str, Counter]]:
+    """Read nfp_stats: for each (node id, index, port names), its non-zero outcomes."""
+    out: dict[str, dict[str, Counter]] = {}
+    for nid, index, ports in nodes:
+        row: dict[str, Counter] = {}
+        names = dict(enumerate(ports))
+        names.update(OUTCOME_NAMES)
+        for slot, name in names.items():
+            per_cpu = stats_map[index * STAT_SLOTS + slot]
+            if not isinstance(per_cpu, list):      # offload: one shared array
+                per_cpu = [per_cpu]
+            c = Counter(sum(v["packets"] for v in per_cpu), sum(v["bytes"] for v in per_cpu))
+            if c.packets:
+                row[name] = c
+        out[nid] = row
+    return out
+
+
+def fused_constants(plan: Plan, ifindexes: dict[str, int] | None = None) -> dict[str, Any]:
+    """The ``.rodata`` constants of the fused program: every node's, prefixed."""
+    constants: dict[str, Any] = {}
+    for n in plan.order:
+        constants.update({f"{n.id}__{k}": v for k, v in n.constants.items()})
+        for i, t in enumerate(n.targets):
+            if t.redirect_iface:
+                constants[f"nfp_redirect_{n.id}_{i}"] = (ifindexes or {}).get(t.redirect_iface, 0)
+    return constants
+
+
+def tailcall_constants(plan: Plan, n, ifindexes: dict[str, int] | None = None
+                       ) -> dict[str, Any]:
+    """The ``.rodata`` constants of node *n*'s tail-call program: its NF's, its port
+    table, its slot, whether it is the entry, the verdict of a missed tail call."""
+    ports, redirect = plan.port_table(n, ifindexes)
+    constants = {f"{n.id}__{k}": v for k, v in n.constants.items()}
+    constants.update({f"{n.id}__nfp_ports": ports, f"{n.id}__nfp_redirect": redirect,
+                      f"{n.id}__nfp_node": n.index, f"{n.id}__nfp_is_entry": int(n.is_entry),
+                      f"{n.id}__nfp_miss_verdict": int(_verdict_code(plan.miss_verdict))})
+    return constants
+
+
+def _sized_all(ospec, plan: Plan):
+    for n in plan.order:
+        ospec = _sized(ospec, plan, n.id)
+    return ospec
+
+
+def _sized(ospec, plan: Plan, node: str):
+    impl = plan.spec.nodes[node].impl
+    return apply_map_sizes(ospec, node, impl) if impl is not None else ospec
+
+
+def _verdict_code(name: str) -> Verdict:
+    return MISS_VERDICTS[name]

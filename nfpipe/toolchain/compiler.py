@@ -1,0 +1,609 @@
+"""Compile C network functions to BPF ELF objects.
+
+nfpipe needs no system clang: it uses, in this order,
+
+1. ``NFPIPE_CC`` when set (a command line, e.g. ``"ccache clang-19"``),
+2. a ``clang`` on PATH (or ``clang-21`` ... ``clang-14``) whose ``-print-targets``
+   lists ``bpf``,
+3. the clang inside the ``ziglang`` wheel (``python -m ziglang cc``), a
+   dependency of nfpipe, so a plain ``pip install`` can build programs.
+
+Whatever compiler is used, it sees the same headers: nfpipe's libbpf-compatible
+``bpf/include`` and the kernel UAPI headers shipped in the ziglang wheel
+(``NFPIPE_UAPI_INCLUDE`` overrides them).
+
+Objects are cached under ``$NFPIPE_CACHE_DIR`` (else ``$XDG_CACHE_HOME/nfpipe``,
+else ``~/.cache/nfpipe``) in ``objects/``.  The cache key covers the source
+bytes and path, the full compiler command (flags, defines, include dirs) and
+the compiler identity; every header the compiler read (from its ``-MD``
+dependency file) is recorded with its content hash in a manifest next to the
+object and re-hashed on lookup, so editing any included header rebuilds.
+``NFPIPE_NO_CACHE=1`` turns the cache off.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import platform
+import secrets
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from nfpipe.errors import CompileError
+from nfpipe.resources import bpf_dir
+
+__all__ = ["Compiler", "find_compiler", "compile", "describe", "bpf_dir", "bpf_include_dir",
+           "uapi_include_dirs", "cache_dir", "compile_command", "DEFAULT_TIMEOUT"]
+
+log = logging.getLogger("nfpipe.toolchain")
+
+DEFAULT_TIMEOUT = 300.0          # seconds one compiler run may take
+_PROBE_TIMEOUT = 60.0            # seconds for --version / -print-targets
+_CACHE_FORMAT = 1                # bump when the cache layout or key changes
+_MAX_VARIANTS = 8                # header-content variants kept per cache key
+_CLANG_NAMES = ["clang"] + [f"clang-{v}" for v in range(21, 13, -1)]
+
+# platform.machine() -> the ziglang libc/include dir with that arch's asm/ headers
+_ARCH_UAPI_DIRS = {
+    "x86_64": "x86-linux-any", "amd64": "x86-linux-any", "i386": "x86-linux-any",
+    "i686": "x86-linux-any", "aarch64": "aarch64-linux-any", "arm64": "aarch64-linux-any",
+    "armv7l": "arm-linux-any", "armv6l": "arm-linux-any", "riscv64": "riscv-linux-any",
+    "ppc64le": "powerpc-linux-any", "ppc64": "powerpc-linux-any",
+    "s390x": "s390x-linux-any", "loongarch64": "loongarch-linux-any",
+    "mips64": "mips-linux-any", "mips": "mips-linux-any",
+}
+
+
+# --------------------------------------------------------------------------- discovery
+
+@dataclass(frozen=True)
+class Compiler:
+    """A C compiler that can emit BPF objects.
+
+    ``kind`` is how it was found ("env", "clang" or "zig"), ``argv`` the command
+    prefix to run, ``version`` the first line of its ``--version``, ``reason``
+    why it was chosen.  ``family`` says how it spells the BPF target: "zig"
+    (``zig cc`` wants ``bpfel-freestanding``), "gcc" (no ``-target``) or "clang".
+    """
+
+    kind: str
+    argv: list[str] = field(hash=False)
+    version: str
+    reason: str
+    family: str = "clang"
+
+    @property
+    def display(self) -> str:
+        """A short name for messages: "zig cc", "clang-19", "NFPIPE_CC (ccache)"."""
+        if self.kind == "zig":
+            return "zig cc"
+        name = os.path.basename(self.argv[0]) if self.argv else "?"
+        return f"NFPIPE_CC ({name})" if self.kind == "env" else name
+
+    def target_flags(self) -> list[str]:
+        """The ``-target`` flags for a BPF object in the host's byte order."""
+        arch = "bpfel" if sys.byteorder == "little" else "bpfeb"
+        if self.kind == "env" and any(a == "-target" or a.startswith(("--target=", "-target="))
+                                      for a in self.argv):
+            return []
+        if self.family == "zig":
+            return ["-target", f"{arch}-freestanding"]
+        if self.family == "gcc":
+            return []
+        return ["-target", arch]
+
+
+_lock = threading.Lock()
+_found: dict[tuple, Compiler] = {}
+
+
+def find_compiler(refresh: bool = False) -> Compiler:
+    """The compiler nfpipe uses (cached per process and per NFPIPE_CC/PATH value)."""
+    key = (os.environ.get("NFPIPE_CC"), os.environ.get("PATH"))
+    with _lock:
+        if refresh:
+            _found.clear()
+        if key not in _found:
+            _found[key] = _discover()
+        return _found[key]
+
+
+def _run_probe(argv: list[str], *args: str) -> tuple[bool, str]:
+    try:
+        p = subprocess.run(argv + list(args), capture_output=True, text=True,
+                           timeout=_PROBE_TIMEOUT, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError) as e:
+        return False, str(e)
+    out = (p.stdout or "") + (p.stderr or "")
+    return p.returncode == 0, out
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def _family(argv: list[str], version_text: str) -> str:
+    first = _first_line(version_text)
+    if "(GCC)" in first or " gcc" in first.lower():
+        return "gcc"
+    names = [os.path.basename(a).lower() for a in argv]
+    if "ziglang" in argv or any(n in ("zig", "zig.exe") for n in names):
+        return "zig"
+    for line in version_text.splitlines():
+        if line.startswith("InstalledDir:") and "zig" in line.lower():
+            return "zig"
+    return "clang"
+
+
+def _discover() -> Compiler:
+    env = os.environ.get("NFPIPE_CC", "").strip()
+    if env:
+        try:
+            argv = shlex.split(env)
+        except ValueError as e:
+            raise CompileError(f"NFPIPE_CC={env!r} is not a valid command line: {e}") from None
+        ok, out = _run_probe(argv, "--version")
+        if not ok:
+            raise CompileError(f"NFPIPE_CC={env!r} does not run ('{shlex.join(argv)} --version' "
+                               f"failed); fix or unset NFPIPE_CC", command=argv,
+                               diagnostics=out)
+        return Compiler("env", argv, _first_line(out),
+                        "NFPIPE_CC is set, so it is used as given; clang on PATH and the "
+                        "ziglang wheel were not considered.", _family(argv, out))
+
+    skipped = []
+    for name in _CLANG_NAMES:
+        path = shutil.which(name)
+        if not path:
+            continue
+        ok, out = _run_probe([path], "-print-targets")
+        if not ok or not any(line.split()[:1] in (["bpf"], ["bpfel"]) for line in out.splitlines()):
+            skipped.append(f"{path} (no bpf target)")
+            continue
+        ok, ver = _run_probe([path], "--version")
+        if not ok:
+            skipped.append(f"{path} (--version failed)")
+            continue
+        why = f"NFPIPE_CC is unset and {path} is on PATH with a bpf target"
+        if skipped:
+            why += "; skipped " + ", ".join(skipped)
+        return Compiler("clang", [path], _first_line(ver), why + ".", "clang")
+
+    tried = "no clang with a bpf target on PATH (tried " + ", ".join(_CLANG_NAMES[:2]) + \
+        f"..{_CLANG_NAMES[-1]}" + ("; skipped " + ", ".join(skipped) if skipped else "") + ")"
+    if importlib.util.find_spec("ziglang") is None:
+        raise CompileError("no usable C compiler for BPF: NFPIPE_CC is unset, " + tried +
+                           ", and the ziglang package is not installed; run "
+                           "'pip install ziglang' or set NFPIPE_CC to a clang with the bpf target")
+    argv = [sys.executable, "-m", "ziglang", "cc"]
+    ok, out = _run_probe(argv, "--version")
+    if not ok:
+        raise CompileError("no usable C compiler for BPF: NFPIPE_CC is unset, " + tried +
+                           ", and 'python -m ziglang cc --version' failed", command=argv,
+                           diagnostics=out)
+    return Compiler("zig", argv, _first_line(out),
+                    f"NFPIPE_CC is unset and there is {tried}, so the ziglang wheel's "
+                    "clang is used.", "zig")
+
+
+# --------------------------------------------------------------------------- include dirs
+
+def bpf_include_dir() -> Path:
+    """The dir holding nfpipe's ``bpf/bpf_helpers.h`` & co. (``<bpf dir>/include``)."""
+    d = bpf_dir()
+    inc = d / "include"
+    if not (inc / "bpf" / "bpf_helpers.h").is_file():
+        src = "NFPIPE_BPF_DIR" if os.environ.get("NFPIPE_BPF_DIR") else "the nfpipe checkout"
+        raise CompileError(f"nfpipe's BPF headers are missing: no {inc / 'bpf' / 'bpf_helpers.h'} "
+                           f"(bpf dir from {src}); set NFPIPE_BPF_DIR to the bpf/ dir of an "
+                           "nfpipe source tree")
+    return inc
+
+
+def _ziglang_dir() -> Path | None:
+    spec = importlib.util.find_spec("ziglang")
+    if spec is None or not spec.origin:
+        return None
+    return Path(spec.origin).resolve().parent
+
+
+def uapi_include_dirs() -> list[Path]:
+    """Kernel UAPI header dirs: ``$NFPIPE_UAPI_INCLUDE`` or the ziglang wheel's.
+
+    The generic ``any-linux-any`` dir comes first (its ``asm/`` headers are right
+    for a 64-bit BPF target), then the host arch dir for arch-only ``asm/`` headers
+    such as ``asm/byteorder.h``.
+    """
+    env = os.environ.get("NFPIPE_UAPI_INCLUDE")
+    if env is not None:
+        return [Path(p) for p in env.split(os.pathsep) if p]
+    z = _ziglang_dir()
+    if z is None:
+        return []
+    base = z / "lib" / "libc" / "include"
+    dirs = [base / "any-linux-any"]
+    arch = _ARCH_UAPI_DIRS.get(platform.machine().lower())
+    if arch and (base / arch).is_dir():
+        dirs.append(base / arch)
+    return [d for d in dirs if d.is_dir()]
+
+
+def cache_dir() -> Path:
+    """The nfpipe cache root (objects live in its ``objects/``)."""
+    if os.environ.get("NFPIPE_CACHE_DIR"):
+        return Path(os.environ["NFPIPE_CACHE_DIR"])
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "nfpipe"
+    return Path.home() / ".cache" / "nfpipe"
+
+
+def _cache_enabled() -> bool:
+    return os.environ.get("NFPIPE_NO_CACHE", "").strip().lower() not in ("1", "true", "yes", "on")
+
+
+# --------------------------------------------------------------------------- compiling
+
+def _define_flags(defines: Mapping[str, object] | None) -> list[str]:
+    out = []
+    for name in sorted(defines or {}):
+        value = defines[name]
+        if not name or not (name[0].isalpha() or name[0] == "_") or \
+                not all(c.isalnum() or c == "_" for c in name):
+            raise CompileError(f"invalid macro name {name!r} in defines")
+        if value is None or value is True:
+            out.append(f"-D{name}")
+        elif value is False:
+            out.append(f"-D{name}=0")
+        else:
+            out.append(f"-D{name}={value}")
+    return out
+
+
+def compile_command(compiler: Compiler | None = None, *, defines: Mapping[str, object] | None = None,
+                    include_dirs: Iterable[str | os.PathLike] = (), cflags: Iterable[str] = (),
+                    cpu: str = "v3") -> list[str]:
+    """The compiler command without the source, output and dependency-file arguments."""
+    compiler = compiler or find_compiler()
+    cmd = list(compiler.argv) + compiler.target_flags()
+    cmd += ["-O2", "-g", "-Wall", f"-mcpu={cpu}", "-fno-stack-protector",
+            # zig cc turns unwind tables on; a BPF object has no use for .eh_frame
+            "-fno-unwind-tables", "-fno-asynchronous-unwind-tables"]
+    for d in include_dirs:
+        cmd += ["-I", str(Path(d).resolve())]
+    cmd += ["-I", str(bpf_include_dir())]
+    for d in uapi_include_dirs():
+        cmd += ["-isystem", str(d)]
+    cmd += _define_flags(defines)
+    cmd += list(cflags)
+    return cmd
+
+
+def _sha256_file(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _parse_depfile(text: str, cwd: Path) -> list[Path]:
+    """Prerequisites of a make-syntax dependency file (as written by clang -MD)."""
+    text = text.replace("\\\r\n", " ").replace("\\\n", " ")
+    deps: list[Path] = []
+    for rule in text.splitlines():
+        if ":" not in rule:
+            continue
+        # the target ends at the first ': ' that is not an escaped char
+        idx = 0
+        while True:
+            idx = rule.find(":", idx)
+            if idx < 0 or idx + 1 >= len(rule) or rule[idx + 1] in " \t":
+                break
+            idx += 1
+        if idx < 0:
+            continue
+        body = rule[idx + 1:]
+        word, i = [], 0
+        words = []
+        while i < len(body):
+            c = body[i]
+            if c == "\\" and i + 1 < len(body) and body[i + 1] in " #\\":
+                word.append(body[i + 1])
+                i += 2
+                continue
+            if c == "$" and body[i + 1:i + 2] == "$":
+                word.append("$")
+                i += 2
+                continue
+            if c in " \t":
+                if word:
+                    words.append("".join(word))
+                    word = []
+            else:
+                word.append(c)
+            i += 1
+        if word:
+            words.append("".join(word))
+        for w in words:
+            p = Path(w)
+            deps.append(p if p.is_absolute() else cwd / p)
+    return deps
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _run_compiler(compiler: Compiler, cmd: list[str], src: Path, timeout: float) -> str:
+    """Run one compile; return its stderr (warnings) or raise CompileError."""
+    try:
+        # own session, so a timeout can kill the compiler and anything it spawned
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, text=True, errors="replace",
+                                start_new_session=True)
+    except OSError as e:
+        raise CompileError(f"compiling {src.name} with {compiler.display} failed: cannot run "
+                           f"{cmd[0]}: {e.strerror or e}", source=str(src), command=cmd) from None
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, 9)
+        except OSError:
+            proc.kill()
+        out, err = proc.communicate()
+        raise CompileError(f"compiling {src.name} with {compiler.display} timed out after "
+                           f"{timeout:g} s", source=str(src), command=cmd,
+                           diagnostics=err or "") from None
+    except BaseException:
+        try:
+            os.killpg(proc.pid, 9)
+        except OSError:
+            pass
+        proc.wait()
+        raise
+    if proc.returncode != 0:
+        diag = err or ""
+        if out.strip():
+            diag = (diag + "\n" + out) if diag else out
+        if not diag.strip():
+            diag = f"(the compiler exited with status {proc.returncode} and printed nothing)"
+        raise CompileError(f"compiling {src.name} with {compiler.display} failed",
+                           source=str(src), command=cmd, diagnostics=diag)
+    return err or ""
+
+
+def _lookup(kdir: Path) -> Path | None:
+    """A cached object in ``kdir`` whose recorded headers all still hash the same."""
+    try:
+        manifests = sorted(kdir.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        return None
+    hashes: dict[str, str | None] = {}
+    for man in manifests:
+        try:
+            data = json.loads(man.read_text())
+            deps = data["deps"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        ok = True
+        for path, digest in deps:
+            if path not in hashes:
+                hashes[path] = _sha256_file(Path(path))
+            if hashes[path] != digest:
+                ok = False
+                break
+        obj = man.with_suffix(".o")
+        if ok and obj.is_file():
+            try:
+                os.utime(man)        # most recently used first next time
+            except OSError:
+                pass
+            return obj
+    return None
+
+
+def _prune(kdir: Path) -> None:
+    try:
+        manifests = sorted(kdir.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for man in manifests[_MAX_VARIANTS:]:
+            man.unlink(missing_ok=True)
+            man.with_suffix(".o").unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def compile(src: str | os.PathLike, output: str | os.PathLike | None = None, *,
+            defines: Mapping[str, object] | None = None,
+            include_dirs: Iterable[str | os.PathLike] = (), cflags: Iterable[str] = (),
+            cpu: str = "v3", timeout: float = DEFAULT_TIMEOUT) -> Path:
+    """Compile one C file to a BPF ELF object and return the object's path.
+
+    ``defines`` become ``-DNAME=VALUE`` (``None``/``True``: ``-DNAME``),
+    ``include_dirs`` come before nfpipe's headers, ``cflags`` are appended as
+    given, ``cpu`` is the ``-mcpu=`` BPF ISA version.  Without ``output`` the
+    returned path is inside the cache (do not modify it); with ``output`` the
+    object is also copied there and that path returned.
+    """
+    src_path = Path(src)
+    if not src_path.is_file():
+        raise CompileError(f"cannot compile {src_path}: no such source file", source=str(src_path))
+    src_path = src_path.resolve()
+    try:
+        source_bytes = src_path.read_bytes()
+    except OSError as e:
+        raise CompileError(f"cannot compile {src_path}: {e.strerror or e}",
+                           source=str(src_path)) from None
+    compiler = find_compiler()
+    include_dirs = list(include_dirs)
+    cflags = list(cflags)
+    base = compile_command(compiler, defines=defines, include_dirs=include_dirs, cflags=cflags,
+                           cpu=cpu)
+    out_path = Path(output) if output is not None else None
+
+    if not _cache_enabled():
+        if out_path is not None:
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        else:
+            tmp = Path(tempfile.mkdtemp(prefix="nfpipe-build-")) / (src_path.stem + ".o")
+        try:
+            warnings = _run_compiler(compiler, base + ["-c", str(src_path), "-o", str(tmp)],
+                                     src_path, timeout)
+            if out_path is None:
+                out_path = tmp
+            else:
+                os.replace(tmp, out_path)
+        finally:
+            if tmp != out_path and tmp.exists():
+                tmp.unlink()
+        if warnings.strip():
+            log.warning("%s", warnings.rstrip())
+        return out_path
+
+    key_material = json.dumps({
+        "format": _CACHE_FORMAT,
+        "compiler": [compiler.kind, compiler.argv, compiler.version],
+        "command": base,
+        "source": str(src_path),
+        "source_sha256": hashlib.sha256(source_bytes).hexdigest(),
+    }, sort_keys=True)
+    key = hashlib.sha256(key_material.encode()).hexdigest()[:40]
+    kdir = cache_dir() / "objects" / key[:2] / key
+
+    obj = _lookup(kdir)
+    if obj is None:
+        obj = _compile_into_cache(compiler, base, src_path, kdir, timeout)
+    if out_path is not None:
+        _atomic_copy(obj, out_path)
+        return out_path
+    return obj
+
+
+def _compile_into_cache(compiler: Compiler, base: list[str], src: Path, kdir: Path,
+                        timeout: float) -> Path:
+    try:
+        kdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CompileError(f"cannot create the object cache dir {kdir}: {e.strerror or e}; set "
+                           "NFPIPE_CACHE_DIR or NFPIPE_NO_CACHE=1", source=str(src)) from None
+    stem = f".tmp-{os.getpid()}-{secrets.token_hex(6)}"
+    tmp_o, tmp_d = kdir / (stem + ".o"), kdir / (stem + ".d")
+    cmd = base + ["-MD", "-MF", str(tmp_d), "-c", str(src), "-o", str(tmp_o)]
+    try:
+        warnings = _run_compiler(compiler, cmd, src, timeout)
+        try:
+            deps = _parse_depfile(tmp_d.read_text(errors="surrogateescape"), Path.cwd())
+        except OSError:
+            raise CompileError(f"compiling {src.name} with {compiler.display} wrote no dependency "
+                               f"file (-MD -MF); set NFPIPE_NO_CACHE=1 to build without the cache",
+                               source=str(src), command=cmd) from None
+        seen, recorded = set(), []
+        for d in deps:
+            p = str(Path(os.path.normpath(d)))
+            if p in seen or p == str(src):
+                continue
+            seen.add(p)
+            digest = _sha256_file(Path(p))
+            if digest is None:      # e.g. a header deleted mid-build: never a cache hit
+                digest = "missing"
+            recorded.append([p, digest])
+        recorded.sort()
+        variant = hashlib.sha256(json.dumps(recorded).encode()).hexdigest()[:24]
+        obj = kdir / f"{variant}.o"
+        os.replace(tmp_o, obj)
+        manifest = {"source": str(src), "command": base, "deps": recorded,
+                    "warnings": warnings}
+        _atomic_write(kdir / f"{variant}.json", json.dumps(manifest, indent=1).encode())
+    finally:
+        for t in (tmp_o, tmp_d):
+            try:
+                t.unlink()
+            except FileNotFoundError:
+                pass
+    if warnings.strip():
+        log.warning("%s", warnings.rstrip())
+    _prune(kdir)
+    return obj
+
+
+# --------------------------------------------------------------------------- doctor
+
+_PROBE_PROGRAM = """\
+#include <linux/bpf.h>
+__attribute__((section("xdp"), used)) int nfpipe_probe(struct xdp_md *ctx) { return XDP_PASS; }
+char _license[] __attribute__((section("license"), used)) = "GPL";
+"""
+
+
+def describe() -> dict:
+    """What ``nfpipe doctor`` reports about the toolchain; never raises."""
+    info: dict = {"kind": None, "argv": None, "version": None, "reason": None, "family": None,
+                  "target_flags": None, "error": None}
+    try:
+        c = find_compiler()
+        info.update({k: v for k, v in asdict(c).items()})
+        info["target_flags"] = c.target_flags()
+    except CompileError as e:
+        info["error"] = str(e)
+        c = None
+    try:
+        info["bpf_include_dir"] = str(bpf_include_dir())
+    except CompileError as e:
+        info["bpf_include_dir"] = None
+        info["error"] = info["error"] or str(e)
+    info["uapi_include_dirs"] = [str(d) for d in uapi_include_dirs()]
+    info["include_dirs"] = ([info["bpf_include_dir"]] if info["bpf_include_dir"] else []) + \
+        info["uapi_include_dirs"]
+    info["cache_dir"] = str(cache_dir() / "objects")
+    info["cache_enabled"] = _cache_enabled()
+    info["bpf_target_ok"] = False
+    info["bpf_target_error"] = None
+    if c is not None and info["bpf_include_dir"]:
+        with tempfile.TemporaryDirectory(prefix="nfpipe-doctor-") as tmp:
+            src = Path(tmp) / "probe.c"
+            src.write_text(_PROBE_PROGRAM)
+            try:
+                cmd = compile_command(c) + ["-c", str(src), "-o", str(Path(tmp) / "probe.o")]
+                _run_compiler(c, cmd, src, DEFAULT_TIMEOUT)
+                data = (Path(tmp) / "probe.o").read_bytes()
+                # ELF e_machine 247 = EM_BPF
+                order = "little" if data[5:6] == b"\x01" else "big"
+                info["bpf_target_ok"] = data[:4] == b"\x7fELF" and \
+                    int.from_bytes(data[18:20], order) == 247
+                if not info["bpf_target_ok"]:
+                    info["bpf_target_error"] = "the compiler did not produce a BPF ELF object"
+            except CompileError as e:
+                info["bpf_target_error"] = str(e)
+    elif info["error"]:
+        info["bpf_target_error"] = info["error"]
+    return info
