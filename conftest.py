@@ -33,7 +33,7 @@ def pytest_runtest_setup(item):
     pytest.skip(reason)
 
 
-def pytest_sessionfinish(session, exitstatus):
+def pytest_sessionfinish(session):
     if not IN_CI:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

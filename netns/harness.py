@@ -201,7 +201,7 @@ class Scenario:
     def http_server(self, host: str, addr: str, *ports: int, name: str | None = None,
                     timeout: float = 10.0) -> subprocess.Popen:
         """Start netns/httpd.py in *host* on addr:port...; returns once it listens."""
-        err = tempfile.TemporaryFile()       # a file, not a pipe: it never fills up
+        err = tempfile.TemporaryFile()  # noqa: SIM115 - a file, not a pipe: it never fills
         p = self.topo.popen(host, [sys.executable, str(HTTPD), name or host, addr,
                                    *map(str, ports)],
                             stdout=subprocess.PIPE, stderr=err)
@@ -431,7 +431,7 @@ def capture_until(ifname: str, stop_file: str, ready_file: str, direction: str =
         while time.monotonic() < end:
             try:
                 frame, a = s.recvfrom(65600)
-            except socket.timeout:
+            except TimeoutError:
                 if os.path.exists(stop_file):
                     break
                 continue

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def do_GET(self):
         local = self.connection.getsockname()
         body = json.dumps({"server": self.server.name, "peer": self.client_address[0],
                            "port": self.client_address[1],

@@ -18,8 +18,17 @@ Names are imported on first use, so ``import nfpipe`` (and the CLI's start-up)
 stays cheap.  The packages, in the order data flows through them, are described
 in docs/architecture.md.
 """
-from nfpipe.errors import (AttachError, CompileError, DeployError, GraphError, KernelError,
-                           NfpipeError, SpecError, UsageError, VerifierError)
+from nfpipe.errors import (
+    AttachError,
+    CompileError,
+    DeployError,
+    GraphError,
+    KernelError,
+    NfpipeError,
+    SpecError,
+    UsageError,
+    VerifierError,
+)
 
 __version__ = "0.1.0"
 

@@ -26,8 +26,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
-from nfpipe import deploy as D
-from nfpipe import resources
+from nfpipe import deploy as D, resources
 from nfpipe.attach import Target
 from nfpipe.catalog import NodeMaps
 from nfpipe.catalog.telemetry import Telemetry
@@ -88,7 +87,7 @@ def run_pipeline_demo(json_output: bool = False) -> int:
     name = f"demo{uuid.uuid4().hex[:6]}"
     text = (resources.examples_dir() / "firewall.yaml").read_text().replace(
         "pipeline: firewall", f"pipeline: {name}")
-    say = (lambda *a: None) if json_output else print
+    say = (lambda *_: None) if json_output else print
     report: dict = {"pipeline": name}
     with tempfile.TemporaryDirectory() as tmp:
         pfile = f"{tmp}/{name}.yaml"

@@ -91,6 +91,8 @@ class KernelError(NfpipeError, OSError):
     capability, memlock limit, unsupported feature).
     """
 
+    errno: int                      # always set, unlike OSError's
+
     def __init__(self, op: str, err: int, detail: str = "", *, hint: str | None = None):
         self.op = op
         self.detail = detail

@@ -86,7 +86,7 @@ OUTCOME_NAMES[STAT_MISS] = "tail_call_miss"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _C_RESERVED = frozenset("""auto break case char const continue default do double else enum
 extern float for goto if inline int long register restrict return short signed sizeof static
-struct switch typedef union unsigned void volatile while _Bool""".split())
+struct switch typedef union unsigned void volatile while _Bool""".split())  # noqa: SIM905
 
 
 def is_c_identifier(name: str) -> bool:

@@ -18,6 +18,7 @@ import yaml
 from nfpipe import resources
 from nfpipe.errors import SpecError
 
+
 def profile_dir() -> Path:
     return resources.profiles_dir()
 

@@ -6,8 +6,7 @@ import os
 
 from nfpipe.attach.query import query
 from nfpipe.errors import AttachError
-from nfpipe.kernel import abi
-from nfpipe.kernel import syscall as sc
+from nfpipe.kernel import abi, syscall as sc
 
 
 def prog_fd(prog) -> int:

@@ -22,8 +22,7 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from nfpipe.errors import KernelError, errno_name
-from nfpipe.kernel import abi
-from nfpipe.kernel import syscall as sc
+from nfpipe.kernel import abi, syscall as sc
 from nfpipe.kernel.netns import temporary_netns
 
 # --- hand-built instructions -------------------------------------------------------------
@@ -177,9 +176,7 @@ def _map_params(t: int, page: int) -> dict[str, Any] | None:
         p.update(key_size=8, value_size=8, flags=abi.BPF_F_NO_PREALLOC)
     elif t in (M.CGROUP_STORAGE, M.PERCPU_CGROUP_STORAGE):
         p.update(key_size=16, value_size=8, max_entries=0)   # struct bpf_cgroup_storage_key
-    elif t in (M.QUEUE, M.STACK):
-        p.update(key_size=0)
-    elif t == M.BLOOM_FILTER:
+    elif t in (M.QUEUE, M.STACK) or t == M.BLOOM_FILTER:
         p.update(key_size=0)
     elif t in (M.RINGBUF, M.USER_RINGBUF):
         p.update(key_size=0, value_size=0, max_entries=page)

@@ -13,8 +13,7 @@ import os
 from nfpipe.attach.base import Attachment, prog_desc, prog_fd
 from nfpipe.attach.query import XDP_MODES, iproute, prog_summary, where, xdp_state
 from nfpipe.errors import AttachError, KernelError
-from nfpipe.kernel import abi, bpffs
-from nfpipe.kernel import syscall as sc
+from nfpipe.kernel import abi, bpffs, syscall as sc
 from nfpipe.kernel.netns import ifname as _ifname, in_netns
 
 

@@ -21,11 +21,13 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import fcntl
+import os
 import socket
 import struct
 from dataclasses import dataclass, field
 
 from nfpipe.errors import KernelError
+from nfpipe.kernel.netns import current_netns
 
 SIOCETHTOOL = 0x8946
 ETHTOOL_GDRVINFO = 0x00000003
@@ -87,9 +89,6 @@ def driver_name(ifname: str) -> str | None:
     info = driver_info(ifname)
     if info is not None and info.driver:
         return info.driver
-    import os
-
-    from nfpipe.kernel.netns import current_netns
     if current_netns() is not None:
         return None        # sysfs shows the namespace it was mounted in, not this one
     try:

@@ -21,7 +21,6 @@ from nfpipe.attach.query import query
 from nfpipe.errors import KernelError
 from nfpipe.kernel.netns import ifindex, in_netns
 
-
 # --- interfaces --------------------------------------------------------------------------
 
 

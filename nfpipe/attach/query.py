@@ -11,8 +11,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from nfpipe.errors import KernelError, errno_name
-from nfpipe.kernel import abi
-from nfpipe.kernel import syscall as sc
+from nfpipe.kernel import abi, syscall as sc
 from nfpipe.kernel.netns import ifindex as _ifindex, in_netns
 
 XDP_MODES = ("native", "generic", "offload")
@@ -103,7 +102,8 @@ def xdp_links_by_ifindex(index: int) -> dict[int, int]:
     return out
 
 
-def describe_xdp(iface: str, netns, index: int) -> str:
+def describe_xdp(netns, index: int) -> str:
+    """What is attached to the XDP hook of interface *index* in *netns*, in words."""
     with in_netns(netns), iproute() as ipr:
         state = xdp_state(ipr, index)
     found = [(m, state[m]) for m in XDP_MODES if m in state]

@@ -9,12 +9,20 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from nfpipe.attach.base import Attachment, prog_desc, prog_fd, type_name
 from nfpipe.attach.link import Link
-from nfpipe.attach.query import (CLSACT_PARENT, DIRECTIONS, TCX_ATTACH, all_filters,
-                                 cls_bpf_filters, has_clsact, iproute, nl_reason, qdisc_kind,
-                                 where)
+from nfpipe.attach.query import (
+    CLSACT_PARENT,
+    DIRECTIONS,
+    TCX_ATTACH,
+    all_filters,
+    cls_bpf_filters,
+    has_clsact,
+    iproute,
+    nl_reason,
+    qdisc_kind,
+    where,
+)
 from nfpipe.errors import AttachError, KernelError
-from nfpipe.kernel import abi
-from nfpipe.kernel import syscall as sc
+from nfpipe.kernel import abi, syscall as sc
 from nfpipe.kernel.netns import ifindex as _ifindex, in_netns
 
 

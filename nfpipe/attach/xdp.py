@@ -13,11 +13,17 @@ from nfpipe.attach import netdev
 from nfpipe.attach.base import Attachment, prog_desc, prog_fd, type_name
 from nfpipe.attach.features import offload_refusal, probe_link_support
 from nfpipe.attach.link import Link
-from nfpipe.attach.query import (XDP_MODE_FLAGS, XDP_MODES, describe_xdp, iproute, nl_reason,
-                                 where, xdp_state)
+from nfpipe.attach.query import (
+    XDP_MODE_FLAGS,
+    XDP_MODES,
+    describe_xdp,
+    iproute,
+    nl_reason,
+    where,
+    xdp_state,
+)
 from nfpipe.errors import AttachError, KernelError
-from nfpipe.kernel import abi
-from nfpipe.kernel import syscall as sc
+from nfpipe.kernel import abi, syscall as sc
 from nfpipe.kernel.netns import ifindex as _ifindex, in_netns
 
 
@@ -50,7 +56,7 @@ class NetlinkXdp(Attachment):
                 raise self._error(
                     f"not detaching XDP from {where(self.iface, self.netns)}: our program "
                     f"{self.prog_id} is no longer the one attached "
-                    f"({describe_xdp(self.iface, self.netns, self.ifindex)})",
+                    f"({describe_xdp(self.netns, self.ifindex)})",
                     netlink_error=nl_reason(exc)) from None
             raise self._error(f"cannot detach XDP from {where(self.iface, self.netns)}",
                               netlink_error=nl_reason(exc)) from None
@@ -184,7 +190,7 @@ def _xdp_link(fd, ifname, index, netns, mode, driver, replace) -> Attachment:
                                     why="this kernel has no XDP bpf_link")
             detail = str(exc)
             if err in (_errno.EEXIST, _errno.EBUSY):
-                detail = describe_xdp(ifname, netns, index)
+                detail = describe_xdp(netns, index)
                 if replace and "via link" not in detail:
                     # a netlink-attached program: replace it the netlink way
                     return _xdp_netlink(fd, ifname, index, netns, mode, driver, True,
@@ -194,13 +200,13 @@ def _xdp_link(fd, ifname, index, netns, mode, driver, replace) -> Attachment:
                 else:
                     detail += "; a program held by another bpf_link cannot be replaced"
             elif err == _errno.EINVAL and mode == "native":
-                detail = _native_einval_reason(ifname, netns, index) or detail
+                detail = _native_einval_reason(netns, index) or detail
             raise _mode_error(err, ifname, netns, mode, driver, detail) from None
     return Link(lfd, kind="xdp", iface=ifname, ifindex=index, netns=netns, mode=mode,
                 prog_id=0, prog_name="")
 
 
-def _native_einval_reason(ifname, netns, index) -> str | None:
+def _native_einval_reason(netns, index) -> str | None:
     with in_netns(netns), iproute() as ipr:
         state = xdp_state(ipr, index)
     if "generic" in state:
@@ -218,7 +224,7 @@ def _xdp_netlink(fd, ifname, index, netns, mode, driver, replace, why: str = ""
         except NetlinkError as exc:
             detail = nl_reason(exc)
             if exc.code in (_errno.EEXIST, _errno.EBUSY):
-                detail = f"{describe_xdp(ifname, netns, index)} ({exc.args[-1]})"
+                detail = f"{describe_xdp(netns, index)} ({exc.args[-1]})"
             raise _mode_error(exc.code, ifname, netns, mode, driver, detail,
                               netlink_error=nl_reason(exc)) from None
     att = NetlinkXdp(sc.Fd(os.dup(fd)), iface=ifname, ifindex=index, netns=netns, mode=mode,

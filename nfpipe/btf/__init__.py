@@ -14,7 +14,7 @@ from __future__ import annotations
 from .btf import BTF
 from .codec import Codec, CodecError
 from .ext import BTFExt, CoreRelo, FuncInfo, LineInfo
-from .types import *  # noqa: F401,F403
+from .types import *  # noqa: F403
 from .types import __all__ as _types_all
 
 __all__ = ["BTF", "BTFExt", "Codec", "CodecError", "FuncInfo", "LineInfo", "CoreRelo",

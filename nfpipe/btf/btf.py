@@ -9,13 +9,35 @@ a string section of NUL-terminated strings starting with an empty one.  Type id
 from __future__ import annotations
 
 import struct
-from typing import Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from nfpipe.errors import SpecError
 
 from .types import (
-    MODIFIER_KINDS, Array, Const, Datasec, DeclTag, Enum, Float, Func, FuncProto, Fwd, Int,
-    Kind, Member, Param, Ptr, Restrict, Struct, Typedef, TypeTag, Union, Var, VarSecinfo, Void,
+    MODIFIER_KINDS,
+    Array,
+    Const,
+    Datasec,
+    DeclTag,
+    Enum,
+    Float,
+    Func,
+    FuncProto,
+    Fwd,
+    Int,
+    Kind,
+    Member,
+    Param,
+    Ptr,
+    Restrict,
+    Struct,
+    Typedef,
+    TypeTag,
+    Union,
+    Var,
+    VarSecinfo,
+    Void,
     Volatile,
 )
 
@@ -58,7 +80,7 @@ class BTF:
     # --- parsing ----------------------------------------------------------------
 
     @classmethod
-    def parse(cls, data: bytes) -> "BTF":
+    def parse(cls, data: bytes) -> BTF:
         """Parse a raw, little-endian BTF blob.  Corrupt input raises SpecError."""
         data = bytes(data)
         if len(data) < 4:
@@ -120,7 +142,7 @@ class BTF:
     def __len__(self) -> int:
         return len(self.types)
 
-    def __iter__(self) -> Iterator[tuple[int, object]]:
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
         return iter(enumerate(self.types))
 
     def __repr__(self) -> str:
@@ -150,9 +172,8 @@ class BTF:
         """The offset of *s* in the string section, appending it when absent."""
         if not s:
             return 0
-        if self._str_index is None:
-            self._build_str_index()
-        off = self._str_index.get(s)
+        index = self._str_index if self._str_index is not None else self._build_str_index()
+        off = index.get(s)
         if off is not None:
             return off
         raw = s.encode("utf-8")
@@ -160,11 +181,11 @@ class BTF:
             raise ValueError(f"a BTF string cannot contain NUL bytes: {s!r}")
         off = len(self._strtab)
         self._strtab += raw + b"\0"
-        self._str_index[s] = off
+        index[s] = off
         self._str_cache[off] = s
         return off
 
-    def _build_str_index(self) -> None:
+    def _build_str_index(self) -> dict[str, int]:
         index: dict[str, int] = {}
         off = 0
         for raw in bytes(self._strtab).split(b"\0")[:-1]:
@@ -172,6 +193,7 @@ class BTF:
             index.setdefault(s, off)
             off += len(raw) + 1
         self._str_index = index
+        return index
 
     @property
     def strings(self) -> bytes:
@@ -479,9 +501,9 @@ def _parse_types(data: bytes, start: int, length: int, btf: BTF) -> list:
     # Pre-split the string table once: offset -> str for every string start.
     names: dict[int, str] = {}
     off = 0
-    for raw in strtab.split(b"\0")[:-1]:
-        names[off] = raw.decode("utf-8", "replace") if raw else ""
-        off += len(raw) + 1
+    for chunk in strtab.split(b"\0")[:-1]:
+        names[off] = chunk.decode("utf-8", "replace") if chunk else ""
+        off += len(chunk) + 1
 
     def name_of(noff: int, where: int) -> str:
         s = names.get(noff)

@@ -103,12 +103,12 @@ class Codec:
     # --- construction -------------------------------------------------------------
 
     @staticmethod
-    def for_type(btf, type_id: int) -> "Codec":
+    def for_type(btf, type_id: int) -> Codec:
         """The codec of BTF type *type_id* (SpecError for void, functions, forwards)."""
         return _Builder(btf).build(type_id, 0)
 
     @staticmethod
-    def raw(size: int) -> "Codec":
+    def raw(size: int) -> Codec:
         """Bytes in, bytes out, of exactly *size* bytes (a map without BTF)."""
         return RawCodec(size)
 
@@ -181,6 +181,7 @@ class _Scalar(Codec):
     """An integer-valued codec (int, bool, enum, pointer); also the value side of a bitfield."""
 
     signed = False
+    _st: struct.Struct | None = None       # the fast path, for the sizes struct knows
 
     def _coerce(self, value, bits: int) -> int:
         raise NotImplementedError                                  # pragma: no cover
@@ -245,7 +246,7 @@ class BoolCodec(_Scalar):
         fmt = _INT_FMT.get((size, False))
         self._st = struct.Struct(fmt) if fmt else None
 
-    def _coerce(self, value, bits):
+    def _coerce(self, value, bits):  # noqa: ARG002 - the signature of IntCodec._coerce
         if isinstance(value, bool):
             return int(value)
         v = _index(value, self.name)
@@ -260,7 +261,7 @@ class BoolCodec(_Scalar):
 class EnumCodec(_Scalar):
     def __init__(self, name: str, size: int, signed: bool, values: list[tuple[str, int]]):
         self.name, self.size, self.signed = name, size, signed
-        self.values = {}
+        self.values: dict[str, int] = {}
         for n, v in values:
             self.values.setdefault(n, v)
         fmt = _INT_FMT.get((size, signed))

@@ -92,7 +92,7 @@ class BTFExt:
         self.core_relo_rec_size = _RELO.size
 
     @classmethod
-    def parse(cls, data: bytes, btf) -> "BTFExt":
+    def parse(cls, data: bytes, btf) -> BTFExt:
         data = bytes(data)
         if len(data) < _HDR.size:
             raise _err(f"{len(data)} bytes is too short for a header", 0)
@@ -182,7 +182,7 @@ class BTFExt:
         return self.btf.string_at(relo.access_str_off)
 
     def __repr__(self) -> str:
-        n = lambda d: sum(map(len, d.values()))  # noqa: E731
+        n = lambda d: sum(map(len, d.values()))
         return (f"<BTFExt func_info={n(self.func_info)} line_info={n(self.line_info)} "
                 f"core_relos={n(self.core_relos)}>")
 

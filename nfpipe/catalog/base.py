@@ -100,7 +100,7 @@ class NetworkFunction:
         """Whether going from this config to *config* changes only runtime keys."""
         return self.changed_keys(config) <= self.runtime_keys
 
-    def update(self, maps: NodeMaps, config: Mapping[str, Any]) -> None:
+    def update(self, maps: NodeMaps, config: Mapping[str, Any]) -> None:  # noqa: ARG002
         """Apply *config* (differing from this one in ``runtime_keys`` only) to the live
         maps of a running node; each packet sees the old config or the new."""
         raise SpecError(f"{self.kind}: no part of its config changes at runtime; the node's "

@@ -489,7 +489,7 @@ def compile_rules(rules: Sequence[Rule], limit: int = COMBINE_CAPACITY) -> Table
                     best = (n, x, y)
         n, x, y = best
         if used + n > limit:
-            names = lambda node: "+".join(FIELDS[f] for f in sorted(node.fields))  # noqa: E731
+            names = lambda node: "+".join(FIELDS[f] for f in sorted(node.fields))
             raise SpecError(
                 f"filter: rule set too complex: combining ({names(nodes[x])}) with "
                 f"({names(nodes[y])}) needs {n} or more table entries on top of {used} already "
@@ -540,9 +540,7 @@ def rule_matches(r: Rule, p: P.Parsed) -> bool:
         mask, want = r.tcp_flags
         if not (p.has_l4 and p.l4_proto == P.IPPROTO_TCP and p.tcp_flags & mask == want):
             return False
-    if r.vlan is not None and not (p.vlan_depth and _in_ranges(p.vlan[0], r.vlan)):
-        return False
-    return True
+    return not (r.vlan is not None and not (p.vlan_depth and _in_ranges(p.vlan[0], r.vlan)))
 
 
 class FilterModel:
@@ -717,7 +715,7 @@ def _hash_keys(m) -> list[bytes]:
         try:
             ks, _vs, cursor, done = sc.map_lookup_batch(m.fd, m.key_size, m.value_size, 8192,
                                                         cursor)
-        except Exception:                     # noqa: BLE001 - fall back to walking keys
+        except Exception:
             return list(m.raw_keys())
         keys += ks
         if done:

@@ -452,7 +452,7 @@ class LoadBalancer(NetworkFunction):
                 maps["backend_stats"][bid] = dict.fromkeys(
                     ("packets", "bytes", "new_flows", "reply_packets", "reply_bytes"), 0)
         # 2. per VIP: the inactive generation's table and size, then the active word.
-        for k, v in plan.vips.items():
+        for k, _v in plan.vips.items():
             idx, gen = plan.vip_index[k], plan.gen[k]
             if prev is not None and k in prev.vips and prev.gen[k] == gen:
                 continue                                 # table unchanged

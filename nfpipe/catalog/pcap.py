@@ -35,7 +35,7 @@ class PcapWriter:
         if hasattr(target, "write"):
             self._f, self._own = target, False
         else:
-            self._f, self._own = open(target, "wb"), True
+            self._f, self._own = open(target, "wb"), True  # noqa: SIM115 - closed by close()
         magic = MAGIC_NSEC if nanoseconds else MAGIC_USEC
         self._f.write(struct.pack("=IHHiIII", magic, *VERSION, 0, 0, snaplen, linktype))
 
@@ -67,7 +67,8 @@ class PcapWriter:
 
 def read_pcap(path: str | os.PathLike) -> tuple[dict, list[tuple[int, int, bytes]]]:
     """A minimal reader for tests and tools: (header fields, [(ts_ns, orig_len, data)])."""
-    raw = open(path, "rb").read()
+    with open(path, "rb") as f:
+        raw = f.read()
     magic_le = struct.unpack_from("<I", raw)[0]
     order = "<" if magic_le in (MAGIC_USEC, MAGIC_NSEC) else ">"
     magic, vmaj, vmin, _zone, _sig, snaplen, link = struct.unpack_from(order + "IHHiIII", raw)

@@ -40,7 +40,8 @@ from nfpipe.loader.ringbuf import RingBuffer
 
 PROTO_CLASSES = ("other_l3", "ipv4_tcp", "ipv4_udp", "ipv4_icmp", "ipv4_other",
                  "ipv6_tcp", "ipv6_udp", "ipv6_icmp", "ipv6_other", "malformed")
-SIZE_BUCKETS = 17                 # bucket b: 2**b <= len < 2**(b+1); 0 holds 0..1; 16 holds >= 64 KiB
+# bucket b: 2**b <= len < 2**(b+1); bucket 0 holds 0..1, bucket 16 holds >= 64 KiB
+SIZE_BUCKETS = 17
 COUNTERS = ("packets", "malformed", "sampled", "ringbuf_full", "flow_fail", "syn_fail",
             "copy_fail")
 MAX_SNAPLEN = 256                 # NFP_TLM_MAX_SNAPLEN

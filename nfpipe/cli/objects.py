@@ -1,7 +1,6 @@
 """``nfpipe compile | doctor | object show | prog run``: BPF objects, one at a time."""
 from __future__ import annotations
 
-
 from nfpipe.cli.output import EXIT_OK, jsonable, parse_value, print_json, usage
 from nfpipe.loader import Object, ObjectSpec
 from nfpipe.toolchain import compile as nf_compile, describe

@@ -84,7 +84,8 @@ def cmd_plan(args) -> int:
           f"'{info['miss_verdict']}'")
     for node in info["nodes"]:
         slot = f"slot {node['slot']:<2}" if plan.linking == "tailcall" else f"#{node['slot']:<6}"
-        print(f"  {slot} {node['id']:<16} {Path(node['nf']).name if node['nf'].endswith('.c') else node['nf']}")
+        nf = Path(node["nf"]).name if node["nf"].endswith(".c") else node["nf"]
+        print(f"  {slot} {node['id']:<16} {nf}")
         for port, target in node["ports"].items():
             print(f"           {port:<10} -> {target}")
         if node.get("constants"):
@@ -109,7 +110,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from nfpipe.demo import run_demo, run_pipeline_demo   # brings up topologies: only here
+    from nfpipe.demo import run_demo, run_pipeline_demo  # brings up topologies: only here
     if args.loader:
         return run_demo(json_output=args.json)
     return run_pipeline_demo(json_output=args.json)

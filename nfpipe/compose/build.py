@@ -9,7 +9,6 @@ from nfpipe.compose.nodes import build_nf
 from nfpipe.compose.plan import Plan
 from nfpipe.loader.objspec import ObjectSpec
 
-
 FUSED = "<fused>"          # the key of the fused object in Build.objects
 
 

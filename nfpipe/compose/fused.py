@@ -15,7 +15,6 @@ from nfpipe.compose.plan import Plan
 from nfpipe.nfabi import VERDICT_NAMES, hook_define
 from nfpipe.toolchain.compiler import compile as cc_compile
 
-
 #: the fused pipeline's one program
 FUSED_PROGRAM = "nfp_pipeline"
 

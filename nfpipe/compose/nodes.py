@@ -13,15 +13,12 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from nfpipe.catalog.base import NetworkFunction
 from nfpipe.errors import SpecError
+from nfpipe.loader.objspec import ObjectSpec
 from nfpipe.nfabi import check_instance_name, hook_define, is_c_identifier, prefixed
 from nfpipe.toolchain.compiler import cache_dir, compile as cc_compile
-
-if TYPE_CHECKING:
-    from nfpipe.catalog.base import NetworkFunction
-    from nfpipe.loader.objspec import ObjectSpec
 
 MODES = ("standalone", "tailcall")
 

@@ -20,13 +20,19 @@ kill itself at that stage — how the tests prove the repair.  See docs/deploy.m
 from nfpipe.attach import Target
 from nfpipe.deploy.apply import deploy
 from nfpipe.deploy.configure import configure, purge_backends, set_filter_rules
-from nfpipe.deploy.inspection import (manifest_of, node_maps, node_view, open_map, prometheus,
-                                   stats, status)
+from nfpipe.deploy.inspection import (
+                                   manifest_of,
+                                   node_maps,
+                                   node_view,
+                                   open_map,
+                                   prometheus,
+                                   stats,
+                                   status,
+)
 from nfpipe.deploy.manifest import MANIFEST_VERSION, InterfaceRecord, Manifest, NodeRecord
 from nfpipe.deploy.repair import destroy, recover
 from nfpipe.deploy.state import LOCK_DIR, STATE_ROOT, locked, read_manifest, state_dir
-from nfpipe.deploy.steps import (FAULT_STAGES, UPDATE_FAULT_STAGES, close_node_maps,
-                                 occupants)
+from nfpipe.deploy.steps import FAULT_STAGES, UPDATE_FAULT_STAGES, close_node_maps, occupants
 from nfpipe.errors import DeployError
 
 __all__ = ["deploy", "destroy", "recover", "status", "stats", "prometheus", "open_map",

@@ -21,11 +21,27 @@ from nfpipe.deploy.diff import code_keys
 from nfpipe.deploy.manifest import Manifest
 from nfpipe.deploy.placement import place
 from nfpipe.deploy.repair import recover
-from nfpipe.deploy.state import (INTENT, STATE_ROOT, locked, read_manifest, remove_state,
-                                 state_dir, write_manifest)
-from nfpipe.deploy.steps import (attach, fault, interface_record, node_record, pin_pipeline,
-                                 record_intent, refuse_foreign, require_root, smoke_test,
-                                 targets_of)
+from nfpipe.deploy.state import (
+    INTENT,
+    STATE_ROOT,
+    locked,
+    read_manifest,
+    remove_state,
+    state_dir,
+    write_manifest,
+)
+from nfpipe.deploy.steps import (
+    attach,
+    fault,
+    interface_record,
+    node_record,
+    pin_pipeline,
+    record_intent,
+    refuse_foreign,
+    require_root,
+    smoke_test,
+    targets_of,
+)
 from nfpipe.deploy.update import update
 from nfpipe.errors import NfpipeError
 from nfpipe.kernel import bpffs

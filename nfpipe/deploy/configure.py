@@ -8,8 +8,14 @@ from nfpipe.catalog.filter import Filter
 from nfpipe.deploy.inspection import manifest_of, node_view
 from nfpipe.deploy.manifest import Pending
 from nfpipe.deploy.repair import recover
-from nfpipe.deploy.state import (MANIFEST_NEXT, STATE_ROOT, locked, replace_manifest,
-                                 state_dir, write_manifest)
+from nfpipe.deploy.state import (
+    MANIFEST_NEXT,
+    STATE_ROOT,
+    locked,
+    replace_manifest,
+    state_dir,
+    write_manifest,
+)
 from nfpipe.deploy.steps import close_node_maps, nf_of, require_root
 from nfpipe.deploy.update import converge
 from nfpipe.errors import DeployError

@@ -11,8 +11,14 @@ from nfpipe.attach import query
 from nfpipe.catalog import NetworkFunction, NodeMaps
 from nfpipe.deploy.manifest import Manifest, NodeRecord
 from nfpipe.deploy.repair import recover
-from nfpipe.deploy.state import (STATE_ROOT, locked, manifests, pipeline_dirs, read_manifest,
-                                 state_dir)
+from nfpipe.deploy.state import (
+    STATE_ROOT,
+    locked,
+    manifests,
+    pipeline_dirs,
+    read_manifest,
+    state_dir,
+)
 from nfpipe.deploy.steps import close_node_maps, nf_of, occupants, open_node_maps
 from nfpipe.errors import DeployError, NfpipeError
 from nfpipe.loader import Map

@@ -13,9 +13,19 @@ from pathlib import Path
 
 from nfpipe.attach import Link, query
 from nfpipe.deploy.manifest import Intent, IntentTarget, Manifest
-from nfpipe.deploy.state import (MANIFEST, MANIFEST_NEXT, STATE_ROOT, locked, prog_ids_pinned,
-                                 read_intent, read_manifest, remove_pins, remove_state,
-                                 state_dir, stray_pins)
+from nfpipe.deploy.state import (
+    MANIFEST,
+    MANIFEST_NEXT,
+    STATE_ROOT,
+    locked,
+    prog_ids_pinned,
+    read_intent,
+    read_manifest,
+    remove_pins,
+    remove_state,
+    state_dir,
+    stray_pins,
+)
 from nfpipe.deploy.steps import find_unlinked, occupants, require_root
 from nfpipe.deploy.update import converge
 from nfpipe.errors import DeployError, NfpipeError

@@ -31,8 +31,7 @@ from pathlib import Path
 from nfpipe.attach.target import Target
 from nfpipe.deploy.manifest import Intent, Manifest
 from nfpipe.errors import DeployError, NfpipeError
-from nfpipe.kernel import abi, bpffs
-from nfpipe.kernel import syscall as sc
+from nfpipe.kernel import abi, bpffs, syscall as sc
 
 STATE_ROOT = "/sys/fs/bpf/nfpipe"
 MANIFEST = "manifest"
@@ -110,6 +109,8 @@ def read_record(sdir: Path, name: str) -> dict | None:
     with bpffs.open_pinned(str(path)) as fd:
         info = sc.map_info(fd)
         raw = sc.map_lookup_elem(fd, bytes(4), info.value_size)
+    if raw is None:
+        raise DeployError(f"{path} is not a record nfpipe pinned (an empty map)")
     n = int.from_bytes(raw[:4], "little")
     return json.loads(raw[4:4 + n])
 

@@ -9,8 +9,15 @@ import os
 import signal
 from pathlib import Path
 
-from nfpipe.attach import (Attachment, Target, attach_tc, attach_xdp, attachment_from_record,
-                           attachment_record, query)
+from nfpipe.attach import (
+    Attachment,
+    Target,
+    attach_tc,
+    attach_xdp,
+    attachment_from_record,
+    attachment_record,
+    query,
+)
 from nfpipe.catalog import NodeMaps, nf_class
 from nfpipe.catalog.base import NetworkFunction, SourceNF
 from nfpipe.deploy.manifest import Intent, IntentTarget, InterfaceRecord, Manifest, NodeRecord

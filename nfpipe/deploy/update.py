@@ -21,13 +21,36 @@ from nfpipe.compose import Build, Plan, build, make_plan
 from nfpipe.deploy.diff import Update, classify, code_keys
 from nfpipe.deploy.manifest import InterfaceRecord, Manifest, Pending
 from nfpipe.deploy.placement import Placement, place
-from nfpipe.deploy.state import (INTENT, MANIFEST_NEXT, STATE_ROOT, link_key, pin_name,
-                                 prog_ids_pinned, read_manifest, remove_pins, replace_manifest,
-                                 revision_dir, state_dir, stray_pins, write_manifest)
-from nfpipe.deploy.steps import (attach, close_node_maps, fault, find_unlinked,
-                                 interface_record, node_record, open_node_maps, pin_maps,
-                                 pin_pipeline, record_intent, refuse_foreign, smoke_test,
-                                 targets_of)
+from nfpipe.deploy.state import (
+    INTENT,
+    MANIFEST_NEXT,
+    STATE_ROOT,
+    link_key,
+    pin_name,
+    prog_ids_pinned,
+    read_manifest,
+    remove_pins,
+    replace_manifest,
+    revision_dir,
+    state_dir,
+    stray_pins,
+    write_manifest,
+)
+from nfpipe.deploy.steps import (
+    attach,
+    close_node_maps,
+    fault,
+    find_unlinked,
+    interface_record,
+    node_record,
+    open_node_maps,
+    pin_maps,
+    pin_pipeline,
+    record_intent,
+    refuse_foreign,
+    smoke_test,
+    targets_of,
+)
 from nfpipe.errors import DeployError
 from nfpipe.kernel.sync import rcu_barrier
 from nfpipe.loader import Map, Object, Program

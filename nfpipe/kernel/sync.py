@@ -13,8 +13,7 @@ from __future__ import annotations
 import struct
 import threading
 
-from nfpipe.kernel import abi
-from nfpipe.kernel import syscall as sc
+from nfpipe.kernel import abi, syscall as sc
 
 _lock = threading.Lock()
 _barrier: tuple[sc.Fd, sc.Fd] | None = None

@@ -19,7 +19,7 @@ import os
 import platform
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar, Union
+from typing import Protocol, TypeVar
 
 from nfpipe.errors import KernelError
 from nfpipe.kernel import abi, libc
@@ -95,7 +95,7 @@ class _HasFileno(Protocol):
     def fileno(self) -> int: ...
 
 
-FdLike = Union[Fd, int, _HasFileno]
+FdLike = Fd | int | _HasFileno
 
 
 def _fd(obj: FdLike | None) -> int:
@@ -681,8 +681,9 @@ def btf_get_next_id(start_id: int = 0) -> int | None:
 
 def _iter_ids(cmd: int) -> Iterator[int]:
     cur = 0
-    while (cur := _next_id(cmd, cur)) is not None:
-        yield cur
+    while (nxt := _next_id(cmd, cur)) is not None:
+        yield nxt
+        cur = nxt
 
 
 def iter_prog_ids() -> Iterator[int]:

@@ -5,8 +5,9 @@
 """
 from nfpipe.loader.maps import Map
 from nfpipe.loader.object import Object
+from nfpipe.loader.objspec import ObjectSpec
 from nfpipe.loader.program import Program, TestRunResult
-from nfpipe.loader.objspec import MapSpec, ObjectSpec, ProgramSpec, Reloc, VariableSpec
+from nfpipe.loader.specs import MapSpec, ProgramSpec, Reloc, VariableSpec
 
 __all__ = ["ObjectSpec", "MapSpec", "ProgramSpec", "VariableSpec", "Reloc", "Object", "Map",
            "Program", "TestRunResult"]

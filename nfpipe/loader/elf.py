@@ -1,4 +1,4 @@
-"""ELF → ObjectSpec: nfpipe's reader of BPF objects (pyelftools + nfpipe.btf).
+"""ELF → the parts of an ObjectSpec: nfpipe's reader of BPF objects (pyelftools + nfpipe.btf).
 
 What it does, in the order of ``_Reader.read``:
 
@@ -21,16 +21,28 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from typing import Any
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
+from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
+from nfpipe.btf import BTF, BTFExt, Kind
 from nfpipe.errors import SpecError
 from nfpipe.kernel import abi
 from nfpipe.loader import insn as I
-from nfpipe.loader.objspec import (ARRAY, MAP_IN_MAP_TYPES, PROG_ARRAY, LineInfoSpec, MapSpec,
-                              ObjectSpec, ProgramSpec, Reloc, VariableSpec, section_def)
+from nfpipe.loader.specs import (
+    ARRAY,
+    MAP_IN_MAP_TYPES,
+    PROG_ARRAY,
+    LineInfoSpec,
+    MapSpec,
+    ProgramSpec,
+    Reloc,
+    VariableSpec,
+    section_def,
+)
 
 SHF_ALLOC = 0x2
 SHF_EXECINSTR = 0x4
@@ -50,7 +62,8 @@ _UINT_FIELDS = {"type", "max_entries", "map_flags", "numa_node", "key_size", "va
 _TYPE_FIELDS = {"key", "value"}
 
 
-def read_elf(path: str) -> ObjectSpec:
+def read_elf(path: str) -> dict[str, Any]:
+    """The parts of the ObjectSpec of the ELF file at *path* (its constructor's arguments)."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -59,7 +72,7 @@ def read_elf(path: str) -> ObjectSpec:
     return read_elf_bytes(data, path)
 
 
-def read_elf_bytes(data: bytes, name: str) -> ObjectSpec:
+def read_elf_bytes(data: bytes, name: str) -> dict[str, Any]:
     try:
         elf = ELFFile(io.BytesIO(data))
         machine = elf["e_machine"]
@@ -129,8 +142,8 @@ class _Reader:
         self.path = path
         self.sections = list(elf.iter_sections())
         self.symbols: list[_Symbol] = []
-        self.btf = None
-        self.ext = None
+        self.btf: BTF | None = None
+        self.ext: BTFExt | None = None
         self.rels: dict[int, dict[int, _Rel]] = {}
         self.functions: dict[tuple[int, int], _Function] = {}
         self.maps: dict[str, MapSpec] = {}
@@ -138,12 +151,19 @@ class _Reader:
         self.data_sections: dict[int, str] = {}       # shndx → map name
         self.map_symbols: dict[str, _Symbol] = {}     # .maps symbols by name
 
+    @property
+    def types(self) -> BTF:
+        """The object's BTF, where the caller needs it (the maps' definitions read it)."""
+        if self.btf is None:
+            raise self.error("the object has no BTF; compile with -g")
+        return self.btf
+
     def error(self, msg: str, **where) -> SpecError:
         return SpecError(msg, file=self.path, **where)
 
     # --- top level ------------------------------------------------------------
 
-    def read(self) -> ObjectSpec:
+    def read(self) -> dict[str, Any]:
         self._read_symbols()
         self._read_btf()
         self._read_relocations()
@@ -153,8 +173,8 @@ class _Reader:
         self._read_functions()
         programs = self._read_programs(license)
         self._read_map_values(programs)
-        return ObjectSpec(programs=programs, maps=self.maps, variables=self.variables,
-                          license=license, btf=self.btf, path=self.path)
+        return dict(programs=programs, maps=self.maps, variables=self.variables,
+                    license=license, btf=self.btf, path=self.path)
 
     # --- symbols, BTF, relocations ---------------------------------------------
 
@@ -168,21 +188,19 @@ class _Reader:
                                         sym["st_shndx"]))
 
     def _read_btf(self) -> None:
-        from nfpipe.btf import BTF, BTFExt
         sec = self.elf.get_section_by_name(".BTF")
         if sec is None:
             return
-        self.btf = BTF.parse(sec.data())
-        self._fixup_datasecs()
+        self.btf = btf = BTF.parse(sec.data())
+        self._fixup_datasecs(btf)
         ext = self.elf.get_section_by_name(".BTF.ext")
         if ext is not None:
-            self.ext = BTFExt.parse(ext.data(), self.btf)
+            self.ext = BTFExt.parse(ext.data(), btf)
 
-    def _fixup_datasecs(self) -> None:
+    def _fixup_datasecs(self, btf: BTF) -> None:
         """Give every DATASEC its section's size and each variable its symbol's offset."""
-        from nfpipe.btf import Kind
         by_name = {s.name: s for s in self.sections}
-        for _tid, t in self.btf:
+        for _tid, t in btf:
             if t.kind != Kind.DATASEC:
                 continue
             sec = by_name.get(t.name)
@@ -193,7 +211,7 @@ class _Reader:
             for s in self.symbols:
                 if s.shndx == shndx and s.type == "STT_OBJECT":
                     offsets[s.name] = s.value
-            self.btf.fixup_datasec(t.name, sec["sh_size"], offsets)
+            btf.fixup_datasec(t.name, sec["sh_size"], offsets)
 
     def _read_relocations(self) -> None:
         for sec in self.sections:
@@ -207,6 +225,7 @@ class _Reader:
             if not (tsec["sh_flags"] & SHF_EXECINSTR) and tsec.name != ".maps":
                 continue      # debug info, BTF, .eh_frame: not ours to apply
             table = self.rels.setdefault(target, {})
+            assert isinstance(sec, RelocationSection)
             for rel in sec.iter_relocations():
                 sym = self.symbols[rel["r_info_sym"]]
                 table[rel["r_offset"]] = _Rel(rel["r_offset"], rel["r_info_type"], sym)
@@ -224,7 +243,6 @@ class _Reader:
         return any(name == p or name.startswith(p + ".") for p in (".data", ".rodata", ".bss"))
 
     def _read_data_sections(self) -> None:
-        from nfpipe.btf import Kind
         for shndx, sec in enumerate(self.sections):
             name = sec.name
             if not self._is_data_section(name) or not (sec["sh_flags"] & SHF_ALLOC):
@@ -246,8 +264,8 @@ class _Reader:
                 data=data, freeze=rodata, section=name, btf=self.btf)
             self.data_sections[shndx] = name
             if value_type_id:
-                for vname, off, vsize, vtype in self.btf.datasec_vars(name):
-                    tid = self.btf[vtype].type if vtype else 0
+                for vname, off, vsize, vtype in self.types.datasec_vars(name):
+                    tid = self.types[vtype].type if vtype else 0
                     self._add_variable(VariableSpec(vname, name, off, vsize, tid))
             else:
                 for s in self.symbols:
@@ -282,8 +300,7 @@ class _Reader:
             self.maps[vname] = self._map_def(vname, var.type)
 
     def _map_def(self, name: str, type_id: int, inner: bool = False) -> MapSpec:
-        from nfpipe.btf import Kind
-        btf = self.btf
+        btf = self.types
         sid = btf.skip_mods(type_id)
         st = btf[sid]
         if st.kind != Kind.STRUCT:
@@ -350,10 +367,10 @@ class _Reader:
             section=".maps", btf=btf)
 
     def _uint_field(self, mapname: str, fname: str, tid: int) -> int:
-        from nfpipe.btf import Kind
-        t = self.btf[tid]
+        btf = self.types
+        t = btf[tid]
         if t.kind == Kind.PTR:
-            a = self.btf[self.btf.skip_mods(t.type)]
+            a = btf[btf.skip_mods(t.type)]
             if a.kind == Kind.ARRAY:
                 return a.nelems
         raise self.error(f"map '{mapname}': field '{fname}' must be declared with "
@@ -433,8 +450,8 @@ class _Reader:
                 if lo <= li.insn_off < hi:
                     out.line_info.append(LineInfoSpec(
                         base + (li.insn_off - lo) // I.INSN_SIZE, li.file_name_off, li.line_off,
-                        li.line_col, self.btf.string_at(li.file_name_off),
-                        self.btf.string_at(li.line_off)))
+                        li.line_col, self.types.string_at(li.file_name_off),
+                        self.types.string_at(li.line_off)))
 
     def _resolve(self, out: _Linked, fn: _Function, prog: _Function) -> None:
         """Fix calls and record map references for one function placed in *out*."""
@@ -549,11 +566,11 @@ class _Reader:
             spec.contents.append((slot, target))
 
     def _member_offset(self, mapname: str, member: str) -> int:
-        from nfpipe.btf import Kind
-        for vname, _off, _size, vtype in self.btf.datasec_vars(".maps"):
+        btf = self.types
+        for vname, _off, _size, vtype in btf.datasec_vars(".maps"):
             if vname != mapname:
                 continue
-            st = self.btf[self.btf.skip_mods(self.btf[vtype].type)]
+            st = btf[btf.skip_mods(btf[vtype].type)]
             if st.kind == Kind.STRUCT:
                 for m in st.members:
                     if m.name == member:

@@ -1,7 +1,7 @@
 """What every live kernel object of the loader shares: one owned fd, closing, pinning."""
 from __future__ import annotations
 
-from nfpipe.kernel import syscall as sc
+from nfpipe.kernel import bpffs, syscall as sc
 
 
 class FdObject:
@@ -41,12 +41,10 @@ class FdObject:
 
     def pin(self, path: str) -> None:
         """Pin at *path* on bpffs (mounted first when absent); it then outlives this process."""
-        from nfpipe.kernel import bpffs
         bpffs.pin(self.fd, path)
         self.pinned_at = path
 
     def unpin(self) -> None:
-        from nfpipe.kernel import bpffs
         if self.pinned_at:
             bpffs.unpin(self.pinned_at)
             self.pinned_at = None

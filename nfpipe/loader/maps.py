@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from nfpipe.btf import BTF, Codec
+from nfpipe.btf.codec import IntCodec
 from nfpipe.errors import KernelError, SpecError
-from nfpipe.kernel import abi
-from nfpipe.kernel import syscall as sc
+from nfpipe.kernel import abi, syscall as sc
 from nfpipe.loader.fdobject import FdObject
-from nfpipe.loader.objspec import (MAP_IN_MAP_TYPES, MAP_TYPE_NAMES, PERCPU_MAP_TYPES,
-                              MapSpec)
+from nfpipe.loader.specs import MAP_IN_MAP_TYPES, MAP_TYPE_NAMES, PERCPU_MAP_TYPES, MapSpec
 
 M = abi.MapType
 # Map types whose kernel implementation refuses BTF key/value types (their
@@ -49,7 +49,6 @@ class Map(FdObject):
     def __init__(self, fd: sc.Fd, *, name: str, type: int, key_size: int, value_size: int,
                  max_entries: int, flags: int = 0, key_codec=None, value_codec=None,
                  spec: MapSpec | None = None):
-        from nfpipe.btf import Codec
         super().__init__(fd, name)
         self.type = type
         self.key_size = key_size
@@ -82,7 +81,7 @@ class Map(FdObject):
                     flags=spec.flags, name=kernel_name if kernel_name is not None else spec.name,
                     inner_map_fd=int(inner_fd) if inner_fd is not None else 0,
                     numa_node=spec.numa_node, ifindex=ifindex, map_extra=spec.map_extra,
-                    btf_fd=int(btf_fd) if use_btf else 0,
+                    btf_fd=int(btf_fd) if use_btf and btf_fd is not None else 0,
                     btf_key_type_id=spec.key_type_id if use_btf else 0,
                     btf_value_type_id=spec.value_type_id if use_btf else 0)
             except KernelError as exc:
@@ -285,8 +284,6 @@ def _fd_of(value: Any) -> int:
 
 
 def _codecs(spec: MapSpec):
-    from nfpipe.btf import Codec
-    from nfpipe.btf.codec import IntCodec
     btf = spec.btf
     if btf is not None and spec.key_type_id:
         key = Codec.for_type(btf, spec.key_type_id)
@@ -305,7 +302,6 @@ def _codecs(spec: MapSpec):
 
 def _kernel_btf_codecs(info):
     """Codecs from the BTF the kernel keeps for a map (what bpftool uses to pretty-print)."""
-    from nfpipe.btf import Codec
     if not getattr(info, "btf_id", 0) or not (info.btf_key_type_id or info.btf_value_type_id):
         return None, None
     try:
@@ -319,7 +315,6 @@ def _kernel_btf_codecs(info):
 
 def kernel_btf(btf_id: int):
     """Parse the BTF object *btf_id* as the kernel holds it."""
-    from nfpipe.btf import BTF
     with sc.btf_get_fd_by_id(btf_id) as fd:
         return BTF.parse(sc.btf_data(fd))
 

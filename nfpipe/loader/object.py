@@ -16,8 +16,9 @@ from nfpipe.errors import KernelError, SpecError
 from nfpipe.kernel import syscall as sc
 from nfpipe.loader.elf import kernel_object_name
 from nfpipe.loader.maps import Map
+from nfpipe.loader.objspec import ObjectSpec
 from nfpipe.loader.program import Program
-from nfpipe.loader.objspec import MAP_IN_MAP_TYPES, PROG_ARRAY, MapSpec, ObjectSpec
+from nfpipe.loader.specs import MAP_IN_MAP_TYPES, PROG_ARRAY, MapSpec
 
 
 class Object:

@@ -7,13 +7,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from nfpipe.errors import KernelError, SpecError
-from nfpipe.kernel import abi
-from nfpipe.kernel import syscall as sc
+from nfpipe.kernel import abi, syscall as sc
 from nfpipe.kernel.syscall import TestRunResult
-from nfpipe.loader.fdobject import FdObject
 from nfpipe.loader import insn as I
 from nfpipe.loader.elf import kernel_object_name
-from nfpipe.loader.objspec import PROG_TYPE_NAMES, ProgramSpec
+from nfpipe.loader.fdobject import FdObject
+from nfpipe.loader.specs import PROG_TYPE_NAMES, ProgramSpec
 from nfpipe.loader.verifier import verifier_error
 
 FUNC_INFO_REC = struct.Struct("<II")          # struct bpf_func_info

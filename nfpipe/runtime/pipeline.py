@@ -24,8 +24,8 @@ from nfpipe.errors import VerifierError
 from nfpipe.loader.maps import Map
 from nfpipe.loader.object import Object
 from nfpipe.loader.program import Program, TestRunResult
-from nfpipe.spec import PipelineSpec
 from nfpipe.nfabi import OUTCOME_NAMES, SHARED_MAPS, STAT_SLOTS, Verdict
+from nfpipe.spec import PipelineSpec
 
 #: the verdicts a missed tail call may end in (make_plan's miss_verdict)
 MISS_VERDICTS = {"pass": Verdict.PASS, "drop": Verdict.DROP, "aborted": Verdict.ABORTED}

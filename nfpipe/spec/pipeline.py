@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nfpipe.errors import SpecError
 from nfpipe.catalog import SourceNF, get as catalog_nf
+from nfpipe.errors import SpecError
 from nfpipe.nfabi import MAX_PORTS, PIPELINE_HOOKS, check_instance_name, nf_hook
 from nfpipe.yamldoc import Checker, Doc, Pos, Problem, ProblemsError, describe, load, load_file
 
@@ -263,11 +263,10 @@ class _Parser(Checker):
         pos = self.doc.at(path)
         node = NodeSpec(id=nid, nf=nf, kind=kind, source=source, config=config, ports=ports,
                         pos=pos, impl=impl)
-        if impl is not None and hook is not None:
-            if nf_hook(hook) not in impl.hooks:
-                self.problem(path + ("nf",), f"network function '{nf}' does not support the "
-                                             f"{hook} hook (it supports: "
-                                             f"{', '.join(impl.hooks)})", node=nid)
+        if impl is not None and hook is not None and nf_hook(hook) not in impl.hooks:
+            self.problem(path + ("nf",), f"network function '{nf}' does not support the "
+                                         f"{hook} hook (it supports: "
+                                         f"{', '.join(impl.hooks)})", node=nid)
         return node
 
     def _impl(self, path, nid, nf, config, item):

@@ -35,9 +35,9 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from nfpipe.errors import CompileError
 from nfpipe.resources import bpf_dir
@@ -272,7 +272,8 @@ def _define_flags(defines: Mapping[str, object] | None) -> list[str]:
     return out
 
 
-def compile_command(compiler: Compiler | None = None, *, defines: Mapping[str, object] | None = None,
+def compile_command(compiler: Compiler | None = None, *,
+                    defines: Mapping[str, object] | None = None,
                     include_dirs: Iterable[str | os.PathLike] = (), cflags: Iterable[str] = (),
                     cpu: str = "v3") -> list[str]:
     """The compiler command without the source, output and dependency-file arguments."""

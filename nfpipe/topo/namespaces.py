@@ -23,10 +23,9 @@ import json
 import os
 import signal
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
-from pyroute2 import IPRoute
-from pyroute2 import netns as _pnetns
+from pyroute2 import IPRoute, netns as _pnetns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from nfpipe.errors import KernelError

@@ -22,7 +22,8 @@ import subprocess
 import sys
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from nfpipe.errors import NfpipeError
 from nfpipe.kernel.netns import enter_netns
@@ -153,7 +154,7 @@ def start(nspath: str, fn: Callable, args=(), kwargs=None, *, where: str = "") -
                 enter_netns(nspath)
                 _refresh_scapy()
                 out = ("ok", fn(*args, **kwargs), "")
-            except BaseException as exc:    # noqa: BLE001 - report everything to the parent
+            except BaseException as exc:
                 out = ("err", exc, traceback.format_exc())
             try:
                 data = pickle.dumps(out)

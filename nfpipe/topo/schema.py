@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from nfpipe.yamldoc import Doc, Pos, Problem, ProblemsError, load, load_file
+from nfpipe.yamldoc import Checker, Doc, Pos, ProblemsError, describe, load, load_file
 
 TOP_KEYS = ("topology", "description", "hosts", "links", "dut")
 HOST_KEYS = ("interfaces", "routes", "sysctls", "description")
@@ -112,7 +112,7 @@ class TopologySpec:
 
     @property
     def bridges(self) -> list[str]:
-        return [l.bridge for l in self.links if l.bridge]
+        return [link.bridge for link in self.links if link.bridge]
 
     def iface(self, host: str, iface: str) -> IfaceSpec:
         return self.hosts[host].interfaces[iface]
@@ -146,18 +146,6 @@ def parse_topology(doc: Doc) -> TopologySpec:
     return spec
 
 
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return f"{type(value).__name__} {value!r}"
-
-
 def parse_endpoint(text: Any) -> tuple[str, str] | None:
     if not isinstance(text, str) or text.count(":") != 1:
         return None
@@ -165,27 +153,14 @@ def parse_endpoint(text: Any) -> tuple[str, str] | None:
     return host, iface
 
 
-class _Parser:
-    def __init__(self, doc: Doc):
-        self.doc = doc
-        self.problems: list[Problem] = []
-
-    def problem(self, path, message: str, *, key: bool = False) -> None:
-        self.problems.append(Problem(self.doc.at(path, key=key), message))
-
+class _Parser(Checker):
     def mapping(self, path, value, what: str) -> dict:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            self.problem(path, f"{what} must be a mapping, found {_describe(value)}")
+            self.problem(path, f"{what} must be a mapping, found {describe(value)}")
             return {}
         return value
-
-    def known_keys(self, path, value: dict, keys, what: str) -> None:
-        for k in value:
-            if k not in keys:
-                self.problem(path + (k,), f"unknown key '{k}' in {what} (expected one of: "
-                                          f"{', '.join(keys)})", key=True)
 
     def mtu(self, path, value) -> int | None:
         if value is None:
@@ -193,7 +168,7 @@ class _Parser:
         if isinstance(value, bool) or not isinstance(value, int) or not (
                 MIN_MTU <= value <= MAX_MTU):
             self.problem(path, f"mtu must be an integer from {MIN_MTU} to {MAX_MTU}, "
-                               f"found {_describe(value)}")
+                               f"found {describe(value)}")
             return None
         return value
 
@@ -203,7 +178,7 @@ class _Parser:
         data = self.doc.data
         if not isinstance(data, dict):
             self.problem((), f"a topology file is a mapping with keys {', '.join(TOP_KEYS)}; "
-                             f"found {_describe(data)}")
+                             f"found {describe(data)}")
             return None
         self.known_keys((), data, TOP_KEYS, "the topology")
         name = data.get("topology")
@@ -222,7 +197,7 @@ class _Parser:
         links = self.links(data, hosts)
         self.check_interfaces(hosts, links)
         self.check_routes(hosts)
-        dut = self.dut(data, hosts, links)
+        dut = self.dut(data, hosts)
         return TopologySpec(name=name, hosts=hosts, links=links, dut=dut,
                             file=self.doc.file, description=description)
 
@@ -278,7 +253,7 @@ class _Parser:
                     value = int(value)
                 if not isinstance(value, (int, str)) or "\n" in str(value):
                     self.problem(spath, f"sysctl value must be a number or a one-line string, "
-                                        f"found {_describe(value)}")
+                                        f"found {describe(value)}")
                     continue
                 host.sysctls[key] = str(value)
                 host.sysctl_pos[key] = self.doc.at(spath, key=True)
@@ -296,13 +271,13 @@ class _Parser:
             items = [(ipath + ("addresses", i), a) for i, a in enumerate(raw)]
         else:
             self.problem(ipath + ("addresses",), f"addresses must be a list of CIDR addresses "
-                                                 f"such as 10.0.0.1/24, found {_describe(raw)}")
+                                                 f"such as 10.0.0.1/24, found {describe(raw)}")
             return []
         out = []
         for apath, a in items:
             if not isinstance(a, str) or "/" not in a:
                 self.problem(apath, f"expected an address with a prefix length such as "
-                                    f"10.0.0.1/24 or fd00::1/64, found {_describe(a)}")
+                                    f"10.0.0.1/24 or fd00::1/64, found {describe(a)}")
                 continue
             try:
                 addr = ipaddress.ip_interface(a.strip())
@@ -322,14 +297,14 @@ class _Parser:
         if raw is None:
             return []
         if not isinstance(raw, list):
-            self.problem(hpath + ("routes",), f"routes must be a list, found {_describe(raw)}")
+            self.problem(hpath + ("routes",), f"routes must be a list, found {describe(raw)}")
             return []
         out = []
         for i, r in enumerate(raw):
             rpath = hpath + ("routes", i)
             if not isinstance(r, dict):
                 self.problem(rpath, f"a route is a mapping {{to, via, dev, metric}}, found "
-                                    f"{_describe(r)}")
+                                    f"{describe(r)}")
                 continue
             self.known_keys(rpath, r, ROUTE_KEYS, "a route")
             via = None
@@ -363,7 +338,7 @@ class _Parser:
             dev = r.get("dev")
             if dev is not None and not isinstance(dev, str):
                 self.problem(rpath + ("dev",), f"dev must be an interface name, found "
-                                               f"{_describe(dev)}")
+                                               f"{describe(dev)}")
                 dev = None
             if via is None and dev is None:
                 self.problem(rpath, "a route needs 'via' (a gateway), 'dev' or both")
@@ -372,7 +347,7 @@ class _Parser:
             if metric is not None and (isinstance(metric, bool) or not isinstance(metric, int)
                                        or not 0 <= metric < 2 ** 32):
                 self.problem(rpath + ("metric",), f"metric must be a non-negative integer, "
-                                                  f"found {_describe(metric)}")
+                                                  f"found {describe(metric)}")
                 metric = None
             out.append(RouteSpec(to=net, via=via, dev=dev, metric=metric,
                                  pos=self.doc.at(rpath)))
@@ -387,7 +362,7 @@ class _Parser:
             return Offload(raw, raw, raw, raw)
         if not isinstance(raw, dict):
             self.problem(path, f"offload is a boolean (all on / all off) or a mapping of "
-                               f"{', '.join(OFFLOAD_KEYS)} to booleans, found {_describe(raw)}")
+                               f"{', '.join(OFFLOAD_KEYS)} to booleans, found {describe(raw)}")
             return Offload()
         self.known_keys(path, raw, OFFLOAD_KEYS, "offload")
         vals = {}
@@ -395,7 +370,7 @@ class _Parser:
             v = raw.get(k, False)
             if not isinstance(v, bool):
                 self.problem(path + (k,), f"offload {k} must be true or false, found "
-                                          f"{_describe(v)}")
+                                          f"{describe(v)}")
                 v = False
             vals[k.replace("-", "_")] = v
         return Offload(**vals)
@@ -406,29 +381,29 @@ class _Parser:
             self.problem((), "missing 'links' (the veth pairs and bridges)")
             return []
         if not isinstance(raw, list):
-            self.problem(("links",), f"'links' must be a list, found {_describe(raw)}")
+            self.problem(("links",), f"'links' must be a list, found {describe(raw)}")
             return []
         out = []
         seen: dict[tuple[str, str], int] = {}
         bridges: set[str] = set()
-        for i, l in enumerate(raw):
+        for i, item in enumerate(raw):
             path = ("links", i)
-            if isinstance(l, list):
-                l = {"endpoints": l}
+            if isinstance(item, list):
+                item = {"endpoints": item}
                 epath = path
-            elif isinstance(l, dict):
-                self.known_keys(path, l, LINK_KEYS, "a link")
+            elif isinstance(item, dict):
+                self.known_keys(path, item, LINK_KEYS, "a link")
                 epath = path + ("endpoints",)
             else:
                 self.problem(path, f"a link is a list of two endpoints 'host:iface' or a "
-                                   f"mapping with {', '.join(LINK_KEYS)}; found {_describe(l)}")
+                                   f"mapping with {', '.join(LINK_KEYS)}; found {describe(item)}")
                 continue
-            eps = l.get("endpoints")
+            eps = item.get("endpoints")
             if not isinstance(eps, list):
                 self.problem(epath, f"a link needs 'endpoints', a list of 'host:iface', found "
-                                    f"{_describe(eps)}")
+                                    f"{describe(eps)}")
                 continue
-            bridge = l.get("bridge")
+            bridge = item.get("bridge")
             if bridge is not None:
                 if not isinstance(bridge, str) or not NAME_RE.match(bridge) or len(bridge) > 15:
                     self.problem(path + ("bridge",), f"bad bridge name {bridge!r}: lower-case "
@@ -455,7 +430,7 @@ class _Parser:
                 ep_path = epath + (j,)
                 ep = parse_endpoint(e)
                 if ep is None:
-                    self.problem(ep_path, f"an endpoint is 'host:iface', found {_describe(e)}")
+                    self.problem(ep_path, f"an endpoint is 'host:iface', found {describe(e)}")
                     ok = False
                     continue
                 h, ifn = ep
@@ -478,13 +453,13 @@ class _Parser:
             if not ok:
                 continue
             out.append(LinkSpec(index=i, endpoints=endpoints, bridge=bridge,
-                                mtu=self.mtu(path + ("mtu",), l.get("mtu")),
-                                offload=self.offload(path + ("offload",), l.get("offload")),
+                                mtu=self.mtu(path + ("mtu",), item.get("mtu")),
+                                offload=self.offload(path + ("offload",), item.get("offload")),
                                 pos=self.doc.at(path)))
         return out
 
     def check_interfaces(self, hosts, links) -> None:
-        linked = {ep for l in links for ep in l.endpoints}
+        linked = {ep for link in links for ep in link.endpoints}
         for host in hosts.values():
             for iname in host.interfaces:
                 if (host.name, iname) not in linked:
@@ -502,7 +477,7 @@ class _Parser:
                     self.problem(("hosts", host.name, "routes", i, "dev"),
                                  f"host '{host.name}' has no interface '{r.dev}'")
 
-    def dut(self, data, hosts, links) -> list[tuple[str, str]]:
+    def dut(self, data, hosts) -> list[tuple[str, str]]:
         raw = data.get("dut")
         if raw is None:
             return []
@@ -510,13 +485,13 @@ class _Parser:
             [(("dut", i), v) for i, v in enumerate(raw)] if isinstance(raw, list) else None)
         if items is None:
             self.problem(("dut",), f"dut is 'host:iface' or a list of them, found "
-                                   f"{_describe(raw)}")
+                                   f"{describe(raw)}")
             return []
         out = []
         for path, v in items:
             ep = parse_endpoint(v)
             if ep is None:
-                self.problem(path, f"expected 'host:iface', found {_describe(v)}")
+                self.problem(path, f"expected 'host:iface', found {describe(v)}")
                 continue
             if ep[0] not in hosts or ep[1] not in hosts[ep[0]].interfaces:
                 self.problem(path, f"dut interface {v} is not an interface of the topology")

@@ -18,15 +18,15 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
 from nfpipe.errors import NfpipeError
 from nfpipe.kernel.netns import in_netns
-from nfpipe.topo import namespaces as nsu
-from nfpipe.topo import run as nsrun
+from nfpipe.topo import namespaces as nsu, run as nsrun
 from nfpipe.topo.schema import RUN_ID_RE, LinkSpec, TopologySpec
 
 IFA_F_NODAD = 0x02
@@ -68,7 +68,7 @@ def _ns_setup(sysctls: list[tuple[str, str]], offloads: list[tuple[str, dict]]) 
         try:
             from pyroute2.ethtool import Ethtool
             eth = Ethtool()
-        except Exception as exc:   # noqa: BLE001 - reported to the parent as an error
+        except Exception as exc:
             report["errors"].append(("ethtool", "", 0, f"pyroute2 Ethtool unavailable: {exc}"))
             return report
         with eth:
@@ -95,7 +95,7 @@ def _ns_setup(sysctls: list[tuple[str, str]], offloads: list[tuple[str, dict]]) 
                     if still:
                         report["errors"].append(("ethtool", ifname, 0,
                                                  f"could not switch off {', '.join(still)}"))
-                except Exception as exc:   # noqa: BLE001
+                except Exception as exc:
                     report["errors"].append(("ethtool", ifname, getattr(exc, "errno", 0) or 0,
                                              f"{type(exc).__name__}: {exc}"))
     return report
@@ -263,7 +263,7 @@ class Topology:
                 if sysctls or offloads:
                     self._setup_ns(key, sysctls, offloads)
             for key in ns:
-                for ifn, mtu, _ in ports[key]:
+                for ifn, _mtu, _ in ports[key]:
                     idx = nsu.link_index(ipr[key], ifn)
                     if key in spec.hosts:
                         for a in spec.iface(key, ifn).addresses:
@@ -453,15 +453,15 @@ class Topology:
                         for a in ipr.get_addr():
                             addrs.setdefault(a["index"], []).append(
                                 f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}")
-                        for l in ipr.get_links():
-                            name = l.get("IFLA_IFNAME")
+                        for link in ipr.get_links():
+                            name = link.get("IFLA_IFNAME")
                             if name == "lo":
                                 continue
                             entry["interfaces"][name] = {
-                                "ifindex": l["index"], "mtu": l.get("IFLA_MTU"),
-                                "state": l.get("IFLA_OPERSTATE"),
-                                "mac": l.get("IFLA_ADDRESS"),
-                                "addresses": [x for x in addrs.get(l["index"], [])
+                                "ifindex": link["index"], "mtu": link.get("IFLA_MTU"),
+                                "state": link.get("IFLA_OPERSTATE"),
+                                "mac": link.get("IFLA_ADDRESS"),
+                                "addresses": [x for x in addrs.get(link["index"], [])
                                               if not x.startswith("fe80:")]}
                 except NfpipeError as exc:
                     entry["error"] = str(exc)
@@ -472,7 +472,7 @@ class Topology:
 def _quiet(fn, *args):
     try:
         return fn(*args)
-    except Exception:   # noqa: BLE001 - best effort during rollback/cleanup
+    except Exception:
         return None
 
 

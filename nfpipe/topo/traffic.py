@@ -57,7 +57,7 @@ def tcp_exchange(addr: str, port: int, payload: bytes, timeout: float = 10.0) ->
         try:
             s.connect((addr, port))
             break
-        except (ConnectionRefusedError, socket.timeout, OSError):
+        except (TimeoutError, ConnectionRefusedError, OSError):
             s.close()
             if time.monotonic() > deadline:
                 raise
@@ -114,9 +114,10 @@ def udp_exchange(addr: str, port: int, payload: bytes, timeout: float = 5.0,
             try:
                 data, peer = s.recvfrom(65536)
                 return data, peer[0]
-            except (socket.timeout, ConnectionRefusedError, OSError):
+            except (TimeoutError, ConnectionRefusedError, OSError):
                 if time.monotonic() >= deadline:
-                    raise TimeoutError(f"no UDP echo from [{addr}]:{port} within {timeout} s")
+                    raise TimeoutError(f"no UDP echo from [{addr}]:{port} within "
+                                       f"{timeout} s") from None
 
 
 def capture(ifname: str, count: int = 1, timeout: float = 5.0, udp_dport: int | None = None,

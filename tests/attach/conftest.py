@@ -110,6 +110,7 @@ class Pair:
     def ipr(self):
         """An IPRoute socket opened inside the namespace (use as a context manager)."""
         from pyroute2 import IPRoute
+
         from nfpipe.kernel.netns import in_netns
         with in_netns(self.ns):
             return IPRoute()
@@ -144,6 +145,7 @@ def wait_for(fn, timeout: float = 10.0):
 @pytest.fixture
 def pair():
     from pyroute2 import IPRoute, netns
+
     from nfpipe.kernel.netns import in_netns
     ns = "nfa" + os.urandom(3).hex()
     netns.create(ns)

@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from nfpipe.kernel.netns import ifindex, in_netns, netns_inode
 from nfpipe.errors import AttachError
+from nfpipe.kernel.netns import ifindex, in_netns, netns_inode
 
 pytestmark = pytest.mark.kernel
 
@@ -20,9 +20,8 @@ def test_in_netns_enters_and_returns(pair):
         names = {n for _, n in socket.if_nameindex()}
         assert {"va", "vb", "lo"} <= names
     assert netns_inode() == home != inside
-    with pytest.raises(RuntimeError):
-        with in_netns(pair.ns):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), in_netns(pair.ns):
+        raise RuntimeError("boom")
     assert netns_inode() == home
 
 

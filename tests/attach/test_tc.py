@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from nfpipe.attach import attach_tc, query, update
-from nfpipe.attach import ClsactFilter, Link
+from nfpipe.attach import ClsactFilter, Link, attach_tc, query, update
 from nfpipe.attach.query import CLSACT_PARENT
 from nfpipe.errors import AttachError
-from nfpipe.kernel import abi
-from nfpipe.kernel import syscall as sc
+from nfpipe.kernel import abi, syscall as sc
 from nfpipe.kernel.netns import ifindex, in_netns
 
 from .conftest import SLOT, wait_for
@@ -130,6 +128,7 @@ def test_tc_refusals(pair, progs):
 
 def test_pinned_tcx_link_reopens_with_its_direction(pair, progs):
     import os
+
     from nfpipe.kernel import bpffs
     a = progs.programs["tc_a"]
     pin = f"/sys/fs/bpf/{pair.ns}/tcx_egress"

@@ -7,11 +7,9 @@ import os
 
 import pytest
 
-from nfpipe.attach import attach_xdp, query, update
-from nfpipe.attach import Link
+from nfpipe.attach import Link, attach_xdp, query, update
 from nfpipe.errors import AttachError
-from nfpipe.kernel import abi, bpffs
-from nfpipe.kernel import syscall as sc
+from nfpipe.kernel import abi, bpffs, syscall as sc
 
 from .conftest import SLOT, wait_for
 

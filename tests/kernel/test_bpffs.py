@@ -16,8 +16,7 @@ import textwrap
 import pytest
 
 from nfpipe.errors import KernelError
-from nfpipe.kernel import abi, bpffs
-from nfpipe.kernel import syscall as sc
+from nfpipe.kernel import abi, bpffs, syscall as sc
 
 pytestmark = pytest.mark.kernel
 

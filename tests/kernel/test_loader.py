@@ -96,7 +96,7 @@ def test_lpm_trie_longest_prefix_decides(maps_obj):
     assert prog.test_run(udp(src="10.200.1.1")).retval == XDP_DROP
     assert prog.test_run(udp(src="10.7.7.42")).retval == XDP_TX
     assert prog.test_run(udp(src="11.0.0.1")).retval == XDP_PASS
-    assert sorted(k["prefixlen"] for k in lpm.keys()) == [8, 24]
+    assert sorted(k["prefixlen"] for k in lpm) == [8, 24]
 
 
 def test_rodata_constant_set_from_python_changes_verdict(maps_spec):

@@ -99,7 +99,7 @@ def test_records_read_back_exactly_across_wraparound(obj):
     try:
         assert rb.size == RING and rb.drain() == [] and not rb.poll(0)
         pos, straddled, discarded, expected = 0, 0, 0, []
-        for step in range(600):
+        for _step in range(600):
             which = rng.randrange(len(SIZES))
             discard = rng.random() < 0.25
             data = packet(rng, which, discard)

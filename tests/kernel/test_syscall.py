@@ -15,8 +15,7 @@ import struct
 import pytest
 
 from nfpipe.errors import KernelError
-from nfpipe.kernel import abi
-from nfpipe.kernel import syscall as sc
+from nfpipe.kernel import abi, syscall as sc
 from nfpipe.kernel.abi import AttachType, MapType, ProgType
 
 pytestmark = pytest.mark.kernel

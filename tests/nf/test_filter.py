@@ -6,21 +6,25 @@ import struct
 import threading
 
 import pytest
-
-from tests.nf.fused import two_instances
 from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
-from scapy.layers.inet6 import (ICMPv6EchoRequest, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment,
-                                IPv6ExtHdrHopByHop, IPv6ExtHdrRouting)
+from scapy.layers.inet6 import (
+    ICMPv6EchoRequest,
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
+    IPv6ExtHdrRouting,
+)
 from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 from scapy.packet import Raw
 
-from nfpipe.catalog import parse as P
 from nfpipe import resources
+from nfpipe.catalog import parse as P
+from nfpipe.catalog.filter import Filter, _bench_packet, benchmark_rules, compile_rules, parse_rule
+from nfpipe.errors import KernelError, SpecError
 from nfpipe.nfabi import Verdict
 from nfpipe.testing import load_nf
-from nfpipe.catalog.filter import (Filter, _bench_packet, benchmark_rules, compile_rules,
-                                   parse_rule)
-from nfpipe.errors import KernelError, SpecError
+from tests.nf.fused import two_instances
 
 kernel = pytest.mark.kernel
 HOOKS = ["xdp", "tc"]

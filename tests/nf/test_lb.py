@@ -15,19 +15,17 @@ import threading
 import time
 
 import pytest
-
-from tests.nf.fused import two_instances
 from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 from scapy.packet import Raw
 
-from nfpipe.catalog import lb as L
-from nfpipe.catalog import parse as P
-from nfpipe.nfabi import Verdict
-from nfpipe.testing import load_nf
+from nfpipe.catalog import lb as L, parse as P
 from nfpipe.catalog.csum import checksum
 from nfpipe.errors import KernelError, SpecError
+from nfpipe.nfabi import Verdict
+from nfpipe.testing import load_nf
+from tests.nf.fused import two_instances
 
 kernel = pytest.mark.kernel
 HOOKS = ["xdp", "tc"]
@@ -591,7 +589,7 @@ def test_update_writes_the_inactive_generation_then_flips(h):
     assert h.nf.maps["active"][idx] == 0
     h.update(config(draining=("10.0.1.1:8080",)))
     assert h.nf.maps["active"][idx] == 1
-    base = lambda gen: (idx * 2 + gen) * L.MAX_TABLE      # noqa: E731
+    base = lambda gen: (idx * 2 + gen) * L.MAX_TABLE
     tables = h.nf.maps["tables"]
     sample = range(0, 4099, 37)
     assert [tables[base(0) + i] for i in sample] == [old_table[i] for i in sample]

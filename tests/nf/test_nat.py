@@ -20,11 +20,11 @@ from scapy.packet import Raw
 
 from nfpipe.catalog import nat as N
 from nfpipe.catalog.base import NodeMaps
-from nfpipe.nfabi import Verdict
-from nfpipe.testing import LoadedNF, load_nf
 from nfpipe.catalog.csum import checksum
 from nfpipe.catalog.nat import Nat, NatModel, counters
 from nfpipe.errors import SpecError
+from nfpipe.nfabi import Verdict
+from nfpipe.testing import LoadedNF, load_nf
 
 kernel = pytest.mark.kernel
 HOOKS = ["xdp", "tc"]
@@ -406,8 +406,8 @@ def test_evicted_own_half_is_adopted(nat):
 
 
 def _conn_key(saddr, daddr, sport, dport, proto=6):
-    be32 = lambda a: int.from_bytes(ipaddress.IPv4Address(a).packed, "little")  # noqa: E731
-    be16 = lambda p: int.from_bytes(p.to_bytes(2, "big"), "little")  # noqa: E731
+    be32 = lambda a: int.from_bytes(ipaddress.IPv4Address(a).packed, "little")
+    be16 = lambda p: int.from_bytes(p.to_bytes(2, "big"), "little")
     return {"saddr": be32(saddr), "daddr": be32(daddr), "sport": be16(sport),
             "dport": be16(dport), "proto": proto, "pad": bytes(3)}
 

@@ -7,16 +7,22 @@ from pathlib import Path
 
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
-from scapy.layers.inet6 import (IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop,
-                                IPv6ExtHdrRouting, ICMPv6EchoRequest)
+from scapy.layers.inet6 import (
+    ICMPv6EchoRequest,
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
+    IPv6ExtHdrRouting,
+)
 from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 from scapy.packet import Raw
 
 from nfpipe.catalog import parse as P
 from nfpipe.catalog.base import SourceNF
+from nfpipe.errors import KernelError
 from nfpipe.nfabi import Verdict
 from nfpipe.testing import load_nf
-from nfpipe.errors import KernelError
 
 pytestmark = pytest.mark.kernel
 

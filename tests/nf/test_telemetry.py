@@ -14,23 +14,29 @@ import time
 from pathlib import Path
 
 import pytest
-
-from tests.nf.fused import two_instances
 from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
-from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, ICMPv6EchoRequest
+from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.packet import Raw
 from scapy.utils import rdpcap
 
 import nfpipe
 from nfpipe.catalog import get
+from nfpipe.catalog.pcap import MAGIC_NSEC, MAGIC_USEC, PcapWriter, read_pcap
+from nfpipe.catalog.telemetry import (
+    COUNTERS,
+    PROTO_CLASSES,
+    RECORD_BYTES,
+    SIZE_BUCKETS,
+    FlowKey,
+    Telemetry,
+    TelemetryModel,
+    size_bucket,
+)
+from nfpipe.errors import KernelError, SpecError
 from nfpipe.runtime import node_stats
 from nfpipe.testing import load_nf
-from nfpipe.catalog.pcap import MAGIC_NSEC, MAGIC_USEC, PcapWriter, read_pcap
-from nfpipe.catalog.telemetry import (COUNTERS, PROTO_CLASSES, RECORD_BYTES, SIZE_BUCKETS,
-                                      FlowKey, Telemetry, TelemetryModel, 
-                                      size_bucket)
-from nfpipe.errors import KernelError, SpecError
+from tests.nf.fused import two_instances
 
 kernel = pytest.mark.kernel
 HOOKS = ["xdp", "tc"]

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from tests.nf.fused import two_instances
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
@@ -15,6 +13,7 @@ import nfpipe
 from nfpipe.catalog.base import SourceNF
 from nfpipe.nfabi import Verdict
 from nfpipe.testing import load_nf
+from tests.nf.fused import two_instances
 
 pytestmark = pytest.mark.kernel
 

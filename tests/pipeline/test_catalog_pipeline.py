@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from nfpipe.compose import build, make_plan
 from nfpipe.catalog import parse as P
-from nfpipe.nfabi import TC_CODES, XDP_CODES, Verdict
 from nfpipe.catalog.csum import checksum
 from nfpipe.catalog.filter import FilterModel
 from nfpipe.catalog.lb import LBModel
 from nfpipe.catalog.nat import NatModel
 from nfpipe.catalog.telemetry import TelemetryModel
+from nfpipe.compose import build, make_plan
+from nfpipe.nfabi import TC_CODES, XDP_CODES, Verdict
 from nfpipe.runtime.pipeline import Pipeline
 from nfpipe.spec import PipelineSpec
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from topo_common import SESSION, new_run_id
 
 

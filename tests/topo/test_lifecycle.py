@@ -9,12 +9,11 @@ import sys
 import textwrap
 
 import pytest
+from topo_common import REPO, TOPOLOGIES, new_run_id
 
 from nfpipe.errors import KernelError
-from nfpipe.topo import Topology, TopologyError
-from nfpipe.topo import namespaces as nsu
+from nfpipe.topo import Topology, TopologyError, namespaces as nsu
 from nfpipe.topo.traffic import serve_udp_echo, udp_exchange
-from topo_common import REPO, TOPOLOGIES, new_run_id
 
 pytestmark = pytest.mark.kernel
 

@@ -5,12 +5,11 @@ import ipaddress
 import textwrap
 
 import pytest
+from topo_common import TOPOLOGIES
 
 from nfpipe.errors import SpecError
 from nfpipe.topo import Topology, TopologyError, TopologySpec
 from nfpipe.topo.schema import TopologySpecError
-
-from topo_common import TOPOLOGIES
 
 GOOD = textwrap.dedent("""\
     topology: t

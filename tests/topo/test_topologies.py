@@ -7,10 +7,10 @@ import textwrap
 import time
 
 import pytest
+from topo_common import TOPOLOGIES
 
 from nfpipe.topo import namespaces as nsu
 from nfpipe.topo.traffic import serve_tcp_echo, serve_udp_echo, tcp_exchange, udp_exchange
-from topo_common import TOPOLOGIES
 
 pytestmark = pytest.mark.kernel
 
@@ -197,7 +197,7 @@ def scapy_send(dst_mac: str, dst_ip: str, port: int) -> str:
 
 
 def test_scapy_in_a_namespace(topo_factory):
-    import scapy.all  # noqa: F401 - imported in the parent first: the child must re-read
+    import scapy.all
     assert scapy.all.conf.ifaces is not None
     topo = topo_factory(TOPOLOGIES / "two-hosts.yaml").up()
     dut_mac = topo.status()["hosts"]["dut"]["interfaces"]["eth0"]["mac"]

@@ -9,13 +9,29 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from nfpipe.btf import (
-    BTF, Array, BTFExt, Codec, Const, Datasec, Enum, Func, FuncProto, Fwd, Int, Kind, Member,
-    Ptr, Struct, Typedef, Union, Var, Volatile,
+    BTF,
+    Array,
+    BTFExt,
+    Codec,
+    Const,
+    Datasec,
+    Enum,
+    Func,
+    FuncProto,
+    Fwd,
+    Int,
+    Kind,
+    Member,
+    Ptr,
+    Struct,
+    Typedef,
+    Union,
+    Var,
+    Volatile,
 )
 from nfpipe.btf.types import BOOL, CHAR, SIGNED, TypeTag, VarSecinfo
-from nfpipe.toolchain.compiler import compile as nf_compile
 from nfpipe.errors import SpecError
-
+from nfpipe.toolchain.compiler import compile as nf_compile
 
 # --- compiling test objects ----------------------------------------------------------
 
@@ -696,7 +712,7 @@ def test_corrupt_string_offset_out_of_range(obj):
         if t.name:
             break
     pos = btf_pos
-    for i in range(1, tid):
+    for _i in range(1, tid):
         pos += _record_len(raw, pos)
     with pytest.raises(SpecError, match=f"string offset {slen + 7} is out of range"):
         BTF.parse(_patch_u32(raw, pos, slen + 7))

@@ -8,17 +8,33 @@ from types import SimpleNamespace
 
 import pytest
 from elftools.elf.elffile import ELFFile
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from nfpipe.btf import (
-    BTF, Array, Codec, CodecError, Const, Datasec, Enum, Float, Func, FuncProto, Fwd, Int,
-    Member, Ptr, Struct, Typedef, Union, Var, VarSecinfo, Volatile,
+    BTF,
+    Array,
+    Codec,
+    CodecError,
+    Const,
+    Datasec,
+    Enum,
+    Float,
+    Func,
+    FuncProto,
+    Fwd,
+    Int,
+    Member,
+    Ptr,
+    Struct,
+    Typedef,
+    Union,
+    Var,
+    VarSecinfo,
+    Volatile,
 )
 from nfpipe.btf.types import BOOL, CHAR, SIGNED, TypeTag
-from nfpipe.toolchain.compiler import compile as nf_compile
 from nfpipe.errors import NfpipeError, SpecError
-
+from nfpipe.toolchain.compiler import compile as nf_compile
 
 # --- a hand-built BTF -----------------------------------------------------------------
 

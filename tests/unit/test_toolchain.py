@@ -18,9 +18,9 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 import nfpipe.toolchain
+from nfpipe.errors import CompileError
 from nfpipe.toolchain import compiler as toolchain
 from nfpipe.toolchain.compiler import Compiler, compile as nf_compile, describe, find_compiler
-from nfpipe.errors import CompileError
 
 EM_BPF = "EM_BPF"
 
@@ -88,7 +88,7 @@ def _insns(obj: Path, section: str) -> list[tuple[int, int, int, int, int]]:
 def _returned_constant(obj: Path, section: str = "xdp") -> int:
     """The immediate moved into r0 right before the section's first exit."""
     insns = _insns(obj, section)
-    for i, (op, dst, src, off, imm) in enumerate(insns):
+    for i, (op, _dst, _src, _off, _imm) in enumerate(insns):
         if op == 0x95:                                   # exit
             prev = insns[i - 1]
             assert prev[0] in (0xB7, 0xB4) and prev[1] == 0, f"unexpected code: {insns}"
