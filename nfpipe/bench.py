@@ -40,8 +40,7 @@ class Result:
     samples: list[int]
 
 
-# A case: a context manager yielding a function (packet repeat) -> ns per run.
-Case = Callable[[], "contextmanager"]
+# name -> (group, a factory of a context manager yielding: repeat -> ns per run)
 CASES: dict[str, tuple[str, Callable]] = {}
 
 

@@ -100,12 +100,9 @@ def _refusal(err: int) -> str:
 
 
 def _load_reason(exc: sc.ProgLoadError) -> str:
-    lines = [ln.strip() for ln in exc.log.splitlines() if ln.strip()
-             and not ln.startswith(("processed ", "verification time", "stack depth"))]
     text = _refusal(exc.errno)
-    if lines:
-        text += f": {lines[-1][:160]}"
-    return text
+    why = sc.log_summary(exc.log, 160)
+    return f"{text}: {why}" if why else text
 
 
 # --- program types -----------------------------------------------------------------------

@@ -15,31 +15,20 @@ from nfpipe.attach.query import XDP_MODES, iproute, prog_summary, where, xdp_sta
 from nfpipe.errors import AttachError, KernelError
 from nfpipe.kernel import abi, bpffs, syscall as sc
 from nfpipe.kernel.netns import ifname as _ifname, in_netns
+from nfpipe.loader.fdobject import FdObject
 
 
-class Link(Attachment):
+class Link(FdObject, Attachment):
     """A bpf_link attaching a program to an interface (XDP or tcx); owns the link fd."""
 
     via = "link"
 
+    noun = "link"
+
     def __init__(self, fd: sc.Fd, *, kind: str, **kw):
-        super().__init__(**kw)
+        Attachment.__init__(self, **kw)
+        FdObject.__init__(self, fd, kw["iface"])
         self.kind = kind
-        self._fd = fd
-        self.pinned_at: str | None = None
-
-    @property
-    def fd(self) -> sc.Fd:
-        if self._fd.closed:
-            raise ValueError(f"link on {self.iface} is closed")
-        return self._fd
-
-    def fileno(self) -> int:
-        return int(self.fd)
-
-    @property
-    def closed(self) -> bool:
-        return self._fd.closed
 
     @property
     def id(self) -> int:
@@ -48,7 +37,7 @@ class Link(Attachment):
     def close(self) -> None:
         """Release the fd: an unpinned link goes away with it (and detaches), a pinned
         link stays attached."""
-        self._fd.close()
+        FdObject.close(self)
 
     def __exit__(self, *exc) -> None:
         self.close()
@@ -67,16 +56,6 @@ class Link(Attachment):
                 raise self._error(f"cannot detach the {self.kind} link on "
                                   f"{where(self.iface, self.netns)}: {exc}") from None
         self.detached = True
-
-    def pin(self, path: str | os.PathLike) -> None:
-        """Pin the link on bpffs: it (and the attachment) outlives this process."""
-        bpffs.pin(self.fd, path)
-        self.pinned_at = os.fspath(path)
-
-    def unpin(self) -> None:
-        if self.pinned_at:
-            bpffs.unpin(self.pinned_at)
-            self.pinned_at = None
 
     @classmethod
     def from_pin(cls, path: str | os.PathLike, *, netns=None) -> Link:

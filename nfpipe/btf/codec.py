@@ -142,9 +142,6 @@ class Codec:
     def _unpack(self, data: bytes, off: int):                    # pragma: no cover
         raise NotImplementedError
 
-    def _zero(self):
-        return self._unpack(bytes(self.size), 0)
-
 
 class RawCodec(Codec):
     """Opaque bytes.  Encode also takes a non-negative int (little-endian)."""

@@ -56,14 +56,6 @@ class NetworkFunction:
         """The instance name when an NF is built alone: its source file's stem."""
         return self.source.stem
 
-    def port_number(self, name: str | int) -> int:
-        if isinstance(name, int):
-            if 0 <= name < len(self.ports):
-                return name
-        elif name in self.ports:
-            return self.ports.index(name)
-        raise SpecError(f"{self.kind} has no port {name!r} (ports: {', '.join(self.ports)})")
-
     def constants(self) -> dict[str, Any]:
         return {}
 
@@ -95,10 +87,6 @@ class NetworkFunction:
     def maps_depend_on(self, keys: set[str]) -> bool:
         """Whether the maps populate() writes depend on any of *keys*."""
         return bool(keys) if self.map_keys is None else bool(keys & self.map_keys)
-
-    def runtime_change(self, config: Mapping[str, Any]) -> bool:
-        """Whether going from this config to *config* changes only runtime keys."""
-        return self.changed_keys(config) <= self.runtime_keys
 
     def update(self, maps: NodeMaps, config: Mapping[str, Any]) -> None:  # noqa: ARG002
         """Apply *config* (differing from this one in ``runtime_keys`` only) to the live

@@ -762,7 +762,7 @@ def benchmark_rules(n: int) -> list[dict]:
     return rules
 
 
-def _bench_packet() -> bytes:
+def bench_packet() -> bytes:
     from scapy.layers.inet import IP, TCP
     from scapy.layers.l2 import Dot1Q, Ether
     return bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / Dot1Q(vlan=42) /
@@ -772,7 +772,7 @@ def _bench_packet() -> bytes:
 
 def bench_cases() -> dict:
     """`nfpipe bench` cases: the filter with 10, 1k and 10k rules, the packet matching the last."""
-    packet = _bench_packet()
+    packet = bench_packet()
     return {f"filter-{label}": (lambda n=n: Filter({"default": "drop",
                                                      "rules": benchmark_rules(n)}), packet, True)
             for n, label in ((10, "10"), (1000, "1k"), (10000, "10k"))}

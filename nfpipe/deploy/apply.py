@@ -32,7 +32,6 @@ from nfpipe.deploy.state import (
 )
 from nfpipe.deploy.steps import (
     attach,
-    fault,
     interface_record,
     node_record,
     pin_pipeline,
@@ -44,6 +43,7 @@ from nfpipe.deploy.steps import (
 )
 from nfpipe.deploy.update import update
 from nfpipe.errors import NfpipeError
+from nfpipe.faults import fault
 from nfpipe.kernel import bpffs
 from nfpipe.runtime import Pipeline
 from nfpipe.spec import PipelineSpec

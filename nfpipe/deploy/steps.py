@@ -6,7 +6,6 @@ fault hook the crash tests use.
 from __future__ import annotations
 
 import os
-import signal
 from pathlib import Path
 
 from nfpipe.attach import (
@@ -33,12 +32,6 @@ PROBE = bytes(12) + b"\x08\x00" + bytes.fromhex("4500001c00000000401100000a00000
 #: stages of a first deploy and of an update at which NFPIPE_FAULT=<stage> kills it
 FAULT_STAGES = ("loaded", "pinned", "attached", "pinned-links")
 UPDATE_FAULT_STAGES = ("update-loaded", "update-next", "update-switched")
-
-
-def fault(stage: str) -> None:
-    """Test hook: with NFPIPE_FAULT=<stage>, die here as abruptly as SIGKILL does."""
-    if os.environ.get("NFPIPE_FAULT") == stage:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def require_root() -> None:

@@ -39,7 +39,6 @@ from nfpipe.deploy.state import (
 from nfpipe.deploy.steps import (
     attach,
     close_node_maps,
-    fault,
     find_unlinked,
     interface_record,
     node_record,
@@ -52,6 +51,7 @@ from nfpipe.deploy.steps import (
     targets_of,
 )
 from nfpipe.errors import DeployError
+from nfpipe.faults import fault
 from nfpipe.kernel.sync import rcu_barrier
 from nfpipe.loader import Map, Object, Program
 from nfpipe.nfabi import STAT_SLOTS, prefixed

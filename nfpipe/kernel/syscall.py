@@ -17,6 +17,7 @@ import errno as _errno
 import functools
 import os
 import platform
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -425,15 +426,24 @@ class BtfLoadError(KernelError):
         self.log_truncated = log_truncated
 
 
-_STAT_PREFIXES = ("processed ", "verification time", "stack depth", "mark_read")
+# What a verifier log says besides why: the statistics it appends, state-pruning and
+# backtracking chatter.
+_LOG_NOISE = re.compile(r"^(processed \d+ insns|verification time|stack depth|"
+                        r"max_states_per_insn|peak_states|mark_read|func#\d+ @\d+|"
+                        r"last_idx|regs=|parent didn't)")
 
 
-def _log_summary(log: str) -> str:
-    """The last log line that says something (not the statistics the verifier appends)."""
+def log_noise(line: str) -> bool:
+    """Whether a verifier log line is statistics or chatter rather than a reason."""
+    return bool(_LOG_NOISE.match(line.strip()))
+
+
+def log_summary(log: str, width: int = 200) -> str:
+    """The last line of a verifier log that says something."""
     for line in reversed(log.splitlines()):
         line = line.strip()
-        if line and not line.startswith(_STAT_PREFIXES):
-            return line[:200]
+        if line and not log_noise(line):
+            return line[:width]
     return ""
 
 
@@ -473,7 +483,7 @@ def _load_with_log(cmd: int, attr, set_log, get_true_size, log_level: int, log_s
         if truncated and first_err is not None and first_err != _errno.ENOSPC:
             err = first_err        # the log did not fit even at the cap: report the real error
         text = detail
-        summary = _log_summary(log)
+        summary = log_summary(log)
         if summary:
             text += f": {summary}"
         raise error_cls(_op(cmd), err, text, log=log, log_truncated=truncated, **error_kw)

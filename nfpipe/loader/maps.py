@@ -44,7 +44,7 @@ def _round8(n: int) -> int:
 class Map(FdObject):
     """A BPF map in the kernel."""
 
-    kind = "map"
+    noun = "map"
 
     def __init__(self, fd: sc.Fd, *, name: str, type: int, key_size: int, value_size: int,
                  max_entries: int, flags: int = 0, key_codec=None, value_codec=None,

@@ -44,7 +44,7 @@ def link_instructions(spec: ProgramSpec, maps: Mapping[str, Any]) -> bytes:
 class Program(FdObject):
     """A BPF program loaded into the kernel."""
 
-    kind = "program"
+    noun = "program"
 
     def __init__(self, fd: sc.Fd, *, name: str, type: int, spec: ProgramSpec | None = None):
         super().__init__(fd, name)

@@ -10,12 +10,10 @@ from __future__ import annotations
 import re
 
 from nfpipe.errors import VerifierError
+from nfpipe.kernel.syscall import log_noise
 
 _INSN_RE = re.compile(r"^(\d+): \([0-9a-f]{2}\) (.*)$")
 _SRC_RE = re.compile(r"^; (.*?)(?: @ (\S+:\d+))?$")
-_NOISE = re.compile(r"^(processed \d+ insns|verification time|stack depth|"
-                    r"max_states_per_insn|peak_states|mark_read|func#\d+ @\d+|"
-                    r"last_idx|regs=|parent didn't)")
 
 
 def verifier_error(program: str, err: int, log: str, *, node: str | None = None,
@@ -31,7 +29,7 @@ def verifier_error(program: str, err: int, log: str, *, node: str | None = None,
         if m and ln.startswith("; "):
             text, where = m.group(1).strip(), m.group(2)
             source = f"{where}: {text}" if where else text
-    meaningful = [ln for ln in lines if ln and not _NOISE.match(ln)]
+    meaningful = [ln for ln in lines if ln and not log_noise(ln)]
     excerpt = "\n".join("    " + ln for ln in meaningful[-excerpt_lines:])
     return VerifierError(program, err, log, source_line=source, insn=insn, excerpt=excerpt,
                          node=node)

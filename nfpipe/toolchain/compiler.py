@@ -299,7 +299,7 @@ def _sha256_file(path: Path) -> str | None:
         return None
 
 
-def _parse_depfile(text: str, cwd: Path) -> list[Path]:
+def parse_depfile(text: str, cwd: Path) -> list[Path]:
     """Prerequisites of a make-syntax dependency file (as written by clang -MD)."""
     text = text.replace("\\\r\n", " ").replace("\\\n", " ")
     deps: list[Path] = []
@@ -523,7 +523,7 @@ def _compile_into_cache(compiler: Compiler, base: list[str], src: Path, kdir: Pa
     try:
         warnings = _run_compiler(compiler, cmd, src, timeout)
         try:
-            deps = _parse_depfile(tmp_d.read_text(errors="surrogateescape"), Path.cwd())
+            deps = parse_depfile(tmp_d.read_text(errors="surrogateescape"), Path.cwd())
         except OSError:
             raise CompileError(f"compiling {src.name} with {compiler.display} wrote no dependency "
                                f"file (-MD -MF); set NFPIPE_NO_CACHE=1 to build without the cache",

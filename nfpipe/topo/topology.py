@@ -25,6 +25,7 @@ from typing import Any
 from pyroute2.netlink.exceptions import NetlinkError
 
 from nfpipe.errors import NfpipeError
+from nfpipe.faults import fault
 from nfpipe.kernel.netns import in_netns
 from nfpipe.topo import namespaces as nsu, run as nsrun
 from nfpipe.topo.schema import RUN_ID_RE, LinkSpec, TopologySpec
@@ -254,6 +255,7 @@ class Topology:
             ports: dict[str, list[tuple[str, str, int | None]]] = {k: [] for k in ns}
             for link in spec.links:
                 self._make_link(link, ipr, ports)
+                fault("topo-link")
             # sysctls and offloads are per namespace: one forked child each
             for key in ns:
                 host = spec.hosts.get(key)

@@ -20,7 +20,7 @@ from scapy.packet import Raw
 
 from nfpipe import resources
 from nfpipe.catalog import parse as P
-from nfpipe.catalog.filter import Filter, _bench_packet, benchmark_rules, compile_rules, parse_rule
+from nfpipe.catalog.filter import Filter, bench_packet, benchmark_rules, compile_rules, parse_rule
 from nfpipe.errors import KernelError, SpecError
 from nfpipe.nfabi import Verdict
 from nfpipe.testing import load_nf
@@ -303,7 +303,7 @@ def test_no_rules_applies_the_default(hook):
 # ---- 10k rules ----------------------------------------------------------------------------------
 
 rules_n = benchmark_rules
-BENCH_PACKET = _bench_packet()
+BENCH_PACKET = bench_packet()
 
 
 @kernel

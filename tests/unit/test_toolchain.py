@@ -457,6 +457,6 @@ def test_bpf_include_dir(monkeypatch, tmp_path):
 def test_depfile_parser_handles_continuations_and_escapes(tmp_path):
     text = ("/o/x.o: /src/a.c \\\n  /inc/with\\ space.h rel/b.h \\\n"
             "  /inc/c.h\n/inc/c.h:\n")
-    deps = toolchain._parse_depfile(text, tmp_path)
+    deps = toolchain.parse_depfile(text, tmp_path)
     assert deps == [Path("/src/a.c"), Path("/inc/with space.h"), tmp_path / "rel/b.h",
                     Path("/inc/c.h")]
