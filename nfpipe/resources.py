@@ -3,26 +3,47 @@ the example pipelines (``examples/``), the topologies (``topologies/``) and the 
 profiles (``offload/profiles/``).
 
 One place answers it, so that every layer finds the same files whether nfpipe runs
-from its source tree or from an installed wheel.  ``NFPIPE_BPF_DIR`` and
-``NFPIPE_PROFILES`` override the BPF dir and the profile dir.
+from its source tree (an editable install, a checkout on ``PYTHONPATH``) or from an
+installed wheel, which carries them as ``nfpipe/data/{bpf,examples,topologies,
+profiles}`` (pyproject.toml maps the tree's directories there).  ``NFPIPE_BPF_DIR``
+and ``NFPIPE_PROFILES`` override the BPF dir and the profile dir.
 """
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
-_TREE = Path(__file__).resolve().parent.parent        # the source tree holding nfpipe/
+from nfpipe.errors import UsageError
+
+_PACKAGE = Path(__file__).resolve().parent
+_INSTALLED = _PACKAGE / "data"                 # a wheel's layout
+_TREE = _PACKAGE.parent                        # the source tree holding nfpipe/
+
+#: data dir name -> (its place in a wheel, its place in the source tree)
+_PLACES = {
+    "bpf": ("bpf", "bpf"),
+    "examples": ("examples", "examples"),
+    "topologies": ("topologies", "topologies"),
+    "profiles": ("profiles", "offload/profiles"),
+}
 
 
-def data_root() -> Path:
-    """The directory holding ``bpf/``, ``examples/``, ``topologies/`` and ``offload/``."""
-    return _TREE
+def installed() -> bool:
+    """Whether nfpipe runs from an installed wheel (else from its source tree)."""
+    return (_INSTALLED / "bpf").is_dir()
+
+
+def data_dir(name: str) -> Path:
+    """The directory of shipped data *name* ("bpf", "examples", "topologies", "profiles")."""
+    in_wheel, in_tree = _PLACES[name]
+    return _INSTALLED / in_wheel if installed() else _TREE / in_tree
 
 
 def bpf_dir() -> Path:
     """nfpipe's ``bpf/``: the catalog NF sources, examples and headers."""
     env = os.environ.get("NFPIPE_BPF_DIR")
-    return Path(env) if env else data_root() / "bpf"
+    return Path(env) if env else data_dir("bpf")
 
 
 def nf_source(name: str) -> Path:
@@ -31,13 +52,53 @@ def nf_source(name: str) -> Path:
 
 
 def examples_dir() -> Path:
-    return data_root() / "examples"
+    return data_dir("examples")
 
 
 def topologies_dir() -> Path:
-    return data_root() / "topologies"
+    return data_dir("topologies")
 
 
 def profiles_dir() -> Path:
     env = os.environ.get("NFPIPE_PROFILES")
-    return Path(env) if env else data_root() / "offload" / "profiles"
+    return Path(env) if env else data_dir("profiles")
+
+
+def examples() -> list[Path]:
+    """The example pipelines nfpipe ships."""
+    return sorted(examples_dir().glob("*.yaml"))
+
+
+_NF_PATH = re.compile(r"(?m)^(\s*(?:-\s*)?(?:\{[^}\n]*?)?\bnf:\s*)(\S+\.c)\b")
+
+
+def copy_examples(dest: str | os.PathLike, names: list[str] | None = None) -> list[Path]:
+    """Copy the example pipelines (or those *names*, with or without ``.yaml``) into
+    *dest*, with the C files they use: a C file is copied next to them under ``nf/``
+    and the pipeline's ``nf:`` path rewritten to it, so the copies work on their own.
+    Returns the files written; an existing file is never overwritten."""
+    out_dir = Path(dest)
+    chosen = examples()
+    if names:
+        want = {n.removesuffix(".yaml") for n in names}
+        missing = want - {p.stem for p in chosen}
+        if missing:
+            raise UsageError(f"no example {', '.join(sorted(missing))} (examples: "
+                             f"{', '.join(p.stem for p in examples())})")
+        chosen = [p for p in chosen if p.stem in want]
+    plan: dict[Path, bytes] = {}
+    for src in chosen:
+        text = src.read_text()
+
+        def local(m: re.Match, src: Path = src) -> str:
+            c = (src.parent / m.group(2)).resolve()
+            plan[out_dir / "nf" / c.name] = c.read_bytes()
+            return f"{m.group(1)}nf/{c.name}"
+        plan[out_dir / src.name] = _NF_PATH.sub(local, text).encode()
+    taken = [str(p) for p in plan if p.exists() and p.read_bytes() != plan[p]]
+    if taken:
+        raise UsageError(f"not overwriting {', '.join(taken)}: copy into an empty directory")
+    for path, data in plan.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return sorted(plan)

@@ -4,37 +4,50 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from nfpipe import bench
+from nfpipe import bench, resources
 from nfpipe.attach import Target
 from nfpipe.cli.output import EXIT_OK, EXIT_USAGE, print_json
 from nfpipe.compose import FUSED, build, make_plan
 from nfpipe.compose.offload import offload_problems
 from nfpipe.deploy.placement import place
 from nfpipe.graph import problems_of
+from nfpipe.runtime.verify import verify
 from nfpipe.spec import PipelineSpec
 from nfpipe.spec.pipeline import parse_pipeline_collect
 from nfpipe.yamldoc import Problem, load_file
 
 
 def cmd_validate(args) -> int:
+    """The file, the graph, then (unless --no-build) every node compiled and the pipeline
+    loaded through the verifier: "valid" means it deploys."""
     spec, problems = parse_pipeline_collect(load_file(args.file))
     if spec is not None:
         problems = problems + problems_of(spec)
     if spec is not None and not problems and spec.mode == "offload":
         problems = _offload_problems(spec)
+    checked = None
+    if spec is not None and not problems and not args.no_build:
+        checked = verify(spec, linking=args.linking)
+        problems = checked.problems
     if args.json:
         print_json({"file": args.file, "valid": not problems,
-                     "problems": [{"file": p.pos.file, "line": p.pos.line,
-                                   "column": p.pos.column, "node": p.node,
-                                   "message": p.message} for p in problems]})
+                    "compiled": bool(checked and checked.compiled),
+                    "verified": bool(checked and checked.verified),
+                    "not_verified": checked.not_verified if checked else "--no-build",
+                    "problems": [{"file": p.pos.file, "line": p.pos.line,
+                                  "column": p.pos.column, "node": p.node,
+                                  "message": p.message} for p in problems]})
     elif problems:
         for p in problems:
             print(str(p), file=sys.stderr)
         print(f"{args.file}: {len(problems)} problem{'s' if len(problems) > 1 else ''}",
               file=sys.stderr)
     else:
+        how = ("not compiled (--no-build)" if checked is None else
+               f"{checked.linking} linking compiled and verified by the kernel"
+               if checked.verified else f"compiled; not verified: {checked.not_verified}")
         print(f"{args.file}: valid ({spec.name}: {len(spec.nodes)} nodes, "
-              f"{len(spec.edges)} edges, hook {spec.hook})")
+              f"{len(spec.edges)} edges, hook {spec.hook}; {how})")
     return EXIT_OK if not problems else EXIT_USAGE
 
 
@@ -114,3 +127,43 @@ def cmd_demo(args) -> int:
     if args.loader:
         return run_demo(json_output=args.json)
     return run_pipeline_demo(json_output=args.json)
+
+
+def cmd_examples(args) -> int:
+    """List the example pipelines nfpipe ships, or copy them out to start from."""
+    if args.copy:
+        written = resources.copy_examples(args.copy, args.names or None)
+        if args.json:
+            print_json([str(p) for p in written])
+        else:
+            for p in written:
+                print(p)
+            print(f"try: nfpipe validate {Path(args.copy) / written[0].name}")
+        return EXIT_OK
+    rows = []
+    for p in resources.examples():
+        if args.names and p.stem not in {n.removesuffix(".yaml") for n in args.names}:
+            continue
+        spec = PipelineSpec.from_file(p)
+        rows.append({"name": p.stem, "file": str(p), "hook": spec.hook,
+                     "nodes": [n.nf if n.kind != "c" else Path(n.nf).name
+                               for n in spec.nodes.values()],
+                     "description": spec.description or _first_comment(p)})
+    if args.json:
+        print_json(rows)
+        return EXIT_OK
+    for r in rows:
+        print(f"{r['name']:<12} {r['hook']:<10} {' -> '.join(r['nodes'])}")
+        if r["description"]:
+            print(f"{'':<12} {r['description']}")
+    print("copy them out with: nfpipe examples --copy DIR")
+    return EXIT_OK
+
+
+def _first_comment(path: Path) -> str:
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").rstrip()
+        if line.strip():
+            break
+    return ""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from nfpipe import resources
 from nfpipe.cli.output import EXIT_OK, print_json, usage
 from nfpipe.errors import NfpipeError
 from nfpipe.topo.schema import NAME_RE, TopologySpec
@@ -24,7 +25,7 @@ def _pick_run(topology: str, run_id: str | None, *, for_what: str) -> str:
 
 
 def cmd_up(args) -> int:
-    topo = Topology.from_file(args.file, run_id=args.run_id).up()
+    topo = Topology.from_file(topology_file(args.file), run_id=args.run_id).up()
     status = topo.status()
     if args.json:
         print_json(status)
@@ -45,7 +46,7 @@ def cmd_up(args) -> int:
 def _topology_name(target: str) -> str:
     """A topology file's name, or the argument itself when it is a bare topology name."""
     if os.path.exists(target) or not NAME_RE.match(target):
-        return TopologySpec.from_file(target).name
+        return TopologySpec.from_file(topology_file(target)).name
     return target
 
 
@@ -109,7 +110,7 @@ def cmd_exec(args) -> int:
         cmd = cmd[1:]
     if not cmd:
         raise usage("no command given: nfpipe topo exec FILE HOST -- CMD [ARG...]")
-    spec = TopologySpec.from_file(args.file)
+    spec = TopologySpec.from_file(topology_file(args.file))
     topo = Topology(spec, _pick_run(spec.name, args.run_id, for_what="run in"))
     if not os.path.exists(topo.nspath(args.host)):
         raise usage(f"namespace {topo.netns(args.host)} does not exist: is run "
@@ -120,3 +121,11 @@ def cmd_exec(args) -> int:
         raise usage(f"command not found: {cmd[0]}") from None
     except PermissionError as exc:
         raise NfpipeError(f"cannot run {cmd[0]} in {topo.netns(args.host)}: {exc}") from None
+
+
+def topology_file(arg: str) -> str:
+    """A topology file as given, or the name of one nfpipe ships (``two-hosts``)."""
+    if os.path.exists(arg) or os.sep in arg:
+        return arg
+    shipped = resources.topologies_dir() / f"{arg.removesuffix('.yaml')}.yaml"
+    return str(shipped) if shipped.is_file() else arg

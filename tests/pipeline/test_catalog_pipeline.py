@@ -35,7 +35,7 @@ nodes:
         - {{action: drop, proto: tcp, dport: 23}}
         - {{action: "port:1", proto: icmp}}
   - id: split
-    nf: {ROOT}/tests/bpf/nf_split.c
+    nf: {ROOT}/bpf/examples/split_l4.c
     ports: [out, udp]
   - id: lb
     nf: lb

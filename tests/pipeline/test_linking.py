@@ -20,7 +20,7 @@ pipeline: split-guard
 hook: HOOK
 nodes:
   - id: split
-    nf: {ROOT}/tests/bpf/nf_split.c
+    nf: {ROOT}/bpf/examples/split_l4.c
     ports: [out, udp]
     config: {{mark: 9}}
   - id: guard_tcp

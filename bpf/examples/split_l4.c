@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Test NF with two ports: UDP goes to port 1 ("udp"), everything else to port 0.
- * Sets meta->mark so later nodes can be checked to see it. */
+/* An NF with two ports: UDP goes to port 1 ("udp"), everything else to port 0
+ * (examples/split-guard.yaml).  Sets meta->mark, so later nodes can be checked
+ * to see the metadata a node before them wrote. */
 #include <nfpipe/nf.h>
 
 NFP_CONST(__u32, mark) = 7;
