@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from nfpipe import __version__
@@ -53,9 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
         a.set_defaults(func=func)
         return a
 
-    c = verb(sub, "compile", "compile a C network function to a BPF object",
+    c = verb(sub, "compile", "compile a C program, or a network function (catalog name or "
+                             "C file on nf.h) as a loadable node, to a BPF object",
              _run("objects", "cmd_compile"))
-    c.add_argument("source")
+    c.add_argument("source", help="a .c file, or a catalog NF: filter, nat, lb, telemetry")
+    c.add_argument("--hook", choices=["xdp", "tc"], help="an NF's hook (default xdp)")
+    c.add_argument("--instance", help="an NF's node name: its maps are <instance>__<map> "
+                                      "(default: the file's stem)")
+    c.add_argument("--mode", choices=["standalone", "tailcall"],
+                   help="an NF alone (ports pass; default) or as one tail-call node")
     c.add_argument("-o", "--output", help="where to write the object (default: the cache)")
     c.add_argument("-D", "--define", action="append", metavar="NAME[=VALUE]")
     c.add_argument("-I", "--include", action="append", metavar="DIR")
@@ -81,9 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="set a .rodata constant before load (repeatable)")
     run.add_argument("--dump-maps", action="store_true", help="print every map after the run")
 
-    v = verb(sub, "validate", "check a pipeline file; report every problem",
-             _run("pipelines", "cmd_validate"))
+    v = verb(sub, "validate", "check a pipeline file, compile it and load it through the "
+                              "verifier; report every problem", _run("pipelines", "cmd_validate"))
     v.add_argument("file")
+    v.add_argument("--no-build", action="store_true",
+                   help="check the file and the graph only (no compiler, no kernel)")
+    v.add_argument("--linking", choices=["tailcall", "fused"],
+                   help="verify this linking instead of the file's")
 
     pl = verb(sub, "plan", "show what a pipeline builds to: order, slots, linking",
               _run("pipelines", "cmd_plan"))
@@ -185,11 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
     dn.add_argument("--run-id")
     verb(tsub, "status", "list topology runs, including leftovers of crashes",
          _run("topo", "cmd_status"))
-    ex = verb(tsub, "exec", "run a command inside a host's namespace", _run("topo", "cmd_exec"))
-    ex.add_argument("file")
-    ex.add_argument("host")
-    ex.add_argument("--run-id")
-    ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD")
+    te = verb(tsub, "exec", "run a command inside a host's namespace", _run("topo", "cmd_exec"))
+    te.add_argument("file")
+    te.add_argument("host")
+    te.add_argument("--run-id")
+    te.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD")
+
+    ex = verb(sub, "examples", "the example pipelines nfpipe ships; --copy DIR to start "
+                               "from one", _run("pipelines", "cmd_examples"))
+    ex.add_argument("names", nargs="*", metavar="NAME", help="only these examples")
+    ex.add_argument("--copy", metavar="DIR",
+                    help="copy them (with the C files they use) into DIR")
 
     dm = verb(sub, "demo", "topology, deploy, real traffic, stats, teardown",
               _run("pipelines", "cmd_demo"))
@@ -210,6 +227,8 @@ def _detail(exc: NfpipeError) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.cc:
+        os.environ["NFPIPE_CC"] = args.cc
     if args.verbose:
         logging.basicConfig(format="nfpipe: %(name)s: %(message)s", stream=sys.stderr)
         logging.getLogger("nfpipe").setLevel(logging.DEBUG if args.verbose > 1

@@ -1,20 +1,56 @@
 """``nfpipe compile | doctor | object show | prog run``: BPF objects, one at a time."""
 from __future__ import annotations
 
-from nfpipe.cli.output import EXIT_OK, jsonable, parse_value, print_json, usage
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from nfpipe.catalog import KINDS, get as catalog_nf
+from nfpipe.cli.output import EXIT_FAILURE, EXIT_OK, jsonable, parse_value, print_json, usage
+from nfpipe.compose.nodes import build_nf
 from nfpipe.loader import Object, ObjectSpec
 from nfpipe.toolchain import compile as nf_compile, describe
 
 
 def cmd_compile(args) -> int:
+    """Compile a C file to a BPF object.  A network function (a catalog name such as
+    ``filter``, or a C file written to nfpipe/nf.h) is built as a loadable node: for
+    ``--hook``, as ``--instance``, standalone (ports pass) or for a tail-call pipeline."""
     defines = dict(d.split("=", 1) if "=" in d else (d, "1") for d in args.define or [])
-    out = nf_compile(args.source, args.output, defines=defines or None,
-                     include_dirs=args.include or ())
+    source = nf_source_of(args.source)
+    if source is not None:
+        if args.include:
+            raise usage("-I is for plain programs; an NF finds its headers itself")
+        out = build_nf(source, hook=args.hook or "xdp", instance=args.instance,
+                       mode=args.mode or "standalone", defines=defines or None)
+        if args.output:
+            shutil.copyfile(out, args.output)
+            out = Path(args.output)
+    else:
+        if args.hook or args.instance or args.mode:
+            raise usage(f"{args.source} is not a network function (it does not include "
+                        f"nfpipe/nf.h): --hook, --instance and --mode are for NFs")
+        out = nf_compile(args.source, args.output, defines=defines or None,
+                         include_dirs=args.include or ())
     if args.json:
-        print_json({"object": str(out)})
+        print_json({"object": str(out), "nf": str(source) if source else None})
     else:
         print(out)
     return EXIT_OK
+
+
+def nf_source_of(arg: str) -> Path | None:
+    """The C source of a network function named on the command line (a catalog kind or
+    a file that includes nfpipe/nf.h), else None."""
+    if arg in KINDS:
+        return catalog_nf(arg)().source
+    path = Path(arg)
+    if path.suffix == ".c" and path.is_file():
+        text = path.read_text(errors="replace")
+        if re.search(r'#\s*include\s*[<"]nfpipe/nf\.h[>"]', text):
+            return path
+    return None
 
 
 def cmd_doctor(args) -> int:
@@ -22,12 +58,22 @@ def cmd_doctor(args) -> int:
     if args.json:
         print_json(info)
         return EXIT_OK
-    width = max(len(k) for k in info)
-    for k, v in info.items():
-        if isinstance(v, (list, tuple)):
-            v = "\n".join([str(v[0]) if v else ""] + [" " * (width + 2) + str(x) for x in v[1:]])
-        print(f"{k:<{width}}  {v}")
-    return EXIT_OK
+    if info["error"] and not info["kind"]:
+        print(f"compiler   none: {info['error']}")
+    else:
+        tested = "tested with nfpipe" if info["tested"] else "NOT TESTED with nfpipe"
+        print(f"compiler   {' '.join(info['argv'])}")
+        print(f"           {info['version']} ({tested})")
+        print(f"why        {info['reason']}")
+        if info["warning"]:
+            print(f"warning    {info['warning']}", file=sys.stderr)
+    print(f"tested     {', '.join(info.get('tested_compilers') or [])}")
+    builds = "yes" if info["bpf_target_ok"] else f"NO: {info['bpf_target_error']}"
+    print(f"builds BPF {builds}")
+    print("headers    " + ("\n" + " " * 11).join(info["include_dirs"]))
+    print(f"cache      {info['cache_dir']}" + ("" if info["cache_enabled"] else " (off)"))
+    ok = info["bpf_target_ok"] and not info["error"]
+    return EXIT_OK if ok else EXIT_FAILURE
 
 
 def object_summary(spec) -> dict:

@@ -1,9 +1,9 @@
 """What every command shares: JSON output, exit codes, and the options every verb takes.
 
-``--json`` (machine output on stdout) and ``-v`` (more detail on failures, and the
-library's log on stderr) are declared once, in ``common``, the parent of the root
-parser and of every subcommand: ``nfpipe --json status`` and ``nfpipe status
---json`` mean the same.
+``--json`` (machine output on stdout), ``-v`` (more detail on failures, and the
+library's log on stderr) and ``--cc`` (the compiler) are declared once, in
+``common``, the parent of the root parser and of every subcommand: ``nfpipe --json
+status`` and ``nfpipe status --json`` mean the same.
 """
 from __future__ import annotations
 
@@ -29,6 +29,10 @@ def common(root: bool = False) -> argparse.ArgumentParser:
                    help="more detail: the whole verifier log or compiler command on a "
                         "failure, the library's log on stderr (-vv: debug)",
                    **({"default": 0} if root else dflt))
+    p.add_argument("--cc", metavar="CMD",
+                   help="the C compiler to build with, as NFPIPE_CC takes it (default: the "
+                        "ziglang wheel's clang, the one nfpipe is tested with)",
+                   **({"default": None} if root else dflt))
     return p
 
 

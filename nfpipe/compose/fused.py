@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nfpipe.compose.nodes import write_generated
+from nfpipe.compose.nodes import located, write_generated
 from nfpipe.compose.plan import Plan
+from nfpipe.errors import CompileError
 from nfpipe.nfabi import VERDICT_NAMES, hook_define
 from nfpipe.toolchain.compiler import compile as cc_compile
 
@@ -78,4 +79,7 @@ def compile_fused(plan: Plan, boundaries: bool = False) -> Path:
     stem = f"fused-{plan.spec.name}-{plan.hook}" + ("-calls" if boundaries else "")
     path = write_generated(stem, fused_source(plan, boundaries=boundaries))
     dirs = sorted({str(n.source.parent) for n in plan.order})
-    return cc_compile(path, include_dirs=dirs)
+    try:
+        return cc_compile(path, include_dirs=dirs)
+    except CompileError as exc:
+        raise located(exc, f"pipeline '{plan.spec.name}' fused for {plan.hook}") from None

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 from nfpipe.catalog.base import NetworkFunction
-from nfpipe.errors import SpecError
+from nfpipe.errors import CompileError, SpecError
 from nfpipe.loader.objspec import ObjectSpec
 from nfpipe.nfabi import check_instance_name, hook_define, is_c_identifier, prefixed
 from nfpipe.toolchain.compiler import cache_dir, compile as cc_compile
@@ -56,7 +57,10 @@ def build_nf(source: str | os.PathLike, *, hook: str, instance: str | None = Non
     name = instance or src.stem
     text = wrapper_source(src, hook=hook, instance=name, mode=mode, defines=defines)
     wrapper = write_generated(f"{name}-{hook}-{mode}", text)
-    return cc_compile(wrapper, include_dirs=[src.parent])
+    try:
+        return cc_compile(wrapper, include_dirs=[src.parent])
+    except CompileError as exc:
+        raise located(exc, f"node '{name}' built for {hook}") from None
 
 
 def write_generated(stem: str, text: str) -> Path:
@@ -86,3 +90,25 @@ def apply_map_sizes(spec: ObjectSpec, instance: str, nf: NetworkFunction) -> Obj
             raise SpecError(f"{nf.kind} node '{instance}' sizes map '{name}', which its "
                             f"object does not have") from None
     return spec
+
+
+_DIAG = re.compile(r"^(?P<file>[^:\n]+):(?P<line>\d+):(?P<col>\d+): "
+                   r"(?P<sev>fatal error|error): (?P<msg>.*)$", re.M)
+_INCLUDED_FROM_GENERATED = re.compile(r"^In file included from \S*/wrappers/[^:]+:\d+:\n",
+                                      re.M)
+
+
+def located(exc: CompileError, what: str) -> CompileError:
+    """*exc* (a compile of a generated wrapper) told from the user's side: the message
+    starts with the first error's file:line:col in a real source, and the diagnostics
+    no longer point into nfpipe's generated file."""
+    wrappers = str(cache_dir() / "wrappers")
+    first = next((m for m in _DIAG.finditer(exc.diagnostics)
+                  if not m.group("file").startswith(wrappers)), None)
+    diagnostics = _INCLUDED_FROM_GENERATED.sub("", exc.diagnostics)
+    if first is None:
+        return CompileError(f"{exc.args[0].splitlines()[0]} ({what})", source=exc.source,
+                            command=exc.command, diagnostics=diagnostics)
+    where = f"{first.group('file')}:{first.group('line')}:{first.group('col')}"
+    return CompileError(f"{where}: {first.group('msg')} ({what})", source=first.group("file"),
+                        command=exc.command, diagnostics=diagnostics)

@@ -1,12 +1,20 @@
 """Compile C network functions to BPF ELF objects.
 
-nfpipe needs no system clang: it uses, in this order,
+The compiler is the tested one unless the user asks for another:
 
-1. ``NFPIPE_CC`` when set (a command line, e.g. ``"ccache clang-19"``),
-2. a ``clang`` on PATH (or ``clang-21`` ... ``clang-14``) whose ``-print-targets``
-   lists ``bpf``,
-3. the clang inside the ``ziglang`` wheel (``python -m ziglang cc``), a
-   dependency of nfpipe, so a plain ``pip install`` can build programs.
+1. ``NFPIPE_CC`` when set (a command line, e.g. ``"ccache clang-19"``; ``nfpipe
+   --cc CMD`` sets it), used as given;
+2. else the clang inside the ``ziglang`` wheel (``python -m ziglang cc``), a
+   dependency of nfpipe: what a plain ``pip install`` brings and what CI tests;
+3. only if that wheel is missing, a ``clang`` on PATH (``clang``, ``clang-21`` ...
+   ``clang-14``, tested versions first) whose ``-print-targets`` lists ``bpf``.
+
+A system clang is never picked while the wheel is there, so what the host happens
+to have installed changes nothing.  nfpipe is tested (every NF, pipeline and netns
+suite in CI) with clang 14 (Debian 12, Ubuntu 22.04), clang 19 (Debian 13) and the
+wheel's clang 22; any other clang works as far as nobody has checked, and is
+reported so: ``Compiler.warning``, ``nfpipe doctor``, and a warning on stderr the
+first time it compiles.
 
 Whatever compiler is used, it sees the same headers: nfpipe's libbpf-compatible
 ``bpf/include`` and the kernel UAPI headers shipped in the ziglang wheel
@@ -28,6 +36,7 @@ import json
 import logging
 import os
 import platform
+import re
 import secrets
 import shlex
 import shutil
@@ -51,7 +60,12 @@ DEFAULT_TIMEOUT = 300.0          # seconds one compiler run may take
 _PROBE_TIMEOUT = 60.0            # seconds for --version / -print-targets
 _CACHE_FORMAT = 1                # bump when the cache layout or key changes
 _MAX_VARIANTS = 8                # header-content variants kept per cache key
-_CLANG_NAMES = ["clang"] + [f"clang-{v}" for v in range(21, 13, -1)]
+#: clang major versions CI runs every NF, pipeline and netns suite with: Debian 12's,
+#: Debian 13's, and the ziglang wheel's
+TESTED_CLANG = {14: "clang 14 (Debian 12, Ubuntu 22.04)", 19: "clang 19 (Debian 13)",
+                22: "clang 22 (the ziglang wheel's)"}
+_CLANG_NAMES = ["clang"] + [f"clang-{v}" for v in sorted(TESTED_CLANG, reverse=True)] + \
+    [f"clang-{v}" for v in range(21, 13, -1) if v not in TESTED_CLANG]
 
 # platform.machine() -> the ziglang libc/include dir with that arch's asm/ headers
 _ARCH_UAPI_DIRS = {
@@ -81,6 +95,26 @@ class Compiler:
     version: str
     reason: str
     family: str = "clang"
+
+    @property
+    def major(self) -> int | None:
+        """The clang major version its ``--version`` names (None: not a clang)."""
+        m = re.search(r"clang version (\d+)\.", self.version)
+        return int(m.group(1)) if m else None
+
+    @property
+    def tested(self) -> bool:
+        return self.major in TESTED_CLANG
+
+    @property
+    def warning(self) -> str | None:
+        """Why this compiler may not build what nfpipe's tests built, if it may not."""
+        if self.tested:
+            return None
+        which = f"clang {self.major}" if self.major is not None else f"'{self.version}'"
+        return (f"{which} ({self.display}) is not a compiler nfpipe is tested with "
+                f"({', '.join(TESTED_CLANG.values())}): programs may fail the verifier or "
+                f"differ; unset NFPIPE_CC to use the ziglang wheel's clang")
 
     @property
     def display(self) -> str:
@@ -164,6 +198,9 @@ def _discover() -> Compiler:
                         "NFPIPE_CC is set, so it is used as given; clang on PATH and the "
                         "ziglang wheel were not considered.", _family(argv, out))
 
+    zig = _wheel_clang()
+    if isinstance(zig, Compiler):
+        return zig
     skipped = []
     for name in _CLANG_NAMES:
         path = shutil.which(name)
@@ -177,26 +214,40 @@ def _discover() -> Compiler:
         if not ok:
             skipped.append(f"{path} (--version failed)")
             continue
-        why = f"NFPIPE_CC is unset and {path} is on PATH with a bpf target"
+        why = f"NFPIPE_CC is unset and {zig}, so {path} (on PATH, with a bpf target) is used"
         if skipped:
             why += "; skipped " + ", ".join(skipped)
         return Compiler("clang", [path], _first_line(ver), why + ".", "clang")
+    tried = "no clang with a bpf target on PATH either (tried " + \
+        ", ".join(_CLANG_NAMES[:2]) + f"..{_CLANG_NAMES[-1]}" + \
+        ("; skipped " + ", ".join(skipped) if skipped else "") + ")"
+    raise CompileError(f"no usable C compiler for BPF: NFPIPE_CC is unset, {zig}, and "
+                       f"{tried}; run 'pip install ziglang' (an nfpipe dependency) or set "
+                       f"NFPIPE_CC to a clang with the bpf target")
 
-    tried = "no clang with a bpf target on PATH (tried " + ", ".join(_CLANG_NAMES[:2]) + \
-        f"..{_CLANG_NAMES[-1]}" + ("; skipped " + ", ".join(skipped) if skipped else "") + ")"
+
+def _wheel_clang() -> Compiler | str:
+    """The ziglang wheel's clang, or why there is none."""
     if importlib.util.find_spec("ziglang") is None:
-        raise CompileError("no usable C compiler for BPF: NFPIPE_CC is unset, " + tried +
-                           ", and the ziglang package is not installed; run "
-                           "'pip install ziglang' or set NFPIPE_CC to a clang with the bpf target")
+        return "the ziglang package is not installed"
     argv = [sys.executable, "-m", "ziglang", "cc"]
     ok, out = _run_probe(argv, "--version")
     if not ok:
-        raise CompileError("no usable C compiler for BPF: NFPIPE_CC is unset, " + tried +
-                           ", and 'python -m ziglang cc --version' failed", command=argv,
-                           diagnostics=out)
+        return f"'python -m ziglang cc --version' failed ({_first_line(out)})"
     return Compiler("zig", argv, _first_line(out),
-                    f"NFPIPE_CC is unset and there is {tried}, so the ziglang wheel's "
-                    "clang is used.", "zig")
+                    "NFPIPE_CC is unset, so the ziglang wheel's clang (a dependency of "
+                    "nfpipe, the compiler its tests use) is used; a clang on PATH is "
+                    "not considered.", "zig")
+
+
+_warned: set[str] = set()
+
+
+def _warn_untested(compiler: Compiler) -> None:
+    """Say once per process and compiler that it is not a tested one."""
+    if compiler.warning and compiler.version not in _warned:
+        _warned.add(compiler.version)
+        log.warning("%s", compiler.warning)
 
 
 # --------------------------------------------------------------------------- include dirs
@@ -465,6 +516,7 @@ def compile(src: str | os.PathLike, output: str | os.PathLike | None = None, *,
         raise CompileError(f"cannot compile {src_path}: {e.strerror or e}",
                            source=str(src_path)) from None
     compiler = find_compiler()
+    _warn_untested(compiler)
     include_dirs = list(include_dirs)
     cflags = list(cflags)
     base = compile_command(compiler, defines=defines, include_dirs=include_dirs, cflags=cflags,
@@ -569,11 +621,13 @@ char _license[] __attribute__((section("license"), used)) = "GPL";
 def describe() -> dict:
     """What ``nfpipe doctor`` reports about the toolchain; never raises."""
     info: dict = {"kind": None, "argv": None, "version": None, "reason": None, "family": None,
-                  "target_flags": None, "error": None}
+                  "target_flags": None, "error": None, "clang_major": None, "tested": False,
+                  "warning": None, "tested_compilers": list(TESTED_CLANG.values())}
     try:
         c = find_compiler()
         info.update({k: v for k, v in asdict(c).items()})
         info["target_flags"] = c.target_flags()
+        info["clang_major"], info["tested"], info["warning"] = c.major, c.tested, c.warning
     except CompileError as e:
         info["error"] = str(e)
         c = None

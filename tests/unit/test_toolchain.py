@@ -6,6 +6,7 @@ every invocation, so "the compiler did not run" is counted, not assumed.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import stat
 import struct
@@ -19,7 +20,7 @@ from elftools.elf.elffile import ELFFile
 
 import nfpipe.toolchain
 from nfpipe.errors import CompileError
-from nfpipe.toolchain import compiler as toolchain
+from nfpipe.toolchain import compiler, compiler as toolchain
 from nfpipe.toolchain.compiler import Compiler, compile as nf_compile, describe, find_compiler
 
 EM_BPF = "EM_BPF"
@@ -368,34 +369,100 @@ def test_falls_back_to_the_ziglang_wheel(monkeypatch, tmp_path):
     assert c.display == "zig cc"
 
 
-def _fake_clang(bindir: Path, name: str, targets: str) -> Path:
+def _fake_clang(bindir: Path, name: str, targets: str, version: str = "17.0.6") -> Path:
     p = bindir / name
     p.write_text("#!/bin/sh\n"
                  "case \"$1\" in\n"
                  f"  -print-targets) printf '  Registered Targets:\\n{targets}' ;;\n"
-                 f"  --version) echo '{name} version 99.0.0'; echo 'Target: x86_64-pc-linux-gnu' ;;\n"
+                 f"  --version) echo 'Debian clang version {version}'; echo 'Target: x86_64-pc-linux-gnu' ;;\n"
                  "  *) exit 3 ;;\n"
                  "esac\n")
     p.chmod(0o755)
     return p
 
 
-def test_clang_on_path_with_bpf_target_is_preferred(monkeypatch, tmp_path):
+BPF_TARGETS = ("    bpf        - BPF (host endian)\\n    bpfeb      - BPF (big endian)\\n"
+               "    bpfel      - BPF (little endian)\\n")
+
+
+def test_the_wheels_clang_is_chosen_over_a_clang_on_path(monkeypatch, tmp_path):
+    """What the host happens to have installed does not change the compiler."""
     monkeypatch.delenv("NFPIPE_CC", raising=False)
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    # clang-21 exists but cannot target BPF: skipped; clang-17 can: chosen
-    _fake_clang(bindir, "clang-21", "    x86-64     - 64-bit X86: EM_X86_64\\n")
-    good = _fake_clang(bindir, "clang-17",
-                       "    bpf        - BPF (host endian)\\n    bpfeb      - BPF (big endian)\\n"
-                       "    bpfel      - BPF (little endian)\\n")
+    _fake_clang(bindir, "clang", BPF_TARGETS, "14.0.6")
+    monkeypatch.setenv("PATH", str(bindir))
+    c = find_compiler()
+    assert c.kind == "zig" and c.tested and c.warning is None
+    assert "a clang on PATH is not considered" in c.reason
+
+
+def _without_the_wheel(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ziglang" else real(name, *a))
+
+
+def test_a_clang_on_path_is_used_only_without_the_wheel(monkeypatch, tmp_path):
+    monkeypatch.delenv("NFPIPE_CC", raising=False)
+    _without_the_wheel(monkeypatch)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    # clang-21 exists but cannot target BPF: skipped; clang-17 can: chosen, and flagged
+    _fake_clang(bindir, "clang-21", "    x86-64     - 64-bit X86: EM_X86_64\\n", "21.1.0")
+    good = _fake_clang(bindir, "clang-17", BPF_TARGETS)
     monkeypatch.setenv("PATH", str(bindir))
     c = find_compiler()
     assert c.kind == "clang" and c.argv == [str(good)]
-    assert c.version == "clang-17 version 99.0.0"
+    assert c.version == "Debian clang version 17.0.6" and c.major == 17
+    assert "ziglang package is not installed" in c.reason
     assert "clang-21" in c.reason and "no bpf target" in c.reason
     assert c.target_flags() == ["-target", "bpfel" if sys.byteorder == "little" else "bpfeb"]
     assert c.display == "clang-17"
+    assert not c.tested and "clang 17 (clang-17) is not a compiler nfpipe is tested with" \
+        in c.warning
+    info = describe()
+    assert info["tested"] is False and info["warning"] == c.warning
+
+
+def test_tested_versions_are_preferred_on_path(monkeypatch, tmp_path):
+    monkeypatch.delenv("NFPIPE_CC", raising=False)
+    _without_the_wheel(monkeypatch)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    _fake_clang(bindir, "clang-17", BPF_TARGETS)
+    tested = _fake_clang(bindir, "clang-14", BPF_TARGETS, "14.0.6")
+    monkeypatch.setenv("PATH", str(bindir))
+    c = find_compiler()
+    assert c.argv == [str(tested)] and c.tested and c.warning is None
+
+
+def test_no_compiler_at_all_is_one_clear_error(monkeypatch, tmp_path):
+    monkeypatch.delenv("NFPIPE_CC", raising=False)
+    _without_the_wheel(monkeypatch)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(CompileError, match="ziglang package is not installed.*pip install "
+                                           "ziglang"):
+        find_compiler()
+
+
+def test_an_untested_nfpipe_cc_is_said_once(tmp_path, monkeypatch, compile_c, caplog):
+    """NFPIPE_CC is used as given; a version nobody tested is a warning on stderr the
+    first time it compiles (not per object)."""
+    script = tmp_path / "clang-99"        # zig cc underneath, claiming to be clang 99
+    script.write_text("#!/bin/sh\n"
+                      "[ \"$1\" = --version ] && { echo 'clang version 99.1.0'; "
+                      "echo 'InstalledDir: /opt/zig'; exit 0; }\n"
+                      f"exec '{sys.executable}' -m ziglang cc \"$@\"\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("NFPIPE_CC", str(script))
+    compiler._warned.clear()
+    with caplog.at_level("WARNING", logger="nfpipe.toolchain"):
+        compile_c(XDP_PROG, defines={"RET": 1})
+        compile_c(XDP_PROG, defines={"RET": 2})
+    warnings = [r.message for r in caplog.records if "not a compiler nfpipe is tested" in r.message]
+    assert len(warnings) == 1 and "clang 99" in warnings[0]
+    assert find_compiler().tested is False
 
 
 def test_compile_timeout_kills_the_compiler(tmp_path, monkeypatch, compile_c):
