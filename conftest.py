@@ -22,6 +22,21 @@ def kernel_unavailable() -> str | None:
     return None
 
 
+def pytest_sessionstart(session):
+    """Say which compiler this run builds every program with (CI runs the suites with
+    each), also under -q."""
+    from nfpipe.toolchain import describe
+    info = describe()
+    if info["kind"] is None:
+        line = f"nfpipe compiler: none ({info['error']})"
+    else:
+        tested = "tested" if info["tested"] else "NOT a tested compiler"
+        line = f"nfpipe compiler: {' '.join(info['argv'])} -- {info['version']} ({tested})"
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)
+
+
 def pytest_runtest_setup(item):
     if item.get_closest_marker("kernel") is None:
         return
