@@ -48,6 +48,15 @@ class SpecError(NfpipeError):
         return where + self.reason
 
 
+class ConfigErrors(SpecError):
+    """Every problem in one node's config: ``errors`` is a list of (path inside the
+    config, SpecError), so a pipeline file's check can place each at its line."""
+
+    def __init__(self, errors: list[tuple[tuple, SpecError]]):
+        self.errors = list(errors)
+        super().__init__("; ".join(e.reason for _p, e in self.errors))
+
+
 class UsageError(NfpipeError):
     """A command used wrongly: a bad argument, an option that needs another, a name
     that does not exist where the user pointed."""

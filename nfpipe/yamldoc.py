@@ -16,7 +16,16 @@ import yaml
 
 from nfpipe.errors import SpecError
 
+# libyaml's parser when PyYAML has it (the same nodes and marks, several times faster)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 Path_ = tuple  # a path into the document: ("nodes", 0, "config", "rules", 2)
+
+# Bounds on what one file may make nfpipe read: its size (a 16k-rule filter is about
+# 1 MiB of YAML), and the values it expands to (aliases make a few lines of YAML
+# stand for billions of values: "billion laughs").
+MAX_BYTES = 2 << 20
+MAX_VALUES = 300_000        # a 16k-rule filter is about 100k
 
 
 @dataclass(frozen=True)
@@ -83,8 +92,16 @@ def _pos(file: str, mark) -> Pos:
 
 
 def load(text: str, file: str) -> Doc:
+    if len(text) > MAX_BYTES:
+        raise SpecError(f"the file is over {MAX_BYTES:,} bytes; nfpipe reads files up to "
+                        f"{MAX_BYTES:,} bytes (a pipeline of the largest node the catalog "
+                        f"allows fits in well under that)", file=file)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        try:
+            node = yaml.compose(text, Loader=_LOADER)
+        except yaml.YAMLError:
+            # libyaml found a mistake: PyYAML's own parser says where in clearer words
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         msg = exc.problem or str(exc)
@@ -98,14 +115,14 @@ def load(text: str, file: str) -> Doc:
     doc = Doc(None, file)
     if node is None:
         raise SpecError("the file is empty", file=file, line=1, column=1)
-    doc.data = _convert(node, (), doc)
+    doc.data = _convert(node, (), doc, [0])
     return doc
 
 
 def load_file(path: str) -> Doc:
     try:
         with open(path, encoding="utf-8") as f:
-            text = f.read()
+            text = f.read(MAX_BYTES + 1)
     except OSError as exc:
         raise SpecError(f"cannot read: {exc.strerror}", file=path) from None
     except UnicodeDecodeError as exc:
@@ -116,7 +133,13 @@ def load_file(path: str) -> Doc:
 _constructor = yaml.SafeLoader(stream="")
 
 
-def _convert(node: yaml.Node, path: Path_, doc: Doc) -> Any:
+def _convert(node: yaml.Node, path: Path_, doc: Doc, count: list[int]) -> Any:
+    count[0] += 1
+    if count[0] > MAX_VALUES:
+        pos = _pos(doc.file, node.start_mark)
+        raise SpecError(f"the document expands to more than {MAX_VALUES:,} values (YAML "
+                        f"aliases repeating anchors?); nfpipe reads at most that many",
+                        file=doc.file, line=pos.line, column=pos.column)
     doc.positions[path] = _pos(doc.file, node.start_mark)
     if isinstance(node, yaml.MappingNode):
         out: dict = {}
@@ -136,10 +159,10 @@ def _convert(node: yaml.Node, path: Path_, doc: Doc) -> Any:
                 raise SpecError(f"duplicate key '{key}' (first given at line {first.line})",
                                 file=doc.file, line=pos.line, column=pos.column)
             doc.key_positions[path + (key,)] = _pos(doc.file, knode.start_mark)
-            out[key] = _convert(vnode, path + (key,), doc)
+            out[key] = _convert(vnode, path + (key,), doc, count)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_convert(v, path + (i,), doc) for i, v in enumerate(node.value)]
+        return [_convert(v, path + (i,), doc, count) for i, v in enumerate(node.value)]
     return _constructor.construct_object(node)
 
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from nfpipe.catalog import parse as P
 from nfpipe.catalog.base import NetworkFunction, NodeMaps
-from nfpipe.errors import KernelError, SpecError
+from nfpipe.errors import ConfigErrors, KernelError, SpecError
 from nfpipe.kernel import syscall as sc
 from nfpipe.kernel.sync import rcu_barrier
 from nfpipe.nfabi import Verdict
@@ -597,7 +597,14 @@ class Filter(NetworkFunction):
         if len(rules) > MAX_RULES:
             raise SpecError(f"filter: rules: {len(rules)} rules, more than the {MAX_RULES} "
                             f"one filter node holds")
-        self.rules = [parse_rule(i, r) for i, r in enumerate(rules)]
+        self.rules, errors = [], []
+        for i, r in enumerate(rules):
+            try:
+                self.rules.append(parse_rule(i, r))
+            except SpecError as exc:          # every bad rule, not only the first
+                errors.append((("rules", i), exc))
+        if errors:
+            raise ConfigErrors(errors)
         self._tables: Tables | None = None
 
     @property

@@ -22,7 +22,7 @@ def cmd_validate(args) -> int:
     loaded through the verifier: "valid" means it deploys."""
     spec, problems = parse_pipeline_collect(load_file(args.file))
     if spec is not None:
-        problems = problems + problems_of(spec)
+        problems = problems + problems_of(spec, args.linking)
     if spec is not None and not problems and spec.mode == "offload":
         problems = _offload_problems(spec)
     checked = None

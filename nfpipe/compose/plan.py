@@ -115,8 +115,8 @@ def make_plan(spec: PipelineSpec, *, linking: str | None = None,
     pipeline: an update keeps every surviving node in its slot (its stats row and
     program-array entry stay put) and gives new nodes slots the running pipeline
     does not use, so its in-flight packets never count into a new node's row."""
-    g = check(spec)
-    link = linking or linking_for(spec)
+    link = linking_for(spec, linking)
+    g = check(spec, link)
     reach = nx.descendants(g, spec.entry) | {spec.entry}
     nodes_only = g.subgraph([n for n in spec.nodes if n in reach])
     order_ids = [spec.entry] + [n for n in nx.lexicographical_topological_sort(

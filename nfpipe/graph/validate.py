@@ -46,14 +46,18 @@ def build_graph(spec: PipelineSpec) -> nx.MultiDiGraph:
     return g
 
 
-def linking_for(spec: PipelineSpec) -> str:
-    """The linking "auto" resolves to: fused for hardware offload, else tail calls."""
+def linking_for(spec: PipelineSpec, linking: str | None = None) -> str:
+    """The linking a pipeline builds with: *linking* when given (the command line's),
+    else the file's; "auto" is fused for hardware offload, else tail calls."""
+    if linking not in (None, "auto"):
+        return linking
     if spec.linking != "auto":
         return spec.linking
     return "fused" if spec.mode == "offload" else "tailcall"
 
 
-def problems_of(spec: PipelineSpec) -> list[Problem]:
+def problems_of(spec: PipelineSpec, linking: str | None = None) -> list[Problem]:
+    """Every problem of *spec* as a graph, built with *linking* (default: the file's)."""
     out: list[Problem] = []
     wired: dict[tuple[str, str], object] = {}
     for edge in spec.edges:
@@ -102,7 +106,7 @@ def problems_of(spec: PipelineSpec) -> list[Problem]:
         out.append(Problem(spec.nodes[start].pos, f"cycle: {path} (a packet could loop "
                                                   f"forever; pipelines must be acyclic)",
                            node=start))
-    linking = linking_for(spec)
+    linking = linking_for(spec, linking)
     if spec.mode == "offload" and linking == "tailcall":
         pos = spec.doc.at(("linking",)) if spec.doc else spec.nodes[spec.entry].pos
         out.append(Problem(pos, "hardware offload cannot run tail calls: use linking: fused "
@@ -127,9 +131,9 @@ def _longest_chain(g, entry: str) -> list[str]:
     return best.get(entry, [entry])
 
 
-def check(spec: PipelineSpec) -> nx.MultiDiGraph:
+def check(spec: PipelineSpec, linking: str | None = None) -> nx.MultiDiGraph:
     """Raise GraphError listing every problem; return the graph when there are none."""
-    problems = problems_of(spec)
+    problems = problems_of(spec, linking)
     if problems:
         lines = "\n".join(f"  {p}" for p in problems)
         head = (problems[0].__str__() if len(problems) == 1 else

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from nfpipe.catalog import SourceNF, get as catalog_nf
-from nfpipe.errors import SpecError
-from nfpipe.nfabi import MAX_PORTS, PIPELINE_HOOKS, check_instance_name, nf_hook
+from nfpipe.errors import ConfigErrors, SpecError
+from nfpipe.nfabi import MAX_NODES, MAX_PORTS, PIPELINE_HOOKS, check_instance_name, nf_hook
 from nfpipe.yamldoc import Checker, Doc, Pos, Problem, ProblemsError, describe, load, load_file
 
 HOOKS = PIPELINE_HOOKS
@@ -45,9 +45,10 @@ class NodeSpec:
 
     @property
     def required_ports(self) -> tuple[str, ...]:
-        """Ports that must be wired: those the configured NF can send packets to."""
+        """Ports that must be wired: those the configured NF can send packets to (none
+        when its NF is unknown or its config invalid: that is the problem to report)."""
         if self.impl is None:
-            return self.ports
+            return ()
         used = set(self.impl.used_ports())
         return tuple(p for p in self.ports if p in used)
 
@@ -217,6 +218,10 @@ class _Parser(Checker):
             return nodes
         if not raw:
             self.problem(("nodes",), "a pipeline needs at least one node")
+        if len(raw) > MAX_NODES:
+            self.problem(("nodes",), f"{len(raw)} nodes; a pipeline has at most {MAX_NODES} "
+                                     f"(the slots of its program array)")
+            return nodes
         for i, item in enumerate(raw):
             node = self._node(("nodes", i), item, hook)
             if node is None:
@@ -295,6 +300,11 @@ class _Parser(Checker):
             return None, nf, None, ("out",)
         try:
             impl = cls(config)
+        except ConfigErrors as exc:
+            for sub, err in exc.errors:
+                self.problem(path + ("config",) + sub, f"node '{nid}' ({nf}): {err.reason}",
+                             node=nid)
+            return None, nf, None, tuple(cls.ports)
         except SpecError as exc:
             sub = tuple(getattr(exc, "path", ()) or ())
             self.problem(path + ("config",) + sub, f"node '{nid}' ({nf}): {exc.reason}",
