@@ -193,3 +193,22 @@ class AttachError(NfpipeError):
 class DeployError(NfpipeError):
     """A deploy, update, destroy or live change was refused or failed; nothing it did is
     left behind (a deploy killed halfway is finished or undone by the next one)."""
+
+
+class NotFoundError(NfpipeError):
+    """Something the user named does not exist: a deployed pipeline, a node, a map, an
+    interface, a network namespace.  Bad input: exit code 2, as for usage errors."""
+
+    exit_code = 2
+
+
+class NoSuchInterface(AttachError, NotFoundError):
+    """An interface or network namespace that does not exist."""
+
+
+class NoSuchObject(DeployError, NotFoundError):
+    """A deployed pipeline, or a node or map of one, that does not exist."""
+
+
+class NoSuchSource(CompileError, NotFoundError):
+    """A C source that does not exist."""

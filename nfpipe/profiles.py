@@ -39,7 +39,8 @@ class Profile:
         return bool(self.offload.get("supported"))
 
 
-def _parse(path: Path) -> Profile:
+def parse_profile(path: Path) -> Profile:
+    """The profile in file *path* (SpecError if it is not one)."""
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -59,7 +60,7 @@ def list_profiles() -> dict[str, Profile]:
     out = {}
     if d.is_dir():
         for p in sorted(d.glob("*.yaml")):
-            prof = _parse(p)
+            prof = parse_profile(p)
             out[prof.name] = prof
     return out
 

@@ -19,8 +19,8 @@ import os
 import sys
 
 from nfpipe import __version__
-from nfpipe.cli.output import EXIT_INTERRUPTED, EXIT_OK, common
-from nfpipe.errors import CompileError, NfpipeError, VerifierError
+from nfpipe.cli.output import EXIT_INTERRUPTED, EXIT_OK, common, error_record, print_json
+from nfpipe.errors import CompileError, NfpipeError, UsageError, VerifierError
 
 # Commands that print only when done: a spinner on stderr if one takes over a second
 # (deploy names its steps itself; bench and demo print as they go).
@@ -36,8 +36,16 @@ def _run(group: str, name: str):
     return call
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its complaints as UsageError, so they are reported like every
+    other failure (one paragraph; a JSON error object under --json; exit code 2)."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="nfpipe", parents=[common(root=True)],
         description="nfpipe: a declared graph of eBPF network functions as one XDP or TC "
                     "pipeline.",
@@ -226,7 +234,17 @@ def _detail(exc: NfpipeError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        if "--json" in argv:
+            print_json(error_record(exc))
+        print(f"nfpipe: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     if args.cc:
         os.environ["NFPIPE_CC"] = args.cc
     if args.verbose:
@@ -240,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
                 return args.func(args)
         return args.func(args)
     except NfpipeError as exc:
+        if args.json:
+            print_json(error_record(exc, verbose=bool(args.verbose)))
         print(f"nfpipe: error: {exc}", file=sys.stderr)
         if args.verbose and _detail(exc):
             print(_detail(exc), file=sys.stderr)

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from nfpipe.errors import UsageError
+from nfpipe.errors import NfpipeError, UsageError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -81,3 +81,31 @@ def json_arg(text: str, what: str) -> Any:
     except ValueError:
         raise usage(f"the {what} must be JSON (e.g. 42, {{\"addr\": 1}}) or 0x-hex bytes; "
                     f"got {text!r}") from None
+
+
+# the context each error carries, by attribute, as --json reports it
+_ERROR_FIELDS = ("file", "line", "column", "program", "section", "offset", "node", "op",
+                 "errno", "hint", "source_line", "insn", "iface", "mode", "netlink_error",
+                 "source", "command")
+
+
+def error_record(exc: NfpipeError, *, verbose: bool = False) -> dict[str, Any]:
+    """What ``--json`` prints on stdout when a command fails: the error's kind, its one
+    paragraph, the exit code, and the context it carries (with -v: the verifier log or
+    the compiler's diagnostics too)."""
+    out: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc),
+                           "exit_code": exc.exit_code}
+    for name in _ERROR_FIELDS:
+        value = getattr(exc, name, None)
+        if value not in (None, "", []):
+            out[name] = value
+    problems = getattr(exc, "problems", None)
+    if problems:
+        out["problems"] = [{"file": p.pos.file, "line": p.pos.line, "column": p.pos.column,
+                            "node": p.node, "message": p.message} if hasattr(p, "pos")
+                           else str(p) for p in problems]
+    if verbose:
+        for name in ("log", "diagnostics"):
+            if getattr(exc, name, None):
+                out[name] = getattr(exc, name)
+    return {"error": out}

@@ -18,7 +18,7 @@ from nfpipe.deploy.state import (
 )
 from nfpipe.deploy.steps import close_node_maps, nf_of, require_root
 from nfpipe.deploy.update import converge
-from nfpipe.errors import DeployError
+from nfpipe.errors import DeployError, NoSuchObject
 
 
 def configure(name: str, node: str, config: dict, *, root: str = STATE_ROOT,
@@ -87,7 +87,7 @@ def purge_backends(name: str, node: str, *, root: str = STATE_ROOT) -> list[str]
         m = manifest_of(name, root)
         entry = next((n for n in m.nodes if n.id == node), None)
         if entry is None or entry.nf != "lb":
-            raise DeployError(f"pipeline '{name}' has no lb node '{node}'")
+            raise NoSuchObject(f"pipeline '{name}' has no lb node '{node}'")
         impl, maps = node_view(name, node, root=root)
         try:
             names = impl.purge(maps)

@@ -20,7 +20,7 @@ from nfpipe.deploy.state import (
     state_dir,
 )
 from nfpipe.deploy.steps import close_node_maps, nf_of, occupants, open_node_maps
-from nfpipe.errors import DeployError, NfpipeError
+from nfpipe.errors import DeployError, NfpipeError, NoSuchObject
 from nfpipe.loader import Map
 from nfpipe.runtime import node_stats
 
@@ -66,7 +66,7 @@ def status(name: str | None = None, *, root: str = STATE_ROOT) -> list[dict]:
                     "deployed_at": m.deployed_at, "updated_at": m.updated_at,
                     "last_update": m.last_change})
     if name is not None and not out:
-        raise DeployError(f"no pipeline '{name}' is deployed (nothing in {root})")
+        raise NoSuchObject(f"no pipeline '{name}' is deployed (nothing in {root})")
     return out
 
 
@@ -75,7 +75,7 @@ def manifest_of(name: str, root: str = STATE_ROOT) -> Manifest:
     d = state_dir(name, root)
     m = read_manifest(d) if d.exists() else None
     if m is None:
-        raise DeployError(f"no pipeline '{name}' is deployed (nothing in {d})")
+        raise NoSuchObject(f"no pipeline '{name}' is deployed (nothing in {d})")
     return m
 
 
@@ -90,28 +90,43 @@ def stats(name: str, *, root: str = STATE_ROOT) -> dict:
 
 def prometheus(names: list[str] | None = None, *, root: str = STATE_ROOT) -> str:
     """Every deployed pipeline's per-node counters in the Prometheus text format."""
-    lines = ["# HELP nfpipe_packets_total Packets per pipeline node and outcome "
-             "(port name, verdict or tail_call_miss).",
-             "# TYPE nfpipe_packets_total counter",
-             "# HELP nfpipe_bytes_total Bytes per pipeline node and outcome.",
-             "# TYPE nfpipe_bytes_total counter"]
-    samples = []
-    for m in manifests(root):
-        if names and m.pipeline not in names:
-            continue
-        for node, row in stats(m.pipeline, root=root).items():
-            for outcome, c in row.items():
-                labels = f'pipeline="{m.pipeline}",node="{node}",outcome="{outcome}"'
-                samples.append(f"nfpipe_packets_total{{{labels}}} {c['packets']}")
-                samples.append(f"nfpipe_bytes_total{{{labels}}} {c['bytes']}")
-    return "\n".join(lines + sorted(samples)) + "\n"
+    counters = {m.pipeline: stats(m.pipeline, root=root) for m in manifests(root)
+                if not names or m.pipeline in names}
+    return prometheus_text(counters)
+
+
+#: (name, HELP text, what of a counter) of each family, in the order they are written
+FAMILIES = (("nfpipe_packets_total", "Packets per pipeline node and outcome (port name, "
+             "verdict or tail_call_miss).", "packets"),
+            ("nfpipe_bytes_total", "Bytes per pipeline node and outcome.", "bytes"))
+
+
+def prometheus_text(counters: dict[str, dict[str, dict[str, dict[str, int]]]]) -> str:
+    """pipeline -> node -> outcome -> {packets, bytes} in the Prometheus text exposition
+    format: each family's HELP and TYPE, then its samples, then the next family."""
+    lines = []
+    for family, help_text, what in FAMILIES:
+        lines += [f"# HELP {family} {help_text}", f"# TYPE {family} counter"]
+        for pipeline in sorted(counters):
+            for node, row in counters[pipeline].items():
+                for outcome, c in row.items():
+                    labels = ",".join(f'{k}="{_label(v)}"' for k, v in
+                                      (("pipeline", pipeline), ("node", node),
+                                       ("outcome", outcome)))
+                    lines.append(f"{family}{{{labels}}} {c[what]}")
+    return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    """A label value escaped as the exposition format wants (backslash, quote, newline)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def open_map(name: str, map_name: str, *, root: str = STATE_ROOT) -> Map:
     """A deployed pipeline's map by its full name ("fw__hits", "nfp_stats"), as a Map."""
     m = manifest_of(name, root)
     if map_name not in m.maps:
-        raise DeployError(f"pipeline '{name}' has no map '{map_name}' (it has: "
+        raise NoSuchObject(f"pipeline '{name}' has no map '{map_name}' (it has: "
                           f"{', '.join(sorted(m.maps))})")
     return Map.from_pin(m.maps[map_name])
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from nfpipe.errors import DeployError
+from nfpipe.errors import DeployError, NoSuchObject
 
 MANIFEST_VERSION = 2
 HISTORY_KEPT = 20           # revisions a manifest's history remembers
@@ -150,7 +150,7 @@ class Manifest:
         for n in self.nodes:
             if n.id == node_id:
                 return n
-        raise DeployError(f"pipeline '{self.pipeline}' has no node '{node_id}' (nodes: "
+        raise NoSuchObject(f"pipeline '{self.pipeline}' has no node '{node_id}' (nodes: "
                           f"{', '.join(n.id for n in self.nodes)})")
 
     def wired_ports(self, node_id: str) -> list[str]:

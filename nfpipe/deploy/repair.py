@@ -28,7 +28,7 @@ from nfpipe.deploy.state import (
 )
 from nfpipe.deploy.steps import find_unlinked, occupants, require_root
 from nfpipe.deploy.update import converge
-from nfpipe.errors import DeployError, NfpipeError
+from nfpipe.errors import NfpipeError, NoSuchObject
 
 
 def recover(sdir: Path) -> list[str]:
@@ -53,7 +53,7 @@ def destroy(name: str, *, root: str = STATE_ROOT) -> list[str]:
     require_root()
     d = state_dir(name, root)
     if not d.exists():
-        raise DeployError(f"no pipeline '{name}' is deployed (nothing in {d})")
+        raise NoSuchObject(f"no pipeline '{name}' is deployed (nothing in {d})")
     with locked(name, root):
         return repair(d)
 

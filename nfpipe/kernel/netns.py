@@ -18,7 +18,7 @@ import socket
 import threading
 from collections.abc import Iterator
 
-from nfpipe.errors import AttachError, KernelError
+from nfpipe.errors import AttachError, KernelError, NoSuchInterface
 from nfpipe.kernel import libc
 
 NETNS_RUN_DIR = "/var/run/netns"
@@ -73,7 +73,7 @@ def in_netns(name_or_path: str | os.PathLike | None) -> Iterator[None]:
     try:
         target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise AttachError(f"network namespace {os.fspath(name_or_path)!r} does not exist "
+        raise NoSuchInterface(f"network namespace {os.fspath(name_or_path)!r} does not exist "
                           f"(no {path})") from None
     except OSError as exc:
         raise KernelError("open", exc.errno or _errno.EIO,
@@ -131,7 +131,7 @@ def ifindex(ifname: str, netns: str | os.PathLike | None = None) -> int:
             return socket.if_nametoindex(ifname)
         except OSError:
             where = f" in network namespace {os.fspath(netns)!r}" if netns is not None else ""
-            raise AttachError(f"no interface {ifname!r}{where}", iface=ifname) from None
+            raise NoSuchInterface(f"no interface {ifname!r}{where}", iface=ifname) from None
 
 
 def ifname(index: int, netns: str | os.PathLike | None = None) -> str | None:

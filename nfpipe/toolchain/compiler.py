@@ -48,7 +48,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from nfpipe.errors import CompileError
+from nfpipe.errors import CompileError, NoSuchSource
 from nfpipe.resources import bpf_dir
 
 __all__ = ["Compiler", "find_compiler", "compile", "describe", "bpf_dir", "bpf_include_dir",
@@ -508,7 +508,7 @@ def compile(src: str | os.PathLike, output: str | os.PathLike | None = None, *,
     """
     src_path = Path(src)
     if not src_path.is_file():
-        raise CompileError(f"cannot compile {src_path}: no such source file", source=str(src_path))
+        raise NoSuchSource(f"cannot compile {src_path}: no such source file", source=str(src_path))
     src_path = src_path.resolve()
     try:
         source_bytes = src_path.read_bytes()

@@ -24,7 +24,7 @@ from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from nfpipe.errors import NfpipeError
+from nfpipe.errors import NfpipeError, NotFoundError
 from nfpipe.faults import fault
 from nfpipe.kernel.netns import in_netns
 from nfpipe.topo import namespaces as nsu, run as nsrun
@@ -45,6 +45,10 @@ FEATURES = {
 
 class TopologyError(NfpipeError):
     """A topology run could not be brought up, used or taken down."""
+
+
+class NoSuchHost(TopologyError, NotFoundError):
+    """A host the topology does not have."""
 
 
 def new_run_id() -> str:
@@ -145,7 +149,7 @@ class Topology:
 
     def _host(self, host: str) -> str:
         if host not in self.spec.hosts and host not in self.spec.bridges:
-            raise TopologyError(f"topology '{self.name}' has no host '{host}' (hosts: "
+            raise NoSuchHost(f"topology '{self.name}' has no host '{host}' (hosts: "
                                 f"{', '.join(self.spec.hosts)})")
         return host
 

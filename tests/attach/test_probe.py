@@ -57,7 +57,7 @@ def test_probe_cli_text_and_usage(pair):
     bad = subprocess.run([sys.executable, "-m", "nfpipe.cli.main", "probe", "nfa-nope",
                           "--netns", pair.ns, "--no-kernel"], capture_output=True,
                          text=True, timeout=60)
-    assert bad.returncode == 1 and "no interface 'nfa-nope'" in bad.stderr
+    assert bad.returncode == 2 and "no interface 'nfa-nope'" in bad.stderr   # bad input
 
 
 def test_probe_never_disturbs_an_attached_program(pair, progs):

@@ -217,7 +217,7 @@ def test_map_cli_and_prometheus_on_a_deployed_pipeline(topo, pipeline_file, caps
     assert main(["map", "dump", name, "stats__flows", "--json"]) == 0
     flows = json.loads(capsys.readouterr().out)         # the telemetry saw the allowed flow
     assert flows and all(e["value"]["packets"] for e in flows)
-    assert main(["map", "get", name, "nope", "0"]) == 1
+    assert main(["map", "get", name, "nope", "0"]) == 2        # bad input
     assert "has no map 'nope'" in capsys.readouterr().err
     assert main(["stats", name, "--prometheus"]) == 0
     text = capsys.readouterr().out

@@ -234,7 +234,7 @@ def test_cli_up_status_exec_down(run_id):
     assert rc == 7
     bad = run_nfpipe("topo", "exec", TOPOLOGIES / "nat.yaml", "nohost", "--run-id", run_id,
                      "--", "true", check=False)
-    assert bad.returncode == 1 and "no host 'nohost'" in bad.stderr
+    assert bad.returncode == 2 and "no host 'nohost'" in bad.stderr    # bad input
     out = run_nfpipe("topo", "down", TOPOLOGIES / "nat.yaml", "--run-id", run_id).stdout
     assert out.count("removed netns") == 3
     assert nsu.list_namespaces(f"nfpt.nat.{run_id}.") == []

@@ -108,3 +108,33 @@ def test_module_runs_as_nfpipe():
     r = subprocess.run([sys.executable, "-m", "nfpipe.cli.main", "--version"],
                        capture_output=True, text=True, cwd=ROOT, env={**os.environ})
     assert r.returncode == 0 and r.stdout.startswith("nfpipe ")
+
+
+def test_errors_under_json_are_a_json_object_on_stdout(tmp_path, capsys):
+    assert main(["validate", str(tmp_path / "nope.yaml"), "--json"]) == 2
+    out, err = capsys.readouterr()
+    e = json.loads(out)["error"]
+    assert e["type"] == "SpecError" and e["exit_code"] == 2
+    assert e["file"] == str(tmp_path / "nope.yaml") and "cannot read" in e["message"]
+    assert err.startswith("nfpipe: error:")               # the paragraph stays on stderr
+    assert main(["status", "--json", "--bogus"]) == 2
+    e = json.loads(capsys.readouterr().out)["error"]
+    assert e["type"] == "UsageError" and "--bogus" in e["message"]
+
+
+@pytest.mark.parametrize("args", [
+    ["validate", "/nonexistent/p.yaml"],                         # a missing file
+    ["compile", "/nonexistent/x.c"],
+    ["plan", FIREWALL, "--iface", "nfpipe-no-such-ns:eth0"],    # a missing netns
+    ["prog", "run", "/nonexistent.o", "p", "--packet-hex", "00"],
+    ["topo", "up", "/nonexistent/t.yaml"],
+    ["--no-such-option"],
+])
+def test_bad_input_is_exit_2_everywhere(args, capsys):
+    assert main(args) == 2
+    assert capsys.readouterr().err.startswith("nfpipe: error:")
+
+
+def test_no_arguments_print_the_help(capsys):
+    assert main([]) == 2
+    assert "usage: nfpipe" in capsys.readouterr().err
