@@ -8,6 +8,7 @@ from pathlib import Path
 
 from nfpipe import deploy as D
 from nfpipe.attach import Target
+from nfpipe.btf.present import from_display, to_display
 from nfpipe.catalog.filter import action_text
 from nfpipe.cli import ui
 from nfpipe.cli.output import EXIT_FAILURE, EXIT_OK, json_arg, jsonable, print_json, usage
@@ -106,9 +107,20 @@ def cmd_stats(args) -> int:
 
 
 def cmd_map(args) -> int:
+    """A deployed map's entries; addresses and ports shown (and taken) as people write
+    them where the BTF type says what a field is (nfpipe.btf.present)."""
     with D.open_map(args.pipeline, args.map) as m:
+        def key_out(k):
+            return to_display(m.key_codec, k)
+
+        def value_out(v):
+            if m.percpu and isinstance(v, list):
+                return [to_display(m.value_codec, x) for x in v]
+            return to_display(m.value_codec, v)
+
         if args.map_command == "dump":
-            entries = [{"key": k, "value": v} for k, v in m.items()] if m.dumpable else []
+            entries = [{"key": key_out(k), "value": value_out(v)} for k, v in m.items()] \
+                if m.dumpable else []
             if args.json:
                 print_json(entries)
             else:
@@ -116,23 +128,22 @@ def cmd_map(args) -> int:
                     print(f"{jsonable(e['key'])} = {jsonable(e['value'])}")
                 print(f"({len(entries)} entries; {m.type_name}, max {m.max_entries})")
             return EXIT_OK
-        key = json_arg(args.key, "key")
+        key = from_display(m.key_codec, json_arg(args.key, "key"))
         if args.map_command == "get":
             value = m.lookup(key)
             if value is None:
                 raise usage(f"map '{args.map}' has no entry for key {args.key}")
-            print_json(value) if args.json else print(jsonable(value))
+            print_json(value_out(value)) if args.json else print(jsonable(value_out(value)))
             return EXIT_OK
         if args.map_command == "set":
-            value = json_arg(args.value, "value")
-            m.update(key, value)
+            m.update(key, from_display(m.value_codec, json_arg(args.value, "value")))
             if args.json:
-                print_json({"key": key, "value": m.lookup(key)})
+                print_json({"key": key_out(key), "value": value_out(m.lookup(key))})
         else:
             if not m.delete(key):
                 raise usage(f"map '{args.map}' has no entry for key {args.key}")
             if args.json:
-                print_json({"key": key, "deleted": True})
+                print_json({"key": key_out(key), "deleted": True})
         return EXIT_OK
 
 

@@ -16,7 +16,8 @@ def console(stderr: bool = False):
     stream = sys.stderr if stderr else sys.stdout
     tty = stream.isatty()
     return Console(file=stream, highlight=False, soft_wrap=False,
-                   width=None if tty else 120, no_color=not tty, force_terminal=False)
+                   width=None if tty else 120, no_color=not tty,
+                   force_terminal=tty)
 
 
 def table(columns: Iterable[str], rows: Iterable[Iterable], *, title: str | None = None,

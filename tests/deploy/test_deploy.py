@@ -217,6 +217,10 @@ def test_map_cli_and_prometheus_on_a_deployed_pipeline(topo, pipeline_file, caps
     assert main(["map", "dump", name, "stats__flows", "--json"]) == 0
     flows = json.loads(capsys.readouterr().out)         # the telemetry saw the allowed flow
     assert flows and all(e["value"]["packets"] for e in flows)
+    # network-order fields are shown as what they hold: addresses and ports
+    client = topo.address("client", "eth0")
+    assert any(e["key"]["saddr"] == client and e["key"]["family"] == 4 for e in flows), flows
+    assert all(isinstance(e["key"]["dport"], int) for e in flows)
     assert main(["map", "get", name, "nope", "0"]) == 2        # bad input
     assert "has no map 'nope'" in capsys.readouterr().err
     assert main(["stats", name, "--prometheus"]) == 0

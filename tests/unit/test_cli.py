@@ -138,3 +138,43 @@ def test_bad_input_is_exit_2_everywhere(args, capsys):
 def test_no_arguments_print_the_help(capsys):
     assert main([]) == 2
     assert "usage: nfpipe" in capsys.readouterr().err
+
+
+def _on_a_pty(code: str) -> bytes:
+    """What a Python snippet writes when its stdout and stderr are a terminal."""
+    import pty
+    import select
+    pid, fd = pty.fork()
+    if pid == 0:                                           # the child: never returns
+        os.environ["TERM"] = "xterm"
+        os.execv(sys.executable, [sys.executable, "-c", code])
+    out = b""
+    while select.select([fd], [], [], 30)[0]:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:                                    # the child closed the pty
+            break
+        if not data:
+            break
+        out += data
+    os.waitpid(pid, 0)
+    return out
+
+
+PROGRESS = ("import time; from nfpipe.cli import ui\n"
+            "with ui.progress('building the thing') as say:\n"
+            "    time.sleep({first}); say('loading it'); time.sleep({then})\n"
+            "print('done')\n")
+
+
+def test_progress_shows_on_a_terminal_after_a_second():
+    out = _on_a_pty(PROGRESS.format(first=1.6, then=0.6))
+    assert b"building the thing" in out and b"loading it" in out and b"done" in out
+    quick = _on_a_pty(PROGRESS.format(first=0.1, then=0.1))
+    assert b"building" not in quick and b"done" in quick       # under a second: silent
+
+
+def test_no_progress_off_a_terminal():
+    r = subprocess.run([sys.executable, "-c", PROGRESS.format(first=1.5, then=0)],
+                       capture_output=True, cwd=ROOT)
+    assert r.stdout == b"done\n" and r.stderr == b""
