@@ -52,6 +52,9 @@ class PcapWriter:
         self._f.write(struct.pack("=IIII", sec & 0xFFFFFFFF, frac, len(data), orig) + data)
         self.count += 1
 
+    def flush(self) -> None:
+        self._f.flush()
+
     def close(self) -> None:
         if self._own:
             self._f.close()

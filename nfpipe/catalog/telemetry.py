@@ -28,7 +28,7 @@ import struct
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from nfpipe.catalog import parse as P
 from nfpipe.catalog.base import NetworkFunction, NodeMaps
@@ -199,16 +199,30 @@ class Telemetry(NetworkFunction):
         with RingBuffer(maps["samples"]) as rb:
             return [decode_sample(r) for r in rb.drain(limit)]
 
-    def write_pcap(self, maps: NodeMaps, path: str | os.PathLike, *,
-                   nanoseconds: bool = True) -> int:
-        """Drain the samples into a pcap file at *path*; returns how many were written.
+    def write_pcap(self, maps: NodeMaps, target: str | os.PathLike | BinaryIO, *,
+                   nanoseconds: bool = True, follow: float | None = None,
+                   limit: int | None = None) -> int:
+        """Drain the samples into a pcap file (a path, or a binary file object such as
+        stdout for ``tcpdump -r -``); returns how many were written.  With *follow*
+        (seconds; 0 = until interrupted) keep waiting for new samples, flushing each.
         Timestamps move from CLOCK_MONOTONIC to wall-clock time at the time of writing."""
         offset = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.monotonic_ns()
-        samples = self.samples(maps)
-        with PcapWriter(path, snaplen=self.snaplen, nanoseconds=nanoseconds) as w:
-            for s in samples:
-                w.write(s.data, s.ts_ns + offset, s.pkt_len)
-        return len(samples)
+        written = 0
+        deadline = None if not follow else time.monotonic() + follow
+        with PcapWriter(target, snaplen=self.snaplen, nanoseconds=nanoseconds) as w, \
+                RingBuffer(maps["samples"]) as rb:
+            while True:
+                for r in rb.drain(None if limit is None else limit - written):
+                    s = decode_sample(r)
+                    w.write(s.data, s.ts_ns + offset, s.pkt_len)
+                    written += 1
+                w.flush()
+                if follow is None or (limit is not None and written >= limit):
+                    return written
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return written
+                rb.poll(0.5 if left is None else min(0.5, left))
 
 
 def decode_sample(record: bytes) -> Sample:

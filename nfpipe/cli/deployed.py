@@ -255,3 +255,29 @@ def cmd_destroy(args) -> int:
     for line in lines:
         print(line)
     return EXIT_OK
+
+
+def cmd_pcap(args) -> int:
+    """A telemetry node's sampled packets as pcap: into a file, or (-w -) to stdout for
+    ``tcpdump -r -``; --follow keeps writing as packets are sampled."""
+    impl, maps = D.node_view(args.pipeline, args.node)
+    try:
+        if impl.kind != "telemetry":
+            raise usage(f"node '{args.node}' is a {impl.kind} node, not a telemetry node "
+                        f"(pcap samples come from telemetry's sample_rate)")
+        if not impl.sample_rate:
+            raise usage(f"telemetry node '{args.node}' samples nothing (sample_rate: 0); set "
+                        f"sample_rate in its config and deploy")
+        target = sys.stdout.buffer if args.write == "-" else args.write
+        try:
+            n = impl.write_pcap(maps, target, follow=args.follow, limit=args.count)
+        except KeyboardInterrupt:
+            return EXIT_OK
+    finally:
+        D.close_node_maps(maps)
+    if args.write != "-":
+        if args.json:
+            print_json({"file": args.write, "packets": n})
+        else:
+            print(f"{n} packets written to {args.write}")
+    return EXIT_OK

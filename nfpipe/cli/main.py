@@ -174,6 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--purge", action="store_true",
                     help="let retired backends (removed while flows used them) go")
 
+    pc = verb(sub, "pcap", "a deployed telemetry node's sampled packets as pcap (a file, or "
+                           "-w - for tcpdump -r -)", _run("deployed", "cmd_pcap"))
+    pc.add_argument("pipeline")
+    pc.add_argument("node")
+    pc.add_argument("-w", "--write", required=True, metavar="FILE",
+                    help="the pcap file to write, or - for stdout")
+    pc.add_argument("--follow", nargs="?", type=float, const=0.0, metavar="SECONDS",
+                    help="keep writing samples as they come (for SECONDS; default: until "
+                         "Ctrl-C)")
+    pc.add_argument("-c", "--count", type=int, metavar="N", help="stop after N packets")
+
     ds = verb(sub, "destroy", "detach and unpin everything a deploy made",
               _run("deployed", "cmd_destroy"))
     ds.add_argument("name")

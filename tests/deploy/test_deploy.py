@@ -469,3 +469,42 @@ def test_update_adds_and_drops_interfaces(topo, pipeline_file):
     assert sorted(p.name for p in (D.state_dir(name) / "links").iterdir()) == [link_key(eth1)]
     D.destroy(name)
     assert ids(eth0) == ids(eth1) == []
+
+
+def test_pcap_of_a_deployed_telemetry_node(topo, pipeline_file, tmp_path, capfdbinary):
+    """`nfpipe pcap P NODE -w FILE` and `-w -` (what `tcpdump -r -` reads) give the packets
+    the telemetry node sampled, each once."""
+    from scapy.layers.inet import UDP
+    from scapy.utils import rdpcap
+
+    from nfpipe.cli.main import main
+    name, f = pipeline_file("xdp")
+    f.write_text(f.read_text().replace("    nf: telemetry\n",
+                                       "    nf: telemetry\n    config: {sample_rate: 1}\n"))
+    D.deploy(f, targets=[target(topo)], mode="generic")
+    server = topo.address("server", "eth0")
+    echo = topo.start("server", serve_udp_echo, server, 5001, 3)
+    for i in range(3):
+        assert topo.call("client", udp_exchange, server, 5001, b"pcap%d" % i)[0] == b"pcap%d" % i
+    echo.result(timeout=20)
+    out = tmp_path / "s.pcap"
+    assert main(["pcap", name, "stats", "-w", str(out)]) == 0
+    capfdbinary.readouterr()
+    packets = rdpcap(str(out))
+    udp = [bytes(p[UDP].payload) for p in packets if UDP in p and p[UDP].dport == 5001]
+    assert sorted(set(udp)) == [b"pcap0", b"pcap1", b"pcap2"]      # a resend may repeat one
+    impl, maps = D.node_view(name, "stats")
+    try:
+        assert len(packets) == impl.counters(maps)["sampled"]     # every sample, once
+    finally:
+        D.close_node_maps(maps)
+    # drained: a second read has nothing; new traffic goes to stdout with -w -
+    echo = topo.start("server", serve_udp_echo, server, 5002, 1)
+    assert topo.call("client", udp_exchange, server, 5002, b"again")[0] == b"again"
+    echo.result(timeout=20)
+    assert main(["pcap", name, "stats", "-w", "-"]) == 0
+    raw = capfdbinary.readouterr().out
+    (tmp_path / "stdout.pcap").write_bytes(raw)
+    again = [p for p in rdpcap(str(tmp_path / "stdout.pcap")) if UDP in p]
+    assert {bytes(p[UDP].payload) for p in again if p[UDP].dport == 5002} == {b"again"}
+    assert main(["pcap", name, "fw", "-w", str(out)]) == 2           # not a telemetry node
