@@ -193,14 +193,6 @@ struct {
 	__type(value, __u64);
 } NFP_NAME(stats) SEC(".maps");
 
-static __always_inline void NFP_NAME(count)(void *map, __u32 idx)
-{
-	__u64 *c = bpf_map_lookup_elem(map, &idx);
-
-	if (c)
-		*c += 1;
-}
-
 /* One phase-0 array lookup: the class of value `v` (already bounded) in generation `gen`. */
 static __always_inline int NFP_NAME(field)(void *map, __u32 gen, __u32 n, __u32 v, __u32 *out)
 {
@@ -261,11 +253,11 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 		goto nogen;
 
 	if (nfp_parse(ctx, meta) < 0) {
-		NFP_NAME(count)(&NFP_NAME(stats), NFP_FILTER_ST_MALFORMED);
+		nfp_percpu_inc(&NFP_NAME(stats), NFP_FILTER_ST_MALFORMED);
 		return g->malformed_action;
 	}
 	if ((p->flags & NFP_F_FRAG_LATER) && g->fragment_action != NFP_FILTER_FRAG_L3) {
-		NFP_NAME(count)(&NFP_NAME(stats), NFP_FILTER_ST_FRAGMENT);
+		nfp_percpu_inc(&NFP_NAME(stats), NFP_FILTER_ST_FRAGMENT);
 		return g->fragment_action;
 	}
 
@@ -310,10 +302,10 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 		}
 		if (!c) {
 			if (g->default_rule < NFP_FILTER_MAX_RULES)
-				NFP_NAME(count)(&NFP_NAME(hits), gen * NFP_FILTER_MAX_RULES +
+				nfp_percpu_inc(&NFP_NAME(hits), gen * NFP_FILTER_MAX_RULES +
 						(g->default_rule & (NFP_FILTER_MAX_RULES - 1)));
 			else
-				NFP_NAME(count)(&NFP_NAME(stats), NFP_FILTER_ST_DEFAULT);
+				nfp_percpu_inc(&NFP_NAME(stats), NFP_FILTER_ST_DEFAULT);
 			return g->default_action;
 		}
 		cls[NFP_FILTER_FIELDS + i] = *c;
@@ -324,10 +316,10 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 	act = bpf_map_lookup_elem(&NFP_NAME(actions), &rule);
 	if (!act)
 		goto nogen;
-	NFP_NAME(count)(&NFP_NAME(hits), rule);
+	nfp_percpu_inc(&NFP_NAME(hits), rule);
 	return *act;
 
 nogen:
-	NFP_NAME(count)(&NFP_NAME(stats), NFP_FILTER_ST_NOGEN);
+	nfp_percpu_inc(&NFP_NAME(stats), NFP_FILTER_ST_NOGEN);
 	return NFP_ABORTED;
 }

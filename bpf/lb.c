@@ -119,6 +119,21 @@ struct lb_backend_stats {
 	__u64 reply_bytes;
 };
 
+/* One address and port rewrite, for NFP_NAME(rewrite): the packet's offsets and
+ * protocols, the old and the new address and port (network order). */
+struct lb_rewrite {
+	__be32 old[4];
+	__be32 addr[4];
+	__u32 l3_off;
+	__u32 l4_off;
+	__be16 old_port;
+	__be16 port;
+	__u8 v4;                    /* 1: IPv4, 0: IPv6 */
+	__u8 l4_proto;              /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 is_src;                /* 1: the source (replies), 0: the destination */
+	__u8 pad;
+};
+
 #endif /* NFP_LB_SHARED */
 
 /* Seed of the flow hash (the control plane's model uses the same). */
@@ -201,14 +216,6 @@ struct {
 	__type(value, __u64);
 } NFP_NAME(stats) SEC(".maps");
 
-static __always_inline void NFP_NAME(count)(__u32 what)
-{
-	__u64 *c = bpf_map_lookup_elem(&NFP_NAME(stats), &what);
-
-	if (c)
-		*c += 1;
-}
-
 /* ---- flow hash (nfpipe/catalog/lb.py: flow_hash is its twin) ------------------------ */
 
 static __always_inline __u32 NFP_NAME(rotl)(__u32 x, int r)
@@ -261,31 +268,41 @@ static __always_inline __u32 NFP_NAME(opaque)(__u32 v)
 /* ---- rewriting ---------------------------------------------------------------------- */
 
 /*
- * Replace the address at packet offset `addr_off` (4 or 16 bytes, per family)
- * and the port at `port_off` by `addr` / `port`, keeping the IPv4 header
- * checksum and the TCP/UDP checksum (whose pseudo-header holds the address)
- * right.  `old` is the current address as parsed.  Returns 0 or -1.
+ * Replace the source or destination address (4 or 16 bytes, per family) and port
+ * of the packet by rw->addr / rw->port, keeping the IPv4 header checksum and the
+ * TCP/UDP checksum (whose pseudo-header holds the address) right.  Returns 0 or -1.
+ *
+ * A global function, verified once on its own with unknown offsets: inlined, it
+ * was verified again for every distinct set of header offsets the parser had
+ * found (IPv4 options, each IPv6 extension chain), which made the LB the most
+ * expensive NF to verify and put two inlined LB instances past the verifier's
+ * budget with clang 14.  Packet pointers of the caller are stale after it.
  */
-static __always_inline int NFP_NAME(rewrite)(struct nfp_ctx *ctx, const struct nfp_pkt *p,
-					     int is_src, const __be32 *old, const __be32 *addr,
-					     __be16 old_port, __be16 port)
+__noinline int NFP_NAME(rewrite)(nfp_hook_ctx_t *hook, const struct lb_rewrite *rw)
 {
-	__u32 l3 = p->l3_off, l4 = p->l4_off, csum_off, addr_off, port_off;
-	int udp = p->l4_proto == IPPROTO_UDP ? NFP_CSUM_UDP : 0;
-	int i;
+	struct nfp_ctx c, *ctx = &c;
+	__u32 l3, l4, csum_off, addr_off, port_off;
+	int udp, i;
 
+	if (!rw)
+		return -1;
+	c.hook = hook;
+	nfp_ctx_reload(ctx);
+	udp = rw->l4_proto == IPPROTO_UDP ? NFP_CSUM_UDP : 0;
+	l3 = rw->l3_off;
+	l4 = rw->l4_off;
 	/* Bound the offsets for the verifier (nfp_ptr's mask alone leaves 0xffff,
 	 * too far for a packet-pointer range); real packets are far below these. */
 	if (l3 > LB_MAX_L3_OFF || l4 > LB_MAX_L4_OFF)
 		return -1;
 	l3 &= LB_MAX_L3_OFF;
 	l4 &= LB_MAX_L4_OFF;
-	csum_off = l4 + (p->l4_proto == IPPROTO_TCP ? 16 : 6);
-	port_off = l4 + (is_src ? 0 : 2);
-	if (p->l3_proto == ETH_P_IP)
-		addr_off = l3 + (is_src ? 12 : 16);
+	csum_off = l4 + (rw->l4_proto == IPPROTO_TCP ? 16 : 6);
+	port_off = l4 + (rw->is_src ? 0 : 2);
+	if (rw->v4)
+		addr_off = l3 + (rw->is_src ? 12 : 16);
 	else
-		addr_off = l3 + (is_src ? 8 : 24);
+		addr_off = l3 + (rw->is_src ? 8 : 24);
 
 	/*
 	 * Each offset goes through NFP_NAME(opaque) so the compiler cannot derive
@@ -294,31 +311,53 @@ static __always_inline int NFP_NAME(rewrite)(struct nfp_ctx *ctx, const struct n
 	 * checksum updates take the old values as arguments, so their order with
 	 * the stores does not matter.
 	 */
-	if (p->l3_proto == ETH_P_IP) {
-		if (nfp_l3_csum_replace(ctx, NFP_NAME(opaque)(l3 + 10), old[0], addr[0], 4))
+	if (rw->v4) {
+		if (nfp_l3_csum_replace(ctx, NFP_NAME(opaque)(l3 + 10), rw->old[0], rw->addr[0], 4))
 			return -1;
-		if (nfp_store(ctx, NFP_NAME(opaque)(addr_off), addr, 4))
+		if (nfp_store(ctx, NFP_NAME(opaque)(addr_off), rw->addr, 4))
 			return -1;
 	} else {
-		if (nfp_store(ctx, NFP_NAME(opaque)(addr_off), addr, 16))
+		if (nfp_store(ctx, NFP_NAME(opaque)(addr_off), rw->addr, 16))
 			return -1;
 	}
-	if (nfp_store(ctx, NFP_NAME(opaque)(port_off), &port, 2))
+	if (nfp_store(ctx, NFP_NAME(opaque)(port_off), &rw->port, 2))
 		return -1;
-	if (p->l3_proto == ETH_P_IP) {
-		if (nfp_l4_csum_replace(ctx, NFP_NAME(opaque)(csum_off), old[0], addr[0],
+	if (rw->v4) {
+		if (nfp_l4_csum_replace(ctx, NFP_NAME(opaque)(csum_off), rw->old[0], rw->addr[0],
 					NFP_CSUM_PSEUDO | udp | 4))
 			return -1;
 	} else {
 #pragma unroll
 		for (i = 0; i < 4; i++)
-			if (nfp_l4_csum_replace(ctx, NFP_NAME(opaque)(csum_off), old[i], addr[i],
-						NFP_CSUM_PSEUDO | udp | 4))
+			if (nfp_l4_csum_replace(ctx, NFP_NAME(opaque)(csum_off), rw->old[i],
+						rw->addr[i], NFP_CSUM_PSEUDO | udp | 4))
 				return -1;
 	}
-	if (nfp_l4_csum_replace(ctx, NFP_NAME(opaque)(csum_off), old_port, port, udp | 2))
+	if (nfp_l4_csum_replace(ctx, NFP_NAME(opaque)(csum_off), rw->old_port, rw->port, udp | 2))
 		return -1;
 	return 0;
+}
+
+/* NFP_NAME(rewrite) of the parsed packet; the context's packet pointers are reloaded. */
+static __always_inline int NFP_NAME(rewrite_pkt)(struct nfp_ctx *ctx, const struct nfp_pkt *p,
+						 int is_src, const __be32 *old,
+						 const __be32 *addr, __be16 old_port, __be16 port)
+{
+	struct lb_rewrite rw = {};
+	int err;
+
+	__builtin_memcpy(rw.old, old, 16);
+	__builtin_memcpy(rw.addr, addr, 16);
+	rw.l3_off = p->l3_off;
+	rw.l4_off = p->l4_off;
+	rw.old_port = old_port;
+	rw.port = port;
+	rw.v4 = p->l3_proto == ETH_P_IP;
+	rw.l4_proto = p->l4_proto;
+	rw.is_src = is_src;
+	err = NFP_NAME(rewrite)(ctx->hook, &rw);
+	nfp_ctx_reload(ctx);
+	return err;
 }
 
 /* ---- client -> VIP ------------------------------------------------------------------------ */
@@ -398,8 +437,8 @@ static __always_inline int NFP_NAME(forward)(struct nfp_ctx *ctx, struct nfp_met
 		bpf_map_update_elem(&NFP_NAME(rconns), &rflow, &r, BPF_ANY);
 	}
 
-	if (NFP_NAME(rewrite)(ctx, p, 0, flow.daddr, target.addr, flow.dport, target.port)) {
-		NFP_NAME(count)(LB_STAT_REWRITE_FAILED);
+	if (NFP_NAME(rewrite_pkt)(ctx, p, 0, flow.daddr, target.addr, flow.dport, target.port)) {
+		nfp_percpu_inc(&NFP_NAME(stats), LB_STAT_REWRITE_FAILED);
 		return NFP_ABORTED;
 	}
 	/* The parse stays valid (no header moved) but now describes the new packet. */
@@ -439,12 +478,12 @@ static __always_inline int NFP_NAME(reply)(struct nfp_ctx *ctx, struct nfp_meta 
 
 	rp = bpf_map_lookup_elem(&NFP_NAME(rconns), &flow);
 	if (!rp) {
-		NFP_NAME(count)(LB_STAT_PASSED);
+		nfp_percpu_inc(&NFP_NAME(stats), LB_STAT_PASSED);
 		return NFP_PORT(0);
 	}
 	r = *rp;
-	if (NFP_NAME(rewrite)(ctx, p, 1, flow.saddr, r.vaddr, flow.sport, r.vport)) {
-		NFP_NAME(count)(LB_STAT_REWRITE_FAILED);
+	if (NFP_NAME(rewrite_pkt)(ctx, p, 1, flow.saddr, r.vaddr, flow.sport, r.vport)) {
+		nfp_percpu_inc(&NFP_NAME(stats), LB_STAT_REWRITE_FAILED);
 		return NFP_ABORTED;
 	}
 	__builtin_memcpy(p->saddr, r.vaddr, 16);
@@ -475,12 +514,12 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 
 	if (nfp_parse(ctx, meta) < 0) {
 		/* Cannot tell whether it is for a VIP, cannot translate it: drop. */
-		NFP_NAME(count)(LB_STAT_MALFORMED);
+		nfp_percpu_inc(&NFP_NAME(stats), LB_STAT_MALFORMED);
 		return NFP_DROP;
 	}
 	if ((p->l3_proto != ETH_P_IP && p->l3_proto != ETH_P_IPV6) ||
 	    (p->l4_proto != IPPROTO_TCP && p->l4_proto != IPPROTO_UDP)) {
-		NFP_NAME(count)(LB_STAT_PASSED);
+		nfp_percpu_inc(&NFP_NAME(stats), LB_STAT_PASSED);
 		return NFP_PORT(0);
 	}
 	__builtin_memcpy(vk.addr, p->daddr, 16);
@@ -492,10 +531,10 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 		 * forwarding only the first would be worse than nothing. */
 		vk.port = 0;
 		if (bpf_map_lookup_elem(&NFP_NAME(vips), &vk)) {
-			NFP_NAME(count)(LB_STAT_FRAGMENT);
+			nfp_percpu_inc(&NFP_NAME(stats), LB_STAT_FRAGMENT);
 			return NFP_DROP;
 		}
-		NFP_NAME(count)(LB_STAT_PASSED);
+		nfp_percpu_inc(&NFP_NAME(stats), LB_STAT_PASSED);
 		return NFP_PORT(0);
 	}
 	vk.port = p->dport;

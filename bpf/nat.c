@@ -116,14 +116,6 @@ struct {
 	__type(value, __u64);
 } NFP_NAME(stats) SEC(".maps");
 
-static __always_inline void NFP_NAME(count)(__u32 slot)
-{
-	__u64 *n = bpf_map_lookup_elem(&NFP_NAME(stats), &slot);
-
-	if (n)
-		*n += 1;
-}
-
 static __always_inline int NFP_NAME(is_internal)(__be32 addr)
 {
 	__u32 a = bpf_ntohl(addr);
@@ -160,17 +152,28 @@ static __always_inline void NFP_NAME(partner)(const struct nfp_nat_key *k,
 					      struct nfp_nat_key *pk, struct nfp_nat_val *pv)
 {
 	struct nfp_nat_key t = *k;
+	__be32 saddr = k->saddr, daddr = k->daddr;
 
+	/*
+	 * The addresses go through registers the optimizer cannot see into.  Left
+	 * to itself, clang 14 merges the two branches' loads of k->saddr and
+	 * k->daddr into one load from k + (dir ? 4 : 0), and as k is an 8-byte
+	 * aligned stack slot it computes that address with `|`, which the verifier
+	 * refuses on a pointer ("R2 bitwise operator |= on pointer prohibited").
+	 * With the barrier the branches choose between two scalars.
+	 */
+	barrier_var(saddr);
+	barrier_var(daddr);
 	if (v->dir == NFP_NAT_REWRITE_SRC) {
 		t.saddr = v->addr;
 		t.sport = v->port;
-		pv->addr = k->saddr;
+		pv->addr = saddr;
 		pv->port = k->sport;
 		pv->dir = NFP_NAT_REWRITE_DST;
 	} else {
 		t.daddr = v->addr;
 		t.dport = v->port;
-		pv->addr = k->daddr;
+		pv->addr = daddr;
 		pv->port = k->dport;
 		pv->dir = NFP_NAT_REWRITE_SRC;
 	}
@@ -235,7 +238,7 @@ static __always_inline int NFP_NAME(check_partner)(const struct nfp_nat_key *k,
 		return NFP_NAME(same_val)(cur, &pv) ? 0 : -1;
 	if (bpf_map_update_elem(&NFP_NAME(conns), &pk, &pv, BPF_NOEXIST))
 		return -1;
-	NFP_NAME(count)(NFP_NAT_C_REPAIRED);
+	nfp_percpu_inc(&NFP_NAME(stats), NFP_NAT_C_REPAIRED);
 	return 0;
 }
 
@@ -312,13 +315,13 @@ static __always_inline int NFP_NAME(rewrite)(struct nfp_ctx *ctx, struct nfp_met
 
 static __always_inline int NFP_NAME(untouched)(void)
 {
-	NFP_NAME(count)(NFP_NAT_C_UNTOUCHED);
+	nfp_percpu_inc(&NFP_NAME(stats), NFP_NAT_C_UNTOUCHED);
 	return NFP_PORT(0);
 }
 
 static __always_inline int NFP_NAME(table_full)(void)
 {
-	NFP_NAME(count)(NFP_NAT_C_TABLE_FULL);
+	nfp_percpu_inc(&NFP_NAME(stats), NFP_NAT_C_TABLE_FULL);
 	if (NFP_CFG(table_full_pass))
 		return NFP_NAME(untouched)();
 	return NFP_DROP;
@@ -334,7 +337,7 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 	__u32 i, h, idx;
 
 	if (nfp_parse(ctx, meta) < 0) {
-		NFP_NAME(count)(NFP_NAT_C_MALFORMED);
+		nfp_percpu_inc(&NFP_NAME(stats), NFP_NAT_C_MALFORMED);
 		return NFP_DROP;
 	}
 	if (!nfp_is_ipv4(meta))
@@ -354,7 +357,7 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 	if (p->flags & NFP_F_FRAG) {
 		/* Later fragments carry no ports: NAT cannot translate the datagram
 		 * consistently, so none of it leaves half-translated. */
-		NFP_NAME(count)(NFP_NAT_C_FRAGMENT);
+		nfp_percpu_inc(&NFP_NAME(stats), NFP_NAT_C_FRAGMENT);
 		return NFP_DROP;
 	}
 	if (!(p->flags & NFP_F_L4))
@@ -377,7 +380,7 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 		v = *hit;
 		if (NFP_NAME(check_partner)(&k, &v) == 0)
 			goto translate;
-		NFP_NAME(count)(NFP_NAT_C_STALE);
+		nfp_percpu_inc(&NFP_NAME(stats), NFP_NAT_C_STALE);
 		bpf_map_delete_elem(&NFP_NAME(conns), &k);
 	}
 
@@ -398,7 +401,7 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 			v.port = bpf_htons((__u16)(NFP_CFG(port_lo) + idx));
 			r = NFP_NAME(create)(&k, &v);
 			if (r == 0 || r == 2) {
-				NFP_NAME(count)(r == 0 ? NFP_NAT_C_NEW_SNAT : NFP_NAT_C_REPAIRED);
+				nfp_percpu_inc(&NFP_NAME(stats), r == 0 ? NFP_NAT_C_NEW_SNAT : NFP_NAT_C_REPAIRED);
 				goto translate;
 			}
 			if (r < 0)
@@ -406,7 +409,7 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 			if (++idx >= n)
 				idx = 0;
 		}
-		NFP_NAME(count)(NFP_NAT_C_PORT_EXHAUSTED);
+		nfp_percpu_inc(&NFP_NAME(stats), NFP_NAT_C_PORT_EXHAUSTED);
 		return NFP_DROP;
 	} else {
 		struct nfp_nat_fwd_key fk = {};
@@ -427,17 +430,17 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 		if (r < 0)
 			return NFP_NAME(table_full)();
 		if (r == 1) {
-			NFP_NAME(count)(NFP_NAT_C_DNAT_CLASH);
+			nfp_percpu_inc(&NFP_NAME(stats), NFP_NAT_C_DNAT_CLASH);
 			return NFP_DROP;
 		}
-		NFP_NAME(count)(r == 0 ? NFP_NAT_C_NEW_DNAT : NFP_NAT_C_REPAIRED);
+		nfp_percpu_inc(&NFP_NAME(stats), r == 0 ? NFP_NAT_C_NEW_DNAT : NFP_NAT_C_REPAIRED);
 	}
 
 translate:
 	if (NFP_NAME(rewrite)(ctx, meta, &v)) {
-		NFP_NAME(count)(NFP_NAT_C_ERROR);
+		nfp_percpu_inc(&NFP_NAME(stats), NFP_NAT_C_ERROR);
 		return NFP_ABORTED;
 	}
-	NFP_NAME(count)(v.dir == NFP_NAT_REWRITE_SRC ? NFP_NAT_C_XLATE_SRC : NFP_NAT_C_XLATE_DST);
+	nfp_percpu_inc(&NFP_NAME(stats), v.dir == NFP_NAT_REWRITE_SRC ? NFP_NAT_C_XLATE_SRC : NFP_NAT_C_XLATE_DST);
 	return NFP_PORT(0);
 }

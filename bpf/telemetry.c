@@ -145,14 +145,6 @@ struct {
 	__uint(max_entries, 262144);
 } NFP_NAME(samples) SEC(".maps");
 
-static __always_inline void NFP_NAME(count)(__u32 idx)
-{
-	__u64 *c = bpf_map_lookup_elem(&NFP_NAME(counters), &idx);
-
-	if (c)
-		*c += 1;                         /* per-CPU: no atomics needed */
-}
-
 static __always_inline void NFP_NAME(bucket)(void *map, __u32 idx, __u32 len)
 {
 	struct nfp_tlm_bucket *b = bpf_map_lookup_elem(map, &idx);
@@ -223,7 +215,7 @@ static __always_inline void NFP_NAME(flow)(const struct nfp_pkt *p, __u32 len, _
 		/* Another CPU created it first: add to that one. */
 		f = bpf_map_lookup_elem(&NFP_NAME(flows), &key);
 		if (!f) {
-			NFP_NAME(count)(NFP_TLM_C_FLOW_FAIL);
+			nfp_percpu_inc(&NFP_NAME(counters), NFP_TLM_C_FLOW_FAIL);
 			return;
 		}
 	}
@@ -251,7 +243,7 @@ static __always_inline void NFP_NAME(syn)(const struct nfp_pkt *p)
 	if (n)
 		__sync_fetch_and_add(n, 1);
 	else
-		NFP_NAME(count)(NFP_TLM_C_SYN_FAIL);
+		nfp_percpu_inc(&NFP_NAME(counters), NFP_TLM_C_SYN_FAIL);
 }
 
 static __always_inline void NFP_NAME(sample)(struct nfp_ctx *ctx, __u32 len, __u64 now)
@@ -267,7 +259,7 @@ static __always_inline void NFP_NAME(sample)(struct nfp_ctx *ctx, __u32 len, __u
 		return;
 	s = bpf_ringbuf_reserve(&NFP_NAME(samples), sizeof(*s), 0);
 	if (!s) {
-		NFP_NAME(count)(NFP_TLM_C_RINGBUF_FULL);
+		nfp_percpu_inc(&NFP_NAME(counters), NFP_TLM_C_RINGBUF_FULL);
 		return;
 	}
 	cap = len < NFP_CFG(snaplen) ? len : NFP_CFG(snaplen);
@@ -278,7 +270,7 @@ static __always_inline void NFP_NAME(sample)(struct nfp_ctx *ctx, __u32 len, __u
 	s->cap_len = cap;
 	if (cap == 0) {
 		bpf_ringbuf_submit(s, 0);
-		NFP_NAME(count)(NFP_TLM_C_SAMPLED);
+		nfp_percpu_inc(&NFP_NAME(counters), NFP_TLM_C_SAMPLED);
 		return;
 	}
 	/* The one hook-specific call: copy from the (possibly non-linear) packet. */
@@ -288,11 +280,11 @@ static __always_inline void NFP_NAME(sample)(struct nfp_ctx *ctx, __u32 len, __u
 	if (bpf_skb_load_bytes(ctx->hook, 0, s->data, cap)) {
 #endif
 		bpf_ringbuf_discard(s, 0);
-		NFP_NAME(count)(NFP_TLM_C_COPY_FAIL);
+		nfp_percpu_inc(&NFP_NAME(counters), NFP_TLM_C_COPY_FAIL);
 		return;
 	}
 	bpf_ringbuf_submit(s, 0);
-	NFP_NAME(count)(NFP_TLM_C_SAMPLED);
+	nfp_percpu_inc(&NFP_NAME(counters), NFP_TLM_C_SAMPLED);
 }
 
 static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_meta *meta)
@@ -302,9 +294,9 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 	__u64 now = 0;
 	int malformed = nfp_parse(ctx, meta) < 0;
 
-	NFP_NAME(count)(NFP_TLM_C_PACKETS);
+	nfp_percpu_inc(&NFP_NAME(counters), NFP_TLM_C_PACKETS);
 	if (malformed)
-		NFP_NAME(count)(NFP_TLM_C_MALFORMED);
+		nfp_percpu_inc(&NFP_NAME(counters), NFP_TLM_C_MALFORMED);
 	if (NFP_CFG(flows_on) || NFP_CFG(sample_rate))
 		now = bpf_ktime_get_ns();
 

@@ -50,6 +50,7 @@ class Program(FdObject):
         super().__init__(fd, name)
         self.type = type
         self.spec = spec
+        self.verifier_log = ""           # filled by load(log_level > 0)
 
     @classmethod
     def load(cls, spec: ProgramSpec, maps: Mapping[str, Any], *, btf_fd=None,
@@ -66,7 +67,7 @@ class Program(FdObject):
             line_info = b"".join(LINE_INFO_REC.pack(li.insn, li.file_name_off, li.line_off,
                                                     li.line_col) for li in spec.line_info)
         try:
-            fd, _log = sc.prog_load(
+            fd, log = sc.prog_load(
                 spec.type, insns, spec.license or "", name=kernel_name or
                 kernel_object_name(spec.name), expected_attach_type=spec.expected_attach_type,
                 prog_flags=spec.flags, prog_ifindex=ifindex,
@@ -83,7 +84,9 @@ class Program(FdObject):
                                   hint="the object has no license section; add "
                                        "char LICENSE[] SEC(\"license\") = \"GPL\";") from None
             raise
-        return cls(fd, name=spec.name, type=spec.type, spec=spec)
+        prog = cls(fd, name=spec.name, type=spec.type, spec=spec)
+        prog.verifier_log = log          # with log_level > 0: what the verifier said
+        return prog
 
     @classmethod
     def from_fd(cls, fd: sc.Fd) -> Program:

@@ -1,6 +1,7 @@
 """The C-to-BPF toolchain: compiler discovery, compiling with a content-addressed cache,
 and the include set every compiler sees (nfpipe's headers, the kernel UAPI headers)."""
 from nfpipe.toolchain.compiler import (
+                                       TESTED_CLANG,
                                        Compiler,
                                        bpf_include_dir,
                                        cache_dir,
@@ -8,7 +9,8 @@ from nfpipe.toolchain.compiler import (
                                        describe,
                                        find_compiler,
                                        uapi_include_dirs,
+                                       wheel_clang,
 )
 
-__all__ = ["Compiler", "find_compiler", "compile", "describe", "bpf_include_dir",
-           "uapi_include_dirs", "cache_dir"]
+__all__ = ["Compiler", "find_compiler", "wheel_clang", "compile", "describe",
+           "bpf_include_dir", "uapi_include_dirs", "cache_dir", "TESTED_CLANG"]

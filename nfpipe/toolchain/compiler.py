@@ -226,6 +226,15 @@ def _discover() -> Compiler:
                        f"NFPIPE_CC to a clang with the bpf target")
 
 
+def wheel_clang() -> Compiler:
+    """The ziglang wheel's clang, whatever NFPIPE_CC says (a CompileError if there is
+    none): for what needs that compiler in particular."""
+    c = _wheel_clang()
+    if isinstance(c, str):
+        raise CompileError(f"no ziglang wheel clang: {c}")
+    return c
+
+
 def _wheel_clang() -> Compiler | str:
     """The ziglang wheel's clang, or why there is none."""
     if importlib.util.find_spec("ziglang") is None:
@@ -497,14 +506,16 @@ def _prune(kdir: Path) -> None:
 def compile(src: str | os.PathLike, output: str | os.PathLike | None = None, *,
             defines: Mapping[str, object] | None = None,
             include_dirs: Iterable[str | os.PathLike] = (), cflags: Iterable[str] = (),
-            cpu: str = "v3", timeout: float = DEFAULT_TIMEOUT) -> Path:
+            cpu: str = "v3", timeout: float = DEFAULT_TIMEOUT,
+            compiler: Compiler | None = None) -> Path:
     """Compile one C file to a BPF ELF object and return the object's path.
 
     ``defines`` become ``-DNAME=VALUE`` (``None``/``True``: ``-DNAME``),
     ``include_dirs`` come before nfpipe's headers, ``cflags`` are appended as
     given, ``cpu`` is the ``-mcpu=`` BPF ISA version.  Without ``output`` the
     returned path is inside the cache (do not modify it); with ``output`` the
-    object is also copied there and that path returned.
+    object is also copied there and that path returned.  *compiler* overrides the
+    one ``find_compiler`` picks (e.g. ``wheel_clang()``, whatever NFPIPE_CC says).
     """
     src_path = Path(src)
     if not src_path.is_file():
@@ -515,7 +526,7 @@ def compile(src: str | os.PathLike, output: str | os.PathLike | None = None, *,
     except OSError as e:
         raise CompileError(f"cannot compile {src_path}: {e.strerror or e}",
                            source=str(src_path)) from None
-    compiler = find_compiler()
+    compiler = compiler or find_compiler()
     _warn_untested(compiler)
     include_dirs = list(include_dirs)
     cflags = list(cflags)

@@ -543,6 +543,19 @@ static __always_inline int nfp_redirect(struct nfp_meta *meta, __u32 ifindex)
 	return NFP_REDIRECT;
 }
 
+/* ---- counters ----------------------------------------------------------------------------- */
+
+/* One more in slot `idx` of a per-CPU array of __u64 counters: each CPU has its own
+ * copy, so no atomic is needed; a slot out of range counts nothing.  The control
+ * plane sums the CPUs when it reads them. */
+static __always_inline void nfp_percpu_inc(void *map, __u32 idx)
+{
+	__u64 *c = bpf_map_lookup_elem(map, &idx);
+
+	if (c)
+		*c += 1;
+}
+
 /* ---- shared maps of a pipeline ---------------------------------------------------------- */
 
 #ifndef NFP_FUSED
