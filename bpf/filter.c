@@ -25,28 +25,28 @@
 #ifndef NFP_FILTER_TYPES
 #define NFP_FILTER_TYPES
 
-#define NFP_FILTER_MAX_RULES 16384          /* per generation; a power of two */
-#define NFP_FILTER_FIELDS 7                 /* sa, da, proto, sport, dport, flags, vlan */
+#define NFP_FILTER_MAX_RULES 16384 /* per generation; a power of two */
+#define NFP_FILTER_FIELDS 7        /* sa, da, proto, sport, dport, flags, vlan */
 #define NFP_FILTER_STEPS (NFP_FILTER_FIELDS - 1)
-#define NFP_FILTER_SLOTS 16                 /* fields + combination results, rounded up */
-#define NFP_FILTER_NPROTO 257               /* 0..255, 256 = not IP */
-#define NFP_FILTER_NPORT 65537              /* 0..65535, 65536 = no ports */
-#define NFP_FILTER_NFLAGS 257               /* 0..255, 256 = not TCP */
-#define NFP_FILTER_NVLAN 4097               /* 0..4095, 4096 = untagged */
-#define NFP_FILTER_COMBINE_MAX (1 << 21)    /* both generations together */
+#define NFP_FILTER_SLOTS 16              /* fields + combination results, rounded up */
+#define NFP_FILTER_NPROTO 257            /* 0..255, 256 = not IP */
+#define NFP_FILTER_NPORT 65537           /* 0..65535, 65536 = no ports */
+#define NFP_FILTER_NFLAGS 257            /* 0..255, 256 = not TCP */
+#define NFP_FILTER_NVLAN 4097            /* 0..4095, 4096 = untagged */
+#define NFP_FILTER_COMBINE_MAX (1 << 21) /* both generations together */
 
 /* Counters in `stats` (per CPU). */
-#define NFP_FILTER_ST_DEFAULT 0             /* no rule matched: default action */
-#define NFP_FILTER_ST_MALFORMED 1           /* the malformed policy decided */
-#define NFP_FILTER_ST_FRAGMENT 2            /* the fragment policy decided (non-first fragment) */
-#define NFP_FILTER_ST_NOGEN 3               /* tables missing (not populated): aborted */
+#define NFP_FILTER_ST_DEFAULT 0   /* no rule matched: default action */
+#define NFP_FILTER_ST_MALFORMED 1 /* the malformed policy decided */
+#define NFP_FILTER_ST_FRAGMENT 2  /* the fragment policy decided (non-first fragment) */
+#define NFP_FILTER_ST_NOGEN 3     /* tables missing (not populated): aborted */
 #define NFP_FILTER_NSTATS 4
 
-#define NFP_FILTER_ROW_DEFAULT 0xffffffff  /* combine key b: the row default of class a */
-#define NFP_FILTER_FRAG_L3 0x7fffffff       /* fragment policy: evaluate the rules */
+#define NFP_FILTER_ROW_DEFAULT 0xffffffff /* combine key b: the row default of class a */
+#define NFP_FILTER_FRAG_L3 0x7fffffff     /* fragment policy: evaluate the rules */
 
 struct nfp_filter_lpm4 {
-	__u32 prefixlen;                    /* 8 (the generation byte) + the prefix length */
+	__u32 prefixlen; /* 8 (the generation byte) + the prefix length */
 	__u8 gen;
 	__u8 addr[4];
 	__u8 pad[3];
@@ -60,23 +60,23 @@ struct nfp_filter_lpm6 {
 };
 
 struct nfp_filter_ckey {
-	__u32 gen_step;                     /* gen << 8 | step */
+	__u32 gen_step; /* gen << 8 | step */
 	__u32 a;
 	__u32 b;
 };
 
 /* Per generation: policies and the combination plan. */
 struct nfp_filter_gen {
-	__s32 default_action;               /* port >= 0 or an NFP_* verdict */
-	__s32 fragment_action;              /* NFP_FILTER_FRAG_L3, a port or a verdict */
+	__s32 default_action;  /* port >= 0 or an NFP_* verdict */
+	__s32 fragment_action; /* NFP_FILTER_FRAG_L3, a port or a verdict */
 	__s32 malformed_action;
-	__u32 noaddr_src;                   /* address classes of a packet that is not IP */
+	__u32 noaddr_src; /* address classes of a packet that is not IP */
 	__u32 noaddr_dst;
-	__u8 left[8];                       /* step i combines slots left[i], right[i] ... */
-	__u8 right[8];                      /* ... into slot NFP_FILTER_FIELDS + i */
-	__u32 default_rule;                 /* a rule that matches everything (its hits count
+	__u8 left[8];       /* step i combines slots left[i], right[i] ... */
+	__u8 right[8];      /* ... into slot NFP_FILTER_FIELDS + i */
+	__u32 default_rule; /* a rule that matches everything (its hits count
 					     * the default), or NFP_FILTER_MAX_RULES: none */
-	__u32 ready;                        /* 1 once the generation is written */
+	__u32 ready;        /* 1 once the generation is written */
 };
 
 #endif /* NFP_FILTER_TYPES */
@@ -206,7 +206,7 @@ static __always_inline int NFP_NAME(field)(void *map, __u32 gen, __u32 n, __u32 
 }
 
 static __always_inline int NFP_NAME(addr)(void *trie4, void *trie6, struct nfp_pkt *p,
-					    const __be32 *addr, __u32 gen, __u32 noaddr, __u32 *out)
+                                          const __be32 *addr, __u32 gen, __u32 noaddr, __u32 *out)
 {
 	__u32 *c;
 
@@ -247,7 +247,7 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 	activep = bpf_map_lookup_elem(&NFP_NAME(active), &zero);
 	if (!activep)
 		return NFP_ABORTED;
-	gen = *activep & 1;                 /* read once: this packet's rule set */
+	gen = *activep & 1; /* read once: this packet's rule set */
 	g = bpf_map_lookup_elem(&NFP_NAME(gens), &gen);
 	if (!g || !g->ready)
 		goto nogen;
@@ -263,15 +263,15 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 
 	/* Phase 0. */
 	if (NFP_NAME(addr)(&NFP_NAME(src4), &NFP_NAME(src6), p, p->saddr, gen, g->noaddr_src,
-			   &cls[0]) ||
+	                   &cls[0]) ||
 	    NFP_NAME(addr)(&NFP_NAME(dst4), &NFP_NAME(dst6), p, p->daddr, gen, g->noaddr_dst,
-			   &cls[1]))
+	                   &cls[1]))
 		goto nogen;
 	v = (p->l3_proto == ETH_P_IP || p->l3_proto == ETH_P_IPV6) ? p->l4_proto : 256;
 	if (NFP_NAME(field)(&NFP_NAME(proto), gen, NFP_FILTER_NPROTO, v, &cls[2]))
 		goto nogen;
 	has_ports = (p->flags & NFP_F_L4) &&
-		    (p->l4_proto == IPPROTO_TCP || p->l4_proto == IPPROTO_UDP);
+	            (p->l4_proto == IPPROTO_TCP || p->l4_proto == IPPROTO_UDP);
 	v = has_ports ? bpf_ntohs(p->sport) : 65536;
 	if (NFP_NAME(field)(&NFP_NAME(sport), gen, NFP_FILTER_NPORT, v, &cls[3]))
 		goto nogen;
@@ -302,8 +302,10 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 		}
 		if (!c) {
 			if (g->default_rule < NFP_FILTER_MAX_RULES)
-				nfp_percpu_inc(&NFP_NAME(hits), gen * NFP_FILTER_MAX_RULES +
-						(g->default_rule & (NFP_FILTER_MAX_RULES - 1)));
+				nfp_percpu_inc(&NFP_NAME(hits),
+				               gen * NFP_FILTER_MAX_RULES +
+				                       (g->default_rule &
+				                        (NFP_FILTER_MAX_RULES - 1)));
 			else
 				nfp_percpu_inc(&NFP_NAME(stats), NFP_FILTER_ST_DEFAULT);
 			return g->default_action;
@@ -311,8 +313,8 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 		cls[NFP_FILTER_FIELDS + i] = *c;
 	}
 
-	rule = gen * NFP_FILTER_MAX_RULES + (cls[NFP_FILTER_FIELDS + NFP_FILTER_STEPS - 1] &
-					     (NFP_FILTER_MAX_RULES - 1));
+	rule = gen * NFP_FILTER_MAX_RULES +
+	       (cls[NFP_FILTER_FIELDS + NFP_FILTER_STEPS - 1] & (NFP_FILTER_MAX_RULES - 1));
 	act = bpf_map_lookup_elem(&NFP_NAME(actions), &rule);
 	if (!act)
 		goto nogen;

@@ -29,44 +29,44 @@
 #define LB_MAX_VIPS 16
 #endif
 #ifndef LB_MAX_TABLE
-#define LB_MAX_TABLE 65537          /* largest table_size a VIP may have */
+#define LB_MAX_TABLE 65537 /* largest table_size a VIP may have */
 #endif
 #ifndef LB_MAX_BACKENDS
-#define LB_MAX_BACKENDS 1024        /* backend ids 1..LB_MAX_BACKENDS-1; 0 is "none" */
+#define LB_MAX_BACKENDS 1024 /* backend ids 1..LB_MAX_BACKENDS-1; 0 is "none" */
 #endif
 #ifndef LB_MAX_CONNS
-#define LB_MAX_CONNS 65536          /* connection-table entries (each direction) */
+#define LB_MAX_CONNS 65536 /* connection-table entries (each direction) */
 #endif
 
-#define LB_MAX_L3_OFF 0x3f          /* Ethernet + 2 VLAN tags is 22 */
-#define LB_MAX_L4_OFF 0x3fff        /* IPv6 extension headers can push L4 far out */
+#define LB_MAX_L3_OFF 0x3f   /* Ethernet + 2 VLAN tags is 22 */
+#define LB_MAX_L4_OFF 0x3fff /* IPv6 extension headers can push L4 far out */
 
 #define LB_FAMILY_V4 4
 #define LB_FAMILY_V6 6
 
 /* struct lb_vip.flags */
-#define LB_VIP_F_ADDR_ONLY 1        /* (addr, 0, proto): marks a VIP address for fragments */
+#define LB_VIP_F_ADDR_ONLY 1 /* (addr, 0, proto): marks a VIP address for fragments */
 
 /* struct lb_backend.flags */
-#define LB_BE_F_VALID 1             /* configured (active or draining) */
-#define LB_BE_F_DRAINING 2          /* out of the lookup table: no new flows */
+#define LB_BE_F_VALID 1    /* configured (active or draining) */
+#define LB_BE_F_DRAINING 2 /* out of the lookup table: no new flows */
 
 /* Global counters (index of the lb stats array). */
-#define LB_STAT_MALFORMED 0         /* nfp_parse refused the packet: dropped */
-#define LB_STAT_FRAGMENT 1          /* a fragment to a VIP address: dropped */
-#define LB_STAT_PASSED 2            /* not VIP traffic, not a reply: untouched */
-#define LB_STAT_REWRITE_FAILED 3    /* a store or checksum helper failed: aborted */
+#define LB_STAT_MALFORMED 0      /* nfp_parse refused the packet: dropped */
+#define LB_STAT_FRAGMENT 1       /* a fragment to a VIP address: dropped */
+#define LB_STAT_PASSED 2         /* not VIP traffic, not a reply: untouched */
+#define LB_STAT_REWRITE_FAILED 3 /* a store or checksum helper failed: aborted */
 #define LB_STAT_COUNT 4
 
 struct lb_vip_key {
-	__be32 addr[4];             /* IPv4 in addr[0], other words zero */
-	__be16 port;                /* 0 only in an ADDR_ONLY marker */
-	__u8 proto;                 /* IPPROTO_TCP or IPPROTO_UDP */
-	__u8 family;                /* LB_FAMILY_V4 / LB_FAMILY_V6 */
+	__be32 addr[4]; /* IPv4 in addr[0], other words zero */
+	__be16 port;    /* 0 only in an ADDR_ONLY marker */
+	__u8 proto;     /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 family;    /* LB_FAMILY_V4 / LB_FAMILY_V6 */
 };
 
 struct lb_vip {
-	__u32 index;                /* 0..LB_MAX_VIPS-1: row of the per-VIP arrays */
+	__u32 index; /* 0..LB_MAX_VIPS-1: row of the per-VIP arrays */
 	__u32 flags;
 };
 
@@ -74,8 +74,8 @@ struct lb_backend {
 	__be32 addr[4];
 	__be16 port;
 	__u8 family;
-	__u8 flags;                 /* LB_BE_F_* (0: free id or removed backend) */
-	__u32 vip;                  /* index of the VIP it serves */
+	__u8 flags; /* LB_BE_F_* (0: free id or removed backend) */
+	__u32 vip;  /* index of the VIP it serves */
 };
 
 /* A flow as seen on the wire: client -> VIP for conns, backend -> client for rconns. */
@@ -95,7 +95,7 @@ struct lb_conn {
 };
 
 struct lb_rconn {
-	__be32 vaddr[4];            /* the VIP the client talked to */
+	__be32 vaddr[4]; /* the VIP the client talked to */
 	__be16 vport;
 	__u16 pad;
 	__u32 backend;
@@ -103,11 +103,11 @@ struct lb_rconn {
 };
 
 struct lb_vip_stats {
-	__u64 packets;              /* client -> VIP packets forwarded */
+	__u64 packets; /* client -> VIP packets forwarded */
 	__u64 bytes;
-	__u64 new_flows;            /* flows given a backend from the lookup table */
-	__u64 no_backend;           /* dropped: the table had no backend (all draining) */
-	__u64 reply_packets;        /* backend -> client packets translated back */
+	__u64 new_flows;     /* flows given a backend from the lookup table */
+	__u64 no_backend;    /* dropped: the table had no backend (all draining) */
+	__u64 reply_packets; /* backend -> client packets translated back */
 	__u64 reply_bytes;
 };
 
@@ -128,9 +128,9 @@ struct lb_rewrite {
 	__u32 l4_off;
 	__be16 old_port;
 	__be16 port;
-	__u8 v4;                    /* 1: IPv4, 0: IPv6 */
-	__u8 l4_proto;              /* IPPROTO_TCP / IPPROTO_UDP */
-	__u8 is_src;                /* 1: the source (replies), 0: the destination */
+	__u8 v4;       /* 1: IPv4, 0: IPv6 */
+	__u8 l4_proto; /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 is_src;   /* 1: the source (replies), 0: the destination */
 	__u8 pad;
 };
 
@@ -249,7 +249,7 @@ static __always_inline __u32 NFP_NAME(flow_hash)(const struct lb_flow *f)
 		h = NFP_NAME(mix)(h, f->daddr[i]);
 	h = NFP_NAME(mix)(h, (__u32)f->sport | (__u32)f->dport << 16);
 	h = NFP_NAME(mix)(h, (__u32)f->proto | (__u32)f->family << 8);
-	h ^= 40;                                     /* bytes hashed */
+	h ^= 40; /* bytes hashed */
 	h ^= h >> 16;
 	h *= 0x85ebca6b;
 	h ^= h >> 13;
@@ -324,13 +324,13 @@ __noinline int NFP_NAME(rewrite)(nfp_hook_ctx_t *hook, const struct lb_rewrite *
 		return -1;
 	if (rw->v4) {
 		if (nfp_l4_csum_replace(ctx, NFP_NAME(opaque)(csum_off), rw->old[0], rw->addr[0],
-					NFP_CSUM_PSEUDO | udp | 4))
+		                        NFP_CSUM_PSEUDO | udp | 4))
 			return -1;
 	} else {
 #pragma unroll
 		for (i = 0; i < 4; i++)
 			if (nfp_l4_csum_replace(ctx, NFP_NAME(opaque)(csum_off), rw->old[i],
-						rw->addr[i], NFP_CSUM_PSEUDO | udp | 4))
+			                        rw->addr[i], NFP_CSUM_PSEUDO | udp | 4))
 				return -1;
 	}
 	if (nfp_l4_csum_replace(ctx, NFP_NAME(opaque)(csum_off), rw->old_port, rw->port, udp | 2))
@@ -340,8 +340,8 @@ __noinline int NFP_NAME(rewrite)(nfp_hook_ctx_t *hook, const struct lb_rewrite *
 
 /* NFP_NAME(rewrite) of the parsed packet; the context's packet pointers are reloaded. */
 static __always_inline int NFP_NAME(rewrite_pkt)(struct nfp_ctx *ctx, const struct nfp_pkt *p,
-						 int is_src, const __be32 *old,
-						 const __be32 *addr, __be16 old_port, __be16 port)
+                                                 int is_src, const __be32 *old, const __be32 *addr,
+                                                 __be16 old_port, __be16 port)
 {
 	struct lb_rewrite rw = {};
 	int err;
@@ -362,8 +362,8 @@ static __always_inline int NFP_NAME(rewrite_pkt)(struct nfp_ctx *ctx, const stru
 
 /* ---- client -> VIP ------------------------------------------------------------------------ */
 
-static __always_inline int NFP_NAME(forward)(struct nfp_ctx *ctx, struct nfp_meta *meta,
-					     __u32 vip, __u32 len)
+static __always_inline int NFP_NAME(forward)(struct nfp_ctx *ctx, struct nfp_meta *meta, __u32 vip,
+                                             __u32 len)
 {
 	struct nfp_pkt *p = &meta->pkt;
 	struct lb_flow flow = {};

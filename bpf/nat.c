@@ -29,9 +29,9 @@
 #ifndef NFP_NAT_TYPES
 #define NFP_NAT_TYPES
 
-#define NFP_NAT_MAX_INTERNAL 16     /* internal prefixes (load-time constants) */
-#define NFP_NAT_PROBES 16           /* external ports tried per new SNAT flow */
-#define NFP_NAT_CONNS 131072        /* entries of the LRU table (2 per connection) */
+#define NFP_NAT_MAX_INTERNAL 16 /* internal prefixes (load-time constants) */
+#define NFP_NAT_PROBES 16       /* external ports tried per new SNAT flow */
+#define NFP_NAT_CONNS 131072    /* entries of the LRU table (2 per connection) */
 #define NFP_NAT_FORWARDS 1024
 
 #define NFP_NAT_REWRITE_SRC 0
@@ -41,59 +41,59 @@
 
 /* Counter slots of `stats` (nfpipe/catalog/nat.py names them). */
 enum {
-	NFP_NAT_C_XLATE_SRC = 0,    /* source rewritten (SNAT outbound, DNAT reply) */
-	NFP_NAT_C_XLATE_DST,        /* destination rewritten (SNAT reply, DNAT inbound) */
-	NFP_NAT_C_NEW_SNAT,         /* SNAT mappings created */
-	NFP_NAT_C_NEW_DNAT,         /* DNAT mappings created */
-	NFP_NAT_C_PORT_EXHAUSTED,   /* no free external port among the probes: dropped */
-	NFP_NAT_C_TABLE_FULL,       /* an insert into the table failed: table_full action */
-	NFP_NAT_C_DNAT_CLASH,       /* a DNAT reply tuple is already another flow's: dropped */
-	NFP_NAT_C_REPAIRED,         /* an evicted half of a mapping was re-created */
-	NFP_NAT_C_STALE,            /* a mapping whose other half is now another flow's: remade */
-	NFP_NAT_C_UNTOUCHED,        /* left on "out" unchanged */
-	NFP_NAT_C_FRAGMENT,         /* an IPv4 fragment NAT would have to translate: dropped */
-	NFP_NAT_C_MALFORMED,        /* nfp_parse refused the packet: dropped */
-	NFP_NAT_C_ERROR,            /* a packet write failed: aborted */
+	NFP_NAT_C_XLATE_SRC = 0,  /* source rewritten (SNAT outbound, DNAT reply) */
+	NFP_NAT_C_XLATE_DST,      /* destination rewritten (SNAT reply, DNAT inbound) */
+	NFP_NAT_C_NEW_SNAT,       /* SNAT mappings created */
+	NFP_NAT_C_NEW_DNAT,       /* DNAT mappings created */
+	NFP_NAT_C_PORT_EXHAUSTED, /* no free external port among the probes: dropped */
+	NFP_NAT_C_TABLE_FULL,     /* an insert into the table failed: table_full action */
+	NFP_NAT_C_DNAT_CLASH,     /* a DNAT reply tuple is already another flow's: dropped */
+	NFP_NAT_C_REPAIRED,       /* an evicted half of a mapping was re-created */
+	NFP_NAT_C_STALE,          /* a mapping whose other half is now another flow's: remade */
+	NFP_NAT_C_UNTOUCHED,      /* left on "out" unchanged */
+	NFP_NAT_C_FRAGMENT,       /* an IPv4 fragment NAT would have to translate: dropped */
+	NFP_NAT_C_MALFORMED,      /* nfp_parse refused the packet: dropped */
+	NFP_NAT_C_ERROR,          /* a packet write failed: aborted */
 	NFP_NAT_NCOUNTERS,
 };
 
 struct nfp_nat_key {
 	__be32 saddr;
 	__be32 daddr;
-	__be16 sport;               /* ICMP echo: the id, in both port fields */
+	__be16 sport; /* ICMP echo: the id, in both port fields */
 	__be16 dport;
 	__u8 proto;
 	__u8 pad[3];
 };
 
 struct nfp_nat_val {
-	__be32 addr;                /* the address to write */
-	__be16 port;                /* the port (ICMP: echo id) to write */
-	__u8 dir;                   /* NFP_NAT_REWRITE_SRC / _DST */
-	__u8 kind;                  /* NFP_NAT_KIND_SNAT / _DNAT: informational */
+	__be32 addr; /* the address to write */
+	__be16 port; /* the port (ICMP: echo id) to write */
+	__u8 dir;    /* NFP_NAT_REWRITE_SRC / _DST */
+	__u8 kind;   /* NFP_NAT_KIND_SNAT / _DNAT: informational */
 };
 
 struct nfp_nat_fwd_key {
-	__be16 port;                /* the external port (on external_ip) */
+	__be16 port; /* the external port (on external_ip) */
 	__u8 proto;
 	__u8 pad;
 };
 
 struct nfp_nat_fwd {
-	__be32 addr;                /* the internal host */
+	__be32 addr; /* the internal host */
 	__be16 port;
 	__u16 pad;
 };
 
 #endif /* NFP_NAT_TYPES */
 
-NFP_CONST(__u32, external_ip) = 0;                       /* host order */
+NFP_CONST(__u32, external_ip) = 0; /* host order */
 NFP_CONST(__u32, port_lo) = 20000;
-NFP_CONST(__u32, port_count) = 10000;                    /* >= 1 */
+NFP_CONST(__u32, port_count) = 10000; /* >= 1 */
 NFP_CONST(__u32, n_internal) = 0;
-NFP_CONST(__u32, internal_net)[NFP_NAT_MAX_INTERNAL];    /* host order, already masked */
+NFP_CONST(__u32, internal_net)[NFP_NAT_MAX_INTERNAL]; /* host order, already masked */
 NFP_CONST(__u32, internal_mask)[NFP_NAT_MAX_INTERNAL];
-NFP_CONST(__u32, table_full_pass) = 0;                   /* 1: pass untouched, 0: drop */
+NFP_CONST(__u32, table_full_pass) = 0; /* 1: pass untouched, 0: drop */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -148,8 +148,8 @@ static __always_inline __u32 NFP_NAME(flow_hash)(const struct nfp_nat_key *k)
 
 /* The key of the packets coming back after `k` was translated by `v`. */
 static __always_inline void NFP_NAME(partner)(const struct nfp_nat_key *k,
-					      const struct nfp_nat_val *v,
-					      struct nfp_nat_key *pk, struct nfp_nat_val *pv)
+                                              const struct nfp_nat_val *v, struct nfp_nat_key *pk,
+                                              struct nfp_nat_val *pv)
 {
 	struct nfp_nat_key t = *k;
 	__be32 saddr = k->saddr, daddr = k->daddr;
@@ -178,7 +178,7 @@ static __always_inline void NFP_NAME(partner)(const struct nfp_nat_key *k,
 		pv->dir = NFP_NAT_REWRITE_SRC;
 	}
 	if (k->proto == IPPROTO_ICMP)
-		t.sport = t.dport = v->port;        /* one id field */
+		t.sport = t.dport = v->port; /* one id field */
 	pv->kind = v->kind;
 	__builtin_memset(pk, 0, sizeof(*pk));
 	pk->saddr = t.daddr;
@@ -189,7 +189,7 @@ static __always_inline void NFP_NAME(partner)(const struct nfp_nat_key *k,
 }
 
 static __always_inline int NFP_NAME(same_val)(const struct nfp_nat_val *a,
-					      const struct nfp_nat_val *b)
+                                              const struct nfp_nat_val *b)
 {
 	return a->dir == b->dir && a->addr == b->addr && a->port == b->port;
 }
@@ -199,7 +199,8 @@ static __always_inline int NFP_NAME(same_val)(const struct nfp_nat_val *a,
  * (its own half was evicted, or another CPU made the flow a moment ago), so
  * only the own half was written; 1: the partner tuple is another flow's;
  * -1: an insert failed (table full). */
-static __always_inline int NFP_NAME(create)(const struct nfp_nat_key *k, const struct nfp_nat_val *v)
+static __always_inline int NFP_NAME(create)(const struct nfp_nat_key *k,
+                                            const struct nfp_nat_val *v)
 {
 	struct nfp_nat_key pk;
 	struct nfp_nat_val pv, *cur;
@@ -227,7 +228,7 @@ static __always_inline int NFP_NAME(create)(const struct nfp_nat_key *k, const s
 /* A hit on `k`: touch its other half (so the LRU keeps both) and re-create it
  * if it was evicted.  0: usable, -1: stale (the other tuple is another flow's). */
 static __always_inline int NFP_NAME(check_partner)(const struct nfp_nat_key *k,
-						   const struct nfp_nat_val *v)
+                                                   const struct nfp_nat_val *v)
 {
 	struct nfp_nat_key pk;
 	struct nfp_nat_val pv, *cur;
@@ -245,7 +246,7 @@ static __always_inline int NFP_NAME(check_partner)(const struct nfp_nat_key *k,
 /* Rewrite the source or destination address and port as `v` says, keeping the
  * IPv4 header checksum and the L4 checksum right, and update meta->pkt. */
 static __always_inline int NFP_NAME(rewrite)(struct nfp_ctx *ctx, struct nfp_meta *meta,
-					     const struct nfp_nat_val *v)
+                                             const struct nfp_nat_val *v)
 {
 	struct nfp_pkt *p = &meta->pkt;
 	/* Headers end well below 512 bytes (VLANs + a 60-byte IPv4 header); the mask
@@ -277,7 +278,7 @@ static __always_inline int NFP_NAME(rewrite)(struct nfp_ctx *ctx, struct nfp_met
 		pseudo_flags = 4 | NFP_CSUM_PSEUDO | NFP_CSUM_UDP;
 		port_flags = 2 | NFP_CSUM_UDP;
 		break;
-	default:                                    /* ICMP echo: no pseudo-header */
+	default: /* ICMP echo: no pseudo-header */
 		csum_off = l4 + 2;
 		port_off = l4 + 4;
 		old_port = p->sport;
@@ -306,7 +307,7 @@ static __always_inline int NFP_NAME(rewrite)(struct nfp_ctx *ctx, struct nfp_met
 	} else {
 		p->daddr[0] = new_addr;
 		if (p->l4_proto == IPPROTO_ICMP)
-			p->sport = new_port;                /* nfp_pkt keeps the echo id in sport */
+			p->sport = new_port; /* nfp_pkt keeps the echo id in sport */
 		else
 			p->dport = new_port;
 	}
@@ -346,13 +347,12 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 	if (p->daddr[0] == ext && !NFP_NAME(is_internal)(p->saddr[0]))
 		outbound = 0;
 	else if (p->daddr[0] != ext && NFP_NAME(is_internal)(p->saddr[0]) &&
-		 !NFP_NAME(is_internal)(p->daddr[0]))
+	         !NFP_NAME(is_internal)(p->daddr[0]))
 		outbound = 1;
 	else
 		return NFP_NAME(untouched)();
 
-	if (p->l4_proto != IPPROTO_TCP && p->l4_proto != IPPROTO_UDP &&
-	    p->l4_proto != IPPROTO_ICMP)
+	if (p->l4_proto != IPPROTO_TCP && p->l4_proto != IPPROTO_UDP && p->l4_proto != IPPROTO_ICMP)
 		return NFP_NAME(untouched)();
 	if (p->flags & NFP_F_FRAG) {
 		/* Later fragments carry no ports: NAT cannot translate the datagram
@@ -401,7 +401,8 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 			v.port = bpf_htons((__u16)(NFP_CFG(port_lo) + idx));
 			r = NFP_NAME(create)(&k, &v);
 			if (r == 0 || r == 2) {
-				nfp_percpu_inc(&NFP_NAME(stats), r == 0 ? NFP_NAT_C_NEW_SNAT : NFP_NAT_C_REPAIRED);
+				nfp_percpu_inc(&NFP_NAME(stats),
+				               r == 0 ? NFP_NAT_C_NEW_SNAT : NFP_NAT_C_REPAIRED);
 				goto translate;
 			}
 			if (r < 0)
@@ -441,6 +442,7 @@ translate:
 		nfp_percpu_inc(&NFP_NAME(stats), NFP_NAT_C_ERROR);
 		return NFP_ABORTED;
 	}
-	nfp_percpu_inc(&NFP_NAME(stats), v.dir == NFP_NAT_REWRITE_SRC ? NFP_NAT_C_XLATE_SRC : NFP_NAT_C_XLATE_DST);
+	nfp_percpu_inc(&NFP_NAME(stats),
+	               v.dir == NFP_NAT_REWRITE_SRC ? NFP_NAT_C_XLATE_SRC : NFP_NAT_C_XLATE_DST);
 	return NFP_PORT(0);
 }

@@ -21,7 +21,7 @@
 #define NFP_TELEMETRY_TYPES
 /* Types shared by every instance of this file in one translation unit. */
 
-#define NFP_TLM_MAX_SNAPLEN 256      /* the fixed data area of one sample record */
+#define NFP_TLM_MAX_SNAPLEN 256 /* the fixed data area of one sample record */
 
 /* A flow: IPv4 addresses in word 0 of addr[] (as nfp_pkt), ports as on the wire. */
 struct nfp_tlm_flow_key {
@@ -29,21 +29,21 @@ struct nfp_tlm_flow_key {
 	__be32 daddr[4];
 	__be16 sport;
 	__be16 dport;
-	__u8 proto;                      /* IPPROTO_* */
-	__u8 family;                     /* 4 or 6 */
+	__u8 proto;  /* IPPROTO_* */
+	__u8 family; /* 4 or 6 */
 	__u16 pad;
 };
 
 struct nfp_tlm_flow {
 	__u64 packets;
 	__u64 bytes;
-	__u64 first_ns;                  /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u64 first_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	__u64 last_ns;
 };
 
 struct nfp_tlm_src_key {
 	__be32 addr[4];
-	__u8 family;                     /* 4 or 6 */
+	__u8 family; /* 4 or 6 */
 	__u8 pad[3];
 };
 
@@ -54,15 +54,15 @@ struct nfp_tlm_bucket {
 
 /* One sampled packet in the ring buffer (fixed size: every reservation alike). */
 struct nfp_tlm_sample {
-	__u64 ts_ns;                     /* bpf_ktime_get_ns() */
-	__u32 pkt_len;                   /* the packet's length */
-	__u32 cap_len;                   /* bytes of data[] that hold it: min(pkt_len, snaplen) */
+	__u64 ts_ns;   /* bpf_ktime_get_ns() */
+	__u32 pkt_len; /* the packet's length */
+	__u32 cap_len; /* bytes of data[] that hold it: min(pkt_len, snaplen) */
 	__u8 data[NFP_TLM_MAX_SNAPLEN];
 };
 
 /* Protocol classes (index of the proto_hist array). */
 enum {
-	NFP_TLM_P_OTHER_L3 = 0,          /* not IPv4/IPv6 (ARP, LLDP, ...) */
+	NFP_TLM_P_OTHER_L3 = 0, /* not IPv4/IPv6 (ARP, LLDP, ...) */
 	NFP_TLM_P_IPV4_TCP,
 	NFP_TLM_P_IPV4_UDP,
 	NFP_TLM_P_IPV4_ICMP,
@@ -75,17 +75,17 @@ enum {
 	NFP_TLM_P_CLASSES,
 };
 
-#define NFP_TLM_SIZE_BUCKETS 17          /* floor(log2(len)), 16 = 64 KiB and more */
+#define NFP_TLM_SIZE_BUCKETS 17 /* floor(log2(len)), 16 = 64 KiB and more */
 
 /* Counters (index of the counters array). */
 enum {
-	NFP_TLM_C_PACKETS = 0,           /* every packet seen */
-	NFP_TLM_C_MALFORMED,             /* nfp_parse said malformed */
-	NFP_TLM_C_SAMPLED,               /* records written to the ring buffer */
-	NFP_TLM_C_RINGBUF_FULL,          /* samples lost: the ring buffer was full */
-	NFP_TLM_C_FLOW_FAIL,             /* flow entry could not be created */
-	NFP_TLM_C_SYN_FAIL,              /* SYN-source entry could not be created */
-	NFP_TLM_C_COPY_FAIL,             /* the packet bytes could not be copied (not expected) */
+	NFP_TLM_C_PACKETS = 0,  /* every packet seen */
+	NFP_TLM_C_MALFORMED,    /* nfp_parse said malformed */
+	NFP_TLM_C_SAMPLED,      /* records written to the ring buffer */
+	NFP_TLM_C_RINGBUF_FULL, /* samples lost: the ring buffer was full */
+	NFP_TLM_C_FLOW_FAIL,    /* flow entry could not be created */
+	NFP_TLM_C_SYN_FAIL,     /* SYN-source entry could not be created */
+	NFP_TLM_C_COPY_FAIL,    /* the packet bytes could not be copied (not expected) */
 	NFP_TLM_C_COUNT,
 };
 #endif /* NFP_TELEMETRY_TYPES */
@@ -93,8 +93,8 @@ enum {
 NFP_CONST(__u32, flows_on) = 1;
 NFP_CONST(__u32, syn_on) = 1;
 NFP_CONST(__u32, hist_on) = 1;
-NFP_CONST(__u32, sample_rate) = 0;       /* 0: off; N: the N-th, 2N-th, ... packet of a CPU */
-NFP_CONST(__u32, snaplen) = 128;         /* 1 .. NFP_TLM_MAX_SNAPLEN */
+NFP_CONST(__u32, sample_rate) = 0; /* 0: off; N: the N-th, 2N-th, ... packet of a CPU */
+NFP_CONST(__u32, snaplen) = 128;   /* 1 .. NFP_TLM_MAX_SNAPLEN */
 
 /* Map sizes are the defaults; nfpipe resizes them from the config before load. */
 struct {
@@ -161,18 +161,26 @@ static __always_inline __u32 NFP_NAME(proto_class)(const struct nfp_pkt *p, int 
 		return NFP_TLM_P_MALFORMED;
 	if (p->l3_proto == ETH_P_IP) {
 		switch (p->l4_proto) {
-		case IPPROTO_TCP: return NFP_TLM_P_IPV4_TCP;
-		case IPPROTO_UDP: return NFP_TLM_P_IPV4_UDP;
-		case IPPROTO_ICMP: return NFP_TLM_P_IPV4_ICMP;
-		default: return NFP_TLM_P_IPV4_OTHER;
+		case IPPROTO_TCP:
+			return NFP_TLM_P_IPV4_TCP;
+		case IPPROTO_UDP:
+			return NFP_TLM_P_IPV4_UDP;
+		case IPPROTO_ICMP:
+			return NFP_TLM_P_IPV4_ICMP;
+		default:
+			return NFP_TLM_P_IPV4_OTHER;
 		}
 	}
 	if (p->l3_proto == ETH_P_IPV6) {
 		switch (p->l4_proto) {
-		case IPPROTO_TCP: return NFP_TLM_P_IPV6_TCP;
-		case IPPROTO_UDP: return NFP_TLM_P_IPV6_UDP;
-		case IPPROTO_ICMPV6: return NFP_TLM_P_IPV6_ICMP;
-		default: return NFP_TLM_P_IPV6_OTHER;
+		case IPPROTO_TCP:
+			return NFP_TLM_P_IPV6_TCP;
+		case IPPROTO_UDP:
+			return NFP_TLM_P_IPV6_UDP;
+		case IPPROTO_ICMPV6:
+			return NFP_TLM_P_IPV6_ICMP;
+		default:
+			return NFP_TLM_P_IPV6_OTHER;
 		}
 	}
 	return NFP_TLM_P_OTHER_L3;
@@ -185,10 +193,21 @@ static __always_inline __u32 NFP_NAME(size_bucket)(__u32 len)
 
 	if (len >= 1 << 16)
 		return 16;
-	if (len >> 8) { b += 8; len >>= 8; }
-	if (len >> 4) { b += 4; len >>= 4; }
-	if (len >> 2) { b += 2; len >>= 2; }
-	if (len >> 1) { b += 1; }
+	if (len >> 8) {
+		b += 8;
+		len >>= 8;
+	}
+	if (len >> 4) {
+		b += 4;
+		len >>= 4;
+	}
+	if (len >> 2) {
+		b += 2;
+		len >>= 2;
+	}
+	if (len >> 1) {
+		b += 1;
+	}
 	return b;
 }
 

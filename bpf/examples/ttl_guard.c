@@ -8,7 +8,7 @@
  */
 #include <nfpipe/nf.h>
 
-NFP_CONST(__u8, min_ttl) = 1;                 /* drop when ttl <= min_ttl */
+NFP_CONST(__u8, min_ttl) = 1; /* drop when ttl <= min_ttl */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -23,7 +23,7 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 	__u64 *n;
 
 	if (nfp_parse(ctx, meta) < 0)
-		return NFP_DROP;                      /* malformed: never guess */
+		return NFP_DROP; /* malformed: never guess */
 	if (!nfp_is_ipv4(meta) && !nfp_is_ipv6(meta))
 		return NFP_PORT(0);
 	if (meta->pkt.ttl > NFP_CFG(min_ttl))

@@ -16,7 +16,7 @@
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 5);             /* one slot per XDP verdict */
+	__uint(max_entries, 5); /* one slot per XDP verdict */
 	__type(key, __u32);
 	__type(value, __u64);
 } counters SEC(".maps");
@@ -24,11 +24,11 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 256);
-	__type(key, __u8);                   /* IP protocol number */
+	__type(key, __u8); /* IP protocol number */
 	__type(value, __u64);
 } protocols SEC(".maps");
 
-volatile const __u16 blocked_udp_port = 9;   /* UDP discard */
+volatile const __u16 blocked_udp_port = 9; /* UDP discard */
 __u64 seen;
 
 static __always_inline int count(__u32 verdict)
@@ -55,7 +55,7 @@ static __noinline int classify(struct iphdr *ip, void *data_end)
 		struct udphdr *udp = (void *)ip + ip->ihl * 4;
 
 		if ((void *)(udp + 1) > data_end)
-			return XDP_DROP;            /* truncated: never let it slip past */
+			return XDP_DROP; /* truncated: never let it slip past */
 		if (udp->dest == bpf_htons(blocked_udp_port))
 			return XDP_DROP;
 	}

@@ -36,13 +36,13 @@
  * The values live only in the BTF of the member types: an integer N is the
  * element count of an array the member points to, a type is the pointee.
  */
-#define __uint(name, val)	int (*name)[val]
-#define __type(name, val)	typeof(val) *name
-#define __array(name, val)	typeof(val) *name[]
-#define ___nf_cat_(a, b)	a ## b
-#define ___nf_cat(a, b)		___nf_cat_(a, b)
+#define __uint(name, val) int (*name)[val]
+#define __type(name, val) typeof(val) *name
+#define __array(name, val) typeof(val) *name[]
+#define ___nf_cat_(a, b) a##b
+#define ___nf_cat(a, b) ___nf_cat_(a, b)
 /* A 64-bit value (map_extra): the value of an anonymous enum member. */
-#define __ulong(name, val)	enum { ___nf_cat(__nf_ulong_, __COUNTER__) = (val) } name
+#define __ulong(name, val) enum { ___nf_cat(__nf_ulong_, __COUNTER__) = (val) } name
 
 /* pinning = LIBBPF_PIN_BY_NAME pins a map under /sys/fs/bpf/<map name> */
 enum libbpf_pin_type {
@@ -62,11 +62,9 @@ enum libbpf_tristate {
  * -Wignored-attributes warning the same way.
  */
 #if defined(__clang__)
-#define SEC(name)							\
-	_Pragma("GCC diagnostic push")					\
-	_Pragma("GCC diagnostic ignored \"-Wignored-attributes\"")	\
-	__attribute__((section(name), used))				\
-	_Pragma("GCC diagnostic pop")
+#define SEC(name)                                                                                 \
+	_Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wignored-attributes\"") \
+	        __attribute__((section(name), used)) _Pragma("GCC diagnostic pop")
 #else
 #define SEC(name) __attribute__((section(name), used))
 #endif
@@ -102,13 +100,13 @@ enum libbpf_tristate {
 
 /* ---- data structure helpers --------------------------------------------- */
 #ifndef offsetof
-#define offsetof(type, member)	__builtin_offsetof(type, member)
+#define offsetof(type, member) __builtin_offsetof(type, member)
 #endif
 
 #ifndef container_of
-#define container_of(ptr, type, member)					\
-	({								\
-		void *___nf_mptr = (void *)(ptr);			\
+#define container_of(ptr, type, member)                                  \
+	({                                                               \
+		void *___nf_mptr = (void *)(ptr);                        \
 		((type *)((char *)___nf_mptr - offsetof(type, member))); \
 	})
 #endif
@@ -125,10 +123,10 @@ enum libbpf_tristate {
 #endif
 
 #ifndef likely
-#define likely(x)	__builtin_expect(!!(x), 1)
+#define likely(x) __builtin_expect(!!(x), 1)
 #endif
 #ifndef unlikely
-#define unlikely(x)	__builtin_expect(!!(x), 0)
+#define unlikely(x) __builtin_expect(!!(x), 0)
 #endif
 
 /*
@@ -138,18 +136,18 @@ enum libbpf_tristate {
  * compilers that know the 'error' attribute get a call the backend refuses.
  */
 #ifndef __bpf_unreachable
-# if defined(__has_attribute)
-#  if __has_attribute(error)
+#if defined(__has_attribute)
+#if __has_attribute(error)
 extern void ___nf_bpf_unreachable_reached(void)
-	__attribute__((noreturn, error("__bpf_unreachable() is reachable: the optimiser "
-				       "could not remove this path (e.g. a non-constant "
-				       "bpf_tail_call_static slot)")));
-#   define __bpf_unreachable() ___nf_bpf_unreachable_reached()
-#  endif
-# endif
+        __attribute__((noreturn, error("__bpf_unreachable() is reachable: the optimiser "
+	                               "could not remove this path (e.g. a non-constant "
+	                               "bpf_tail_call_static slot)")));
+#define __bpf_unreachable() ___nf_bpf_unreachable_reached()
+#endif
+#endif
 #endif
 #ifndef __bpf_unreachable
-# define __bpf_unreachable() __builtin_trap()
+#define __bpf_unreachable() __builtin_trap()
 #endif
 
 /* ---- tail calls --------------------------------------------------------------
@@ -159,19 +157,18 @@ extern void ___nf_bpf_unreachable_reached(void)
  * the x86-64 JIT can patch the call into a direct jump.
  */
 #if defined(__clang__) && defined(__bpf__)
-static __always_inline void
-bpf_tail_call_static(void *ctx, const void *map, const __u32 slot)
+static __always_inline void bpf_tail_call_static(void *ctx, const void *map, const __u32 slot)
 {
 	if (!__builtin_constant_p(slot))
 		__bpf_unreachable();
 
 	/* r0-r5 are caller-saved in the BPF calling convention: all clobbered */
 	asm volatile("r1 = %[ctx]\n\t"
-		     "r2 = %[map]\n\t"
-		     "r3 = %[slot]\n\t"
-		     "call 12"
-		     :: [ctx] "r"(ctx), [map] "r"(map), [slot] "i"(slot)
-		     : "r0", "r1", "r2", "r3", "r4", "r5");
+	             "r2 = %[map]\n\t"
+	             "r3 = %[slot]\n\t"
+	             "call 12" ::[ctx] "r"(ctx),
+	             [map] "r"(map), [slot] "i"(slot)
+	             : "r0", "r1", "r2", "r3", "r4", "r5");
 }
 #endif
 
@@ -189,45 +186,63 @@ bpf_tail_call_static(void *ctx, const void *map, const __u32 slot)
 
 /* ___nf_nth(_, args..., N12..N0) picks by the number of args (0..12) */
 #define ___nf_nth(_0, _1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, N, ...) N
-#define ___nf_narg(...) \
-	___nf_nth(_, ##__VA_ARGS__, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
+#define ___nf_narg(...) ___nf_nth(_, ##__VA_ARGS__, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
 
 #define ___nf_fill_0(a, i)
-#define ___nf_fill_1(a, i, x)       (a)[i] = (unsigned long long)(x);
-#define ___nf_fill_2(a, i, x, ...)  (a)[i] = (unsigned long long)(x); ___nf_fill_1(a, (i) + 1, __VA_ARGS__)
-#define ___nf_fill_3(a, i, x, ...)  (a)[i] = (unsigned long long)(x); ___nf_fill_2(a, (i) + 1, __VA_ARGS__)
-#define ___nf_fill_4(a, i, x, ...)  (a)[i] = (unsigned long long)(x); ___nf_fill_3(a, (i) + 1, __VA_ARGS__)
-#define ___nf_fill_5(a, i, x, ...)  (a)[i] = (unsigned long long)(x); ___nf_fill_4(a, (i) + 1, __VA_ARGS__)
-#define ___nf_fill_6(a, i, x, ...)  (a)[i] = (unsigned long long)(x); ___nf_fill_5(a, (i) + 1, __VA_ARGS__)
-#define ___nf_fill_7(a, i, x, ...)  (a)[i] = (unsigned long long)(x); ___nf_fill_6(a, (i) + 1, __VA_ARGS__)
-#define ___nf_fill_8(a, i, x, ...)  (a)[i] = (unsigned long long)(x); ___nf_fill_7(a, (i) + 1, __VA_ARGS__)
-#define ___nf_fill_9(a, i, x, ...)  (a)[i] = (unsigned long long)(x); ___nf_fill_8(a, (i) + 1, __VA_ARGS__)
-#define ___nf_fill_10(a, i, x, ...) (a)[i] = (unsigned long long)(x); ___nf_fill_9(a, (i) + 1, __VA_ARGS__)
-#define ___nf_fill_11(a, i, x, ...) (a)[i] = (unsigned long long)(x); ___nf_fill_10(a, (i) + 1, __VA_ARGS__)
-#define ___nf_fill_12(a, i, x, ...) (a)[i] = (unsigned long long)(x); ___nf_fill_11(a, (i) + 1, __VA_ARGS__)
+#define ___nf_fill_1(a, i, x) (a)[i] = (unsigned long long)(x);
+#define ___nf_fill_2(a, i, x, ...)        \
+	(a)[i] = (unsigned long long)(x); \
+	___nf_fill_1(a, (i) + 1, __VA_ARGS__)
+#define ___nf_fill_3(a, i, x, ...)        \
+	(a)[i] = (unsigned long long)(x); \
+	___nf_fill_2(a, (i) + 1, __VA_ARGS__)
+#define ___nf_fill_4(a, i, x, ...)        \
+	(a)[i] = (unsigned long long)(x); \
+	___nf_fill_3(a, (i) + 1, __VA_ARGS__)
+#define ___nf_fill_5(a, i, x, ...)        \
+	(a)[i] = (unsigned long long)(x); \
+	___nf_fill_4(a, (i) + 1, __VA_ARGS__)
+#define ___nf_fill_6(a, i, x, ...)        \
+	(a)[i] = (unsigned long long)(x); \
+	___nf_fill_5(a, (i) + 1, __VA_ARGS__)
+#define ___nf_fill_7(a, i, x, ...)        \
+	(a)[i] = (unsigned long long)(x); \
+	___nf_fill_6(a, (i) + 1, __VA_ARGS__)
+#define ___nf_fill_8(a, i, x, ...)        \
+	(a)[i] = (unsigned long long)(x); \
+	___nf_fill_7(a, (i) + 1, __VA_ARGS__)
+#define ___nf_fill_9(a, i, x, ...)        \
+	(a)[i] = (unsigned long long)(x); \
+	___nf_fill_8(a, (i) + 1, __VA_ARGS__)
+#define ___nf_fill_10(a, i, x, ...)       \
+	(a)[i] = (unsigned long long)(x); \
+	___nf_fill_9(a, (i) + 1, __VA_ARGS__)
+#define ___nf_fill_11(a, i, x, ...)       \
+	(a)[i] = (unsigned long long)(x); \
+	___nf_fill_10(a, (i) + 1, __VA_ARGS__)
+#define ___nf_fill_12(a, i, x, ...)       \
+	(a)[i] = (unsigned long long)(x); \
+	___nf_fill_11(a, (i) + 1, __VA_ARGS__)
 #define ___nf_fill(a, ...) ___nf_cat(___nf_fill_, ___nf_narg(__VA_ARGS__))(a, 0, ##__VA_ARGS__)
 
-#define __bpf_printk(fmt, ...)						\
-({									\
-	___NF_PRINTK_FMT_STORAGE char ___nf_fmt[] = fmt;		\
-	bpf_trace_printk(___nf_fmt, sizeof(___nf_fmt), ##__VA_ARGS__);	\
-})
+#define __bpf_printk(fmt, ...)                                                 \
+	({                                                                     \
+		___NF_PRINTK_FMT_STORAGE char ___nf_fmt[] = fmt;               \
+		bpf_trace_printk(___nf_fmt, sizeof(___nf_fmt), ##__VA_ARGS__); \
+	})
 
-#define __bpf_vprintk(fmt, ...)						\
-({									\
-	___NF_PRINTK_FMT_STORAGE char ___nf_fmt[] = fmt;		\
-	unsigned long long ___nf_args[___nf_narg(__VA_ARGS__)];		\
-	___nf_fill(___nf_args, __VA_ARGS__)				\
-	bpf_trace_vprintk(___nf_fmt, sizeof(___nf_fmt),			\
-			  ___nf_args, sizeof(___nf_args));		\
-})
+#define __bpf_vprintk(fmt, ...)                                                        \
+	({                                                                             \
+		___NF_PRINTK_FMT_STORAGE char ___nf_fmt[] = fmt;                       \
+		unsigned long long ___nf_args[___nf_narg(__VA_ARGS__)];                \
+		___nf_fill(___nf_args, __VA_ARGS__) bpf_trace_vprintk(                 \
+		        ___nf_fmt, sizeof(___nf_fmt), ___nf_args, sizeof(___nf_args)); \
+	})
 
-#define ___nf_pick_printk(...)						\
-	___nf_nth(_, ##__VA_ARGS__, __bpf_vprintk, __bpf_vprintk,	\
-		  __bpf_vprintk, __bpf_vprintk, __bpf_vprintk,		\
-		  __bpf_vprintk, __bpf_vprintk, __bpf_vprintk,		\
-		  __bpf_vprintk, __bpf_printk, __bpf_printk,		\
-		  __bpf_printk, __bpf_printk)
+#define ___nf_pick_printk(...)                                                                  \
+	___nf_nth(_, ##__VA_ARGS__, __bpf_vprintk, __bpf_vprintk, __bpf_vprintk, __bpf_vprintk, \
+	          __bpf_vprintk, __bpf_vprintk, __bpf_vprintk, __bpf_vprintk, __bpf_vprintk,    \
+	          __bpf_printk, __bpf_printk, __bpf_printk, __bpf_printk)
 
 #define bpf_printk(fmt, ...) ___nf_pick_printk(__VA_ARGS__)(fmt, ##__VA_ARGS__)
 

@@ -16,16 +16,17 @@
 #include <nfpipe/pipeline.h>
 
 /* Port table: >= 0 a slot of nfp_jmp, < 0 a verdict (NFP_PASS ...). */
-NFP_CONST(__s32, nfp_ports)[NFP_MAX_PORTS] = {
+NFP_CONST(__s32, nfp_ports)
+[NFP_MAX_PORTS] = {
 	NFP_PASS, NFP_PASS, NFP_PASS, NFP_PASS, NFP_PASS, NFP_PASS, NFP_PASS, NFP_PASS,
 };
-NFP_CONST(__u32, nfp_redirect)[NFP_MAX_PORTS] = {};   /* ifindex of a port wired to redirect */
-NFP_CONST(__u32, nfp_node) = 0;              /* index into nfp_stats */
-NFP_CONST(__u32, nfp_is_entry) = 1;          /* the first node clears the metadata */
-NFP_CONST(__s32, nfp_miss_verdict) = NFP_DROP;   /* when the tail call finds no program */
+NFP_CONST(__u32, nfp_redirect)[NFP_MAX_PORTS] = {}; /* ifindex of a port wired to redirect */
+NFP_CONST(__u32, nfp_node) = 0;                     /* index into nfp_stats */
+NFP_CONST(__u32, nfp_is_entry) = 1;                 /* the first node clears the metadata */
+NFP_CONST(__s32, nfp_miss_verdict) = NFP_DROP;      /* when the tail call finds no program */
 
 #ifdef NFP_STANDALONE
-__s32 nfp_last_result;                       /* the NF's port or verdict, for tests */
+__s32 nfp_last_result; /* the NF's port or verdict, for tests */
 #endif
 
 SEC(NFP_HOOK_NAME)
@@ -56,11 +57,10 @@ int NFP_INSTANCE(nfp_hook_ctx_t *hook)
 		target = NFP_CFG(nfp_ports)[r];
 		if (target == NFP_REDIRECT)
 			meta->redirect_ifindex = NFP_CFG(nfp_redirect)[r];
-	}
-	else if (r < 0 && r >= NFP_VERDICT_MIN)
+	} else if (r < 0 && r >= NFP_VERDICT_MIN)
 		target = r;
 	else
-		target = NFP_ABORTED;               /* a port the NF does not have */
+		target = NFP_ABORTED; /* a port the NF does not have */
 	if (target >= 0) {
 		bpf_tail_call(hook, &nfp_jmp, target);
 		nfp_count(NFP_CFG(nfp_node), NFP_STAT_MISS, len);

@@ -103,11 +103,11 @@ struct nfp_icmphdr {
 #define NFP_PORT(n) (n)
 
 enum nfp_verdict {
-	NFP_PASS = -1,       /* to the kernel's stack (XDP_PASS / TC_ACT_OK) */
-	NFP_DROP = -2,       /* XDP_DROP / TC_ACT_SHOT */
-	NFP_TX = -3,         /* back out of the interface it came in on */
-	NFP_REDIRECT = -4,   /* out of meta->redirect_ifindex */
-	NFP_ABORTED = -5,    /* a bug or an impossible state: dropped and traced */
+	NFP_PASS = -1,     /* to the kernel's stack (XDP_PASS / TC_ACT_OK) */
+	NFP_DROP = -2,     /* XDP_DROP / TC_ACT_SHOT */
+	NFP_TX = -3,       /* back out of the interface it came in on */
+	NFP_REDIRECT = -4, /* out of meta->redirect_ifindex */
+	NFP_ABORTED = -5,  /* a bug or an impossible state: dropped and traced */
 };
 #define NFP_VERDICT_MIN NFP_ABORTED
 #define NFP_IS_VERDICT(r) ((r) < 0)
@@ -121,14 +121,14 @@ struct nfp_ctx {
 };
 
 /* nfp_pkt.flags */
-#define NFP_F_PARSED       (1 << 0)   /* nfp_parse ran on this packet */
-#define NFP_F_MALFORMED    (1 << 1)   /* truncated or inconsistent headers */
-#define NFP_F_L4           (1 << 2)   /* a complete TCP/UDP/ICMP header is at l4_off */
-#define NFP_F_FRAG         (1 << 3)   /* part of a fragmented datagram */
-#define NFP_F_FRAG_LATER   (1 << 4)   /* a non-first fragment: carries no L4 header */
-#define NFP_F_IP_OPTIONS   (1 << 5)   /* IPv4 header longer than 20 bytes */
-#define NFP_F_IPV6_EXT     (1 << 6)   /* IPv6 extension headers were skipped */
-#define NFP_F_TOO_DEEP     (1 << 7)   /* more VLAN tags or extension headers than parsed */
+#define NFP_F_PARSED (1 << 0)     /* nfp_parse ran on this packet */
+#define NFP_F_MALFORMED (1 << 1)  /* truncated or inconsistent headers */
+#define NFP_F_L4 (1 << 2)         /* a complete TCP/UDP/ICMP header is at l4_off */
+#define NFP_F_FRAG (1 << 3)       /* part of a fragmented datagram */
+#define NFP_F_FRAG_LATER (1 << 4) /* a non-first fragment: carries no L4 header */
+#define NFP_F_IP_OPTIONS (1 << 5) /* IPv4 header longer than 20 bytes */
+#define NFP_F_IPV6_EXT (1 << 6)   /* IPv6 extension headers were skipped */
+#define NFP_F_TOO_DEEP (1 << 7)   /* more VLAN tags or extension headers than parsed */
 
 #define NFP_MAX_VLANS 2
 #define NFP_MAX_IPV6_EXT 8
@@ -138,15 +138,15 @@ struct nfp_ctx {
  * order.  IPv4 addresses are in addr[0], the other words zero. */
 struct nfp_pkt {
 	__u16 flags;
-	__u16 l3_proto;          /* ETH_P_IP, ETH_P_IPV6, or the unparsed ethertype */
+	__u16 l3_proto; /* ETH_P_IP, ETH_P_IPV6, or the unparsed ethertype */
 	__u16 l3_off;
 	__u16 l4_off;
-	__u16 vlan[NFP_MAX_VLANS];   /* VLAN ids, outermost first */
+	__u16 vlan[NFP_MAX_VLANS]; /* VLAN ids, outermost first */
 	__u8 vlan_depth;
-	__u8 l4_proto;           /* IPPROTO_* after extension headers */
-	__u8 tcp_flags;          /* FIN 0x01 SYN 0x02 RST 0x04 PSH 0x08 ACK 0x10 URG 0x20 ECE CWR */
-	__u8 ttl;                /* IPv4 TTL or IPv6 hop limit */
-	__be16 sport;            /* TCP/UDP ports; ICMP: sport = echo id, dport = type<<8|code */
+	__u8 l4_proto;  /* IPPROTO_* after extension headers */
+	__u8 tcp_flags; /* FIN 0x01 SYN 0x02 RST 0x04 PSH 0x08 ACK 0x10 URG 0x20 ECE CWR */
+	__u8 ttl;       /* IPv4 TTL or IPv6 hop limit */
+	__be16 sport;   /* TCP/UDP ports; ICMP: sport = echo id, dport = type<<8|code */
 	__be16 dport;
 	__u16 pad;
 	__be32 saddr[4];
@@ -155,11 +155,11 @@ struct nfp_pkt {
 
 struct nfp_meta {
 	struct nfp_pkt pkt;
-	__u32 mark;              /* classification: any NF may set it, later NFs may read it */
-	__u32 redirect_ifindex;  /* target of NFP_REDIRECT */
-	__u32 backend;           /* the load balancer's chosen backend id (0: none) */
-	__u32 hops;              /* NFs this packet has been through */
-	__u32 user[4];           /* free for user NFs */
+	__u32 mark;             /* classification: any NF may set it, later NFs may read it */
+	__u32 redirect_ifindex; /* target of NFP_REDIRECT */
+	__u32 backend;          /* the load balancer's chosen backend id (0: none) */
+	__u32 hops;             /* NFs this packet has been through */
+	__u32 user[4];          /* free for user NFs */
 };
 
 /* ---- context ------------------------------------------------------------------------- */
@@ -171,7 +171,7 @@ static __always_inline void nfp_ctx_reload(struct nfp_ctx *ctx)
 }
 
 #ifndef NFP_TC_PULL_LEN
-#define NFP_TC_PULL_LEN 256    /* linear bytes a TC NF may need: headers, not payload */
+#define NFP_TC_PULL_LEN 256 /* linear bytes a TC NF may need: headers, not payload */
 #endif
 
 static __always_inline void nfp_ctx_init(struct nfp_ctx *ctx, nfp_hook_ctx_t *hook)
@@ -179,7 +179,8 @@ static __always_inline void nfp_ctx_init(struct nfp_ctx *ctx, nfp_hook_ctx_t *ho
 	ctx->hook = hook;
 #ifdef NFP_HOOK_TC
 	/* A non-linear skb may hold headers outside the linear area: pull them in. */
-	if (hook->data_end - hook->data < hook->len && hook->data_end - hook->data < NFP_TC_PULL_LEN)
+	if (hook->data_end - hook->data < hook->len &&
+	    hook->data_end - hook->data < NFP_TC_PULL_LEN)
 		bpf_skb_pull_data(hook, hook->len < NFP_TC_PULL_LEN ? hook->len : NFP_TC_PULL_LEN);
 #endif
 	nfp_ctx_reload(ctx);
@@ -207,10 +208,11 @@ static __always_inline __u32 nfp_ingress_ifindex(struct nfp_ctx *ctx)
  * Offsets are masked to 14 bits: headers never start past 16 KiB, and the mask
  * lets the verifier prove `off + len` stays within the packet's 64 KiB range. */
 #define NFP_OFF_MASK 0x3fff
-#define nfp_ptr(ctx, off, len) ({                                          \
-	void *__p = (ctx)->data + ((off) & NFP_OFF_MASK);                  \
-	(__p + (len) > (ctx)->data_end) ? (void *)0 : __p;                 \
-})
+#define nfp_ptr(ctx, off, len)                                     \
+	({                                                         \
+		void *__p = (ctx)->data + ((off) & NFP_OFF_MASK);  \
+		(__p + (len) > (ctx)->data_end) ? (void *)0 : __p; \
+	})
 
 /* ---- parsing --------------------------------------------------------------------------- */
 
@@ -219,7 +221,7 @@ static __always_inline int nfp__parse_l4(struct nfp_ctx *ctx, struct nfp_pkt *p)
 	__u32 off = p->l4_off;
 
 	if (p->flags & NFP_F_FRAG_LATER)
-		return 0;                              /* no L4 header in this fragment */
+		return 0; /* no L4 header in this fragment */
 	switch (p->l4_proto) {
 	case IPPROTO_TCP: {
 		struct tcphdr *th = nfp_ptr(ctx, off, sizeof(struct tcphdr));
@@ -253,7 +255,7 @@ static __always_inline int nfp__parse_l4(struct nfp_ctx *ctx, struct nfp_pkt *p)
 		break;
 	}
 	default:
-		return 0;                              /* no ports for this protocol */
+		return 0; /* no ports for this protocol */
 	}
 	p->flags |= NFP_F_L4;
 	return 0;
@@ -278,15 +280,23 @@ static __always_inline int nfp__parse_ipv4(struct nfp_ctx *ctx, struct nfp_pkt *
 	p->ttl = ip->ttl;
 	p->l4_off = p->l3_off + hlen;
 	frag = bpf_ntohs(ip->frag_off);
-	if (frag & (0x2000 | 0x1fff))               /* IP_MF or a fragment offset */
+	if (frag & (0x2000 | 0x1fff)) /* IP_MF or a fragment offset */
 		p->flags |= NFP_F_FRAG;
 	if (frag & 0x1fff)
 		p->flags |= NFP_F_FRAG_LATER;
 	return nfp__parse_l4(ctx, p);
 }
 
-struct nfp__ipv6_opt { __u8 nexthdr; __u8 hdrlen; };
-struct nfp__ipv6_frag { __u8 nexthdr; __u8 reserved; __be16 frag_off; __be32 id; };
+struct nfp__ipv6_opt {
+	__u8 nexthdr;
+	__u8 hdrlen;
+};
+struct nfp__ipv6_frag {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off;
+	__be32 id;
+};
 
 static __always_inline int nfp__parse_ipv6(struct nfp_ctx *ctx, struct nfp_pkt *p)
 {
@@ -347,7 +357,7 @@ static __always_inline int nfp__parse_ipv6(struct nfp_ctx *ctx, struct nfp_pkt *
 	}
 	if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS ||
 	    next == IPPROTO_AH || next == IPPROTO_FRAGMENT) {
-		p->flags |= NFP_F_TOO_DEEP;              /* chain longer than we follow */
+		p->flags |= NFP_F_TOO_DEEP; /* chain longer than we follow */
 		return -1;
 	}
 	p->l4_proto = next;
@@ -395,7 +405,7 @@ static __always_inline int nfp_parse(struct nfp_ctx *ctx, struct nfp_meta *meta)
 		off += sizeof(struct nfp_vlanhdr);
 	}
 	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
-		p->flags |= NFP_F_TOO_DEEP;                  /* a third tag: refuse to guess */
+		p->flags |= NFP_F_TOO_DEEP; /* a third tag: refuse to guess */
 		goto malformed;
 	}
 #ifdef NFP_HOOK_TC
@@ -440,8 +450,8 @@ static __always_inline int nfp_is_ipv6(const struct nfp_meta *meta)
 /* ---- rewriting and checksums ------------------------------------------------------------ */
 
 /* Flags of nfp_l4_csum_replace (low 4 bits: the size of the changed field, 2 or 4). */
-#define NFP_CSUM_PSEUDO     0x10   /* the field is part of the pseudo-header (an address) */
-#define NFP_CSUM_UDP        0x20   /* UDP: a zero checksum means "none" and stays zero */
+#define NFP_CSUM_PSEUDO 0x10 /* the field is part of the pseudo-header (an address) */
+#define NFP_CSUM_UDP 0x20    /* UDP: a zero checksum means "none" and stays zero */
 
 static __always_inline __u16 nfp_csum_fold(__u32 sum)
 {
@@ -456,7 +466,7 @@ static __always_inline __u16 nfp_csum_update(__u16 check, __u32 from, __u32 to, 
 	__u32 sum = (__u16)~check;
 
 	if (size == 4) {
-		sum += (__u16)~(from >> 16) + (__u16)~(from & 0xffff);
+		sum += (__u16) ~(from >> 16) + (__u16) ~(from & 0xffff);
 		sum += (to >> 16) + (to & 0xffff);
 	} else {
 		sum += (__u16)~from + (to & 0xffff);
@@ -485,8 +495,8 @@ static __always_inline int nfp_store(struct nfp_ctx *ctx, __u32 off, const void 
 
 /* The IPv4 header checksum at `csum_off` after a field changed from `from` to `to`
  * (both in network order; size 2 or 4). */
-static __always_inline int nfp_l3_csum_replace(struct nfp_ctx *ctx, __u32 csum_off,
-					       __u32 from, __u32 to, int size)
+static __always_inline int nfp_l3_csum_replace(struct nfp_ctx *ctx, __u32 csum_off, __u32 from,
+                                               __u32 to, int size)
 {
 #ifdef NFP_HOOK_TC
 	if (bpf_l3_csum_replace(ctx->hook, csum_off, from, to, size))
@@ -506,8 +516,8 @@ static __always_inline int nfp_l3_csum_replace(struct nfp_ctx *ctx, __u32 csum_o
 /* The TCP/UDP/ICMP checksum at `csum_off` after a field changed from `from` to
  * `to`.  In TC this uses the kernel helper, which also keeps skb->csum right for
  * CHECKSUM_COMPLETE and CHECKSUM_PARTIAL packets. */
-static __always_inline int nfp_l4_csum_replace(struct nfp_ctx *ctx, __u32 csum_off,
-					       __u32 from, __u32 to, int flags)
+static __always_inline int nfp_l4_csum_replace(struct nfp_ctx *ctx, __u32 csum_off, __u32 from,
+                                               __u32 to, int flags)
 {
 	int size = flags & 0xf;
 #ifdef NFP_HOOK_TC
@@ -528,10 +538,10 @@ static __always_inline int nfp_l4_csum_replace(struct nfp_ctx *ctx, __u32 csum_o
 	if (!sum)
 		return -1;
 	if ((flags & NFP_CSUM_UDP) && *sum == 0)
-		return 0;                           /* UDP without checksum stays without */
+		return 0; /* UDP without checksum stays without */
 	v = nfp_csum_update(*sum, from, to, size);
 	if ((flags & NFP_CSUM_UDP) && v == 0)
-		v = 0xffff;                         /* 0 would mean "no checksum" */
+		v = 0xffff; /* 0 would mean "no checksum" */
 	*sum = v;
 	return 0;
 #endif

@@ -14,7 +14,7 @@
 /* Outcome slots of one node in nfp_stats: its ports, then its final verdicts,
  * then tail calls that found an empty slot. */
 #define NFP_STAT_SLOTS 16
-#define NFP_STAT_VERDICT(v) (NFP_MAX_PORTS + (-(v) - 1))   /* NFP_PASS..NFP_ABORTED: 8..12 */
+#define NFP_STAT_VERDICT(v) (NFP_MAX_PORTS + (-(v) - 1)) /* NFP_PASS..NFP_ABORTED: 8..12 */
 #define NFP_STAT_MISS 13
 
 struct nfp_stat {
@@ -27,14 +27,14 @@ struct nfp_stat {
  * tail calls: one shared array, updated with atomic adds. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, NFP_MAX_NODES * NFP_STAT_SLOTS);
+	__uint(max_entries, NFP_MAX_NODES *NFP_STAT_SLOTS);
 	__type(key, __u32);
 	__type(value, struct nfp_stat);
 } nfp_stats SEC(".maps");
 #else
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, NFP_MAX_NODES * NFP_STAT_SLOTS);
+	__uint(max_entries, NFP_MAX_NODES *NFP_STAT_SLOTS);
 	__type(key, __u32);
 	__type(value, struct nfp_stat);
 } nfp_stats SEC(".maps");
