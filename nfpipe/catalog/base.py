@@ -41,6 +41,8 @@ class NetworkFunction:
 
     def __init__(self, config: Mapping[str, Any] | None = None):
         self.config = dict(config or {})
+        # (path inside the config, message): what works but is probably not meant
+        self.warnings: list[tuple[tuple, str]] = []
         unknown = set(self.config) - set(self.config_keys)
         if unknown:
             known = ", ".join(sorted(self.config_keys)) or "none"
@@ -136,6 +138,7 @@ class SourceNF(NetworkFunction):
         self._path = Path(path)
         self.ports = tuple(ports)
         self.config = dict(config or {})
+        self.warnings = []
 
     @property
     def source(self) -> Path:

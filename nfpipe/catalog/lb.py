@@ -135,6 +135,31 @@ def _int(v: Any, where: str, lo: int, hi: int, what: str) -> int:
     return v
 
 
+# Maglev's paper: a table of more than 100 slots per backend keeps every backend's
+# share within about 1% of its weight; below that the shares drift apart.
+SLOTS_PER_BACKEND = 100
+
+
+def table_size_warning(v: VipSpec) -> str | None:
+    """Why VIP *v*'s table is too small to share flows out evenly, if it is."""
+    n = len(v.backends)
+    if v.table_size >= SLOTS_PER_BACKEND * n:
+        return None
+    want = next_prime(SLOTS_PER_BACKEND * n)
+    hint = (f"use table_size {want} or more" if want <= MAX_TABLE else
+            f"the largest table ({MAX_TABLE}) holds under {SLOTS_PER_BACKEND} slots for each "
+            f"of {n} backends: split them across VIPs")
+    return (f"table_size {v.table_size} is under {SLOTS_PER_BACKEND} slots for each of its "
+            f"{n} backends: Maglev then shares flows out unevenly (a backend may get "
+            f"twice the share of another); {hint}")
+
+
+def next_prime(n: int) -> int:
+    while not is_prime(n):
+        n += 1
+    return n
+
+
 def parse_vips(raw: Any) -> tuple[VipSpec, ...]:
     if not isinstance(raw, list) or not raw:
         raise SpecError(f"lb: vips: expected a non-empty list of VIPs, got {raw!r}")
@@ -404,6 +429,10 @@ class LoadBalancer(NetworkFunction):
         self.hash_seed = _int(self.config.get("hash_seed", DEFAULT_SEED), "hash_seed", 0, M32,
                               "an unsigned 32-bit integer")
         self.plan = make_plan(self.vips, None)
+        for i, v in enumerate(self.vips):
+            why = table_size_warning(v)
+            if why:
+                self.warnings.append((("vips", i, "table_size"), why))
 
     def constants(self) -> dict[str, Any]:
         return {"hash_seed": self.hash_seed}

@@ -29,8 +29,14 @@ def cmd_validate(args) -> int:
     if spec is not None and not problems and not args.no_build:
         checked = verify(spec, linking=args.linking)
         problems = checked.problems
+    warnings = spec.warnings if spec is not None else []
+    if not args.json:
+        for w in warnings:
+            print(f"{w.pos}: warning: {w.message}", file=sys.stderr)
     if args.json:
         print_json({"file": args.file, "valid": not problems,
+                    "warnings": [{"file": w.pos.file, "line": w.pos.line, "column": w.pos.column,
+                                  "node": w.node, "message": w.message} for w in warnings],
                     "compiled": bool(checked and checked.compiled),
                     "verified": bool(checked and checked.verified),
                     "not_verified": checked.not_verified if checked else "--no-build",

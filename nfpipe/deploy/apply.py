@@ -11,6 +11,7 @@ so far is removed and every pin deleted, so each interface is left as it was.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -48,6 +49,8 @@ from nfpipe.kernel import bpffs
 from nfpipe.runtime import Pipeline
 from nfpipe.spec import PipelineSpec
 
+log = logging.getLogger("nfpipe.deploy")
+
 
 def deploy(file: str | os.PathLike, *, targets: list[Target] | None = None,
            mode: str | None = None, linking: str | None = None, force: bool = False,
@@ -58,6 +61,8 @@ def deploy(file: str | os.PathLike, *, targets: list[Target] | None = None,
     require_root()
     say = progress or (lambda _msg: None)
     spec = PipelineSpec.from_file(file)
+    for w in spec.warnings:
+        log.warning("%s: warning: %s", w.pos, w.message)
     with locked(spec.name, root):
         sdir = state_dir(spec.name, root)
         recover(sdir)

@@ -90,6 +90,8 @@ class PipelineSpec:
     file: str
     description: str = ""
     doc: Doc | None = field(default=None, repr=False, compare=False)
+    # what works but is probably not meant (an LB table too small to balance...)
+    warnings: list[Problem] = field(default_factory=list, compare=False)
 
     @property
     def nf_hook(self) -> str:
@@ -125,6 +127,9 @@ def parse_pipeline_collect(doc: Doc) -> tuple[PipelineSpec | None, list[Problem]
 
 
 class _Parser(Checker):
+    def __init__(self, doc: Doc):
+        super().__init__(doc)
+        self.warnings: list[Problem] = []
     # --- top level --------------------------------------------------------------------
 
     def parse(self) -> PipelineSpec | None:
@@ -160,7 +165,8 @@ class _Parser(Checker):
         return PipelineSpec(name=name, hook=hook or "xdp", interfaces=interfaces,
                             mode=mode or "auto", linking=linking or "auto", entry=entry,
                             nodes=nodes, edges=edges, file=self.doc.file,
-                            description=description, doc=self.doc)
+                            description=description, doc=self.doc,
+                            warnings=list(self.warnings))
 
     def _name(self, data) -> str:
         name = data.get("pipeline")
@@ -310,6 +316,9 @@ class _Parser(Checker):
             self.problem(path + ("config",) + sub, f"node '{nid}' ({nf}): {exc.reason}",
                          node=nid)
             return None, nf, None, tuple(cls.ports)
+        for sub, why in impl.warnings:
+            self.warnings.append(Problem(self.doc.at(path + ("config",) + sub),
+                                         f"node '{nid}' ({nf}): {why}", nid))
         return impl, nf, impl.source, tuple(impl.ports)
 
     def _ports(self, path, item) -> tuple[str, ...]:

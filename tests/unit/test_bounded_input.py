@@ -109,3 +109,29 @@ def test_linking_fused_on_the_command_line_lifts_the_depth_check(tmp_path, capsy
     assert main(["plan", str(f), "--linking", "fused", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["linking"] == "fused" and len(plan["nodes"]) == 36
+
+
+def lb_pipeline(backends: int, table: int) -> str:
+    b = "\n".join(f'            - {{addr: "10.0.{i // 250}.{i % 250 + 1}:80"}}'
+                  for i in range(backends))
+    return (f"pipeline: lbx\nhook: xdp\nnodes:\n  - id: lb\n    nf: lb\n    config:\n"
+            f"      vips:\n        - vip: \"10.100.0.1:80\"\n          table_size: {table}\n"
+            f"          backends:\n{b}\nedges:\n  - lb -> pass\n")
+
+
+@pytest.mark.parametrize("backends, table, warned", [
+    (100, 101, True), (100, 9973, True), (100, 10007, False), (3, 307, False)])
+def test_an_lb_table_too_small_to_balance_is_warned_about(backends, table, warned, tmp_path,
+                                                          capsys):
+    f = tmp_path / "lb.yaml"
+    f.write_text(lb_pipeline(backends, table))
+    spec = PipelineSpec.from_file(f)
+    assert bool(spec.warnings) is warned
+    assert main(["validate", str(f), "--no-build", "--json"]) == 0      # still valid
+    out = json.loads(capsys.readouterr().out)
+    assert out["valid"] and len(out["warnings"]) == int(warned)
+    if warned:
+        w = out["warnings"][0]
+        assert (w["line"], w["node"]) == (9, "lb")
+        assert f"under 100 slots for each of its {backends} backends" in w["message"]
+        assert "use table_size 10007 or more" in w["message"]
