@@ -19,6 +19,7 @@ What it does, in the order of ``_Reader.read``:
 """
 from __future__ import annotations
 
+import hashlib
 import io
 from dataclasses import dataclass, field
 from typing import Any
@@ -585,5 +586,16 @@ def kernel_object_name(name: str, prefix: str = "") -> str:
     return clean[:15]
 
 
-__all__ = ["read_elf", "read_elf_bytes", "kernel_object_name"]
+def short_kernel_name(full: str) -> str:
+    """*full* as a kernel object name that stays unique: as it is when it fits in 15
+    bytes, else its first 11 characters, "." and 3 hex digits of its digest (the
+    kernel allows only letters, digits, "_" and "."), so two long names that share
+    their first 15 characters still differ."""
+    clean = "".join(c if (c.isalnum() or c in "_.") and c.isascii() else "_" for c in full)
+    if len(clean) <= 15:
+        return clean
+    return f"{clean[:11]}.{hashlib.sha1(full.encode()).hexdigest()[:3]}"
+
+
+__all__ = ["read_elf", "read_elf_bytes", "kernel_object_name", "short_kernel_name"]
 

@@ -8,7 +8,7 @@ closed and every pin made so far removed, so nothing is left in the kernel.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,8 @@ class Object:
              constants: Mapping[str, Any] | None = None, pin_dir: str | None = None,
              log_level: int = 0, name: str | None = None,
              programs: list[str] | None = None,
-             maps: Mapping[str, Map] | None = None) -> Object:
+             maps: Mapping[str, Map] | None = None,
+             kernel_names: Callable[[str, str], str] | None = None) -> Object:
         """Load *spec* (an ObjectSpec or the path of a BPF ELF object).
 
         ``constants`` sets ``.rodata`` variables before load; ``pin_dir`` is where
@@ -45,7 +46,9 @@ class Object:
         when a compatible pin exists); ``programs`` limits which programs load;
         ``maps`` replaces maps of the object by existing ones (same name, compatible
         definition), which is how the programs of one pipeline share maps.  Replaced
-        maps stay the caller's: ``close()`` leaves them open.
+        maps stay the caller's: ``close()`` leaves them open.  ``kernel_names(kind,
+        name)`` ("map" or "program") gives the name the kernel (and bpftool) shows
+        for each (default: the object's own names, cut to 15 bytes).
         """
         if not isinstance(spec, ObjectSpec):
             spec = ObjectSpec.from_file(spec)
@@ -54,7 +57,7 @@ class Object:
             for key, value in constants.items():
                 spec.set_constant(key, value)
         prefix = _object_prefix(name or (Path(spec.path).stem if spec.path else ""))
-        loader = _Loader(spec, prefix, pin_dir, log_level, dict(maps or {}))
+        loader = _Loader(spec, prefix, pin_dir, log_level, dict(maps or {}), kernel_names)
         try:
             return loader.run(programs)
         except BaseException:
@@ -93,12 +96,13 @@ def _object_prefix(stem: str) -> str:
 
 class _Loader:
     def __init__(self, spec: ObjectSpec, prefix: str, pin_dir: str | None, log_level: int,
-                 shared: dict[str, Map]):
+                 shared: dict[str, Map], kernel_names: Callable[[str, str], str] | None):
         unknown = set(shared) - set(spec.maps)
         if unknown:
             raise SpecError(f"cannot replace map(s) {', '.join(sorted(unknown))}: the object "
                             f"has no such map", file=spec.path)
         self.shared = shared
+        self.kernel_names = kernel_names
         self.spec = spec
         self.prefix = prefix
         self.pin_dir = pin_dir
@@ -122,8 +126,10 @@ class _Loader:
             if pname not in self.spec.programs:
                 raise SpecError(f"no program '{pname}' in this object (it has: "
                                 f"{', '.join(self.spec.programs)})", file=self.spec.path)
+            kname = self.kernel_names("program", pname) if self.kernel_names else None
             self.programs[pname] = Program.load(self.spec.programs[pname], self.maps,
-                                                btf_fd=self.btf_fd, log_level=self.log_level)
+                                                btf_fd=self.btf_fd, log_level=self.log_level,
+                                                kernel_name=kname)
         self._initial_contents()
         return Object(self.spec, self.maps, self.programs, self.btf_fd,
                       frozenset(self.shared))
@@ -154,8 +160,12 @@ class _Loader:
                               f"the kernel rejected the object's BTF ({tail})") from None
 
     def _map(self, mspec: MapSpec) -> Map:
-        kname = (kernel_object_name(mspec.name, self.prefix) if mspec.is_global_data
-                 else kernel_object_name(mspec.name))
+        if self.kernel_names is not None:
+            kname = self.kernel_names("map", mspec.name)
+        elif mspec.is_global_data:
+            kname = kernel_object_name(mspec.name, self.prefix)
+        else:
+            kname = kernel_object_name(mspec.name)
         if mspec.pinning == MapSpec.PIN_BY_NAME and self.pin_dir:
             path = os.path.join(self.pin_dir, mspec.name)
             if os.path.exists(path):

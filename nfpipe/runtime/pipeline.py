@@ -21,6 +21,7 @@ from nfpipe.compose.fused import FUSED_PROGRAM
 from nfpipe.compose.nodes import apply_map_sizes
 from nfpipe.compose.plan import Plan, make_plan
 from nfpipe.errors import VerifierError
+from nfpipe.loader.elf import short_kernel_name
 from nfpipe.loader.maps import Map
 from nfpipe.loader.object import Object
 from nfpipe.loader.program import Program, TestRunResult
@@ -86,7 +87,8 @@ class Pipeline:
                 given = {k: m for k, m in reuse.items() if k in ospec.maps}
                 try:
                     obj = Object.load(ospec, constants=constants, log_level=log_level,
-                                      name=plan.spec.name, maps=given)
+                                      name=plan.spec.name, maps=given,
+                                      kernel_names=kernel_names(plan.spec.name))
                 except VerifierError as exc:
                     if exc.errno != errno.E2BIG or build.fused_style == "calls":
                         raise
@@ -94,7 +96,8 @@ class Pipeline:
                     # node its own global function (verified once) and load that.
                     obj = Object.load(_sized_all(build.fused_with_calls(), plan),
                                       constants=constants, log_level=log_level,
-                                      name=plan.spec.name, maps=given)
+                                      name=plan.spec.name, maps=given,
+                                      kernel_names=kernel_names(plan.spec.name))
                 objects[FUSED] = obj
                 entry = obj.programs[FUSED_PROGRAM]
             else:
@@ -107,7 +110,8 @@ class Pipeline:
                              if k.startswith(f"{n.id}__") and k in ospec.maps}
                     given.update(shared)
                     obj = Object.load(ospec, constants=constants, maps=given,
-                                      log_level=log_level, name=n.id)
+                                      log_level=log_level, name=n.id,
+                                      kernel_names=kernel_names(plan.spec.name, n.id))
                     objects[n.id] = obj
                     if "nfp_jmp" not in shared:
                         shared = {m: obj.maps[m] for m in SHARED_MAPS}
@@ -139,7 +143,8 @@ class Pipeline:
         ospec = _sized(build.objects[node], plan, node)
         given = {k: m for k, m in maps.items() if k in ospec.maps}
         obj = Object.load(ospec, constants=tailcall_constants(plan, n), maps=given,
-                          log_level=log_level, name=node)
+                          log_level=log_level, name=node,
+                          kernel_names=kernel_names(plan.spec.name, node))
         try:
             impl = plan.spec.nodes[node].impl
             if populate and impl is not None:
@@ -251,3 +256,22 @@ def _sized(ospec, plan: Plan, node: str):
 
 def _verdict_code(name: str) -> Verdict:
     return MISS_VERDICTS[name]
+
+
+def kernel_names(pipeline: str, node: str | None = None):
+    """What the kernel (and ``bpftool prog|map show``) calls a pipeline's objects, 15
+    bytes at most and unique: programs ``<pipeline>.<node>`` (fused: ``<pipeline>``),
+    a node's maps ``<node>.<map>``, the shared ones ``<pipeline>.<stats|jmp|...>``, a
+    node's global data ``<node>.rodata``; longer names keep their start and end in a
+    digest (``short_kernel_name``).  The pins under /sys/fs/bpf/nfpipe/<pipeline>
+    name everything in full."""
+    def name(kind: str, obj: str) -> str:
+        if kind == "program":
+            return short_kernel_name(f"{pipeline}.{node}" if node else pipeline)
+        owner, sep, short = obj.partition("__")
+        if sep:
+            return short_kernel_name(f"{owner}.{short}")
+        if obj.startswith("nfp_"):
+            return short_kernel_name(f"{pipeline}.{obj[4:]}")
+        return short_kernel_name(f"{node or pipeline}{obj}")       # .rodata, .bss
+    return name
