@@ -11,10 +11,11 @@
  * ziglang wheel's, -ffreestanding) does not treat the plain names as builtins,
  * and a program may still declare or #define them itself after this header.
  *
- * memcmp is a byte loop: clang before 19, and any clang under -ffreestanding,
- * lowers __builtin_memcmp to a call of memcmp.  With a constant size the loop
- * is bounded and the verifier accepts it (kernel 5.3+); it returns <0, 0 or >0
- * like memcmp (-1, 0 or 1 here).
+ * memcmp is a byte loop: clang-14 (clang-19 expands it inline) and any clang
+ * under -ffreestanding lower __builtin_memcmp to a call of memcmp.  With a
+ * constant size the loop is unrolled or bounded, which the verifier accepts
+ * (kernel 5.3+); it compares unsigned bytes and returns <0, 0 or >0 like
+ * memcmp (-1, 0 or 1 here).
  *
  * Left out: the str* functions (no libc to call; __builtin_strlen of a literal
  * is a constant without any header) and everything that allocates or does I/O.
