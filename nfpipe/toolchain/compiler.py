@@ -17,8 +17,10 @@ reported so: ``Compiler.warning``, ``nfpipe doctor``, and a warning on stderr th
 first time it compiles.
 
 Whatever compiler is used, it sees the same headers: nfpipe's libbpf-compatible
-``bpf/include`` and the kernel UAPI headers shipped in the ziglang wheel
-(``NFPIPE_UAPI_INCLUDE`` overrides them).
+``bpf/include``, the kernel UAPI headers shipped in the ziglang wheel
+(``NFPIPE_UAPI_INCLUDE`` overrides them) and nfpipe's libc subset
+``bpf/include/libc``, plus the compiler's own ``stddef.h`` & co.; never the
+host's ``/usr/include`` (``-nostdinc``).
 
 Objects are cached under ``$NFPIPE_CACHE_DIR`` (else ``$XDG_CACHE_HOME/nfpipe``,
 else ``~/.cache/nfpipe``) in ``objects/``.  The cache key covers the source
@@ -30,6 +32,7 @@ object and re-hashed on lookup, so editing any included header rebuilds.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -52,7 +55,8 @@ from nfpipe.errors import CompileError, NoSuchSource
 from nfpipe.resources import bpf_dir
 
 __all__ = ["Compiler", "find_compiler", "compile", "describe", "bpf_dir", "bpf_include_dir",
-           "uapi_include_dirs", "cache_dir", "compile_command", "DEFAULT_TIMEOUT"]
+           "uapi_include_dirs", "builtin_include_dir", "cache_dir", "compile_command",
+           "DEFAULT_TIMEOUT"]
 
 log = logging.getLogger("nfpipe.toolchain")
 
@@ -64,7 +68,7 @@ _MAX_VARIANTS = 8                # header-content variants kept per cache key
 #: Debian 13's, and the ziglang wheel's
 TESTED_CLANG = {14: "clang 14 (Debian 12, Ubuntu 22.04)", 19: "clang 19 (Debian 13)",
                 22: "clang 22 (the ziglang wheel's)"}
-_CLANG_NAMES = ["clang"] + [f"clang-{v}" for v in sorted(TESTED_CLANG, reverse=True)] + \
+CLANG_NAMES = ["clang"] + [f"clang-{v}" for v in sorted(TESTED_CLANG, reverse=True)] + \
     [f"clang-{v}" for v in range(21, 13, -1) if v not in TESTED_CLANG]
 
 # platform.machine() -> the ziglang libc/include dir with that arch's asm/ headers
@@ -202,7 +206,7 @@ def _discover() -> Compiler:
     if isinstance(zig, Compiler):
         return zig
     skipped = []
-    for name in _CLANG_NAMES:
+    for name in CLANG_NAMES:
         path = shutil.which(name)
         if not path:
             continue
@@ -219,7 +223,7 @@ def _discover() -> Compiler:
             why += "; skipped " + ", ".join(skipped)
         return Compiler("clang", [path], _first_line(ver), why + ".", "clang")
     tried = "no clang with a bpf target on PATH either (tried " + \
-        ", ".join(_CLANG_NAMES[:2]) + f"..{_CLANG_NAMES[-1]}" + \
+        ", ".join(CLANG_NAMES[:2]) + f"..{CLANG_NAMES[-1]}" + \
         ("; skipped " + ", ".join(skipped) if skipped else "") + ")"
     raise CompileError(f"no usable C compiler for BPF: NFPIPE_CC is unset, {zig}, and "
                        f"{tried}; run 'pip install ziglang' (an nfpipe dependency) or set "
@@ -273,7 +277,7 @@ def bpf_include_dir() -> Path:
     return inc
 
 
-def _ziglang_dir() -> Path | None:
+def ziglang_dir() -> Path | None:
     spec = importlib.util.find_spec("ziglang")
     if spec is None or not spec.origin:
         return None
@@ -290,7 +294,7 @@ def uapi_include_dirs() -> list[Path]:
     env = os.environ.get("NFPIPE_UAPI_INCLUDE")
     if env is not None:
         return [Path(p) for p in env.split(os.pathsep) if p]
-    z = _ziglang_dir()
+    z = ziglang_dir()
     if z is None:
         return []
     base = z / "lib" / "libc" / "include"
@@ -332,23 +336,84 @@ def _define_flags(defines: Mapping[str, object] | None) -> list[str]:
     return out
 
 
+@functools.cache
+def builtin_include_dir(compiler: Compiler) -> Path | None:
+    """The compiler's own headers (``stddef.h``, ``stdint.h``, ``stdbool.h``, ...).
+
+    ``-nostdinc`` drops them along with the system dirs, so they are given back
+    by path: the ``include`` dir of clang's resource dir (or GCC's) from
+    ``-print-file-name=include``.  ``None`` for zig cc, which adds its copy of
+    clang's headers (``lib/include`` of the zig install) even under
+    ``-nostdinc``, and whose ``-print-file-name=include`` names the host GCC's
+    dir instead.  Asked once per compiler per process.
+    """
+    if compiler.family == "zig":
+        return None
+    ok, out = _run_probe(list(compiler.argv), "-print-file-name=include")
+    path = Path(_first_line(out)) if ok else None
+    if path is None or not path.is_absolute() or not (path / "stddef.h").is_file():
+        raise CompileError(f"{compiler.display} does not say where its builtin headers are "
+                           f"('{shlex.join(compiler.argv)} -print-file-name=include' printed "
+                           f"{_first_line(out)!r}); nfpipe compiles with -nostdinc and needs "
+                           "them for stddef.h & co.", command=list(compiler.argv),
+                           diagnostics=out)
+    return path
+
+
+def _target_arch() -> str | None:
+    """libbpf's name for the host's kernel architecture (``__TARGET_ARCH_<name>``).
+
+    Only 64-bit kernels: bpf_tracing.h reads registers through the UAPI struct
+    pt_regs, whose 'long' members are 8 bytes in a BPF program, so on a 32-bit
+    kernel (i686, armv7l) every offset would be wrong; there the header's own
+    error ("define __TARGET_ARCH_<arch>") is the honest answer.
+    """
+    return {"x86_64": "x86", "amd64": "x86", "aarch64": "arm64", "arm64": "arm64",
+            "riscv64": "riscv", "ppc64le": "powerpc", "ppc64": "powerpc", "s390x": "s390",
+            "loongarch64": "loongarch", "mips64": "mips"}.get(platform.machine().lower())
+
+
 def compile_command(compiler: Compiler | None = None, *,
                     defines: Mapping[str, object] | None = None,
                     include_dirs: Iterable[str | os.PathLike] = (), cflags: Iterable[str] = (),
                     cpu: str = "v3") -> list[str]:
-    """The compiler command without the source, output and dependency-file arguments."""
+    """The compiler command without the source, output and dependency-file arguments.
+
+    Headers come from these dirs only, searched in this order: ``include_dirs``,
+    nfpipe's ``bpf/include``, the UAPI dirs, nfpipe's libc subset
+    ``bpf/include/libc`` (``string.h``, ``sys/socket.h``, ...) and the compiler's
+    builtin headers (zig cc searches its own right after ``bpf/include``).
+    ``-nostdinc`` keeps the host's ``/usr/include`` and ``/usr/local/include``
+    out, so what compiles does not depend on what the host has installed; pass
+    ``-I`` for a dir there to use it.
+
+    ``-D__TARGET_ARCH_<host arch>`` (libbpf's names: x86, arm64, ...) tells
+    ``bpf/bpf_tracing.h`` the kernel's register layout, as libbpf-style
+    Makefiles do, unless ``defines`` or ``cflags`` name a ``__TARGET_ARCH_``.
+    """
     compiler = compiler or find_compiler()
+    cflags = list(cflags)
     cmd = list(compiler.argv) + compiler.target_flags()
     cmd += ["-O2", "-g", "-Wall", f"-mcpu={cpu}", "-fno-stack-protector",
             # zig cc turns unwind tables on; a BPF object has no use for .eh_frame
             "-fno-unwind-tables", "-fno-asynchronous-unwind-tables"]
+    cmd += ["-nostdinc"]
     for d in include_dirs:
         cmd += ["-I", str(Path(d).resolve())]
-    cmd += ["-I", str(bpf_include_dir())]
+    inc = bpf_include_dir()
+    cmd += ["-I", str(inc)]
     for d in uapi_include_dirs():
         cmd += ["-isystem", str(d)]
+    cmd += ["-isystem", str(inc / "libc")]
+    builtin = builtin_include_dir(compiler)
+    if builtin is not None:
+        # last: clang's stdint.h & co. #include_next the libc's, and there is none
+        cmd += ["-isystem", str(builtin)]
+    arch = _target_arch()
+    if arch and not any("__TARGET_ARCH_" in str(d) for d in list(defines or {}) + cflags):
+        cmd.append("-D__TARGET_ARCH_" + arch)
     cmd += _define_flags(defines)
-    cmd += list(cflags)
+    cmd += cflags
     return cmd
 
 
@@ -648,8 +713,17 @@ def describe() -> dict:
         info["bpf_include_dir"] = None
         info["error"] = info["error"] or str(e)
     info["uapi_include_dirs"] = [str(d) for d in uapi_include_dirs()]
+    # every dir a program's headers can come from, in search order (-nostdinc: no other)
     info["include_dirs"] = ([info["bpf_include_dir"]] if info["bpf_include_dir"] else []) + \
-        info["uapi_include_dirs"]
+        info["uapi_include_dirs"] + \
+        ([str(Path(info["bpf_include_dir"]) / "libc")] if info["bpf_include_dir"] else [])
+    if c is not None:
+        try:
+            builtin = builtin_include_dir(c)
+            info["include_dirs"].append(str(builtin) if builtin else
+                                        "(the compiler's own, zig cc: lib/include)")
+        except CompileError as e:
+            info["error"] = info["error"] or str(e)
     info["cache_dir"] = str(cache_dir() / "objects")
     info["cache_enabled"] = _cache_enabled()
     info["bpf_target_ok"] = False
