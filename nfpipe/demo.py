@@ -65,14 +65,21 @@ def _tcp_connects(addr: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def _syn_retransmits() -> int:
-    """This network namespace's count of retransmitted SYNs (TcpExt TCPSynRetrans)."""
-    with open("/proc/net/netstat") as f:
+def syns_sent() -> int:
+    """SYNs this network namespace's TCP has sent: every connect() that sent one (Tcp
+    ActiveOpens, refused attempts included) plus every SYN retransmission (TcpExt
+    TCPSynRetrans)."""
+    return _proc_counter("/proc/net/snmp", "Tcp:", "ActiveOpens") + \
+        _proc_counter("/proc/net/netstat", "TcpExt:", "TCPSynRetrans")
+
+
+def _proc_counter(path: str, table: str, name: str) -> int:
+    """One counter of a /proc/net/{snmp,netstat} table (a header line, then values)."""
+    with open(path) as f:
         lines = f.read().splitlines()
     for names, values in zip(lines[::2], lines[1::2]):
-        if names.startswith("TcpExt:"):
-            table = dict(zip(names.split()[1:], values.split()[1:]))
-            return int(table.get("TCPSynRetrans", 0))
+        if names.startswith(table):
+            return int(dict(zip(names.split()[1:], values.split()[1:])).get(name, 0))
     return 0
 
 
@@ -106,10 +113,13 @@ def run_pipeline_demo(json_output: bool = False) -> int:
                 f"dut:eth0, program {m.entry_prog_id}, state in {D.state_dir(name)}")
             say("3. traffic from the client to the server through the DUT:")
             echo = topo.start("server", serve_tcp_echo, server, 8080)
-            retrans = topo.call("client", _syn_retransmits)
+            before = topo.call("client", syns_sent)
             got = topo.call("client", tcp_exchange, server, 8080, b"hello through nfpipe")
             echo.result(timeout=20)
-            syns_sent = 1 + topo.call("client", _syn_retransmits) - retrans
+            # the SYNs to 8080 the client's kernel sent: the first, a connect retried
+            # while the server was not listening yet, retransmissions; all pass the
+            # filter, so the telemetry node sees each
+            sent = topo.call("client", syns_sent) - before
             web = topo.call("client", _tcp_connects, server, 80)
             udp_srv = topo.start("server", serve_udp_echo, server, 5353, 1, 2.0)
             topo.call("client", _udp_sends, server, 5353, 5)
@@ -132,7 +142,7 @@ def run_pipeline_demo(json_output: bool = False) -> int:
                 syn = {str(k): v for k, v in Telemetry.syn_sources(
                     NodeMaps({"stats__syn_sources": mp}, "stats")).items()}
             say(f"   SYNs per source seen by the telemetry node: {syn}")
-            report.update(run_id=topo.run_id, syns_sent=syns_sent, mode=iface.mode,
+            report.update(run_id=topo.run_id, syns_sent=sent, mode=iface.mode,
                           traffic={label: ok for label, ok in rows},
                           status=st["state"], stats=counters, syn_sources=syn,
                           client=client, server=server)

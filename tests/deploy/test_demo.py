@@ -26,7 +26,8 @@ def test_demo_end_to_end(capsys):
     assert report["status"] == "running"
     assert report["stats"]["fw"]["drop"]["packets"] >= 6      # 5 UDP + SYN(s) to port 80
     # only the allowed connection's SYNs reach the telemetry node: exactly as many as the
-    # client's kernel sent (1, plus any retransmission while neighbours resolve)
+    # client's kernel sent (1, plus a connect retried while the server was not listening
+    # yet, plus retransmissions while neighbours resolve)
     assert report["syns_sent"] >= 1
     assert report["syn_sources"] == {report["client"]: report["syns_sent"]}
     # the live update: a runtime change of the filter's rules, same programs, port 80 open
@@ -42,3 +43,22 @@ def test_loader_demo(capsys):
         "XDP_PASS", "XDP_DROP", "XDP_PASS", "XDP_PASS", "XDP_PASS", "XDP_DROP"]
     assert report["counters"] == {"XDP_DROP": 2, "XDP_PASS": 4}
     assert report["seen"] == 6
+
+
+def test_syns_sent_counts_refused_connects_and_retransmissions():
+    """What the demo's claim rests on: a connect() the peer refuses still sent a SYN
+    (the count once missed those, and the demo flaked on a loaded machine)."""
+    import socket
+
+    from pyroute2 import IPRoute
+
+    from nfpipe.demo import syns_sent
+    from nfpipe.kernel.netns import temporary_netns
+    with temporary_netns():
+        with IPRoute() as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+        before = syns_sent()
+        for _ in range(3):
+            with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+                s.connect(("127.0.0.1", 9))           # nothing listens: RST
+        assert syns_sent() - before == 3
