@@ -745,10 +745,15 @@ class TestRunResult:
 
     __test__ = False  # not a pytest test class
 
-    retval: int
+    retval: int                 # the __u32 the kernel reports
     data: bytes
     ctx: bytes | None
     duration_ns: int
+
+    @property
+    def signed_retval(self) -> int:
+        """The return value as the program's ``int`` (TC_ACT_UNSPEC, TCX_NEXT: -1)."""
+        return ctypes.c_int32(self.retval).value
 
 
 TEST_RUN_HEADROOM = 4096   # default room for a program that grows the packet
@@ -798,9 +803,9 @@ def prog_test_run(fd: FdLike, data: bytes = b"", *, data_out_size: int | None = 
         raise
     out = dout.raw(attr.data_size_out) if dout else b""
     ctx_out = cout.raw(attr.ctx_size_out) if cout else None
-    # retval is the program's 32-bit int return: signed, so TC_ACT_UNSPEC/TCX_NEXT read -1
-    return TestRunResult(retval=ctypes.c_int32(attr.retval).value, data=out, ctx=ctx_out,
-                         duration_ns=attr.duration)
+    # retval as the kernel reports it (a __u32, as bpftool prints it: TC_ACT_UNSPEC is
+    # 4294967295); .signed_retval reads it as the program's int
+    return TestRunResult(retval=attr.retval, data=out, ctx=ctx_out, duration_ns=attr.duration)
 
 
 # --- attach, query, links ---------------------------------------------------------------

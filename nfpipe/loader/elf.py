@@ -261,7 +261,10 @@ class _Reader:
                     value_type_id = 0
             self.maps[name] = MapSpec(
                 name=name, type=ARRAY, key_size=4, value_size=size, max_entries=1,
-                flags=BPF_F_RDONLY_PROG if rodata else 0, value_type_id=value_type_id,
+                # mmapable as libbpf makes them, so tools expecting libbpf's layout can
+                # map a running program's globals; .rodata read-only for programs
+                flags=abi.BPF_F_MMAPABLE | (BPF_F_RDONLY_PROG if rodata else 0),
+                value_type_id=value_type_id,
                 data=data, freeze=rodata, section=name, btf=self.btf)
             self.data_sections[shndx] = name
             if value_type_id:
@@ -405,8 +408,8 @@ class _Reader:
                                  section=fn.section)
             if fn.name in programs:
                 raise self.error(f"two programs are named '{fn.name}'", program=fn.name)
-            self._check_core(fn)
             linked = self._link(fn)
+            self._check_core(fn, linked.order)
             programs[fn.name] = ProgramSpec(
                 name=fn.name, section=fn.section, type=sdef.prog_type, insns=bytes(linked.insns),
                 license=license, expected_attach_type=sdef.attach_type, flags=sdef.flags,
@@ -414,17 +417,25 @@ class _Reader:
                 subprograms=[f.name for f in linked.order[1:]], btf=self.btf)
         return programs
 
-    def _check_core(self, fn: _Function) -> None:
+    def _check_core(self, prog: _Function, functions: list[_Function]) -> None:
+        """Refuse a program if any function it runs (its own or a subprogram in .text
+        or its section) carries a CO-RE relocation: the loader applies none, and an
+        unrelocated access would load silently wrong."""
         if self.ext is None:
             return
-        relos = self.ext.core_relos.get(fn.section, [])
-        if relos:
+        for fn in functions:
+            relos = [r for r in self.ext.core_relos.get(fn.section, [])
+                     if fn.offset <= r.insn_off < fn.offset + fn.size]
+            if not relos:
+                continue
             off = relos[0].insn_off
-            raise self.error(f"program in section '{fn.section}' uses CO-RE relocations "
-                             f"({len(relos)} of them, the first at byte offset {off}); nfpipe's "
-                             f"loader does not support CO-RE (BPF_CORE_READ, "
-                             f"__builtin_preserve_access_index): access kernel structs directly",
-                             program=fn.name, section=fn.section, offset=off)
+            inside = "" if fn is prog else f" (in its subprogram '{fn.name}')"
+            raise self.error(f"program '{prog.name}'{inside} uses CO-RE relocations "
+                             f"({len(relos)} of them, the first at byte offset {off} of "
+                             f"section '{fn.section}'); nfpipe's loader does not support "
+                             f"CO-RE (BPF_CORE_READ, __builtin_preserve_access_index): "
+                             f"access kernel structs directly",
+                             program=prog.name, section=fn.section, offset=off)
 
     def _link(self, prog: _Function) -> _Linked:
         out = _Linked()

@@ -228,3 +228,63 @@ def test_map_replacement_must_be_compatible(maps_spec):
         with pytest.raises(nfpipe.SpecError, match="no such map"):
             nfpipe.Object.load(maps_spec, maps={"nope": first.maps["by_source"]})
         assert not first.maps["by_source"].closed
+
+
+GLOBALS = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+__u32 hits = 0;                          /* .bss: several variables, none at offset 0 only */
+__u64 bytes_seen = 0;
+__u16 last_len = 0;
+__u32 marker = 0xfeedf00d;               /* .data */
+__u64 total = 7;
+volatile const __u32 limit = 1500;       /* .rodata */
+volatile const __u16 port = 53;
+
+SEC("xdp")
+int g(struct xdp_md *ctx)
+{
+	__u32 len = ctx->data_end - ctx->data;
+
+	hits++;
+	bytes_seen += len;
+	last_len = len;
+	total += limit + port;
+	return XDP_PASS;
+}
+
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def test_global_data_maps_are_mmapable_like_libbpfs(compile_c):
+    """.data, .rodata and .bss are created with BPF_F_MMAPABLE: a tool can mmap them
+    and read every variable at its offset, as it can with libbpf's objects."""
+    import mmap
+    import struct as st
+
+    from nfpipe.kernel import abi, syscall as sc
+    path = compile_c(GLOBALS, name="globals")
+    spec = nfpipe.ObjectSpec.from_file(path)
+    offsets = {v.name: (v.section, v.offset) for v in spec.variables.values()}
+    assert len({off for _s, off in offsets.values()}) > 1       # not all at offset 0
+    with nfpipe.Object.load(spec) as obj:
+        for _ in range(3):
+            obj.programs["g"].test_run(bytes(100))
+        views = {}
+        for sec in (".bss", ".data", ".rodata"):
+            m = obj.maps[sec]
+            assert sc.map_info(m.fd).map_flags & abi.BPF_F_MMAPABLE, sec
+            size = -(-m.value_size // mmap.PAGESIZE) * mmap.PAGESIZE
+            with mmap.mmap(m.fileno(), size, mmap.MAP_SHARED, mmap.PROT_READ) as mm:
+                views[sec] = bytes(mm[:m.value_size])
+
+        def var(name: str, fmt: str):
+            sec, off = offsets[name]
+            return st.unpack_from(fmt, views[sec], off)[0]
+        assert (var("hits", "<I"), var("bytes_seen", "<Q"), var("last_len", "<H")) == \
+            (3, 300, 100)
+        assert (var("marker", "<I"), var("total", "<Q")) == (0xfeedf00d, 7 + 3 * 1553)
+        assert (var("limit", "<I"), var("port", "<H")) == (1500, 53)
+        assert obj.maps[".bss"][0]["hits"] == 3                 # the same through the map

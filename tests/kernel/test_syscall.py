@@ -654,3 +654,13 @@ def test_possible_cpus_matches_sysfs():
     with open("/sys/devices/system/cpu/possible") as f:
         expected = len(sc.parse_cpu_list(f.read()))
     assert sc.possible_cpus() == expected >= len(os.sched_getaffinity(0))
+
+
+@pytest.mark.kernel
+def test_test_run_retval_is_the_kernels_u32():
+    """TC_ACT_UNSPEC (-1) reads 4294967295, as the kernel and bpftool report it; the
+    signed view is there for code that wants the program's int."""
+    fd, _ = sc.prog_load(ProgType.SCHED_CLS, ret(abi.TC_ACT_UNSPEC), "GPL", name="nfk_unspec")
+    with fd:
+        res = sc.prog_test_run(fd, bytes(64))
+    assert res.retval == 4294967295 and res.signed_retval == -1

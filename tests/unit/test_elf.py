@@ -216,6 +216,24 @@ def test_unsupported_relocations_name_program_section_offset(compile_c, body, ne
     assert err.offset is not None
 
 
+def test_core_relocations_inside_a_subprogram_are_refused_too(compile_c):
+    """A libbpf-style object whose static helper (in .text) reads a struct through
+    preserve_access_index: the loader applies no CO-RE relocation, so it must refuse
+    the program, not load it silently unrelocated; a program that does not call the
+    helper is fine."""
+    body = """
+struct S { int a; int b; } __attribute__((preserve_access_index));
+static __attribute__((noinline)) int second(struct S *s) { return s->b; }
+SEC("xdp") int p(struct xdp_md *c) { return second((void *)(long)c->data) & 1; }
+SEC("xdp") int q(struct xdp_md *c) { return XDP_PASS; }
+"""
+    with pytest.raises(SpecError) as info:
+        spec_of(compile_c, body)
+    err = info.value
+    assert "program 'p' (in its subprogram 'second') uses CO-RE relocations" in str(err)
+    assert (err.program, err.section) == ("p", ".text") and err.offset is not None
+
+
 def test_legacy_maps_section_is_refused(compile_c):
     with pytest.raises(SpecError, match="legacy 'maps' section"):
         spec_of(compile_c, """
