@@ -22,6 +22,7 @@ from nfpipe.attach.query import (
     where,
 )
 from nfpipe.errors import AttachError, KernelError
+from nfpipe.faults import fault
 from nfpipe.kernel import abi, syscall as sc
 from nfpipe.kernel.netns import ifindex as _ifindex, in_netns
 
@@ -157,6 +158,7 @@ def _attach_clsact(fd, ifname, index, netns, direction, prog_id, prog_name, prio
             try:
                 ipr.tc("add", "clsact", index)
                 created = True
+                fault("clsact-qdisc")          # the tests' kill between qdisc and filter
             except NetlinkError as exc:
                 raise AttachError(f"cannot add a clsact qdisc to {where(ifname, netns)}",
                                   iface=ifname, mode="clsact",
@@ -185,3 +187,24 @@ def _attach_clsact(fd, ifname, index, netns, direction, prog_id, prog_name, prio
     return ClsactFilter(priority=prio, handle=handle, created_qdisc=created, iface=ifname,
                         ifindex=index, netns=netns, mode="clsact", prog_id=prog_id,
                         prog_name=prog_name, direction=direction)
+
+
+def remove_empty_clsact(ifname: str, netns=None) -> bool:
+    """Delete the clsact qdisc of *ifname* if no filter is left under it; whether it did.
+    For undoing a qdisc nfpipe created (a repair after a kill): one with a filter of
+    anyone's is left alone."""
+    index = _ifindex(ifname, netns)
+    with in_netns(netns), iproute() as ipr:
+        if qdisc_kind(ipr, index) != "clsact":
+            return False
+        if any(all_filters(ipr, index, d) for d in DIRECTIONS):
+            return False
+        try:
+            ipr.tc("del", "clsact", index)
+        except NetlinkError as exc:
+            if exc.code in (_errno.ENOENT, _errno.EINVAL):
+                return False
+            raise AttachError(f"cannot remove the clsact qdisc of {where(ifname, netns)}",
+                              iface=ifname, mode="clsact",
+                              netlink_error=nl_reason(exc)) from None
+    return True

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nfpipe.attach import Link, query
+from nfpipe.attach.tc import remove_empty_clsact
 from nfpipe.deploy.manifest import Intent, IntentTarget, Manifest
 from nfpipe.deploy.state import (
     MANIFEST,
@@ -104,9 +105,30 @@ def repair(d: Path) -> list[str]:
                 done.append(f"detached {rec['via']} {rec['iface']}")
         except NfpipeError as exc:
             done.append(f"{rec['via']} {rec['iface']}: {exc}")
+    if intent is not None and intent.hook != "xdp":
+        for t in intent.targets:           # killed between adding the qdisc and the filter
+            line = _undo_created_qdisc(t)
+            if line:
+                done.append(line)
     remove_state(d)
     done.append(f"removed {d}")
     return done
+
+
+def _undo_created_qdisc(t: IntentTarget) -> str | None:
+    """Remove the clsact qdisc a killed deploy made on *t*: the intent says there was
+    none before, and no filter is under it now (neither ours, detached above, nor anyone
+    else's, which would keep it)."""
+    if t.qdisc_before is not None:
+        return None
+    try:
+        q = query(t.iface, t.netns)
+        if q.get("qdisc") != "clsact" or q["tc"]["ingress"] or q["tc"]["egress"]:
+            return None
+        remove_empty_clsact(t.iface, t.netns)
+    except NfpipeError as exc:
+        return f"clsact {t.iface}: {exc}"
+    return f"removed the clsact qdisc a killed deploy added to {t.iface}"
 
 
 def _intent_records(t: IntentTarget, hook: str, prog_id: int) -> list[dict]:

@@ -445,6 +445,42 @@ def test_clsact_attachment_without_a_link_is_updated_repaired_and_destroyed(topo
     assert q["tc"]["ingress"] == [] and q["qdisc"] is None
 
 
+def test_a_deploy_killed_between_the_clsact_qdisc_and_its_filter_leaves_no_qdisc(
+        topo, pipeline_file):
+    """The qdisc a deploy creates is undone by the repair even when the kill came before
+    the filter existed (nothing of ours under it to find): the intent said there was no
+    qdisc before."""
+    name, f = pipeline_file("tc-ingress")
+    iface, ns = topo.ifname("dut", "eth0"), topo.netns("dut")
+    assert query(iface, ns)["qdisc"] is None
+    proc = subprocess.run([sys.executable, "-m", "nfpipe.cli.main", "deploy", str(f),
+                           "--iface", f"{ns}:{iface}", "--mode", "clsact"],
+                          env={**os.environ, "NFPIPE_FAULT": "clsact-qdisc"},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    q = query(iface, ns)
+    assert q["qdisc"] == "clsact" and q["tc"]["ingress"] == []       # the window
+    (row,) = D.status(name)
+    assert row["state"] == "removed" and "clsact qdisc" in row["repaired"][0]
+    assert query(iface, ns)["qdisc"] is None                          # as it was
+    # a qdisc that was there before the deploy is not the deploy's to remove
+    with topo.iproute("dut") as ipr:
+        ipr.tc("add", "clsact", ipr.link_lookup(ifname=iface)[0])
+    try:
+        proc = subprocess.run([sys.executable, "-m", "nfpipe.cli.main", "deploy", str(f),
+                               "--iface", f"{ns}:{iface}", "--mode", "clsact"],
+                              env={**os.environ, "NFPIPE_FAULT": "attached"},
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == -9
+        (row,) = D.status(name)
+        assert row["state"] == "removed"
+        q = query(iface, ns)
+        assert q["qdisc"] == "clsact" and q["tc"]["ingress"] == []   # ours gone, it stays
+    finally:
+        with topo.iproute("dut") as ipr:
+            ipr.tc("del", "clsact", ipr.link_lookup(ifname=iface)[0])
+
+
 def test_update_adds_and_drops_interfaces(topo, pipeline_file):
     """An update may change the interfaces: one added gets the new entry program (its link
     pinned), one dropped is detached; those kept are switched in place."""
