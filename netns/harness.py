@@ -312,20 +312,20 @@ class KeepAlive:
 def keepalive_worker(addr: str, port: int, source, ctl_dir: str,
                      idle_timeout: float = 60.0) -> int:
     """Hold one keep-alive connection; do a GET for each ``cmd<i>`` file that appears
-    in *ctl_dir* (answer in ``res<i>``) until the command is "close"."""
+    in *ctl_dir* (answer in ``res<i>``) until a ``stop`` file appears.  Returns the
+    number of GETs done."""
     ka = KeepAlive(addr, port, source=source)
     ctl = Path(ctl_dir)
+    stop = ctl / "stop"
     i = 0
     try:
         while True:
             cmd_file = ctl / f"cmd{i}"
             end = time.monotonic() + idle_timeout
             while not cmd_file.exists():
-                if time.monotonic() > end:
+                if stop.exists() or time.monotonic() > end:
                     return i
                 time.sleep(0.005)
-            if cmd_file.read_text() == "close":
-                return i
             try:
                 res = {"ok": ka.get(f"/ka{i}")}
             except Exception as exc:          # reported to the test, not raised here
@@ -335,7 +335,7 @@ def keepalive_worker(addr: str, port: int, source, ctl_dir: str,
             tmp.rename(ctl / f"res{i}")
             i += 1
     finally:
-        ka.close()
+        ka.close()       # FIN while the pipeline under test still carries it
 
 
 class RemoteKeepAlive:
@@ -361,10 +361,15 @@ class RemoteKeepAlive:
         self.i += 1
         return json.loads(res.read_text())
 
-    def close(self) -> None:
-        (self.ctl / f"cmd{self.i}").write_text("close")
+    def close(self, timeout: float = 30.0) -> int:
+        """Stop the worker (it closes its connection); the number of GETs it did.
+
+        A ``stop`` file rather than a last command: if a GET timed out in ``get`` the
+        worker may still be in it, and would otherwise wait for a command that never
+        comes."""
+        (self.ctl / "stop").write_text("")
         try:
-            self.h.result(timeout=10)
+            return self.h.result(timeout=timeout)
         finally:
             self.h.kill()
 

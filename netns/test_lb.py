@@ -167,6 +167,10 @@ def test_lb(scenario, mode, tmp_path):
                 rx = ka_x.get()
                 assert rx.get("ok", {}).get("server") == x and rx["ok"]["port"] == sx, \
                     (mode, "removed", rx)
+            assert [held.pop(0).close() for _ in range(2)] == [7, 5]   # GETs each served
         finally:
-            for ka in held:
-                ka.close()
+            for ka in held:         # after a failure: stop what is left, keep its error
+                try:
+                    ka.close()
+                except Exception as exc:
+                    print(f"keep-alive worker: {exc}")

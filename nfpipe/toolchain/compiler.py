@@ -32,6 +32,7 @@ object and re-hashed on lookup, so editing any included header rebuilds.
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import importlib.util
@@ -314,6 +315,22 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "nfpipe"
 
 
+_scratch_lock = threading.Lock()
+_scratch: Path | None = None
+
+
+def _scratch_dir() -> Path:
+    """One private directory per process for objects built with the cache off and no
+    ``output``; removed when the process exits (the paths handed out stay valid until
+    then, as cache paths do)."""
+    global _scratch
+    with _scratch_lock:
+        if _scratch is None or not _scratch.is_dir():
+            _scratch = Path(tempfile.mkdtemp(prefix="nfpipe-build-"))
+            atexit.register(shutil.rmtree, _scratch, True)
+        return _scratch
+
+
 def _cache_enabled() -> bool:
     return os.environ.get("NFPIPE_NO_CACHE", "").strip().lower() not in ("1", "true", "yes", "on")
 
@@ -578,7 +595,8 @@ def compile(src: str | os.PathLike, output: str | os.PathLike | None = None, *,
     ``defines`` become ``-DNAME=VALUE`` (``None``/``True``: ``-DNAME``),
     ``include_dirs`` come before nfpipe's headers, ``cflags`` are appended as
     given, ``cpu`` is the ``-mcpu=`` BPF ISA version.  Without ``output`` the
-    returned path is inside the cache (do not modify it); with ``output`` the
+    returned path is inside the cache (do not modify it; with the cache off, in a
+    private directory removed when the process exits); with ``output`` the
     object is also copied there and that path returned.  *compiler* overrides the
     one ``find_compiler`` picks (e.g. ``wheel_clang()``, whatever NFPIPE_CC says).
     """
@@ -604,7 +622,7 @@ def compile(src: str | os.PathLike, output: str | os.PathLike | None = None, *,
             out_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         else:
-            tmp = Path(tempfile.mkdtemp(prefix="nfpipe-build-")) / (src_path.stem + ".o")
+            tmp = _scratch_dir() / f"{src_path.stem}.{secrets.token_hex(4)}.o"
         try:
             warnings = _run_compiler(compiler, base + ["-c", str(src_path), "-o", str(tmp)],
                                      src_path, timeout)

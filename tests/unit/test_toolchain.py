@@ -10,6 +10,7 @@ import importlib.util
 import os
 import stat
 import struct
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -270,6 +271,23 @@ def test_no_cache_env_always_compiles(wrapper, compile_c, monkeypatch, isolated_
     assert _compiles(log) == 2
     assert a.is_file() and b.is_file()
     assert not (isolated_cache / "objects").exists()
+
+
+def test_no_cache_objects_are_removed_when_the_process_exits(tmp_path, isolated_cache):
+    """With the cache off and no output the object lives in a per-process directory,
+    which does not outlive the process (it used to stay in /tmp forever)."""
+    src = tmp_path / "p.c"
+    src.write_text(XDP_PROG)
+    code = ("import sys; from nfpipe.toolchain import compile as c; "
+            "a = c(sys.argv[1], defines={'RET': 2}); b = c(sys.argv[1], defines={'RET': 1}); "
+            "assert a != b and a.is_file() and b.is_file(); print(a.parent)")
+    env = {**os.environ, "NFPIPE_NO_CACHE": "1"}
+    r = subprocess.run([sys.executable, "-c", code, str(src)], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    scratch = Path(r.stdout.strip())
+    assert scratch.name.startswith("nfpipe-build-")
+    assert not scratch.exists()
 
 
 def test_cache_dir_falls_back_to_xdg(monkeypatch, tmp_path, compile_c):
