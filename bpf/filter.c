@@ -6,7 +6,8 @@
  * The control plane (nfpipe/catalog/filter.py) compiles the rules into tables:
  *
  *   phase 0   one lookup per field gives an equivalence-class id
- *             src/dst address: LPM tries (IPv4, IPv6), protocol: array,
+ *             src/dst address: LPM tries (IPv4, IPv6), protocol: array
+ *             (256 = not IP, 257 + p = protocol p behind an AH header),
  *             src/dst port: array (65536 = "no ports"), TCP flags: array
  *             (256 = "not TCP"), outer VLAN id: array (4096 = untagged)
  *   phase 1+  six pairwise combinations through one hash map
@@ -28,19 +29,21 @@
 #define NFP_FILTER_MAX_RULES 16384 /* per generation; a power of two */
 #define NFP_FILTER_FIELDS 7        /* sa, da, proto, sport, dport, flags, vlan */
 #define NFP_FILTER_STEPS (NFP_FILTER_FIELDS - 1)
-#define NFP_FILTER_SLOTS 16              /* fields + combination results, rounded up */
-#define NFP_FILTER_NPROTO 257            /* 0..255, 256 = not IP */
+#define NFP_FILTER_SLOTS 16   /* fields + combination results, rounded up */
+#define NFP_FILTER_NPROTO 513 /* 0..255, 256 = not IP, 257 + p: p after AH */
+#define NFP_FILTER_VIA_AH 257
 #define NFP_FILTER_NPORT 65537           /* 0..65535, 65536 = no ports */
 #define NFP_FILTER_NFLAGS 257            /* 0..255, 256 = not TCP */
 #define NFP_FILTER_NVLAN 4097            /* 0..4095, 4096 = untagged */
 #define NFP_FILTER_COMBINE_MAX (1 << 21) /* both generations together */
 
 /* Counters in `stats` (per CPU). */
-#define NFP_FILTER_ST_DEFAULT 0   /* no rule matched: default action */
-#define NFP_FILTER_ST_MALFORMED 1 /* the malformed policy decided */
-#define NFP_FILTER_ST_FRAGMENT 2  /* the fragment policy decided (non-first fragment) */
-#define NFP_FILTER_ST_NOGEN 3     /* tables missing (not populated): aborted */
-#define NFP_FILTER_NSTATS 4
+#define NFP_FILTER_ST_DEFAULT 0    /* no rule matched: default action */
+#define NFP_FILTER_ST_MALFORMED 1  /* the malformed policy decided */
+#define NFP_FILTER_ST_FRAGMENT 2   /* the fragment policy decided (non-first fragment) */
+#define NFP_FILTER_ST_NOGEN 3      /* tables missing (not populated): aborted */
+#define NFP_FILTER_ST_INCOMPLETE 4 /* not parsed as far as L4 (NFP_F_INCOMPLETE): dropped */
+#define NFP_FILTER_NSTATS 5
 
 #define NFP_FILTER_ROW_DEFAULT 0xffffffff /* combine key b: the row default of class a */
 #define NFP_FILTER_FRAG_L3 0x7fffffff     /* fragment policy: evaluate the rules */
@@ -253,6 +256,12 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 		goto nogen;
 
 	if (nfp_parse(ctx, meta) < 0) {
+		/* Headers that go on past what we parse may hide what a rule stops, and the
+		 * stack may accept them: never let them take the malformed policy's way. */
+		if (p->flags & NFP_F_INCOMPLETE) {
+			nfp_percpu_inc(&NFP_NAME(stats), NFP_FILTER_ST_INCOMPLETE);
+			return NFP_DROP;
+		}
 		nfp_percpu_inc(&NFP_NAME(stats), NFP_FILTER_ST_MALFORMED);
 		return g->malformed_action;
 	}
@@ -267,7 +276,10 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 	    NFP_NAME(addr)(&NFP_NAME(dst4), &NFP_NAME(dst6), p, p->daddr, gen, g->noaddr_dst,
 	                   &cls[1]))
 		goto nogen;
-	v = (p->l3_proto == ETH_P_IP || p->l3_proto == ETH_P_IPV6) ? p->l4_proto : 256;
+	if (p->l3_proto == ETH_P_IP || p->l3_proto == ETH_P_IPV6)
+		v = (p->flags & NFP_F_AH) ? NFP_FILTER_VIA_AH + p->l4_proto : p->l4_proto;
+	else
+		v = 256;
 	if (NFP_NAME(field)(&NFP_NAME(proto), gen, NFP_FILTER_NPROTO, v, &cls[2]))
 		goto nogen;
 	has_ports = (p->flags & NFP_F_L4) &&

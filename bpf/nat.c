@@ -352,7 +352,10 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 	else
 		return NFP_NAME(untouched)();
 
-	if (p->l4_proto != IPPROTO_TCP && p->l4_proto != IPPROTO_UDP && p->l4_proto != IPPROTO_ICMP)
+	/* Inside AH the ports are covered by its ICV: translating them breaks it. */
+	if ((p->l4_proto != IPPROTO_TCP && p->l4_proto != IPPROTO_UDP &&
+	     p->l4_proto != IPPROTO_ICMP) ||
+	    (p->flags & NFP_F_AH))
 		return NFP_NAME(untouched)();
 	if (p->flags & NFP_F_FRAG) {
 		/* Later fragments carry no ports: NAT cannot translate the datagram

@@ -106,7 +106,7 @@ class KernelError(NfpipeError, OSError):
         self.op = op
         self.detail = detail
         OSError.__init__(self, err, _strerror(err))
-        self.hint = hint if hint is not None else _hint_for(err)
+        self.hint = hint if hint is not None else _hint_for(err, op)
         msg = f"{op} failed: {errno_name(err)} ({_strerror(err)})"
         if detail:
             msg += f": {detail}"
@@ -133,7 +133,7 @@ def _strerror(err: int) -> str:
     return os.strerror(err)
 
 
-def _hint_for(err: int) -> str:
+def _hint_for(err: int, op: str = "") -> str:
     if err == _errno.EPERM:
         if os.geteuid() != 0:
             return ("nfpipe needs CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN) to load programs "
@@ -143,6 +143,10 @@ def _hint_for(err: int) -> str:
     if err == _errno.ENOSYS:
         return "this kernel was built without the bpf() syscall (CONFIG_BPF_SYSCALL)"
     if err == _errno.E2BIG:
+        if "MAP_UPDATE" in op.upper():
+            # an insert into a full map, or an array index past max_entries
+            return ("the map is full (max_entries reached), or a key is past the end of an "
+                    "array map")
         return "the kernel does not know a field nfpipe set (the kernel is older than the feature)"
     return ""
 

@@ -4,7 +4,7 @@ Config (a node's ``config:`` in the pipeline YAML)::
 
     default: allow            # allow | drop | port:N   (no rule matched)
     fragments: l3             # l3 | allow | drop | port:N   (non-first fragments)
-    malformed: drop           # allow | drop | port:N   (nfp_parse flagged the packet)
+    malformed: drop           # allow | drop | port:N   (truncated or inconsistent headers)
     max_table_entries: 1048576
     rules:                    # first match wins
       - {action: drop, proto: udp}
@@ -15,6 +15,14 @@ Config (a node's ``config:`` in the pipeline YAML)::
 
 Actions: ``allow`` sends the packet to port 0 ("out"), ``port:N`` (N = 0..7) to
 port N, ``drop`` ends it (NFP_DROP).
+
+A packet the parser could not take as far as its L4 header although it may be
+valid (more than two VLAN tags, an IPv6 extension-header chain longer than
+eight, a first fragment that ends inside its L4 header, headers past 16 KiB:
+``NFP_F_INCOMPLETE``) is always dropped, whatever ``malformed`` says: a rule
+could not be applied to it, and the stack would accept it.  ``proto: ah``
+matches every packet carrying an AH header (IPv4 or IPv6); the other fields
+judge the protocol AH protects (``proto: tcp, dport: 22`` matches TCP in AH).
 
 The control plane compiles the rules into Recursive-Flow-Classification tables
 (``compile_rules``): one equivalence-class lookup per field, then six pairwise
@@ -39,13 +47,17 @@ from nfpipe.nfabi import Verdict
 
 MAX_RULES = 16384                 # NFP_FILTER_MAX_RULES (per generation)
 COMBINE_CAPACITY = 1 << 20        # per generation (the map holds two)
-NPROTO, NPORT, NFLAGS, NVLAN = 257, 65537, 257, 4097
+# proto index: 0..255 the protocol, 256 not IP, 257 + p the protocol p behind an AH header
+NPROTO, NPORT, NFLAGS, NVLAN = 513, 65537, 257, 4097
 NO_PROTO, NO_PORT, NO_FLAGS, UNTAGGED = 256, 65536, 256, 4096
+VIA_AH = 257
 FRAG_L3 = 0x7FFFFFFF
 ROW_DEFAULT = 0xFFFFFFFF          # the b of a combine key holding class a's row default
 FIELDS = ("src", "dst", "proto", "sport", "dport", "tcp_flags", "vlan")
 NFIELDS = len(FIELDS)
-ST_DEFAULT, ST_MALFORMED, ST_FRAGMENT, ST_NOGEN = range(4)
+ST_DEFAULT, ST_MALFORMED, ST_FRAGMENT, ST_NOGEN, ST_INCOMPLETE = range(5)
+STAT_NAMES = ("default", "malformed", "fragment", "aborted", "incomplete")
+AH = 51
 
 PROTOCOLS = {"icmp": 1, "igmp": 2, "tcp": 6, "udp": 17, "gre": 47, "esp": 50, "ah": 51,
              "icmpv6": 58, "sctp": 132}
@@ -355,7 +367,7 @@ class _Compiler:
             for lo, hi in values(r):
                 start[lo] = start.get(lo, 0) | 1 << r.index
                 end[hi + 1] = end.get(hi + 1, 0) | 1 << r.index
-        cuts = sorted(set(start) | set(end) | {0, absent})
+        cuts = sorted(set(start) | set(end) | {0, absent, size})
         bitsets, spans = [], []
         cur = 0
         for a, b in zip(cuts, cuts[1:]):
@@ -454,7 +466,11 @@ def compile_rules(rules: Sequence[Rule], limit: int = COMBINE_CAPACITY) -> Table
     c = _Compiler(rules, limit)
     sa, t.src4, t.src6, t.noaddr_src = c.address(0, "src")
     da, t.dst4, t.dst6, t.noaddr_dst = c.address(1, "dst")
-    pr, t.proto = c.array(2, "proto", NPROTO, NO_PROTO, lambda r: [(r.proto, r.proto)])
+    def proto_values(r):
+        if r.proto == AH:               # AH itself, and anything behind an AH header
+            return [(AH, AH), (VIA_AH, VIA_AH + 255)]
+        return [(r.proto, r.proto), (VIA_AH + r.proto, VIA_AH + r.proto)]
+    pr, t.proto = c.array(2, "proto", NPROTO, NO_PROTO, proto_values)
     sp, t.sport = c.array(3, "sport", NPORT, NO_PORT, lambda r: r.sport)
     dp, t.dport = c.array(4, "dport", NPORT, NO_PORT, lambda r: r.dport)
 
@@ -529,7 +545,8 @@ def rule_matches(r: Rule, p: P.Parsed) -> bool:
         return False
     if r.dst is not None and not (is_ip and _in_net(p.dst, r.dst)):
         return False
-    if r.proto is not None and not (is_ip and p.l4_proto == r.proto):
+    if r.proto is not None and not (is_ip and (p.l4_proto == r.proto or (
+            r.proto == AH and p.flags & P.F_AH))):
         return False
     has_ports = p.has_l4 and p.l4_proto in (P.IPPROTO_TCP, P.IPPROTO_UDP)
     if r.sport is not None and not (has_ports and _in_ranges(p.sport, r.sport)):
@@ -553,6 +570,8 @@ class FilterModel:
         """(result, index of the matching rule or None)."""
         nf = self.nf
         p = P.parse_packet(data)
+        if p.incomplete:
+            return int(Verdict.DROP), None
         if p.malformed:
             return nf.malformed, None
         if p.flags & P.F_FRAG_LATER and nf.fragments != FRAG_L3:
@@ -711,8 +730,7 @@ class Filter(NetworkFunction):
     @staticmethod
     def stats(maps: NodeMaps) -> dict[str, int]:
         s = maps["stats"]
-        return {name: sum(s[i]) for i, name in
-                enumerate(("default", "malformed", "fragment", "aborted"))}
+        return {name: sum(s[i]) for i, name in enumerate(STAT_NAMES)}
 
 
 def _hash_keys(m) -> list[bytes]:

@@ -288,7 +288,7 @@ class NatModel:
         else:
             return self._out(data)
         proto = pkt.l4_proto
-        if proto not in (P.IPPROTO_TCP, P.IPPROTO_UDP, P.IPPROTO_ICMP):
+        if proto not in (P.IPPROTO_TCP, P.IPPROTO_UDP, P.IPPROTO_ICMP) or pkt.flags & P.F_AH:
             return self._out(data)
         if pkt.flags & P.F_FRAG:
             self._count("fragment")

@@ -11,8 +11,9 @@ import struct
 from dataclasses import dataclass, field
 
 F_PARSED, F_MALFORMED, F_L4, F_FRAG, F_FRAG_LATER = 1, 2, 4, 8, 16
-F_IP_OPTIONS, F_IPV6_EXT, F_TOO_DEEP = 32, 64, 128
+F_IP_OPTIONS, F_IPV6_EXT, F_TOO_DEEP, F_INCOMPLETE, F_AH = 32, 64, 128, 256, 512
 MAX_VLANS, MAX_IPV6_EXT = 2, 8
+OFF_MASK = 0x3FFF     # headers are read up to 16 KiB into the packet, no further
 
 ETH_P_IP, ETH_P_IPV6, ETH_P_8021Q, ETH_P_8021AD = 0x0800, 0x86DD, 0x8100, 0x88A8
 IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP = 0, 1, 6, 17
@@ -40,6 +41,11 @@ class Parsed:
     @property
     def malformed(self) -> bool:
         return bool(self.flags & F_MALFORMED)
+
+    @property
+    def incomplete(self) -> bool:
+        """Possibly valid, but not parsed as far as its L4 header (see nf.h)."""
+        return bool(self.flags & F_INCOMPLETE)
 
     @property
     def has_l4(self) -> bool:
@@ -77,7 +83,18 @@ def parse_packet(data: bytes) -> Parsed:
 
 
 def _need(data: bytes, off: int, n: int) -> None:
-    if off + n > len(data):
+    if off > OFF_MASK or off + n > len(data):
+        raise _Malformed
+
+
+def _hdr(data: bytes, p: Parsed, off: int, n: int, end: int) -> None:
+    """``n`` header bytes at ``off`` inside the datagram ending at ``end`` (nfp__hdr)."""
+    if off + n > end:
+        if p.flags & F_FRAG:
+            p.flags |= F_INCOMPLETE
+        raise _Malformed
+    if off > OFF_MASK or off + n > len(data):
+        p.flags |= F_INCOMPLETE
         raise _Malformed
 
 
@@ -94,7 +111,7 @@ def _parse(data: bytes, p: Parsed) -> None:
         p.vlan_depth += 1
         off += 4
     if proto in (ETH_P_8021Q, ETH_P_8021AD):
-        p.flags |= F_TOO_DEEP
+        p.flags |= F_TOO_DEEP | F_INCOMPLETE
         raise _Malformed
     p.l3_proto = proto
     p.l3_off = off
@@ -114,7 +131,8 @@ def _parse_ipv4(data: bytes, p: Parsed) -> None:
     hlen = ihl * 4
     _need(data, off, hlen)
     tot_len, frag = struct.unpack_from("!H2xH", data, off + 2)
-    if tot_len < hlen:
+    end = off + tot_len
+    if tot_len < hlen or end > len(data):
         raise _Malformed
     if hlen > 20:
         p.flags |= F_IP_OPTIONS
@@ -127,7 +145,15 @@ def _parse_ipv4(data: bytes, p: Parsed) -> None:
         p.flags |= F_FRAG
     if frag & 0x1FFF:
         p.flags |= F_FRAG_LATER
-    _parse_l4(data, p)
+    if p.l4_proto == IPPROTO_AH and not p.flags & F_FRAG_LATER:
+        _hdr(data, p, p.l4_off, 8, end)
+        p.flags |= F_AH
+        p.l4_proto, ahlen = data[p.l4_off], data[p.l4_off + 1]
+        p.l4_off += (ahlen + 2) * 4
+        if p.l4_proto == IPPROTO_AH:
+            p.flags |= F_TOO_DEEP | F_INCOMPLETE
+            raise _Malformed
+    _parse_l4(data, p, end)
 
 
 def _parse_ipv6(data: bytes, p: Parsed) -> None:
@@ -138,53 +164,61 @@ def _parse_ipv6(data: bytes, p: Parsed) -> None:
     p.saddr = data[off + 8:off + 24]
     p.daddr = data[off + 24:off + 40]
     p.ttl = data[off + 7]
+    payload_len = struct.unpack_from("!H", data, off + 4)[0]
     nxt = data[off + 6]
     off += 40
+    end = len(data) if payload_len == 0 and nxt == IPPROTO_HOPOPTS else off + payload_len
+    if end > len(data):
+        raise _Malformed
     for _ in range(MAX_IPV6_EXT):
-        if nxt in (IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_DSTOPTS):
-            _need(data, off, 8)
-            nxt, hlen = data[off], data[off + 1]
-            off += (hlen + 1) * 8
-            p.flags |= F_IPV6_EXT
-        elif nxt == IPPROTO_AH:
-            _need(data, off, 8)
-            nxt, hlen = data[off], data[off + 1]
-            off += (hlen + 2) * 4
-            p.flags |= F_IPV6_EXT
-        elif nxt == IPPROTO_FRAGMENT:
-            _need(data, off, 8)
-            p.flags |= F_FRAG | F_IPV6_EXT
-            if struct.unpack_from("!H", data, off + 2)[0] & 0xFFF8:
-                p.flags |= F_FRAG_LATER
+        if nxt not in _EXT:
+            break
+        _hdr(data, p, off, 8, end)
+        p.flags |= F_IPV6_EXT
+        if nxt == IPPROTO_FRAGMENT:
+            p.flags |= F_FRAG
+            later = struct.unpack_from("!H", data, off + 2)[0] & 0xFFF8
             nxt = data[off]
             off += 8
+            if later:
+                p.flags |= F_FRAG_LATER
+                break
+        elif nxt == IPPROTO_AH:
+            p.flags |= F_AH
+            nxt, hlen = data[off], data[off + 1]
+            off += (hlen + 2) * 4
         else:
-            break
-    if nxt in _EXT:
-        p.flags |= F_TOO_DEEP
+            nxt, hlen = data[off], data[off + 1]
+            off += (hlen + 1) * 8
+    if not p.flags & F_FRAG_LATER and nxt in _EXT:
+        p.flags |= F_TOO_DEEP | F_INCOMPLETE
+        raise _Malformed
+    if off > end:
+        if p.flags & F_FRAG:
+            p.flags |= F_INCOMPLETE
         raise _Malformed
     p.l4_proto = nxt
     p.l4_off = off & 0xFFFF
-    _parse_l4(data, p)
+    _parse_l4(data, p, end)
 
 
-def _parse_l4(data: bytes, p: Parsed) -> None:
+def _parse_l4(data: bytes, p: Parsed, end: int) -> None:
     off = p.l4_off
     if p.flags & F_FRAG_LATER:
         return
     if p.l4_proto == IPPROTO_TCP:
-        _need(data, off, 20)
+        _hdr(data, p, off, 20, end)
         doff = data[off + 12] >> 4
         if doff < 5:
             raise _Malformed
-        _need(data, off, doff * 4)
+        _hdr(data, p, off, doff * 4, end)
         p.sport, p.dport = struct.unpack_from("!HH", data, off)
         p.tcp_flags = data[off + 13]
     elif p.l4_proto == IPPROTO_UDP:
-        _need(data, off, 8)
+        _hdr(data, p, off, 8, end)
         p.sport, p.dport = struct.unpack_from("!HH", data, off)
     elif p.l4_proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
-        _need(data, off, 8)
+        _hdr(data, p, off, 8, end)
         itype, code = data[off], data[off + 1]
         p.dport = itype << 8 | code
         if itype in _ECHO_TYPES:

@@ -192,6 +192,7 @@ def test_hash_map_full_and_bad_sizes():
         with pytest.raises(KernelError) as exc:
             sc.map_update_elem(fd, u32(3), u32(3))
         assert exc.value.errno == errno.E2BIG
+        assert "the map is full" in str(exc.value) and "older" not in str(exc.value)
     with pytest.raises(KernelError) as exc:
         sc.map_create(MapType.ARRAY, 4, 0, 1, name="nfk_bad")
     assert exc.value.errno == errno.EINVAL and exc.value.op == "BPF_MAP_CREATE"
@@ -210,6 +211,7 @@ def test_array_map_semantics():
         with pytest.raises(KernelError) as exc:
             sc.map_update_elem(fd, u32(4), u64(1))
         assert exc.value.errno == errno.E2BIG
+        assert "past the end of an array" in str(exc.value)
         with pytest.raises(KernelError) as exc:
             sc.map_delete_elem(fd, u32(0))
         assert exc.value.errno == errno.EINVAL
@@ -309,6 +311,7 @@ def test_update_batch_reports_partial_progress():
             sc.map_update_batch(fd, [u32(k) for k in range(6)], [u32(k) for k in range(6)])
         assert exc.value.errno == errno.E2BIG
         assert "4 of 6 entries written" in str(exc.value)
+        assert "the map is full" in str(exc.value)
 
 
 def test_freeze_makes_map_read_only_from_user_space():

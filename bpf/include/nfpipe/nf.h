@@ -129,6 +129,8 @@ struct nfp_ctx {
 #define NFP_F_IP_OPTIONS (1 << 5) /* IPv4 header longer than 20 bytes */
 #define NFP_F_IPV6_EXT (1 << 6)   /* IPv6 extension headers were skipped */
 #define NFP_F_TOO_DEEP (1 << 7)   /* more VLAN tags or extension headers than parsed */
+#define NFP_F_INCOMPLETE (1 << 8) /* valid as far as seen, but not parsed to its L4 header */
+#define NFP_F_AH (1 << 9)         /* an IPsec AH header was skipped to reach l4_proto */
 
 #define NFP_MAX_VLANS 2
 #define NFP_MAX_IPV6_EXT 8
@@ -204,19 +206,63 @@ static __always_inline __u32 nfp_ingress_ifindex(struct nfp_ctx *ctx)
 #endif
 }
 
-/* A pointer to `len` bytes at packet offset `off`, or NULL if the packet is shorter.
- * Offsets are masked to 14 bits: headers never start past 16 KiB, and the mask
- * lets the verifier prove `off + len` stays within the packet's 64 KiB range. */
+/* A pointer to `len` bytes at packet offset `off`, or NULL if the packet is shorter
+ * or `off` is past NFP_OFF_MASK (16 KiB: nfpipe reads headers, never further).  The
+ * mask after the check lets the verifier prove `off + len` stays within the
+ * packet's 64 KiB range. */
 #define NFP_OFF_MASK 0x3fff
-#define nfp_ptr(ctx, off, len)                                     \
-	({                                                         \
-		void *__p = (ctx)->data + ((off) & NFP_OFF_MASK);  \
-		(__p + (len) > (ctx)->data_end) ? (void *)0 : __p; \
+#define nfp_ptr(ctx, off, len)                                                           \
+	({                                                                               \
+		__u32 __o = (off);                                                       \
+		void *__p = (ctx)->data + (__o & NFP_OFF_MASK);                          \
+		(__o > NFP_OFF_MASK || __p + (len) > (ctx)->data_end) ? (void *)0 : __p; \
 	})
 
 /* ---- parsing --------------------------------------------------------------------------- */
 
-static __always_inline int nfp__parse_l4(struct nfp_ctx *ctx, struct nfp_pkt *p)
+/*
+ * What nfp_parse says about a packet it cannot take apart:
+ *
+ *   NFP_F_MALFORMED alone       the headers are truncated or inconsistent: the
+ *                               kernel's stack would drop the packet too (an IP
+ *                               total length past the frame, an IHL under 5, a
+ *                               TCP data offset under 5, a header cut short);
+ *   NFP_F_MALFORMED | INCOMPLETE the packet may be valid, but its headers go on
+ *                               further than nfpipe reads them: a third VLAN tag,
+ *                               an IPv6 extension-header chain longer than
+ *                               NFP_MAX_IPV6_EXT, a first fragment that ends
+ *                               before its L4 header does (RFC 1858, RFC 7112),
+ *                               a header past NFP_OFF_MASK or past what a TC
+ *                               program can read linearly.  The stack may accept
+ *                               it, so an NF that enforces policy must not let it
+ *                               through on a path that skips the policy (the
+ *                               filter always drops it).
+ *
+ * Headers are read only inside the IP datagram (its total or payload length),
+ * never from the frame's padding after it.
+ */
+
+/* `n` bytes of header at `off`, inside the datagram that ends at `end`; NULL
+ * (with NFP_F_INCOMPLETE where that is the reason) if they are not there. */
+static __always_inline void *nfp__hdr(struct nfp_ctx *ctx, struct nfp_pkt *p, __u32 off, __u32 n,
+                                      __u32 end)
+{
+	void *h;
+
+	if (off + n > end) {
+		/* The datagram ends first: truncated, unless this is a first fragment
+		 * and the rest of the header is in the next one. */
+		if (p->flags & NFP_F_FRAG)
+			p->flags |= NFP_F_INCOMPLETE;
+		return (void *)0;
+	}
+	h = nfp_ptr(ctx, off, n);
+	if (!h)
+		p->flags |= NFP_F_INCOMPLETE; /* in the packet, but past what we can read */
+	return h;
+}
+
+static __always_inline int nfp__parse_l4(struct nfp_ctx *ctx, struct nfp_pkt *p, __u32 end)
 {
 	__u32 off = p->l4_off;
 
@@ -224,9 +270,9 @@ static __always_inline int nfp__parse_l4(struct nfp_ctx *ctx, struct nfp_pkt *p)
 		return 0; /* no L4 header in this fragment */
 	switch (p->l4_proto) {
 	case IPPROTO_TCP: {
-		struct tcphdr *th = nfp_ptr(ctx, off, sizeof(struct tcphdr));
+		struct tcphdr *th = nfp__hdr(ctx, p, off, sizeof(struct tcphdr), end);
 
-		if (!th || th->doff < 5 || !nfp_ptr(ctx, off, th->doff * 4))
+		if (!th || th->doff < 5 || !nfp__hdr(ctx, p, off, th->doff * 4, end))
 			return -1;
 		p->sport = th->source;
 		p->dport = th->dest;
@@ -234,7 +280,7 @@ static __always_inline int nfp__parse_l4(struct nfp_ctx *ctx, struct nfp_pkt *p)
 		break;
 	}
 	case IPPROTO_UDP: {
-		struct udphdr *uh = nfp_ptr(ctx, off, sizeof(struct udphdr));
+		struct udphdr *uh = nfp__hdr(ctx, p, off, sizeof(struct udphdr), end);
 
 		if (!uh)
 			return -1;
@@ -244,7 +290,7 @@ static __always_inline int nfp__parse_l4(struct nfp_ctx *ctx, struct nfp_pkt *p)
 	}
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6: {
-		struct nfp_icmphdr *ih = nfp_ptr(ctx, off, sizeof(struct nfp_icmphdr));
+		struct nfp_icmphdr *ih = nfp__hdr(ctx, p, off, sizeof(struct nfp_icmphdr), end);
 
 		if (!ih)
 			return -1;
@@ -261,16 +307,30 @@ static __always_inline int nfp__parse_l4(struct nfp_ctx *ctx, struct nfp_pkt *p)
 	return 0;
 }
 
+/* An IPv6 extension header's first two bytes, and AH's (RFC 4302). */
+struct nfp__ipv6_opt {
+	__u8 nexthdr;
+	__u8 hdrlen;
+};
+struct nfp__ipv6_frag {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off;
+	__be32 id;
+};
+
 static __always_inline int nfp__parse_ipv4(struct nfp_ctx *ctx, struct nfp_pkt *p)
 {
 	struct iphdr *ip = nfp_ptr(ctx, p->l3_off, sizeof(struct iphdr));
-	__u32 hlen;
+	__u32 hlen, end;
 	__u16 frag;
 
 	if (!ip || ip->version != 4 || ip->ihl < 5)
 		return -1;
 	hlen = ip->ihl * 4;
-	if (!nfp_ptr(ctx, p->l3_off, hlen) || bpf_ntohs(ip->tot_len) < hlen)
+	end = p->l3_off + bpf_ntohs(ip->tot_len);
+	if (!nfp_ptr(ctx, p->l3_off, hlen) || bpf_ntohs(ip->tot_len) < hlen ||
+	    end > nfp_pkt_len(ctx))
 		return -1;
 	if (hlen > sizeof(struct iphdr))
 		p->flags |= NFP_F_IP_OPTIONS;
@@ -284,24 +344,33 @@ static __always_inline int nfp__parse_ipv4(struct nfp_ctx *ctx, struct nfp_pkt *
 		p->flags |= NFP_F_FRAG;
 	if (frag & 0x1fff)
 		p->flags |= NFP_F_FRAG_LATER;
-	return nfp__parse_l4(ctx, p);
+	if (p->l4_proto == IPPROTO_AH && !(p->flags & NFP_F_FRAG_LATER)) {
+		/* Transport-mode AH: the protocol it protects follows in clear. */
+		struct nfp__ipv6_opt *ah = nfp__hdr(ctx, p, p->l4_off, 8, end);
+
+		if (!ah)
+			return -1;
+		p->flags |= NFP_F_AH;
+		p->l4_proto = ah->nexthdr;
+		p->l4_off += (ah->hdrlen + 2) * 4;
+		if (p->l4_proto == IPPROTO_AH) {
+			p->flags |= NFP_F_TOO_DEEP | NFP_F_INCOMPLETE; /* AH in AH */
+			return -1;
+		}
+	}
+	return nfp__parse_l4(ctx, p, end);
 }
 
-struct nfp__ipv6_opt {
-	__u8 nexthdr;
-	__u8 hdrlen;
-};
-struct nfp__ipv6_frag {
-	__u8 nexthdr;
-	__u8 reserved;
-	__be16 frag_off;
-	__be32 id;
-};
+static __always_inline int nfp__ipv6_ext(__u8 next)
+{
+	return next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS ||
+	       next == IPPROTO_AH || next == IPPROTO_FRAGMENT;
+}
 
 static __always_inline int nfp__parse_ipv6(struct nfp_ctx *ctx, struct nfp_pkt *p)
 {
 	struct ipv6hdr *ip6 = nfp_ptr(ctx, p->l3_off, sizeof(struct ipv6hdr));
-	__u32 off;
+	__u32 off, end;
 	__u8 next;
 	int i;
 
@@ -312,57 +381,60 @@ static __always_inline int nfp__parse_ipv6(struct nfp_ctx *ctx, struct nfp_pkt *
 	p->ttl = ip6->hop_limit;
 	next = ip6->nexthdr;
 	off = p->l3_off + sizeof(struct ipv6hdr);
+	/* Payload length 0 with a hop-by-hop header: a jumbogram (RFC 2675), to the end
+	 * of the packet; otherwise the stack trims the packet to the payload length. */
+	if (ip6->payload_len == 0 && next == IPPROTO_HOPOPTS)
+		end = nfp_pkt_len(ctx);
+	else
+		end = off + bpf_ntohs(ip6->payload_len);
+	if (end > nfp_pkt_len(ctx))
+		return -1;
 
 #pragma unroll
 	for (i = 0; i < NFP_MAX_IPV6_EXT; i++) {
-		switch (next) {
-		case IPPROTO_HOPOPTS:
-		case IPPROTO_ROUTING:
-		case IPPROTO_DSTOPTS: {
-			struct nfp__ipv6_opt *o = nfp_ptr(ctx, off, 8);
+		struct nfp__ipv6_opt *o;
 
-			if (!o)
-				return -1;
-			next = o->nexthdr;
-			off += (o->hdrlen + 1) * 8;
-			p->flags |= NFP_F_IPV6_EXT;
-			continue;
-		}
-		case IPPROTO_AH: {
-			struct nfp__ipv6_opt *o = nfp_ptr(ctx, off, 8);
+		if (!nfp__ipv6_ext(next))
+			break;
+		o = nfp__hdr(ctx, p, off, 8, end);
+		if (!o)
+			return -1;
+		p->flags |= NFP_F_IPV6_EXT;
+		if (next == IPPROTO_FRAGMENT) {
+			struct nfp__ipv6_frag *f = (void *)o;
 
-			if (!o)
-				return -1;
-			next = o->nexthdr;
-			off += (o->hdrlen + 2) * 4;
-			p->flags |= NFP_F_IPV6_EXT;
-			continue;
-		}
-		case IPPROTO_FRAGMENT: {
-			struct nfp__ipv6_frag *f = nfp_ptr(ctx, off, sizeof(*f));
-
-			if (!f)
-				return -1;
-			p->flags |= NFP_F_FRAG | NFP_F_IPV6_EXT;
-			if (bpf_ntohs(f->frag_off) & 0xfff8)
-				p->flags |= NFP_F_FRAG_LATER;
+			p->flags |= NFP_F_FRAG;
 			next = f->nexthdr;
 			off += sizeof(*f);
+			if (bpf_ntohs(f->frag_off) & 0xfff8) {
+				/* A later fragment: what follows is payload, not headers. */
+				p->flags |= NFP_F_FRAG_LATER;
+				break;
+			}
 			continue;
 		}
-		default:
-			break;
+		if (next == IPPROTO_AH) {
+			p->flags |= NFP_F_AH;
+			next = o->nexthdr;
+			off += (o->hdrlen + 2) * 4;
+		} else {
+			next = o->nexthdr;
+			off += (o->hdrlen + 1) * 8;
 		}
-		break;
 	}
-	if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS ||
-	    next == IPPROTO_AH || next == IPPROTO_FRAGMENT) {
-		p->flags |= NFP_F_TOO_DEEP; /* chain longer than we follow */
+	if (!(p->flags & NFP_F_FRAG_LATER) && nfp__ipv6_ext(next)) {
+		/* A chain longer than we follow: the stack follows it, we cannot judge it. */
+		p->flags |= NFP_F_TOO_DEEP | NFP_F_INCOMPLETE;
+		return -1;
+	}
+	if (off > end) { /* the last extension header runs past the datagram */
+		if (p->flags & NFP_F_FRAG)
+			p->flags |= NFP_F_INCOMPLETE;
 		return -1;
 	}
 	p->l4_proto = next;
 	p->l4_off = off;
-	return nfp__parse_l4(ctx, p);
+	return nfp__parse_l4(ctx, p, end);
 }
 
 /*
@@ -370,8 +442,9 @@ static __always_inline int nfp__parse_ipv6(struct nfp_ctx *ctx, struct nfp_pkt *
  * or IPv6 (with extension headers), and the TCP/UDP/ICMP header into
  * meta->pkt.  Parses once per packet: later calls (by later NFs) return the
  * cached result until nfp_invalidate().  Returns 0, or -1 for a malformed
- * packet (NFP_F_MALFORMED set) — an NF must decide what that means for it
- * (the filter drops it), never treat it as "no match".
+ * packet (NFP_F_MALFORMED set, and NFP_F_INCOMPLETE if it may be valid: see
+ * "parsing" above) — an NF must decide what that means for it, never treat it
+ * as "no match".
  */
 static __always_inline int nfp_parse(struct nfp_ctx *ctx, struct nfp_meta *meta)
 {
@@ -405,7 +478,7 @@ static __always_inline int nfp_parse(struct nfp_ctx *ctx, struct nfp_meta *meta)
 		off += sizeof(struct nfp_vlanhdr);
 	}
 	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
-		p->flags |= NFP_F_TOO_DEEP; /* a third tag: refuse to guess */
+		p->flags |= NFP_F_TOO_DEEP | NFP_F_INCOMPLETE; /* a third tag: refuse to guess */
 		goto malformed;
 	}
 #ifdef NFP_HOOK_TC
