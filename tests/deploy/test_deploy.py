@@ -144,6 +144,39 @@ def test_failed_deploy_leaves_every_interface_as_it_was(topo, pipeline_file):
         if os.path.isdir(D.STATE_ROOT) else True
 
 
+@pytest.mark.parametrize("hook,mode", [("tc-egress", "clsact"), ("xdp", "native")])
+def test_a_deploy_failing_on_its_second_interface_detaches_the_first(topo, pipeline_file,
+                                                                     hook, mode):
+    """The first interface is attached when the second fails (a plain 'ingress' qdisc
+    has no egress hook; native XDP on veth refuses a peer MTU over a page): the rollback
+    must take the first one off again, qdisc included.  A clsact filter outlives its fd,
+    so only the rollback can remove it (tcx and XDP links would go with the closed fd)."""
+    name, f = pipeline_file(hook)
+    ns = topo.netns("dut")
+    eth0, eth1 = topo.ifname("dut", "eth0"), topo.ifname("dut", "eth1")
+    peer = topo.ifname("server", "eth0")           # veth checks its peer's MTU
+    with topo.iproute("dut") as ipr, topo.iproute("server") as spr:
+        idx1 = ipr.link_lookup(ifname=eth1)[0]
+        if mode == "clsact":
+            ipr.tc("add", "ingress", idx1)
+        else:
+            spr.link("set", index=spr.link_lookup(ifname=peer)[0], mtu=9000)
+    try:
+        before = query(eth0, ns), query(eth1, ns)
+        assert before[0]["qdisc"] is None and before[0]["xdp"] == []
+        with pytest.raises(AttachError) as exc:
+            D.deploy(f, targets=[D.Target(eth0, ns), D.Target(eth1, ns)], mode=mode)
+        assert eth1 in str(exc.value)
+        assert (query(eth0, ns), query(eth1, ns)) == before
+        assert not D.state_dir(name).exists()
+    finally:
+        with topo.iproute("dut") as ipr, topo.iproute("server") as spr:
+            if mode == "clsact":
+                ipr.tc("del", "ingress", idx1)
+            else:
+                spr.link("set", index=spr.link_lookup(ifname=peer)[0], mtu=1500)
+
+
 def test_plan_iface_explains_placement_and_refuses_impossible_modes(topo, capsys):
     from nfpipe.cli.main import main
     where = f"{topo.netns('dut')}:{topo.ifname('dut', 'eth0')}"
@@ -283,6 +316,37 @@ edges:
   - guard -> stats
   - stats -> pass
 """
+
+
+def _pins_outside_links(name: str) -> set[str]:
+    sdir = D.state_dir(name)
+    return {str(p) for p in sdir.rglob("*") if not p.is_dir()
+            and len(p.relative_to(sdir).parts) > 1 and p.relative_to(sdir).parts[0] != "links"}
+
+
+def test_an_update_leaves_exactly_the_new_revisions_pins(topo, pipeline_file):
+    """Checked the moment deploy returns, before anything (a status() repair) could tidy
+    up: after a new generation and after a one-node swap, every program and map pinned
+    is one the new manifest uses; the old revision's programs are unpinned."""
+    name, f = pipeline_file("xdp")
+    m1 = D.deploy(f, targets=[target(topo)], mode="generic")
+    assert _pins_outside_links(name) == {p for p in m1.referenced() if "/links/" not in p}
+    text = f.read_text()
+    v2 = text[:text.index("edges:")] + V2_EXTRA.format(
+        ttl_guard=ROOT / "bpf" / "examples" / "ttl_guard.c")
+    f.write_text(v2)
+    m2 = D.deploy(f, targets=[target(topo)])
+    assert m2.update["how"] == "generation"
+    pins = _pins_outside_links(name)
+    assert pins == {p for p in m2.referenced() if "/links/" not in p}
+    assert not {n.program for n in m1.nodes} & pins
+    f.write_text(v2.replace("min_ttl: 1", "min_ttl: 3"))          # guard's code only
+    m3 = D.deploy(f, targets=[target(topo)])
+    assert m3.update["how"] == "swap"
+    pins = _pins_outside_links(name)
+    assert pins == {p for p in m3.referenced() if "/links/" not in p}
+    assert m2.node("guard").program not in pins
+    assert attached_ids(topo, "xdp") == [m3.entry_prog_id]
 
 
 @pytest.mark.parametrize("stage", D.UPDATE_FAULT_STAGES)

@@ -93,3 +93,25 @@ def test_missing_tail_call_takes_the_fallback_and_is_counted():
         res = p.test_run(Ether() / IP(ttl=64) / UDP(dport=53))
         assert res.retval == XDP["drop"]                  # the miss verdict, not a leak
         assert p.stats()["split"]["tail_call_miss"].packets == 1
+
+
+@pytest.mark.parametrize("hook", ["xdp", "tc-ingress"])
+def test_program_array_is_filled_by_slot_not_by_order(hook):
+    """An update keeps every node in its slot, so slots and plan order can differ: each
+    node's program must sit at its own slot of nfp_jmp from the moment the pipeline is
+    loaded (the throwaway test run of an update, and the swap, rely on it before the
+    manifest's slots are ever rewritten)."""
+    spec = PipelineSpec.from_text(TEXT.replace("HOOK", hook), "split.yaml")
+    slots = {"split": 0, "guard_tcp": 5, "guard_udp": 2}        # order says 0, 1, 2
+    plan = make_plan(spec, linking="tailcall", slots=slots)
+    assert [(n.id, n.index) for n in plan.order] == list(slots.items())
+    with Pipeline.load(build(plan)) as p:
+        jmp = p.objects["split"].maps["nfp_jmp"]
+        for n in plan.order:
+            assert jmp.get(n.index) == p.objects[n.id].programs[n.id].id, n.id
+        assert jmp.get(1) is None                                   # no node there
+        codes = XDP if hook == "xdp" else TC
+        for pkt, verdict in CASES:
+            assert p.test_run(pkt).retval == codes[verdict], pkt.summary()
+        assert "tail_call_miss" not in p.stats()["split"]
+        assert p.edge_counts()["split.udp -> guard_udp"] == 2
