@@ -28,7 +28,9 @@ def probe_interface(ifname: str, netns=None, *, trial: bool = True) -> dict[str,
     """Driver, XDP features, native/offload trials and current attachments of *ifname*.
 
     The native trial attaches a pass program with a link and closes it at once, and
-    only when nothing is attached to the XDP hook; *trial* False skips both trials.
+    only when nothing is attached to the XDP hook (otherwise a program attached in
+    native mode, or the driver's xdp-features, answer); *trial* False skips both
+    trials.  ``native_xdp_how`` says how a True was found.
     """
     index = ifindex(ifname, netns)
     out: dict[str, Any] = {"iface": ifname, "ifindex": index,
@@ -49,11 +51,20 @@ def probe_interface(ifname: str, netns=None, *, trial: bool = True) -> dict[str,
             out["native_xdp"] = "not tried"
             out["offload"] = "not tried"
         elif attached["xdp"]:
+            # no trial on an occupied hook; what is there, or what the driver says, tells
             a = attached["xdp"][0]
-            out["native_xdp"] = (f"not tried: program {a['prog_id']} '{a['prog_name']}' is "
-                                 f"attached in {a['mode']} mode")
+            busy = f"program {a['prog_id']} '{a['prog_name']}' is attached in {a['mode']} mode"
+            if a["mode"] == "native":
+                out["native_xdp"], out["native_xdp_how"] = True, busy
+            elif "basic" in out["xdp"].get("xdp_features", ()):
+                out["native_xdp"] = True
+                out["native_xdp_how"] = f"the driver advertises XDP (xdp-features: basic); {busy}"
+            else:
+                out["native_xdp"] = f"not tried: {busy}"
         else:
             out["native_xdp"] = try_native(index)
+            if out["native_xdp"] is True:
+                out["native_xdp_how"] = "trial attach worked"
         if trial:
             out["offload"] = _try_offload(index)
     out["attached"] = {"xdp": attached["xdp"], "tc": attached["tc"],

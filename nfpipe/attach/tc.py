@@ -103,12 +103,16 @@ class ClsactFilter(Attachment):
 
 
 def attach_tc(prog, ifname: str, direction: str = "ingress", *, netns=None,
-              use: str = "auto", priority: int | None = None, handle: int = 1) -> Attachment:
+              use: str = "auto", priority: int | None = None, handle: int = 1,
+              first: bool = False) -> Attachment:
     """Attach the SCHED_CLS program *prog* to the *direction* of *ifname*.
 
     *use*: "tcx" (a tcx bpf_link, Linux >= 6.6), "clsact" (a direct-action cls_bpf
     filter; the clsact qdisc is created only if absent), or "auto" (tcx, else
-    clsact).  For clsact, *priority* defaults to the lowest one not taken.
+    clsact).  For clsact, *priority* defaults to the lowest one not taken.  *first*:
+    run before the programs already there (tcx: at the front, BPF_F_BEFORE; clsact:
+    a priority below theirs) — the first verdict other than "next" (TC_ACT_UNSPEC)
+    ends the chain, so a program behind one that passes everything sees nothing.
     """
     if direction not in DIRECTIONS:
         raise AttachError(f"unknown tc direction {direction!r} (use ingress or egress)",
@@ -126,7 +130,8 @@ def attach_tc(prog, ifname: str, direction: str = "ingress", *, netns=None,
     if use in ("tcx", "auto"):
         try:
             with in_netns(netns):
-                lfd = sc.link_create(fd, index, TCX_ATTACH[direction])
+                lfd = sc.link_create(fd, index, TCX_ATTACH[direction],
+                                     flags=abi.BPF_F_BEFORE if first else 0)
         except KernelError as exc:
             msg = (f"cannot attach a tcx {direction} link to {where(ifname, netns)}: "
                    f"{exc}")
@@ -140,13 +145,13 @@ def attach_tc(prog, ifname: str, direction: str = "ingress", *, netns=None,
                         prog_id=prog_id, prog_name=prog_name, direction=direction)
             return link
     att = _attach_clsact(fd, ifname, index, netns, direction, prog_id, prog_name, priority,
-                         handle)
+                         handle, first)
     att.attempts = attempts
     return att
 
 
 def _attach_clsact(fd, ifname, index, netns, direction, prog_id, prog_name, priority,
-                   handle) -> ClsactFilter:
+                   handle, first: bool = False) -> ClsactFilter:
     created = False
     with in_netns(netns), iproute() as ipr:
         kind = qdisc_kind(ipr, index)
@@ -165,6 +170,13 @@ def _attach_clsact(fd, ifname, index, netns, direction, prog_id, prog_name, prio
                                   netlink_error=nl_reason(exc)) from None
         try:
             taken = {f["priority"] for f in cls_bpf_filters(ipr, index, direction)}
+            if priority is None and first and taken:
+                if min(taken) <= 1:
+                    raise AttachError(
+                        f"cannot run before the cls_bpf filter at priority 1 of "
+                        f"{where(ifname, netns)} (no priority is lower); delete it, or use "
+                        f"tcx, which runs before clsact", iface=ifname, mode="clsact")
+                priority = min(taken) - 1
             prio = priority if priority is not None else next(
                 p for p in range(1, 0xFFFF) if p not in taken)
             try:

@@ -195,10 +195,12 @@ def _xdp_link(fd, ifname, index, netns, mode, driver, replace) -> Attachment:
                     # a netlink-attached program: replace it the netlink way
                     return _xdp_netlink(fd, ifname, index, netns, mode, driver, True,
                                         why="replacing a program attached through netlink")
-                if not replace:
-                    detail += "; pass replace=True to replace a netlink attachment"
+                if "via link" in detail:
+                    detail += ("; a program held by a bpf_link is replaced only through "
+                               "that link (or after its owner detaches it)")
                 else:
-                    detail += "; a program held by another bpf_link cannot be replaced"
+                    detail += ("; attach_xdp(..., replace=True) replaces a program "
+                               "attached through netlink")
             elif err == _errno.EINVAL and mode == "native":
                 detail = _native_einval_reason(netns, index) or detail
             raise _mode_error(err, ifname, netns, mode, driver, detail) from None

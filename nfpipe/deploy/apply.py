@@ -32,7 +32,9 @@ from nfpipe.deploy.state import (
     write_manifest,
 )
 from nfpipe.deploy.steps import (
+    Takeover,
     attach,
+    hold_foreign,
     interface_record,
     node_record,
     pin_pipeline,
@@ -79,7 +81,7 @@ def _first_deploy(spec, file, targets, mode, linking, force, root, say) -> Manif
     plan = make_plan(spec, linking=linking)
     sdir = state_dir(spec.name, root)
     # Everything that can fail without touching an interface happens first.
-    refuse_foreign(targets, spec.hook, force, root)
+    refuse_foreign(targets, spec.hook, force, root, spec.name)
     say("building")
     built = build(plan)
     placements = {t: place(spec.hook, t.ifname, t.netns, mode=mode, build=built)
@@ -90,6 +92,7 @@ def _first_deploy(spec, file, targets, mode, linking, force, root, say) -> Manif
     pipeline = Pipeline.load(built)
     bpffs.ensure_mounted()
     attachments = []
+    takeovers: dict[Target, Takeover] = {}
     try:
         fault("loaded")
         manifest = _describe(spec, file, plan, pipeline, keys, whole)
@@ -97,8 +100,14 @@ def _first_deploy(spec, file, targets, mode, linking, force, root, say) -> Manif
         pin_pipeline(pipeline, manifest, sdir, reused={})
         fault("pinned")
         say("attaching")
-        record_intent(sdir, pipeline.entry.id, spec.hook, targets)
+        for t in targets if force else ():
+            tk = hold_foreign(t, spec.hook, sdir)
+            if tk is not None:
+                takeovers[t] = tk
+        record_intent(sdir, pipeline.entry.id, spec.hook, targets, takeovers)
         for t in targets:
+            if t in takeovers:
+                takeovers[t].make_room(placements[t].mode)
             attachments.append((t, attach(pipeline.entry, t, spec.hook,
                                           placements[t].mode, force)))
         fault("attached")
@@ -107,13 +116,22 @@ def _first_deploy(spec, file, targets, mode, linking, force, root, say) -> Manif
         fault("pinned-links")
         write_manifest(sdir, manifest)
         os.unlink(sdir / INTENT)
+        for tk in takeovers.values():
+            tk.release()
         return manifest
     except BaseException:
-        for _t, att in reversed(attachments):
+        done = dict(attachments)
+        for t, att in reversed(attachments):
             try:
-                att.detach()
+                if t not in takeovers:
+                    att.detach()
             except NfpipeError:
                 pass
+        for t, tk in takeovers.items():       # what --force replaced goes back
+            try:
+                tk.restore(done.get(t))
+            except NfpipeError as exc:
+                log.error("%s: could not put back program %d: %s", t, tk.prog_id, exc)
         remove_state(sdir)
         raise
     finally:
@@ -122,6 +140,8 @@ def _first_deploy(spec, file, targets, mode, linking, force, root, say) -> Manif
                 att.close()
             except NfpipeError:
                 pass
+        for tk in takeovers.values():
+            tk.prog.close()
         pipeline.close()
 
 

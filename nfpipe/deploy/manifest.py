@@ -188,6 +188,7 @@ class IntentTarget:
     iface: str
     netns: str | None
     qdisc_before: str | None         # clsact / ingress / None before the attach
+    replaced: dict | None = None     # --force: the foreign XDP program replaced (its pin)
 
 
 @dataclass

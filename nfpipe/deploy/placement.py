@@ -79,8 +79,9 @@ def place(hook: str, iface: str, netns: str | None = None, *, mode: str = "auto"
         elif m == "native":
             native = info.get("native_xdp")
             ok = native is True
-            why = (f"driver {info.get('driver')} runs XDP in the driver (trial attach "
-                   f"worked)" if ok else f"driver {info.get('driver')}: {native}")
+            why = (f"driver {info.get('driver')} runs XDP in the driver "
+                   f"({info.get('native_xdp_how', 'trial attach worked')})" if ok
+                   else f"driver {info.get('driver')}: {native}")
         elif m == "generic":
             ok, why = True, "generic XDP works on every interface (it runs after the skb " \
                             "is built: slower than native)"

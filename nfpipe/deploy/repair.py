@@ -27,7 +27,7 @@ from nfpipe.deploy.state import (
     state_dir,
     stray_pins,
 )
-from nfpipe.deploy.steps import find_unlinked, occupants, require_root
+from nfpipe.deploy.steps import find_unlinked, occupants, require_root, restore_replaced
 from nfpipe.deploy.update import converge
 from nfpipe.errors import NfpipeError, NoSuchObject
 
@@ -108,6 +108,11 @@ def repair(d: Path) -> list[str]:
     if intent is not None and intent.hook != "xdp":
         for t in intent.targets:           # killed between adding the qdisc and the filter
             line = _undo_created_qdisc(t)
+            if line:
+                done.append(line)
+    if intent is not None:
+        for t in intent.targets:           # what a killed --force deploy had replaced
+            line = restore_replaced(t)
             if line:
                 done.append(line)
     remove_state(d)

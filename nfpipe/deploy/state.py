@@ -202,22 +202,28 @@ def remove_pins(sdir: Path, paths: list[Path]) -> None:
             pass
 
 
-def prog_ids_pinned(root: str = STATE_ROOT) -> set[int]:
-    """Ids of every program pinned under *root*: what nfpipe put on interfaces (also in
-    the middle of an update whose manifest is not written yet)."""
-    ids: set[int] = set()
+def programs_by_pipeline(root: str = STATE_ROOT) -> dict[int, str]:
+    """Program id -> the pipeline it belongs to, for every program pinned under *root*
+    (also in the middle of an update whose manifest is not written yet) and every
+    manifest's entry program."""
+    out: dict[int, str] = {}
     base = Path(root)
     if not base.is_dir():
-        return ids
+        return out
     for path in base.glob("*/r*/progs/*"):
         try:
             with bpffs.open_pinned(str(path)) as fd:
-                ids.add(sc.prog_info(fd).id)
+                out[sc.prog_info(fd).id] = path.relative_to(base).parts[0]
         except (NfpipeError, OSError):
             continue
     for m in manifests(root):
-        ids.add(m.entry_prog_id)
-    return ids
+        out[m.entry_prog_id] = m.pipeline
+    return out
+
+
+def prog_ids_pinned(root: str = STATE_ROOT) -> set[int]:
+    """Ids of every program pinned under *root*: what nfpipe put on interfaces."""
+    return set(programs_by_pipeline(root))
 
 
 def remove_state(sdir: Path) -> None:

@@ -5,26 +5,40 @@ fault hook the crash tests use.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from nfpipe.attach import (
     Attachment,
+    NetlinkXdp,
     Target,
     attach_tc,
     attach_xdp,
     attachment_from_record,
     attachment_record,
+    ifindex,
     query,
 )
 from nfpipe.catalog import NodeMaps, nf_class
 from nfpipe.catalog.base import NetworkFunction, SourceNF
 from nfpipe.deploy.manifest import Intent, IntentTarget, InterfaceRecord, Manifest, NodeRecord
-from nfpipe.deploy.state import link_key, pin_name, prog_ids_pinned, revision_dir, write_intent
-from nfpipe.errors import AttachError, DeployError
+from nfpipe.deploy.state import (
+    link_key,
+    pin_name,
+    programs_by_pipeline,
+    revision_dir,
+    write_intent,
+)
+from nfpipe.errors import AttachError, DeployError, NfpipeError
+from nfpipe.kernel import bpffs, syscall as sc
 from nfpipe.loader import Map
 from nfpipe.nfabi import prefixed
 from nfpipe.runtime import Pipeline
+
+log = logging.getLogger("nfpipe.deploy")
 
 #: the packet a throwaway copy of every build is test-run with (UDP 10.0.0.1 -> 10.0.0.2)
 PROBE = bytes(12) + b"\x08\x00" + bytes.fromhex("4500001c00000000401100000a0000010a000002") \
@@ -64,18 +78,163 @@ def targets_of(spec, file, targets: list[Target] | None) -> list[Target]:
     return targets
 
 
-def refuse_foreign(targets: list[Target], hook: str, force: bool, root: str) -> None:
-    """Refuse an interface carrying, at *hook*, a program nfpipe did not deploy."""
-    ours = prog_ids_pinned(root)
+def describe_occupant(e: dict) -> str:
+    """'program 7 'xdp_pass' in native mode via netlink' and the like."""
+    text = f"program {e.get('prog_id')} '{e.get('prog_name')}'"
+    if e.get("mode"):
+        text += f" in {e['mode']} mode"
+    via = e.get("via")
+    if via == "link":
+        text += f" held by bpf_link {e.get('link_id')}"
+    elif via == "tcx":
+        text += f" via tcx link {e['link_id']}" if e.get("link_id") else " via tcx"
+    elif via == "clsact":
+        text += f" as clsact filter priority {e.get('priority')}"
+    else:
+        text += f" via {via}"
+    return text
+
+
+def refuse_foreign(targets: list[Target], hook: str, force: bool, root: str,
+                   pipeline: str | None = None) -> None:
+    """Refuse an interface whose *hook* runs another nfpipe pipeline (always: one
+    pipeline per hook, or one of them would never see a packet), or a program nfpipe
+    did not deploy (unless *force*; an XDP program held by someone's bpf_link even
+    then: only its owner can let it go)."""
+    owners = programs_by_pipeline(root)
     for t in targets:
         q = query(t.ifname, t.netns)
-        busy = [e for e in occupants(q, hook) if e.get("prog_id") not in ours]
+        here = occupants(q, hook)
+        others = [(owners[e["prog_id"]], e) for e in here
+                  if e.get("prog_id") in owners and owners[e["prog_id"]] != pipeline]
+        if others:
+            name, e = others[0]
+            raise AttachError(
+                f"{t} already runs nfpipe pipeline '{name}' at {hook} "
+                f"({describe_occupant(e)}); an interface runs one pipeline per hook, so "
+                f"'nfpipe destroy {name}' first, or put both into one pipeline (--force "
+                f"does not take over another pipeline: its state would point at an "
+                f"interface it no longer holds)", iface=str(t))
+        busy = [e for e in here if e.get("prog_id") not in owners]
         if busy and not force:
-            desc = ", ".join(f"program {e.get('prog_id')} '{e.get('prog_name')}' via "
-                             f"{e.get('via')}" for e in busy)
+            desc = ", ".join(describe_occupant(e) for e in busy)
             raise AttachError(f"{t} already carries {desc}, which nfpipe did not deploy; "
                               f"refusing to replace it (use --force to take over the "
                               f"interface)", iface=str(t))
+        held = [e for e in busy if hook == "xdp" and e.get("via") == "link"]
+        if held:
+            e = held[0]
+            raise AttachError(
+                f"{t} carries {describe_occupant(e)}, which nfpipe did not deploy; --force "
+                f"takes over netlink attachments, but a program held by another's bpf_link "
+                f"goes only when its owner lets go (or 'bpftool link detach id "
+                f"{e.get('link_id')}')", iface=str(t))
+
+
+@dataclass
+class Takeover:
+    """A foreign netlink XDP program ``--force`` replaces on one interface: held open
+    and pinned under the pipeline's ``replaced/`` (the intent names the pin), so a
+    deploy that fails, or is killed, puts it back."""
+
+    target: Target
+    prog: sc.Fd
+    prog_id: int
+    prog_name: str
+    mode: str
+    pin: Path
+    detached: bool = False
+
+    def record(self) -> dict:
+        return {"prog_id": self.prog_id, "prog_name": self.prog_name, "mode": self.mode,
+                "pin": str(self.pin)}
+
+    def _handle(self) -> NetlinkXdp:
+        return NetlinkXdp(sc.Fd(os.dup(int(self.prog))), iface=self.target.ifname,
+                          ifindex=ifindex(self.target.ifname, self.target.netns),
+                          netns=self.target.netns, mode=self.mode, prog_id=self.prog_id,
+                          prog_name=self.prog_name)
+
+    def make_room(self, mode: str) -> None:
+        """Before attaching in *mode*: a foreign program in another mode is detached (the
+        kernel runs one XDP mode at a time; for that instant no XDP program runs on the
+        interface).  In the same mode the attach replaces it atomically."""
+        if self.mode == mode:
+            return
+        log.warning("%s: --force: detaching program %d '%s' (%s mode, netlink) before "
+                    "attaching in %s mode; for that instant no XDP program runs",
+                    self.target, self.prog_id, self.prog_name, self.mode, mode)
+        h = self._handle()
+        try:
+            h.detach()
+        finally:
+            h.close()
+        self.detached = True
+
+    def restore(self, ours: Attachment | None) -> None:
+        """Put the foreign program back in place of *ours* (None: ours never attached):
+        atomically where ours replaced it in the same mode."""
+        if ours is None:
+            if not self.detached:
+                return                         # never replaced: still there
+        elif not self.detached and isinstance(ours, NetlinkXdp):
+            ours.update(self.prog, check_old=True)
+            return
+        else:
+            ours.detach()
+        attach_xdp(self.prog, self.target.ifname, mode=self.mode, netns=self.target.netns,
+                   use_link=False, replace=True).close()   # netlink: outlives the fd
+
+    def release(self) -> None:
+        """Done with it: close the fd and remove the pin (the kernel frees the program
+        once nothing holds it)."""
+        self.prog.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.pin)
+        with contextlib.suppress(OSError):
+            self.pin.parent.rmdir()
+
+
+def hold_foreign(t: Target, hook: str, sdir: Path) -> Takeover | None:
+    """For a forced deploy onto *t*: the foreign netlink XDP program there, held and
+    pinned, before anything on the interface changes (None: nothing to take over)."""
+    if hook != "xdp":
+        return None
+    here = [e for e in occupants(query(t.ifname, t.netns), hook) if e.get("via") == "netlink"]
+    if not here:
+        return None
+    e = here[0]
+    fd = sc.prog_get_fd_by_id(e["prog_id"])
+    where = sdir / "replaced" / link_key(t)
+    try:
+        where.parent.mkdir(parents=True, exist_ok=True)
+        bpffs.pin(fd, where)
+    except BaseException:
+        fd.close()
+        raise
+    return Takeover(t, fd, e["prog_id"], e["prog_name"], e["mode"], where)
+
+
+def restore_replaced(t: IntentTarget) -> str | None:
+    """After a killed forced deploy was undone on *t*: attach the program it had replaced
+    again, from its pin, if the XDP hook is empty now; what was done."""
+    rec = t.replaced
+    if not rec:
+        return None
+    try:
+        here = query(t.iface, t.netns)["xdp"]
+        if any(e.get("prog_id") == rec["prog_id"] for e in here):
+            return None                                  # never replaced
+        if here:
+            return (f"not putting back program {rec['prog_id']} on {t.iface}: "
+                    f"{describe_occupant(here[0])} is there now")
+        with bpffs.open_pinned(rec["pin"]) as fd:
+            attach_xdp(fd, t.iface, mode=rec["mode"], netns=t.netns, use_link=False,
+                       replace=True).close()
+    except (NfpipeError, OSError) as exc:
+        return f"could not put back program {rec['prog_id']} on {t.iface}: {exc}"
+    return (f"put back program {rec['prog_id']} '{rec['prog_name']}' ({rec['mode']} mode) "
+            f"that --force had replaced on {t.iface}")
 
 
 def smoke_test(built) -> None:
@@ -86,17 +245,23 @@ def smoke_test(built) -> None:
 
 
 def attach(entry, t: Target, hook: str, mode: str, force: bool) -> Attachment:
+    """Attach *entry* at *hook* of *t*; *force*: replace a foreign netlink XDP program,
+    or run in front of foreign TC programs (the first TC verdict other than "next"
+    ends the chain: behind them, nfpipe would never see what they pass)."""
     if hook == "xdp":
         return attach_xdp(entry, t.ifname, mode=mode, netns=t.netns, replace=force)
     direction = "ingress" if hook == "tc-ingress" else "egress"
-    return attach_tc(entry, t.ifname, direction, netns=t.netns, use=mode)
+    return attach_tc(entry, t.ifname, direction, netns=t.netns, use=mode, first=force)
 
 
-def record_intent(sdir: Path, entry_id: int, hook: str, targets: list[Target]) -> None:
-    """Before attaching: pin which interfaces are about to get program *entry_id*, and
-    which qdisc each had (see ``Intent``)."""
+def record_intent(sdir: Path, entry_id: int, hook: str, targets: list[Target],
+                  takeovers: dict[Target, Takeover] | None = None) -> None:
+    """Before attaching: pin which interfaces are about to get program *entry_id*, which
+    qdisc each had, and which foreign program --force will replace (see ``Intent``)."""
+    takeovers = takeovers or {}
     write_intent(sdir, Intent(entry_id, hook, [
-        IntentTarget(t.ifname, t.netns, query(t.ifname, t.netns).get("qdisc"))
+        IntentTarget(t.ifname, t.netns, query(t.ifname, t.netns).get("qdisc"),
+                     takeovers[t].record() if t in takeovers else None)
         for t in targets]))
 
 

@@ -40,6 +40,7 @@ from nfpipe.deploy.steps import (
     attach,
     close_node_maps,
     find_unlinked,
+    hold_foreign,
     interface_record,
     node_record,
     open_node_maps,
@@ -73,7 +74,8 @@ def update(spec: PipelineSpec, file, old: Manifest, *, targets: list[Target] | N
     targets = targets_of(spec, file, targets)
     mode = mode or spec.mode
     old_ifaces = {Target(i.iface, i.netns): i for i in old.interfaces}
-    refuse_foreign([t for t in targets if t not in old_ifaces], spec.hook, force, root)
+    refuse_foreign([t for t in targets if t not in old_ifaces], spec.hook, force, root,
+                   spec.name)
 
     plan = make_plan(spec, linking=linking, slots={n.id: n.index for n in old.nodes})
     say("building")
@@ -327,8 +329,19 @@ def converge(sdir: Path, current: Manifest) -> Manifest:
                     i.prog_id = entry.id
             else:                                     # an interface this update adds
                 t = Target(i.iface, i.netns)
-                record_intent(sdir, entry.id, nxt.hook, [t])
-                att = attach(entry, t, nxt.hook, i.mode, i.force)
+                tk = hold_foreign(t, nxt.hook, sdir) if i.force else None
+                record_intent(sdir, entry.id, nxt.hook, [t], {t: tk} if tk else None)
+                try:
+                    if tk is not None:
+                        tk.make_room(i.mode)
+                    att = attach(entry, t, nxt.hook, i.mode, i.force)
+                except BaseException:
+                    if tk is not None:
+                        tk.restore(None)
+                        tk.release()
+                    raise
+                if tk is not None:
+                    tk.release()
                 try:
                     nxt.interfaces[n] = interface_record(sdir, t, att, i.placement)
                     replace_manifest(sdir, nxt, name=MANIFEST_NEXT)

@@ -227,6 +227,6 @@ def test_replace_takes_over_a_netlink_attachment_but_never_a_foreign_link(pair, 
         att.detach()
         att.close()
     with attach_xdp(a, "vb", mode="generic", netns=pair.ns) as theirs:   # a link now
-        with pytest.raises(AttachError, match="held by another bpf_link cannot be replaced"):
+        with pytest.raises(AttachError, match="held by a bpf_link is replaced only through"):
             attach_xdp(b, "vb", mode="generic", netns=pair.ns, replace=True)
         assert query("vb", netns=pair.ns)["xdp"][0]["link_id"] == theirs.id

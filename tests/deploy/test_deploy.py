@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from nfpipe import deploy as D
-from nfpipe.attach import attach_xdp, query
+from nfpipe.attach import attach_tc, attach_xdp, query
 from nfpipe.deploy.state import link_key
 from nfpipe.errors import AttachError
 from nfpipe.topo import Topology
@@ -133,6 +133,140 @@ def test_foreign_program_is_refused_and_left_alone(topo, pipeline_file):
         obj.close()
 
 
+def _foreign_netlink_xdp(topo, iface: str = "eth0"):
+    """A pass program attached the way iproute2's `ip link set dev X xdpdrv obj p.o`
+    does it: rtnetlink IFLA_XDP in native mode, no bpf_link, no fd left open.
+    Returns its program id."""
+    import nfpipe
+    with nfpipe.Object.load(nfpipe.compile(ROOT / "bpf" / "examples" / "xdp_pass.c")) as obj:
+        att = attach_xdp(obj.programs["xdp_pass"], topo.ifname("dut", iface), mode="native",
+                         netns=topo.netns("dut"), use_link=False)
+        att.close()
+        return obj.programs["xdp_pass"].id
+
+
+def _blocked(topo) -> bool:
+    """Does UDP to the filter's blocked port fail to reach a server that echoes it?"""
+    server = topo.address("server", "eth0")
+    echo = topo.start("server", serve_udp_echo, server, BLOCKED_UDP, 1, 3.0)
+    try:
+        topo.call("client", udp_exchange, server, BLOCKED_UDP, b"x", timeout=1.0,
+                  interval=0.1)
+    except TimeoutError:
+        return True
+    else:
+        echo.result(timeout=10)
+        return False
+    finally:
+        echo.kill()
+
+
+@pytest.mark.parametrize("mode", [None, "generic"])
+def test_force_takes_over_a_netlink_xdp_program(topo, pipeline_file, mode):
+    """Without --force: refused, naming the program and how it is attached.  With it:
+    nfpipe's pipeline replaces it, atomically in its own (native) mode, or, for
+    --mode generic, after detaching it (the kernel runs one XDP mode at a time: this
+    used to fail with "Native and generic XDP can't be active at the same time")."""
+    name, f = pipeline_file("xdp")
+    foreign = _foreign_netlink_xdp(topo)
+    try:
+        with pytest.raises(AttachError, match=rf"program {foreign} 'xdp_pass' in native mode "
+                                              r"via netlink.*use --force"):
+            D.deploy(f, targets=[target(topo)], mode=mode)
+        assert attached_ids(topo, "xdp") == [foreign]
+        m = D.deploy(f, targets=[target(topo)], mode=mode, force=True)
+        assert m.interfaces[0].mode == (mode or "native")
+        assert attached_ids(topo, "xdp") == [m.entry_prog_id]
+        assert _blocked(topo)
+        D.destroy(name)
+        assert attached_ids(topo, "xdp") == []
+    finally:
+        q = query(topo.ifname("dut", "eth0"), topo.netns("dut"))
+        if q["xdp"]:
+            with topo.iproute("dut") as ipr:
+                ipr.link("set", index=q["ifindex"], xdp_fd=-1)
+
+
+@pytest.mark.parametrize("fault", ["attached:interrupt", "attached"])
+def test_a_forced_deploy_that_fails_puts_the_replaced_program_back(topo, pipeline_file,
+                                                                   fault):
+    """--force replaced a netlink program (atomically, same mode), then the deploy dies
+    before it is done: interrupted (Ctrl-C: its own rollback) or SIGKILLed (the next
+    status repairs).  Either way the foreign program is back where it was, from the
+    copy the deploy held and pinned, and nothing of the deploy is left."""
+    name, f = pipeline_file("xdp")
+    foreign = _foreign_netlink_xdp(topo)
+    eth0, ns = topo.ifname("dut", "eth0"), topo.netns("dut")
+    before = query(eth0, ns)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "nfpipe.cli.main", "deploy", str(f),
+                               "--iface", f"{ns}:{eth0}", "--force"],
+                              env={**os.environ, "NFPIPE_FAULT": fault}, capture_output=True,
+                              text=True, timeout=120)
+        if fault.endswith(":interrupt"):
+            assert proc.returncode == 130, proc.stderr
+            assert not D.state_dir(name).exists()
+        else:
+            assert proc.returncode == -9, proc.stderr
+            assert attached_ids(topo, "xdp") != [foreign]        # ours, left running
+            (row,) = D.status(name)
+            assert row["state"] == "removed"
+            assert any(f"put back program {foreign} 'xdp_pass' (native mode)" in line
+                       for line in row["repaired"]), row["repaired"]
+        assert query(eth0, ns) == before and attached_ids(topo, "xdp") == [foreign]
+        assert not D.state_dir(name).exists()
+    finally:
+        with topo.iproute("dut") as ipr:
+            ipr.link("set", index=before["ifindex"], xdp_fd=-1)
+
+
+@pytest.mark.parametrize("hook", ["xdp", "tc-ingress"])
+def test_a_second_pipeline_on_the_same_hook_is_refused_by_name(topo, pipeline_file, hook):
+    """XDP runs one program; at TC the first verdict ends the chain: either way the second
+    pipeline would never see a packet.  The error names the one to destroy, --force or
+    not, and says how it is attached (a bpf_link is not a netlink attachment)."""
+    name, f = pipeline_file(hook)
+    m = D.deploy(f, targets=[target(topo)])
+    other = f.with_name("other.yaml")
+    other.write_text(f.read_text().replace(f"pipeline: {name}", f"pipeline: {name}x"))
+    try:
+        for force in (False, True):
+            with pytest.raises(AttachError) as exc:
+                D.deploy(other, targets=[target(topo)], force=force)
+            msg = str(exc.value)
+            assert f"runs nfpipe pipeline '{name}'" in msg and f"nfpipe destroy {name}" in msg
+            assert f"program {m.entry_prog_id}" in msg and "netlink" not in msg
+            assert "replace=True" not in msg
+        assert attached_ids(topo, hook) == [m.entry_prog_id]
+        assert not D.state_dir(f"{name}x").exists()
+    finally:
+        D.destroy(name)
+
+
+def test_force_at_tc_runs_in_front_of_a_foreign_program(topo, pipeline_file, tmp_path):
+    """A foreign tcx program that passes everything ends the chain: appended behind it,
+    the pipeline would be attached and never see a packet.  --force puts it in front."""
+    import nfpipe
+    src = tmp_path / "tc_pass.c"
+    src.write_text('#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n'
+                   'SEC("tc") int tc_pass(struct __sk_buff *skb) { return 0; }\n'
+                   'char LICENSE[] SEC("license") = "GPL";\n')
+    name, f = pipeline_file("tc-ingress")
+    with nfpipe.Object.load(nfpipe.compile(src)) as obj, \
+            attach_tc(obj.programs["tc_pass"], topo.ifname("dut", "eth0"), "ingress",
+                      netns=topo.netns("dut"), use="tcx") as foreign:
+        assert not _blocked(topo)
+        with pytest.raises(AttachError, match="which nfpipe did not deploy"):
+            D.deploy(f, targets=[target(topo)])
+        m = D.deploy(f, targets=[target(topo)], force=True)
+        try:
+            assert attached_ids(topo, "tc-ingress") == [m.entry_prog_id, foreign.prog_id]
+            assert _blocked(topo)
+        finally:
+            D.destroy(name)
+        assert attached_ids(topo, "tc-ingress") == [foreign.prog_id]
+
+
 def test_failed_deploy_leaves_every_interface_as_it_was(topo, pipeline_file):
     name, f = pipeline_file("xdp")
     bad = D.Target("nosuchif0", topo.netns("dut"))
@@ -144,37 +278,47 @@ def test_failed_deploy_leaves_every_interface_as_it_was(topo, pipeline_file):
         if os.path.isdir(D.STATE_ROOT) else True
 
 
-@pytest.mark.parametrize("hook,mode", [("tc-egress", "clsact"), ("xdp", "native")])
-def test_a_deploy_failing_on_its_second_interface_detaches_the_first(topo, pipeline_file,
-                                                                     hook, mode):
+def test_a_deploy_failing_on_its_second_interface_detaches_the_first(topo, pipeline_file):
     """The first interface is attached when the second fails (a plain 'ingress' qdisc
-    has no egress hook; native XDP on veth refuses a peer MTU over a page): the rollback
-    must take the first one off again, qdisc included.  A clsact filter outlives its fd,
-    so only the rollback can remove it (tcx and XDP links would go with the closed fd)."""
-    name, f = pipeline_file(hook)
+    has no egress hook): the rollback must take the first one off again, qdisc
+    included.  A clsact filter outlives its fd, so only the rollback can remove it."""
+    name, f = pipeline_file("tc-egress")
     ns = topo.netns("dut")
     eth0, eth1 = topo.ifname("dut", "eth0"), topo.ifname("dut", "eth1")
-    peer = topo.ifname("server", "eth0")           # veth checks its peer's MTU
-    with topo.iproute("dut") as ipr, topo.iproute("server") as spr:
+    with topo.iproute("dut") as ipr:
         idx1 = ipr.link_lookup(ifname=eth1)[0]
-        if mode == "clsact":
-            ipr.tc("add", "ingress", idx1)
-        else:
-            spr.link("set", index=spr.link_lookup(ifname=peer)[0], mtu=9000)
+        ipr.tc("add", "ingress", idx1)
     try:
         before = query(eth0, ns), query(eth1, ns)
-        assert before[0]["qdisc"] is None and before[0]["xdp"] == []
+        assert before[0]["qdisc"] is None
         with pytest.raises(AttachError) as exc:
-            D.deploy(f, targets=[D.Target(eth0, ns), D.Target(eth1, ns)], mode=mode)
-        assert eth1 in str(exc.value)
+            D.deploy(f, targets=[D.Target(eth0, ns), D.Target(eth1, ns)], mode="clsact")
+        assert eth1 in str(exc.value) and "'ingress' qdisc" in str(exc.value)
         assert (query(eth0, ns), query(eth1, ns)) == before
         assert not D.state_dir(name).exists()
     finally:
-        with topo.iproute("dut") as ipr, topo.iproute("server") as spr:
-            if mode == "clsact":
-                ipr.tc("del", "ingress", idx1)
-            else:
-                spr.link("set", index=spr.link_lookup(ifname=peer)[0], mtu=1500)
+        with topo.iproute("dut") as ipr:
+            ipr.tc("del", "ingress", idx1)
+
+
+@pytest.mark.parametrize("hook,mode", [("xdp", "native"), ("xdp", "generic"),
+                                       ("tc-ingress", "tcx"), ("tc-egress", "clsact")])
+def test_a_deploy_interrupted_after_attaching_leaves_both_interfaces_as_they_were(
+        topo, pipeline_file, hook, mode):
+    """Ctrl-C once every interface is attached (NFPIPE_FAULT=attached:interrupt): the
+    deploy's own rollback detaches both, whatever carries the attachment."""
+    name, f = pipeline_file(hook)
+    ns = topo.netns("dut")
+    eth0, eth1 = topo.ifname("dut", "eth0"), topo.ifname("dut", "eth1")
+    before = query(eth0, ns), query(eth1, ns)
+    proc = subprocess.run([sys.executable, "-m", "nfpipe.cli.main", "deploy", str(f),
+                           "--iface", f"{ns}:{eth0}", "--iface", f"{ns}:{eth1}",
+                           "--mode", mode],
+                          env={**os.environ, "NFPIPE_FAULT": "attached:interrupt"},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert (query(eth0, ns), query(eth1, ns)) == before
+    assert not D.state_dir(name).exists()
 
 
 def test_plan_iface_explains_placement_and_refuses_impossible_modes(topo, capsys):

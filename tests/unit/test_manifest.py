@@ -82,7 +82,14 @@ def test_pending_changes_only_in_manifest_next():
 
 
 def test_intent_round_trip():
-    data = {"entry_prog_id": 7, "hook": "tc-ingress",
-            "targets": [{"iface": "eth0", "netns": None, "qdisc_before": None}]}
+    data = {"entry_prog_id": 7, "hook": "xdp",
+            "targets": [{"iface": "eth0", "netns": None, "qdisc_before": None,
+                         "replaced": None},
+                        {"iface": "eth1", "netns": "ns1", "qdisc_before": "clsact",
+                         "replaced": {"prog_id": 9, "prog_name": "xdp_pass",
+                                      "mode": "native", "pin": "/sys/fs/bpf/x"}}]}
     assert Intent.from_json(data).to_json() == data
+    old = {"entry_prog_id": 7, "hook": "tc-ingress",       # written before "replaced"
+           "targets": [{"iface": "eth0", "netns": None, "qdisc_before": None}]}
+    assert Intent.from_json(old).targets[0].replaced is None
     assert MANIFEST_VERSION == 2
