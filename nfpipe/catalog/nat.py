@@ -8,6 +8,7 @@ Config (a pipeline node's ``config:``)::
     forwards:                                # DNAT: external_ip:port -> internal host
       - {proto: tcp, port: 8080, to: 10.0.0.5:80}
     table_full: drop                         # or pass (untouched) when an insert fails
+    other_protocols: translate               # or drop: GRE, ESP, SCTP, AH, other ICMP
 
 One port, ``out``.  ``NatModel`` is the reference model of the data plane: it
 keeps its own connection table and predicts the kernel's output packet, its
@@ -36,7 +37,10 @@ KIND_SNAT, KIND_DNAT = 0, 1
 
 # Slots of the per-CPU `stats` array, in the order of bpf/nat.c's enum.
 COUNTERS = ("xlate_src", "xlate_dst", "new_snat", "new_dnat", "port_exhausted", "table_full",
-            "dnat_clash", "repaired", "stale", "untouched", "fragment", "malformed", "error")
+            "dnat_clash", "repaired", "stale", "untouched", "fragment", "malformed", "error",
+            "icmp_error", "icmp_unknown", "other_clash", "other_dropped", "ttl")
+ICMP_ERRORS = frozenset({3, 4, 5, 11, 12})   # unreachable, quench, redirect, time, param
+FRAGS_SIZE = 8192            # NFP_NAT_FRAGS
 DEFAULT_INTERNAL = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 
 
@@ -84,7 +88,7 @@ class Nat(NetworkFunction):
     source_name = "nat.c"
     ports = ("out",)
     config_keys = frozenset({"internal", "external_ip", "port_range", "forwards", "table_full",
-                             "timeouts"})
+                             "other_protocols", "timeouts"})
 
     def __init__(self, config: Mapping[str, Any] | None = None):
         super().__init__(config)
@@ -120,6 +124,11 @@ class Nat(NetworkFunction):
         if action not in ("drop", "pass"):
             raise SpecError(f"nat: table_full: expected 'drop' or 'pass', got {action!r}")
         self.table_full = action
+        other = c.get("other_protocols", "translate")
+        if other not in ("translate", "drop"):
+            raise SpecError(f"nat: other_protocols: expected 'translate' or 'drop', got "
+                            f"{other!r}")
+        self.other_protocols = other
         self.forwards = self._parse_forwards(c.get("forwards", []))
 
     def _parse_forwards(self, fwds: Any) -> dict[tuple[int, int], tuple[Any, int]]:
@@ -178,7 +187,8 @@ class Nat(NetworkFunction):
         return {"external_ip": int(self.external_ip), "port_lo": self.port_lo,
                 "port_count": self.port_count, "n_internal": len(nets),
                 "internal_net": nets + pad, "internal_mask": masks + pad,
-                "table_full_pass": int(self.table_full == "pass")}
+                "table_full_pass": int(self.table_full == "pass"),
+                "other_drop": int(self.other_protocols == "drop")}
 
     def populate(self, maps: NodeMaps) -> None:
         fwd = maps["forwards"]
@@ -251,16 +261,20 @@ class NatModel:
     """What bpf/nat.c does to a packet, with its own connection table and counters.
 
     The table maps a wire tuple ``(proto, saddr, daddr, sport, dport)`` (ints;
-    ICMP echo: the id in both port fields) to ``(dir, addr, port)``: rewrite the
-    source (dir 0) or destination (dir 1) to addr:port.  It never evicts (the
-    tests stay far below the kernel table's size).
+    ICMP echo: the id in both port fields; protocols without ports: 0, 0) to
+    ``(dir, addr, port)``: rewrite the source (dir 0) or destination (dir 1) to
+    addr:port.  ``frags`` maps a translated first fragment's ``(saddr, daddr,
+    proto, ip id)`` to its entry.  Neither evicts (the tests stay far below the
+    kernel tables' sizes).  *egress*: the NF runs at tc-egress (no TTL rule).
     """
 
-    def __init__(self, nat: Nat, capacity: int | None = None):
+    def __init__(self, nat: Nat, capacity: int | None = None, egress: bool = False):
         self.nat = nat
         self.capacity = capacity      # a non-evicting table of this many entries (tests)
+        self.egress = egress
         self.ext = int(nat.external_ip)
         self.table: dict[tuple, tuple[int, int, int]] = {}
+        self.frags: dict[tuple, tuple[int, int, int]] = {}
         self.counters = dict.fromkeys(COUNTERS, 0)
 
     def _count(self, name: str) -> None:
@@ -270,12 +284,15 @@ class NatModel:
         self._count("untouched")
         return 0, data
 
+    def _drop(self, data: bytes, counter: str) -> tuple[int, bytes]:
+        self._count(counter)
+        return Verdict.DROP, data
+
     def process(self, data: bytes) -> tuple[int, bytes]:
         """(result: port 0 or a Verdict, the packet afterwards)."""
         pkt = P.parse_packet(data)
         if pkt.malformed:
-            self._count("malformed")
-            return Verdict.DROP, data
+            return self._drop(data, "malformed")
         if not pkt.is_ipv4:
             return self._out(data)
         src = int.from_bytes(pkt.src, "big")
@@ -287,24 +304,57 @@ class NatModel:
             outbound = True
         else:
             return self._out(data)
-        proto = pkt.l4_proto
-        if proto not in (P.IPPROTO_TCP, P.IPPROTO_UDP, P.IPPROTO_ICMP) or pkt.flags & P.F_AH:
+        ttl_low = not self.egress and pkt.ttl <= 1
+        if outbound and ttl_low:
+            self._count("ttl")
             return self._out(data)
+        ipproto = P.IPPROTO_AH if pkt.flags & P.F_AH else pkt.l4_proto
+        fkey = None
         if pkt.flags & P.F_FRAG:
-            self._count("fragment")
-            return Verdict.DROP, data
-        if not pkt.has_l4:
-            return self._out(data)
-        if proto == P.IPPROTO_ICMP:
-            if pkt.dport >> 8 != (8 if outbound else 0):
+            ip_id = int.from_bytes(data[pkt.l3_off + 4:pkt.l3_off + 6], "big")
+            fkey = (src, dst, ipproto, ip_id)
+            if pkt.flags & P.F_FRAG_LATER:
+                entry = self.frags.get(fkey)
+                if entry is None:
+                    return self._drop(data, "fragment") if outbound else self._out(data)
+                if ttl_low and entry[0] == REWRITE_DST:
+                    return self._drop(data, "ttl")
+                out = self._rewrite(bytearray(data), pkt, entry, addr_only=True)
+                return self._translated(entry, out)
+        icmp_type = pkt.dport >> 8 if ipproto == P.IPPROTO_ICMP else -1
+        if not outbound and icmp_type == 8:
+            return self._out(data)                     # a ping of external_ip
+        if icmp_type in ICMP_ERRORS:
+            if pkt.flags & P.F_FRAG:
+                return self._drop(data, "fragment")
+            return self._icmp_error(data, pkt, outbound, ttl_low)
+
+        portless = False
+        if ipproto in (P.IPPROTO_TCP, P.IPPROTO_UDP):
+            if not pkt.has_l4:
                 return self._out(data)
-            tup = (proto, src, dst, pkt.sport, pkt.sport)
+            tup = (ipproto, src, dst, pkt.sport, pkt.dport)
+        elif icmp_type == (8 if outbound else 0):
+            tup = (ipproto, src, dst, pkt.sport, pkt.sport)
         else:
-            tup = (proto, src, dst, pkt.sport, pkt.dport)
+            portless = True
+            if outbound and self.nat.other_protocols == "drop":
+                return self._drop(data, "other_dropped")
+            tup = (ipproto, src, dst, 0, 0)
 
         entry = self.table.get(tup)
+        if entry is not None and ttl_low:
+            return self._drop(data, "ttl")
         if entry is None:
-            if outbound:
+            if outbound and portless:
+                entry = (REWRITE_SRC, self.ext, 0)
+                claim = self._claim(tup, entry)
+                if claim == "full":
+                    return self._table_full(data)
+                if not claim:
+                    return self._drop(data, "other_clash")
+                self._count(claim)
+            elif outbound:
                 n = self.nat.port_count
                 start = flow_hash(*tup) % n
                 for i in range(min(PROBES, n)):
@@ -317,23 +367,124 @@ class NatModel:
                         self._count(claim)
                         break
                 else:
-                    self._count("port_exhausted")
-                    return Verdict.DROP, data
+                    return self._drop(data, "port_exhausted")
             else:
-                fwd = self.nat.forwards.get((proto, pkt.dport)) if proto != P.IPPROTO_ICMP else None
+                if portless or ipproto == P.IPPROTO_ICMP:
+                    return self._out(data)
+                fwd = self.nat.forwards.get((ipproto, pkt.dport))
                 if fwd is None:
                     return self._out(data)
+                if ttl_low:
+                    return self._drop(data, "ttl")
                 entry = (REWRITE_DST, int(fwd[0]), fwd[1])
                 claim = self._claim(tup, entry)
                 if claim == "full":
                     return self._table_full(data)
                 if not claim:
-                    self._count("dnat_clash")
-                    return Verdict.DROP, data
+                    return self._drop(data, "dnat_clash")
                 self._count("new_dnat" if claim == "new_snat" else claim)
-        out = self._rewrite(bytearray(data), pkt, entry)
+        out = self._rewrite(bytearray(data), pkt, entry, addr_only=portless)
+        if fkey is not None:
+            self.frags[fkey] = entry
+        return self._translated(entry, out)
+
+    def _translated(self, entry: tuple, out: bytearray) -> tuple[int, bytes]:
         self._count("xlate_src" if entry[0] == REWRITE_SRC else "xlate_dst")
         return 0, bytes(out)
+
+    def _icmp_error(self, data: bytes, pkt: P.Parsed, outbound: bool,
+                    ttl_low: bool) -> tuple[int, bytes]:
+        """nat.c's icmp_error: the flow of the embedded header (its tuple reversed)."""
+        res = self._icmp_error_xlate(bytearray(data), pkt, outbound, ttl_low)
+        if isinstance(res, bytearray):
+            self._count("icmp_error")
+            return 0, bytes(res)
+        if res == "ttl":
+            return self._drop(data, "ttl")
+        self._count("icmp_unknown")
+        return (Verdict.DROP, data) if outbound else self._out(data)
+
+    def _icmp_error_xlate(self, buf: bytearray, pkt: P.Parsed, outbound: bool,
+                          ttl_low: bool):
+        l3, l4 = pkt.l3_off, pkt.l4_off
+        end = l3 + int.from_bytes(buf[l3 + 2:l3 + 4], "big")
+        e3 = l4 + 8
+        if e3 + 20 > min(end, len(buf)) or buf[e3] >> 4 != 4 or buf[e3] & 0xF < 5:
+            return None
+        e4 = e3 + (buf[e3] & 0xF) * 4
+        if e4 + 8 > min(end, len(buf)):
+            return None
+        eproto = buf[e3 + 9]
+        es, ed = bytes(buf[e3 + 12:e3 + 16]), bytes(buf[e3 + 16:e3 + 20])
+        portful = True
+        if eproto in (P.IPPROTO_TCP, P.IPPROTO_UDP):
+            esp, edp = (int.from_bytes(buf[e4 + i:e4 + i + 2], "big") for i in (0, 2))
+            key = (eproto, int.from_bytes(ed, "big"), int.from_bytes(es, "big"), edp, esp)
+        elif eproto == P.IPPROTO_ICMP and buf[e4] in (0, 8):
+            eid = int.from_bytes(buf[e4 + 4:e4 + 6], "big")
+            key = (eproto, int.from_bytes(ed, "big"), int.from_bytes(es, "big"), eid, eid)
+        elif eproto == P.IPPROTO_ICMP and buf[e4] in ICMP_ERRORS:
+            return None
+        else:
+            portful = False
+            key = (eproto, int.from_bytes(ed, "big"), int.from_bytes(es, "big"), 0, 0)
+        entry = self.table.get(key)
+        want = REWRITE_SRC if outbound else REWRITE_DST
+        if entry is None or entry[0] != want:
+            return None
+        if ttl_low:
+            return "ttl"
+        d, addr, port = entry
+        naddr, nport = addr.to_bytes(4, "big"), port.to_bytes(2, "big")
+        if d == REWRITE_DST:
+            ea_off, ep_off, outer_off = e3 + 12, e4, l3 + 16
+        else:
+            ea_off, ep_off, outer_off = e3 + 16, e4 + 2, l3 + 12
+        if eproto == P.IPPROTO_ICMP:
+            ep_off = e4 + 4
+        oaddr = bytes(buf[ea_off:ea_off + 4])
+        oport = bytes(buf[ep_off:ep_off + 2]) if portful else b""
+        l4c_off, pseudo, udp = None, False, False
+        if eproto == P.IPPROTO_TCP and e4 + 18 <= end:
+            l4c_off, pseudo = e4 + 16, True
+        elif eproto == P.IPPROTO_UDP:
+            l4c_off, pseudo, udp = e4 + 6, True, True
+        elif eproto == P.IPPROTO_ICMP and portful:
+            l4c_off = e4 + 2
+
+        def get16(off: int) -> int:
+            return int.from_bytes(buf[off:off + 2], "big")
+
+        def put16(off: int, v: int) -> None:
+            buf[off:off + 2] = v.to_bytes(2, "big")
+        if l4c_off is not None:
+            l4c = nl4c = get16(l4c_off)
+            if not (udp and l4c == 0):
+                if pseudo:
+                    nl4c = csum_update(nl4c, oaddr, naddr)
+                nl4c = csum_update(nl4c, oport, nport)
+                if udp and nl4c == 0:
+                    nl4c = 0xFFFF
+        eipc = get16(e3 + 10)
+        nipc = csum_update(eipc, oaddr, naddr)
+        icmpc = csum_update(get16(l4 + 2), oaddr, naddr)
+        icmpc = csum_update(icmpc, eipc.to_bytes(2, "big"), nipc.to_bytes(2, "big"))
+        if portful:
+            icmpc = csum_update(icmpc, oport, nport)
+        if l4c_off is not None:
+            icmpc = csum_update(icmpc, l4c.to_bytes(2, "big"), nl4c.to_bytes(2, "big"))
+        outer_old = bytes(buf[outer_off:outer_off + 4])
+        ipc = csum_update(get16(l3 + 10), outer_old, naddr)
+        buf[ea_off:ea_off + 4] = naddr
+        put16(e3 + 10, nipc)
+        if portful:
+            buf[ep_off:ep_off + 2] = nport
+        if l4c_off is not None:
+            put16(l4c_off, nl4c)
+        put16(l4 + 2, icmpc)
+        buf[outer_off:outer_off + 4] = naddr
+        put16(l3 + 10, ipc)
+        return buf
 
     @staticmethod
     def _reply_tuple(tup: tuple, entry: tuple) -> tuple[tuple, tuple]:
@@ -378,7 +529,8 @@ class NatModel:
         return Verdict.DROP, data
 
     @staticmethod
-    def _rewrite(buf: bytearray, pkt: P.Parsed, entry: tuple) -> bytearray:
+    def _rewrite(buf: bytearray, pkt: P.Parsed, entry: tuple,
+                 addr_only: bool = False) -> bytearray:
         d, addr, port = entry
         l3, l4 = pkt.l3_off, pkt.l4_off
         proto = pkt.l4_proto
@@ -389,6 +541,7 @@ class NatModel:
             port_off = l4 + (0 if d == REWRITE_SRC else 2)
             csum_off = l4 + (16 if proto == P.IPPROTO_TCP else 6)
         udp = proto == P.IPPROTO_UDP
+        pseudo = proto in (P.IPPROTO_TCP, P.IPPROTO_UDP) and not addr_only
 
         def l4_adjust(old: bytes, new: bytes) -> None:
             check = int.from_bytes(buf[csum_off:csum_off + 2], "big")
@@ -396,11 +549,13 @@ class NatModel:
 
         old_a, new_a = bytes(buf[addr_off:addr_off + 4]), addr.to_bytes(4, "big")
         if old_a != new_a:
-            if proto != P.IPPROTO_ICMP:
+            if pseudo:
                 l4_adjust(old_a, new_a)
             ipc = int.from_bytes(buf[l3 + 10:l3 + 12], "big")
             buf[l3 + 10:l3 + 12] = csum_update(ipc, old_a, new_a).to_bytes(2, "big")
             buf[addr_off:addr_off + 4] = new_a
+        if addr_only:
+            return buf
         old_p, new_p = bytes(buf[port_off:port_off + 2]), port.to_bytes(2, "big")
         if old_p != new_p:
             l4_adjust(old_p, new_p)

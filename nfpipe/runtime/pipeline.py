@@ -222,7 +222,7 @@ def node_stats(stats_map, nodes) -> dict[str, dict[str, Counter]]:
 
 def fused_constants(plan: Plan, ifindexes: dict[str, int] | None = None) -> dict[str, Any]:
     """The ``.rodata`` constants of the fused program: every node's, prefixed."""
-    constants: dict[str, Any] = {}
+    constants: dict[str, Any] = hook_constants(plan)
     for n in plan.order:
         constants.update({f"{n.id}__{k}": v for k, v in n.constants.items()})
         for i, t in enumerate(n.targets):
@@ -231,12 +231,18 @@ def fused_constants(plan: Plan, ifindexes: dict[str, int] | None = None) -> dict
     return constants
 
 
+def hook_constants(plan: Plan) -> dict[str, Any]:
+    """nf.h's own load-time constants: ``nfp_hook_egress`` for a tc-egress pipeline."""
+    return {"nfp_hook_egress": 1} if plan.spec.hook == "tc-egress" else {}
+
+
 def tailcall_constants(plan: Plan, n, ifindexes: dict[str, int] | None = None
                        ) -> dict[str, Any]:
     """The ``.rodata`` constants of node *n*'s tail-call program: its NF's, its port
     table, its slot, whether it is the entry, the verdict of a missed tail call."""
     ports, redirect = plan.port_table(n, ifindexes)
-    constants = {f"{n.id}__{k}": v for k, v in n.constants.items()}
+    constants = hook_constants(plan)
+    constants.update({f"{n.id}__{k}": v for k, v in n.constants.items()})
     constants.update({f"{n.id}__nfp_ports": ports, f"{n.id}__nfp_redirect": redirect,
                       f"{n.id}__nfp_node": n.index, f"{n.id}__nfp_is_entry": int(n.is_entry),
                       f"{n.id}__nfp_miss_verdict": int(_verdict_code(plan.miss_verdict))})

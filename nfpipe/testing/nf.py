@@ -43,13 +43,18 @@ class NFRun:
 class LoadedNF:
     """One NF built alone (standalone mode) for one hook and loaded into the kernel."""
 
-    def __init__(self, nf: NetworkFunction, hook: str, instance: str | None = None):
+    def __init__(self, nf: NetworkFunction, hook: str, instance: str | None = None, *,
+                 egress: bool = False):
+        if egress and hook != "tc":
+            raise ValueError("only a tc program runs at egress")
         self.nf = nf
         self.hook = hook
         self.instance = instance or nf.default_instance
         path = build_nf(nf.source, hook=hook, instance=self.instance, mode="standalone")
         spec = apply_map_sizes(ObjectSpec.from_file(path), self.instance, nf)
         constants = {prefixed(self.instance, k): v for k, v in nf.constants().items()}
+        if egress:
+            constants["nfp_hook_egress"] = 1     # as a tc-egress pipeline loads it
         self.obj = Object.load(spec, constants=constants)
         try:
             self.maps = NodeMaps(self.obj.maps, self.instance)
@@ -79,6 +84,8 @@ class LoadedNF:
         self.close()
 
 
-def load_nf(nf: NetworkFunction, hook: str, instance: str | None = None) -> LoadedNF:
-    """Build *nf* alone for *hook* (standalone mode), load it and populate its maps."""
-    return LoadedNF(nf, hook, instance)
+def load_nf(nf: NetworkFunction, hook: str, instance: str | None = None, *,
+            egress: bool = False) -> LoadedNF:
+    """Build *nf* alone for *hook* (standalone mode), load it and populate its maps;
+    *egress* (tc only): as at tc-egress, where ``nfp_at_ingress()`` is false."""
+    return LoadedNF(nf, hook, instance, egress=egress)

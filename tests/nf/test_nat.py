@@ -13,7 +13,7 @@ import socket
 import struct
 
 import pytest
-from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
+from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 from scapy.packet import Raw
@@ -132,6 +132,7 @@ def _loaded(request):
 def nat(_loaded):
     """The module's NAT for one hook, with an empty table and zeroed counters."""
     _loaded.maps["conns"].clear()
+    _loaded.maps["frags"].clear()
     for i in range(len(N.COUNTERS)):
         _loaded.maps["stats"][i] = 0
     return Harness(_loaded, _loaded.nf.model())
@@ -298,10 +299,9 @@ UNTOUCHED = {
     "unforwarded-port": E / IP(src=CLIENT, dst=EXT) / TCP(sport=1, dport=22),
     "no-mapping-reply": E / IP(src=REMOTE, dst=EXT) / UDP(sport=53, dport=20001),
     "inbound-echo-request": E / IP(src=REMOTE, dst=EXT) / ICMP(type=8, id=20001),
-    "outbound-icmp-error": E / IP(src="10.1.1.1", dst=REMOTE) / ICMP(type=3, code=1) /
-    IP(src=REMOTE, dst="10.1.1.1") / UDP(sport=1, dport=2),
-    "outbound-echo-reply": E / IP(src="10.1.1.1", dst=REMOTE) / ICMP(type=0, id=5),
-    "outbound-gre": E / IP(src="10.1.1.1", dst=REMOTE, proto=47) / Raw(b"\x00" * 8),
+    "inbound-icmp-error-about-nothing": E / IP(src=REMOTE, dst=EXT) / ICMP(type=3, code=1) /
+    IP(src=EXT, dst=REMOTE) / UDP(sport=1, dport=2),
+    "inbound-gre-no-mapping": E / IP(src=REMOTE, dst=EXT, proto=47) / Raw(b"\x00" * 8),
     "arp": E / Raw(b"\x08\x06" + bytes(28)),
 }
 
@@ -313,27 +313,6 @@ def test_untouched(nat, name):
     data = bytes(pkt) if name != "arp" else bytes(E)[:12] + b"\x08\x06" + bytes(28)
     assert nat.send(data, expect=0) == data
     assert nat.counters()["untouched"] == 1
-
-
-def _frags():
-    dg = E / IP(src="10.1.1.1", dst=REMOTE, id=9) / UDP(sport=5, dport=53) / Raw(b"y" * 200)
-    return fragment(dg, fragsize=64)
-
-
-@kernel
-def test_fragments_needing_nat_are_dropped(nat):
-    frags = _frags()
-    for f in frags:
-        nat.send(f, expect=Verdict.DROP)
-    inbound = fragment(E / IP(src=CLIENT, dst=EXT, id=3) / TCP(sport=1, dport=8080) /
-                       Raw(b"z" * 200), fragsize=64)
-    for f in inbound:
-        nat.send(f, expect=Verdict.DROP)
-    other = fragment(E / IP(src=REMOTE, dst=CLIENT, id=4) / UDP() / Raw(b"w" * 200), fragsize=64)
-    for f in other:
-        assert nat.send(f, expect=0) == bytes(f)
-    c = nat.counters()
-    assert c["fragment"] == len(frags) + len(inbound) and c["untouched"] == len(other)
 
 
 @kernel
@@ -509,7 +488,7 @@ def _ip(a: str) -> bytes:
 
 
 def build(src: str, dst: str, proto: int, sport: int, dport: int, *, vlans=(), options=b"",
-          payload=b"", icmp_type=8, udp_zero=False, frag=0) -> bytes:
+          payload=b"", icmp_type=8, udp_zero=False, frag=0, ttl=64, ip_id=0x1234) -> bytes:
     """A packet built with struct (fast), checksums right."""
     s, d = _ip(src), _ip(dst)
     if proto == 6:
@@ -529,13 +508,36 @@ def build(src: str, dst: str, proto: int, sport: int, dport: int, *, vlans=(), o
     else:
         l4 = payload
     ihl = 5 + len(options) // 4
-    ip = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, ihl * 4 + len(l4), 0x1234, frag, 64,
+    ip = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, ihl * 4 + len(l4), ip_id, frag, ttl,
                      proto, 0, s, d) + options
     ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
     l2 = b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01"
     for i, v in enumerate(vlans):
         l2 += struct.pack("!HH", 0x88A8 if i == 0 and len(vlans) == 2 else 0x8100, v)
     return l2 + b"\x08\x00" + ip + l4
+
+
+def build_icmp_error(src: str, dst: str, inner: bytes, *, icmp_type=3, code=3, rest=0,
+                     ttl=64, vlans=()) -> bytes:
+    """An ICMP error from *src* to *dst* quoting *inner* (an IP packet, maybe cut short),
+    checksums right; *rest* is the header's second word (e.g. the next-hop MTU)."""
+    icmp = struct.pack("!BBHI", icmp_type, code, 0, rest) + inner
+    icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
+    s, d = _ip(src), _ip(dst)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0x4321, 0, ttl, 1, 0, s, d)
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+    l2 = b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01"
+    for v in vlans:
+        l2 += struct.pack("!HH", 0x8100, v)
+    return l2 + b"\x08\x00" + ip + icmp
+
+
+def ip_part(frame: bytes) -> bytes:
+    """The IP packet of an Ethernet frame (after any VLAN tags)."""
+    off = 12
+    while frame[off:off + 2] in (b"\x81\x00", b"\x88\xa8"):
+        off += 4
+    return frame[off + 2:]
 
 
 def checksums_ok(data: bytes) -> bool:
@@ -548,6 +550,8 @@ def checksums_ok(data: bytes) -> bool:
     if checksum(data[l3:l3 + ihl]) != 0:
         return False
     proto, s, d = data[l3 + 9], data[l3 + 12:l3 + 16], data[l3 + 16:l3 + 20]
+    if struct.unpack("!H", data[l3 + 6:l3 + 8])[0] & 0x1FFF:
+        return True                # a later fragment: no L4 header to check
     l4 = data[l3 + ihl:]
     if proto == 1:
         return checksum(l4) == 0
@@ -575,6 +579,8 @@ def random_traffic(rng: random.Random, model: NatModel, n: int):
         if rng.random() < 0.1:
             kw["options"] = b"\x01\x01\x01\x00"
         kw["payload"] = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 24)))
+        if rng.random() < 0.05:
+            kw["ttl"] = rng.choice([0, 1])
         if r < 0.30 or not flows:                               # a new outbound flow
             proto = rng.choice([6, 17, 1])
             f = (rng.choice(INTERNAL_HOSTS), rng.choice(REMOTES), proto,
@@ -594,6 +600,28 @@ def random_traffic(rng: random.Random, model: NatModel, n: int):
             yield build(str(ipaddress.IPv4Address(s)), str(ipaddress.IPv4Address(dd)), proto,
                         sp, dp, **kw)
             continue
+        elif r < 0.76:                                          # an ICMP error
+            if model.table and rng.random() < 0.8:              # ... about a mapping
+                key = rng.choice(list(model.table))
+                proto, s, dd, sp, dp = key
+                if proto == 1:
+                    sp = dp = key[3]
+                inner_kw = {"icmp_type": 8 if model.table[key][0] == N.REWRITE_DST else 0}
+                inner = ip_part(build(str(ipaddress.IPv4Address(dd)),
+                                      str(ipaddress.IPv4Address(s)), proto, dp, sp,
+                                      payload=kw["payload"], **inner_kw))
+                outer = (str(ipaddress.IPv4Address(s)), str(ipaddress.IPv4Address(dd)))
+                if dd == model.ext and rng.random() < 0.5:
+                    outer = (rng.choice(REMOTES), outer[1])          # a router on the way
+            else:                                               # ... about nothing known
+                inner = ip_part(build(rng.choice(REMOTES), EXT, rng.choice([6, 17]), 1, 2))
+                outer = rng.choice([(rng.choice(REMOTES), EXT),
+                                    (rng.choice(INTERNAL_HOSTS), rng.choice(REMOTES))])
+            cut = rng.choice([len(inner), 28, 20 + 18, 20 + 4])
+            yield build_icmp_error(*outer, inner[:cut], icmp_type=rng.choice([3, 11, 12, 4]),
+                                   code=rng.choice([0, 3, 4]), ttl=kw.get("ttl", 64),
+                                   vlans=kw.get("vlans", ()))
+            continue
         elif r < 0.82:                                          # DNAT, new or known client
             proto, port = rng.choice([(6, 8080), (17, 5353), (6, 22), (17, 8080)])
             yield build(rng.choice(REMOTES), EXT, proto, rng.randrange(1000, 1100), port, **kw)
@@ -605,14 +633,22 @@ def random_traffic(rng: random.Random, model: NatModel, n: int):
                                    (rng.choice(INTERNAL_HOSTS), rng.choice(REMOTES))])
             proto = rng.choice([6, 17, 1, 47])
             yield build(src, dst, proto, rng.randrange(65536), rng.randrange(65536),
-                        icmp_type=rng.choice([0, 3, 8, 11]), **kw)
+                        icmp_type=rng.choice([0, 8, 13]), **kw)
+            continue
+        elif r < 0.86:                                          # protocols without ports
+            proto = rng.choice([47, 50, 132, 4])
+            host, remote = rng.choice(INTERNAL_HOSTS[:4]), rng.choice(REMOTES[:3])
+            if rng.random() < 0.5:
+                yield build(host, remote, proto, 0, 0, **kw)
+            else:
+                yield build(remote, EXT, proto, 0, 0, **kw)
             continue
         else:                                                   # fragments, malformed
             f = rng.choice(flows)
             data = build(f[0], f[1], f[2], f[3], f[4], **kw)
             if rng.random() < 0.5:
                 data = build(f[0], f[1], f[2], f[3], f[4], frag=rng.choice([0x2000, 0x0010]),
-                             **kw)
+                             ip_id=rng.choice([1, 2, 3]), **kw)
             else:
                 data = data[:rng.randrange(14 + 20, len(data))]
             yield data
@@ -651,6 +687,7 @@ def test_random_stateful_traffic_matches_the_model(hook, port_range):
         assert sampled > 10
         assert c["new_snat"] > 100 and c["xlate_dst"] > 100 and c["new_dnat"] > 10
         assert c["fragment"] and c["malformed"] and c["untouched"]
+        assert c["icmp_error"] > 20 and c["icmp_unknown"] and c["ttl"]
         if port_range == "30000-30007":
             assert c["port_exhausted"] > 0
     finally:

@@ -197,6 +197,21 @@ static __always_inline __u32 nfp_pkt_len(struct nfp_ctx *ctx)
 #endif
 }
 
+/* Set to 1 by nfpipe when the pipeline runs at tc-egress (a load-time constant of
+ * every object; 0 for XDP, tc-ingress and NFs loaded on their own). */
+volatile const __u8 nfp_hook_egress = 0;
+
+/* Is the packet arriving (XDP, tc-ingress) rather than leaving (tc-egress)?  An
+ * arriving packet has not been routed yet: its TTL is still to be decremented. */
+static __always_inline int nfp_at_ingress(void)
+{
+#ifdef NFP_HOOK_XDP
+	return 1;
+#else
+	return !nfp_hook_egress;
+#endif
+}
+
 static __always_inline __u32 nfp_ingress_ifindex(struct nfp_ctx *ctx)
 {
 #ifdef NFP_HOOK_TC
@@ -217,6 +232,16 @@ static __always_inline __u32 nfp_ingress_ifindex(struct nfp_ctx *ctx)
 		void *__p = (ctx)->data + (__o & NFP_OFF_MASK);                          \
 		(__o > NFP_OFF_MASK || __p + (len) > (ctx)->data_end) ? (void *)0 : __p; \
 	})
+
+/* `v` unchanged, but unknown to the optimizer from here on: give each packet access
+ * its own offset, so the compiler cannot fold one bounds check into another (the
+ * verifier tracks every packet pointer on its own, and refuses an access whose
+ * check was folded away). */
+static __always_inline __u32 nfp_opaque(__u32 v)
+{
+	asm volatile("" : "+r"(v));
+	return v;
+}
 
 /* ---- parsing --------------------------------------------------------------------------- */
 
