@@ -16,6 +16,13 @@
  *             yields the index of the first matching rule.  A missing entry
  *             means "no rule matches": the default action.
  *
+ * Small rule sets (at most NFP_FILTER_LIN_MAX entries once each rule's port and
+ * VLAN ranges are expanded) take a second classifier, chosen per generation by
+ * the control plane: a first-match scan over `lin`, an array of entries holding
+ * only what each rule checks (`need`), compared field by field.  The fields are
+ * computed once per packet; a field no entry checks costs nothing but its
+ * computation, and no lookup at all is made for an address.
+ *
  * Every table exists twice (generation 0 and 1: the generation is part of
  * every key or index).  `active` names the generation a packet uses; it is
  * read once, at the start, so a packet sees one whole rule set even while the
@@ -36,6 +43,18 @@
 #define NFP_FILTER_NFLAGS 257            /* 0..255, 256 = not TCP */
 #define NFP_FILTER_NVLAN 4097            /* 0..4095, 4096 = untagged */
 #define NFP_FILTER_COMBINE_MAX (1 << 21) /* both generations together */
+#define NFP_FILTER_LIN_MAX 64            /* linear entries per generation */
+
+/* What a linear entry checks (nfp_filter_lin.need). */
+#define NFP_FILTER_N_PROTO 0x01
+#define NFP_FILTER_N_SPORT 0x02
+#define NFP_FILTER_N_DPORT 0x04
+#define NFP_FILTER_N_FLAGS 0x08
+#define NFP_FILTER_N_VLAN 0x10
+#define NFP_FILTER_N_SRC4 0x20
+#define NFP_FILTER_N_DST4 0x40
+#define NFP_FILTER_N_SRC6 0x80
+#define NFP_FILTER_N_DST6 0x100
 
 /* Counters in `stats` (per CPU). */
 #define NFP_FILTER_ST_DEFAULT 0    /* no rule matched: default action */
@@ -80,6 +99,29 @@ struct nfp_filter_gen {
 	__u32 default_rule; /* a rule that matches everything (its hits count
 					     * the default), or NFP_FILTER_MAX_RULES: none */
 	__u32 ready;        /* 1 once the generation is written */
+	__u32 linear;       /* 1: classify by the `lin` scan, 0: by the tables */
+	__u32 nlin;         /* entries of `lin` in this generation */
+};
+
+/* One entry of the linear classifier: a rule, or one combination of its port and
+ * VLAN ranges.  Values are compared as the tables index them: proto 0..512 (256
+ * not IP, 257 + p behind AH), ports 0..65535 or 65536 (none), flags 0..255 or 256
+ * (not TCP), VLAN 0..4095 or 4096 (untagged). */
+struct nfp_filter_lin {
+	__u32 need; /* NFP_FILTER_N_* */
+	__u32 rule; /* the rule's index: its action and its hit counter */
+	__s32 action;
+	__u16 proto[4]; /* two inclusive ranges */
+	__u32 sport[2]; /* inclusive range */
+	__u32 dport[2];
+	__u16 vlan[2];
+	__u8 flags_mask;
+	__u8 flags_want;
+	__u8 pad[2];
+	__be32 src[4]; /* network (masked) and mask; IPv4 in word 0 */
+	__be32 src_mask[4];
+	__be32 dst[4];
+	__be32 dst_mask[4];
 };
 
 #endif /* NFP_FILTER_TYPES */
@@ -173,6 +215,14 @@ struct {
 	__type(value, __u32);
 } NFP_NAME(combine) SEC(".maps");
 
+/* Linear entry i of generation g at g * NFP_FILTER_LIN_MAX + i. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * NFP_FILTER_LIN_MAX);
+	__type(key, __u32);
+	__type(value, struct nfp_filter_lin);
+} NFP_NAME(lin) SEC(".maps");
+
 /* Action of rule i of generation g at g * NFP_FILTER_MAX_RULES + i. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -237,6 +287,80 @@ static __always_inline int NFP_NAME(addr)(void *trie4, void *trie6, struct nfp_p
 	return 0;
 }
 
+static __always_inline int NFP_NAME(default)(__u32 gen, const struct nfp_filter_gen *g)
+{
+	if (g->default_rule < NFP_FILTER_MAX_RULES)
+		nfp_percpu_inc(&NFP_NAME(hits),
+		               gen * NFP_FILTER_MAX_RULES +
+		                       (g->default_rule & (NFP_FILTER_MAX_RULES - 1)));
+	else
+		nfp_percpu_inc(&NFP_NAME(stats), NFP_FILTER_ST_DEFAULT);
+	return g->default_action;
+}
+
+#ifndef NFP_FILTER_HELPERS
+#define NFP_FILTER_HELPERS
+static __always_inline int nfp_filter_in6(const __be32 *a, const __be32 *net, const __be32 *mask)
+{
+	return ((a[0] & mask[0]) ^ net[0]) == 0 && ((a[1] & mask[1]) ^ net[1]) == 0 &&
+	       ((a[2] & mask[2]) ^ net[2]) == 0 && ((a[3] & mask[3]) ^ net[3]) == 0;
+}
+#endif
+
+/* The linear classifier: the first entry whose every check holds. */
+static __always_inline int NFP_NAME(linear)(const struct nfp_pkt *p, __u32 gen, __u32 pv,
+                                            const struct nfp_filter_gen *g)
+{
+	__u32 i, idx, n = g->nlin, sp, dp, fl, vl, need;
+	int has_ports, ip4 = p->l3_proto == ETH_P_IP, ip6 = p->l3_proto == ETH_P_IPV6;
+	const struct nfp_filter_lin *e;
+
+	has_ports = (p->flags & NFP_F_L4) &&
+	            (p->l4_proto == IPPROTO_TCP || p->l4_proto == IPPROTO_UDP);
+	sp = has_ports ? bpf_ntohs(p->sport) : 65536;
+	dp = has_ports ? bpf_ntohs(p->dport) : 65536;
+	fl = ((p->flags & NFP_F_L4) && p->l4_proto == IPPROTO_TCP) ? p->tcp_flags : 256;
+	vl = p->vlan_depth ? (p->vlan[0] & 0x0fff) : 4096;
+
+	for (i = 0; i < NFP_FILTER_LIN_MAX; i++) {
+		if (i >= n)
+			break;
+		idx = gen * NFP_FILTER_LIN_MAX + i;
+		e = bpf_map_lookup_elem(&NFP_NAME(lin), &idx);
+		if (!e)
+			break;
+		need = e->need;
+		if ((need & NFP_FILTER_N_PROTO) && (pv < e->proto[0] || pv > e->proto[1]) &&
+		    (pv < e->proto[2] || pv > e->proto[3]))
+			continue;
+		if ((need & NFP_FILTER_N_DPORT) && (dp < e->dport[0] || dp > e->dport[1]))
+			continue;
+		if ((need & NFP_FILTER_N_SPORT) && (sp < e->sport[0] || sp > e->sport[1]))
+			continue;
+		if ((need & NFP_FILTER_N_FLAGS) &&
+		    (fl > 255 || (fl & e->flags_mask) != e->flags_want))
+			continue;
+		if ((need & NFP_FILTER_N_VLAN) && (vl < e->vlan[0] || vl > e->vlan[1]))
+			continue;
+		if ((need & NFP_FILTER_N_SRC4) &&
+		    (!ip4 || ((p->saddr[0] & e->src_mask[0]) ^ e->src[0])))
+			continue;
+		if ((need & NFP_FILTER_N_DST4) &&
+		    (!ip4 || ((p->daddr[0] & e->dst_mask[0]) ^ e->dst[0])))
+			continue;
+		if ((need & NFP_FILTER_N_SRC6) &&
+		    (!ip6 || !nfp_filter_in6(p->saddr, e->src, e->src_mask)))
+			continue;
+		if ((need & NFP_FILTER_N_DST6) &&
+		    (!ip6 || !nfp_filter_in6(p->daddr, e->dst, e->dst_mask)))
+			continue;
+		nfp_percpu_inc(&NFP_NAME(hits),
+		               gen * NFP_FILTER_MAX_RULES + (e->rule & (NFP_FILTER_MAX_RULES - 1)));
+		return e->action;
+	}
+	return NFP_NAME(default)(gen, g);
+}
+
 static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_meta *meta)
 {
 	struct nfp_pkt *p = &meta->pkt;
@@ -270,16 +394,19 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 		return g->fragment_action;
 	}
 
+	if (p->l3_proto == ETH_P_IP || p->l3_proto == ETH_P_IPV6)
+		v = (p->flags & NFP_F_AH) ? NFP_FILTER_VIA_AH + p->l4_proto : p->l4_proto;
+	else
+		v = 256;
+	if (g->linear)
+		return NFP_NAME(linear)(p, gen, v, g);
+
 	/* Phase 0. */
 	if (NFP_NAME(addr)(&NFP_NAME(src4), &NFP_NAME(src6), p, p->saddr, gen, g->noaddr_src,
 	                   &cls[0]) ||
 	    NFP_NAME(addr)(&NFP_NAME(dst4), &NFP_NAME(dst6), p, p->daddr, gen, g->noaddr_dst,
 	                   &cls[1]))
 		goto nogen;
-	if (p->l3_proto == ETH_P_IP || p->l3_proto == ETH_P_IPV6)
-		v = (p->flags & NFP_F_AH) ? NFP_FILTER_VIA_AH + p->l4_proto : p->l4_proto;
-	else
-		v = 256;
 	if (NFP_NAME(field)(&NFP_NAME(proto), gen, NFP_FILTER_NPROTO, v, &cls[2]))
 		goto nogen;
 	has_ports = (p->flags & NFP_F_L4) &&
@@ -312,16 +439,8 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 			k.b = NFP_FILTER_ROW_DEFAULT;
 			c = bpf_map_lookup_elem(&NFP_NAME(combine), &k);
 		}
-		if (!c) {
-			if (g->default_rule < NFP_FILTER_MAX_RULES)
-				nfp_percpu_inc(&NFP_NAME(hits),
-				               gen * NFP_FILTER_MAX_RULES +
-				                       (g->default_rule &
-				                        (NFP_FILTER_MAX_RULES - 1)));
-			else
-				nfp_percpu_inc(&NFP_NAME(stats), NFP_FILTER_ST_DEFAULT);
-			return g->default_action;
-		}
+		if (!c)
+			return NFP_NAME(default)(gen, g);
 		cls[NFP_FILTER_FIELDS + i] = *c;
 	}
 

@@ -5,6 +5,11 @@ with a large repeat count (the kernel times the loop); each case is measured
 ``rounds`` times and the median kept.  Times vary between machines and runs;
 what is comparable is the ratio to the baseline (an XDP program that only
 passes) measured in the same run, and the ratios between cases.
+
+The ``fw-`` cases put the seeds' firewall (examples/firewall.yaml's rules as a
+one-node pipeline) beside the same firewall written by hand as one XDP program
+(benchmarks/handwritten/firewall.c, shipped with nfpipe), for several packet
+kinds; ``compare()`` gives each linking's cost over the hand-written program.
 """
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.l2 import Ether
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Dot1Q, Ether
 
 from nfpipe import resources
 from nfpipe.catalog.base import SourceNF
@@ -28,6 +34,7 @@ from nfpipe.testing import load_nf
 from nfpipe.toolchain import compile as nf_compile
 
 EXAMPLES = resources.bpf_dir() / "examples"
+HANDWRITTEN = resources.data_dir("benchmarks") / "handwritten"
 TCP_SYN = bytes(Ether() / IP(src="192.0.2.10", dst="198.51.100.20", ttl=64) /
                 TCP(sport=40000, dport=8080, flags="S"))
 UDP_DNS = bytes(Ether() / IP(src="192.0.2.10", dst="198.51.100.20") / UDP(sport=5353, dport=53))
@@ -103,6 +110,60 @@ for _n in (1, 4, 8):
         case(f"chain{_n}-{_linking}", "linking")(_make)
 
 
+# The seeds' firewall, by packet kind: nfpipe (both linkings) against the hand-written
+# program.  The rules are examples/firewall.yaml's, the node alone.
+FIREWALL = """pipeline: fw
+hook: xdp
+nodes:
+  - id: fw
+    nf: filter
+    config:
+      default: allow
+      fragments: l3
+      malformed: drop
+      rules:
+        - {action: drop, proto: udp}
+        - {action: drop, proto: tcp, dport: [80, 443]}
+edges:
+  - fw.out -> pass
+"""
+_E = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+_V4 = IP(src="192.0.2.10", dst="198.51.100.20")
+_V6 = IPv6(src="2001:db8::10", dst="2001:db8::20")
+FW_PACKETS = {
+    "udp": bytes(_E / _V4 / UDP(sport=5353, dport=53)),            # dropped
+    "tcp80": bytes(_E / _V4 / TCP(sport=40000, dport=80, flags="S")),   # dropped
+    "tcp22": bytes(_E / _V4 / TCP(sport=40000, dport=22, flags="S")),   # passed
+    "v6tcp22": bytes(_E / _V6 / TCP(sport=40000, dport=22, flags="S")),  # passed
+    "vlan-tcp22": bytes(_E / Dot1Q(vlan=7) / _V4 / TCP(sport=40000, dport=22)),
+}
+FW_IMPLS = ("handwritten", "fused", "tailcall")
+
+for _kind, _pkt in FW_PACKETS.items():
+    case(f"fw-{_kind}-handwritten", "firewall")(
+        lambda pkt=_pkt: _program(HANDWRITTEN / "firewall.c", "firewall", pkt))
+    for _linking in ("fused", "tailcall"):
+        case(f"fw-{_kind}-{_linking}", "firewall")(
+            lambda pkt=_pkt, linking=_linking: _pipeline(FIREWALL, linking, pkt))
+
+
+def compare(results: list[Result]) -> list[dict]:
+    """Per firewall packet kind measured: ns/packet of each implementation, and nfpipe's
+    over the hand-written program (both include the floor, so it cancels)."""
+    ns = {r.name: r.ns for r in results}
+    rows = []
+    for kind in FW_PACKETS:
+        got = {impl: ns.get(f"fw-{kind}-{impl}") for impl in FW_IMPLS}
+        if got["handwritten"] is None:
+            continue
+        row = {"packet": kind, **{f"{k}_ns": v for k, v in got.items()}}
+        for linking in ("fused", "tailcall"):
+            if got[linking] is not None:
+                row[f"{linking}_over_handwritten_ns"] = got[linking] - got["handwritten"]
+        rows.append(row)
+    return rows
+
+
 def register_catalog_cases() -> None:
     """Cases for catalog NFs whose modules provide ``bench_cases()``."""
     import importlib
@@ -123,16 +184,30 @@ def run(selected: list[str] | None = None, *, repeat: int = 200_000, rounds: int
         register_catalog_cases()
     names = [n for n in CASES if not selected or n == "baseline" or
              any(n.startswith(s) for s in selected)]
-    results = []
-    for name in names:
-        group, make = CASES[name]
-        with ExitStack() as stack:
-            runner = stack.enter_context(make())
+    samples: dict[str, list] = {n: [] for n in names}
+    with ExitStack() as stack:
+        # Every case loaded first, then measured round-robin: a drift of the machine
+        # (frequency, a neighbour's load) spreads over all cases instead of skewing
+        # whichever ran during it.
+        runners = {n: stack.enter_context(CASES[n][1]()) for n in names}
+        for runner in runners.values():
             runner(1000)                                    # warm up
-            samples = [runner(repeat) for _ in range(rounds)]
-        results.append(Result(name, statistics.median(samples), samples))
-        if not json_output:
-            base = results[0].ns
-            print(f"  {name:<28} {results[-1].ns:>8.1f} ns/pkt   "
-                  f"x{results[-1].ns / base:>5.2f} of baseline", file=out, flush=True)
+        for _ in range(rounds):
+            for n in names:
+                samples[n].append(runners[n](repeat))
+    results = [Result(n, statistics.median(samples[n]), samples[n]) for n in names]
+    if not json_output:
+        base = results[0].ns
+        for r in results:
+            print(f"  {r.name:<28} {r.ns:>8.1f} ns/pkt   x{r.ns / base:>5.2f} of baseline",
+                  file=out, flush=True)
+    rows = compare(results)
+    if rows and not json_output:
+        print("\nthe seeds' firewall over the hand-written program (ns/packet, same run):",
+              file=out)
+        for row in rows:
+            over = "   ".join(f"{k.split('_')[0]} {v:+6.1f}" for k, v in row.items()
+                             if k.endswith("_over_handwritten_ns"))
+            print(f"  {row['packet']:<12} hand-written {row['handwritten_ns']:6.1f}   {over}",
+                  file=out)
     return results

@@ -26,6 +26,7 @@ _PLACES = {
     "examples": ("examples", "examples"),
     "topologies": ("topologies", "topologies"),
     "profiles": ("profiles", "offload/profiles"),
+    "benchmarks": ("benchmarks", "benchmarks"),
 }
 
 
@@ -35,7 +36,8 @@ def installed() -> bool:
 
 
 def data_dir(name: str) -> Path:
-    """The directory of shipped data *name* ("bpf", "examples", "topologies", "profiles")."""
+    """The directory of shipped data *name* ("bpf", "examples", "topologies", "profiles",
+    "benchmarks": the hand-written programs `nfpipe bench` compares with)."""
     in_wheel, in_tree = _PLACES[name]
     return _INSTALLED / in_wheel if installed() else _TREE / in_tree
 

@@ -123,8 +123,10 @@ def cmd_bench(args) -> int:
                         json_output=args.json)
     if args.json:
         base = results[0].ns
-        print_json([{"case": r.name, "ns_per_packet": r.ns, "ratio_to_baseline": r.ns / base,
-                      "samples": r.samples} for r in results])
+        cases = [{"case": r.name, "ns_per_packet": r.ns, "ratio_to_baseline": r.ns / base,
+                  "samples": r.samples} for r in results]
+        rows = bench.compare(results)
+        print_json({"cases": cases, "firewall_vs_handwritten": rows} if rows else cases)
     return EXIT_OK
 
 

@@ -93,6 +93,15 @@ def test_examples_compile_validate_and_deploy_from_an_empty_directory(installed,
         run(installed, tmp_path, "topo", "down", "two-hosts", "--run-id", run_id)
 
 
+def test_bench_compares_with_the_hand_written_program_installed(installed, tmp_path):
+    out = json.loads(run(installed, tmp_path, "bench", "fw-udp", "--repeat", "100", "--rounds",
+                         "1", "--json").stdout)
+    assert [c["case"] for c in out["cases"]] == ["baseline", "fw-udp-handwritten",
+                                                 "fw-udp-fused", "fw-udp-tailcall"]
+    [row] = out["firewall_vs_handwritten"]
+    assert row["packet"] == "udp" and row["handwritten_ns"] > 0
+
+
 def test_the_demo_runs_installed(installed, tmp_path):
     report = json.loads(run(installed, tmp_path, "demo", "--json").stdout)
     assert list(report["traffic"].values()) == [True, False, False]

@@ -20,7 +20,14 @@ from scapy.packet import Raw
 
 from nfpipe import resources
 from nfpipe.catalog import parse as P
-from nfpipe.catalog.filter import Filter, bench_packet, benchmark_rules, compile_rules, parse_rule
+from nfpipe.catalog.filter import (
+    Filter,
+    bench_packet,
+    benchmark_rules,
+    compile_rules,
+    linear_entries,
+    parse_rule,
+)
 from nfpipe.errors import KernelError, SpecError
 from nfpipe.nfabi import Verdict
 from nfpipe.testing import load_nf
@@ -67,14 +74,32 @@ def hook(request):
     return request.param
 
 
+# Every kernel test runs with each classifier: "auto" (what users get: the linear scan
+# for small rule sets, the tables for large ones) and "tables" forced for all.
+_classifier = ["auto"]
+
+
+@pytest.fixture(scope="module", params=["auto", "tables"], autouse=True)
+def classifier(request):
+    _classifier[0] = request.param
+    yield request.param
+    _classifier[0] = "auto"
+
+
+def make(config: dict) -> Filter:
+    """A Filter of *config* with the classifier under test (unless *config* names one)."""
+    return Filter({"classifier": _classifier[0], **config})
+
+
 _cache: dict = {}
 
 
 def loaded_filter(config: dict, hook: str):
     """One loaded program per (config, hook), reused across the tests of this module."""
+    config = {"classifier": _classifier[0], **config}
     key = (repr(config), hook)
     if key not in _cache:
-        nf = _filters.get(repr(config)) or _filters.setdefault(repr(config), Filter(config))
+        nf = _filters.get(repr(config)) or _filters.setdefault(repr(config), make(config))
         _cache[key] = (load_nf(nf, hook), nf)
     return _cache[key]
 
@@ -225,7 +250,7 @@ def test_incomplete_packets_are_dropped_whatever_the_malformed_policy(hook, poli
     first fragment walked past the drop rules.  Now: dropped, counted as incomplete."""
     cfg = {"default": "allow", "malformed": policy, "rules": [
         {"action": "drop", "proto": "tcp", "dport": 22}, {"action": "drop", "proto": "udp"}]}
-    nf = Filter(cfg)
+    nf = make(cfg)
     packets = _incomplete_packets()
     with load_nf(nf, hook) as loaded:
         for name, data in packets.items():
@@ -250,7 +275,7 @@ def test_ah_rules_match_and_ah_does_not_hide_ports(hook):
         {"action": "drop", "proto": "tcp", "dport": 22},
         {"action": "port:2", "proto": "ah"},
         {"action": "port:3", "proto": "udp", "dport": 53}]}
-    nf = Filter(cfg)
+    nf = make(cfg)
     ip4 = IP(src="192.0.2.1", dst="198.51.100.2", proto=51)
     ip6 = IPv6(src="2001:db8::1", dst="2001:db8::2", nh=51)
     cases = [
@@ -340,7 +365,7 @@ def test_rule_semantics(hook, i):
 
 @kernel
 def test_hit_counters(hook):
-    nf = Filter(SEEDS)
+    nf = make(SEEDS)
     with load_nf(nf, hook) as loaded:
         for _ in range(3):
             loaded.run(bytes(E / V4 / UDP()))
@@ -357,7 +382,7 @@ def test_catch_all_rule_is_counted_and_ends_the_list(hook):
     cfg = {"default": "allow", "rules": [{"action": "port:2", "dport": 22},
                                          {"action": "drop"},
                                          {"action": "port:3", "proto": "udp"}]}
-    nf = Filter(cfg)
+    nf = make(cfg)
     with load_nf(nf, hook) as loaded:
         assert check(loaded, nf, bytes(E / V4 / TCP(dport=22))) == 2
         assert check(loaded, nf, bytes(E / V4 / UDP(dport=1))) == DROP
@@ -367,7 +392,7 @@ def test_catch_all_rule_is_counted_and_ends_the_list(hook):
 
 @kernel
 def test_no_rules_applies_the_default(hook):
-    nf = Filter({"default": "port:4"})
+    nf = make({"default": "port:4"})
     with load_nf(nf, hook) as loaded:
         assert check(loaded, nf, bytes(E / V4 / TCP())) == 4
         assert check(loaded, nf, bytes(E / V6 / UDP())) == 4
@@ -511,7 +536,7 @@ def random_packet(rng: random.Random) -> bytes:
 def test_random_packets_match_the_model(hook):
     rng = random.Random(0xF117E5)
     cfg = {"default": "port:3", "fragments": "l3", "rules": random_rules(rng, 60)}
-    nf = Filter(cfg)
+    nf = make(cfg)
     model = nf.model()
     seen = set()
     with load_nf(nf, hook) as loaded:
@@ -525,6 +550,57 @@ def test_random_packets_match_the_model(hook):
             assert run.result == want, (data.hex(), run.result, want)
             assert run.data == data
     assert len(seen) >= 5            # the rule set and packets exercise several actions
+
+
+@kernel
+def test_random_small_rule_sets_on_the_linear_scan(hook):
+    """Small random rule sets (every field, several ranges) forced onto the linear
+    classifier: each packet's result is the model's."""
+    rng = random.Random(0x11AE)
+    for n in (1, 3, 8, 16):
+        rules = random_rules(rng, n)
+        while linear_entries([parse_rule(i, r) for i, r in enumerate(rules)]) is None:
+            rules.pop()
+        nf = Filter({"default": "port:3", "classifier": "linear", "rules": rules})
+        model = nf.model()
+        with load_nf(nf, hook) as loaded:
+            assert loaded.maps["gens"][Filter.active_generation(loaded.maps)]["linear"] == 1
+            for _ in range(1500):
+                data = random_packet(rng)
+                if hook == "tc" and tc_test_run_refuses(data):
+                    continue
+                assert loaded.run(data).result == model.run(data)[0], (rules, data.hex())
+
+
+@kernel
+def test_auto_classifier_follows_the_size_of_the_rule_set_across_updates(hook):
+    small, big = SEEDS, {"default": "allow", "rules": benchmark_rules(200)}
+    a = Filter(small)
+    assert a.linear is not None and len(a.linear) == 3       # udp; tcp 80; tcp 443
+    assert Filter(big).linear is None
+    packets = [bytes(p) for p, _ in SEED_CASES.values()] + UPDATE_PACKETS + [BENCH_PACKET]
+    with load_nf(a, hook) as loaded:
+        def linear() -> int:
+            return loaded.maps["gens"][Filter.active_generation(loaded.maps)]["linear"]
+
+        assert linear() == 1
+        for p in packets:
+            check(loaded, a, p)
+        b = a.update_rules(loaded.maps, big)
+        assert linear() == 0
+        for p in packets:
+            check(loaded, b, p)
+        assert b.hits(loaded.maps)[199] == 1                 # BENCH_PACKET: the last rule
+        c = b.update_rules(loaded.maps, small)
+        assert linear() == 1
+        for p in packets:
+            check(loaded, c, p)
+        want = [0, 0]
+        for p in packets:
+            rule = c.model().match(p)[1]
+            if rule is not None:
+                want[rule] += 1
+        assert c.hits(loaded.maps) == want
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -601,7 +677,7 @@ UPDATE_PACKETS = [bytes(E / IP(src="10.1.1.1") / TCP(dport=80)),
 
 @kernel
 def test_atomic_update_while_traffic_flows(hook):
-    a, b = Filter(RULES_A), Filter(RULES_B)
+    a, b = make(RULES_A), make(RULES_B)
     want = [{a.model().run(p)[0], b.model().run(p)[0]} for p in UPDATE_PACKETS]
     assert all(len(w) == 2 for w in want)        # every packet tells the two sets apart
     bad: list = []
@@ -637,13 +713,14 @@ def test_atomic_update_while_traffic_flows(hook):
 
 @kernel
 def test_failed_update_changes_nothing(hook):
-    a = Filter(RULES_A)
+    a = make(RULES_A)
     with load_nf(a, hook) as loaded:
         gen = Filter.active_generation(loaded.maps)
         with pytest.raises(SpecError):
             a.update_rules(loaded.maps, {"rules": [{"action": "explode"}]})
         with pytest.raises(SpecError, match="too complex"):
-            a.update_rules(loaded.maps, {"max_table_entries": 3, "rules": RICH["rules"]})
+            a.update_rules(loaded.maps, {"max_table_entries": 3, "rules": RICH["rules"],
+                                         "classifier": "tables"})
         assert Filter.active_generation(loaded.maps) == gen
         for p in UPDATE_PACKETS:
             assert loaded.run(p).result == a.model().run(p)[0]

@@ -16,3 +16,19 @@ def test_bench_json_reports_every_selected_case(capsys):
     assert [r["case"] for r in rows] == ["baseline", "chain1-tailcall", "chain1-fused"]
     assert rows[0]["ratio_to_baseline"] == 1.0
     assert all(r["ns_per_packet"] > 0 and len(r["samples"]) == 1 for r in rows)
+
+
+def test_bench_puts_the_firewall_beside_the_hand_written_program(capsys):
+    assert main(["bench", "fw-tcp22", "fw-udp", "--repeat", "200", "--rounds", "2",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    names = [c["case"] for c in out["cases"]]
+    assert names == ["baseline"] + [f"fw-{k}-{i}" for k in ("udp", "tcp22")
+                                    for i in ("handwritten", "fused", "tailcall")]
+    ns = {c["case"]: c["ns_per_packet"] for c in out["cases"]}
+    rows = {r["packet"]: r for r in out["firewall_vs_handwritten"]}
+    assert set(rows) == {"udp", "tcp22"}
+    for kind, row in rows.items():
+        for linking in ("fused", "tailcall"):
+            assert row[f"{linking}_over_handwritten_ns"] == pytest.approx(
+                ns[f"fw-{kind}-{linking}"] - ns[f"fw-{kind}-handwritten"])

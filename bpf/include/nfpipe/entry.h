@@ -29,6 +29,31 @@ NFP_CONST(__s32, nfp_miss_verdict) = NFP_DROP;      /* when the tail call finds 
 __s32 nfp_last_result; /* the NF's port or verdict, for tests */
 #endif
 
+/*
+ * Tail-call the node in `slot` of nfp_jmp.  Each port has its own call site, and
+ * its slot is a load-time constant the verifier reads as a constant: the JIT then
+ * emits a direct jump, patched whenever the slot's program changes, instead of an
+ * indirect one (a retpoline where Spectre v2 mitigations are on).  Inline asm,
+ * because the compiler would otherwise merge the call sites into one whose slot
+ * is no longer a constant.
+ */
+static __always_inline void nfp__tail_call(nfp_hook_ctx_t *hook, __s32 slot)
+{
+	asm volatile("r1 = %[hook]\n\t"
+	             "r2 = %[map]\n\t"
+	             "r3 = %[slot]\n\t"
+	             "call 12\n\t"
+	             :
+	             : [hook] "r"(hook), [map] "r"(&nfp_jmp), [slot] "r"(slot)
+	             : "r0", "r1", "r2", "r3", "r4", "r5", "memory");
+}
+
+#define NFP__JUMP(i)                                                 \
+	case i:                                                      \
+		if (NFP_CFG(nfp_ports)[i] >= 0)                      \
+			nfp__tail_call(hook, NFP_CFG(nfp_ports)[i]); \
+		break
+
 SEC(NFP_HOOK_NAME)
 int NFP_INSTANCE(nfp_hook_ctx_t *hook)
 {
@@ -62,7 +87,16 @@ int NFP_INSTANCE(nfp_hook_ctx_t *hook)
 	else
 		target = NFP_ABORTED; /* a port the NF does not have */
 	if (target >= 0) {
-		bpf_tail_call(hook, &nfp_jmp, target);
+		switch (r) { /* NFP_MAX_PORTS sites */
+			NFP__JUMP(0);
+			NFP__JUMP(1);
+			NFP__JUMP(2);
+			NFP__JUMP(3);
+			NFP__JUMP(4);
+			NFP__JUMP(5);
+			NFP__JUMP(6);
+			NFP__JUMP(7);
+		}
 		nfp_count(NFP_CFG(nfp_node), NFP_STAT_MISS, len);
 		target = NFP_CFG(nfp_miss_verdict);
 	}
