@@ -119,7 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
              _run("pipelines", "cmd_bench"))
     b.add_argument("cases", nargs="*", help="case name prefixes (default: all)")
     b.add_argument("--repeat", type=int, default=200_000)
-    b.add_argument("--rounds", type=int, default=5)
+    b.add_argument("--rounds", type=int, default=None,
+                   help="measurements per case (default: 5)")
+    b.add_argument("--live", action="store_true",
+                   help="live frames on a veth into a device under test: nfpipe beside a "
+                        "hand-written program, nftables, iptables and xdp-filter "
+                        "(case names: configurations)")
+    b.add_argument("--frames", type=int, default=2_000_000,
+                   help="frames per measurement with --live")
 
     dp = verb(sub, "deploy", "build, load, check, attach and pin a pipeline",
               _run("deployed", "cmd_deploy"))

@@ -116,6 +116,15 @@ def cmd_plan(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.live:
+        from nfpipe.bench.live import as_json
+        results = bench.run_live(args.cases or None, frames=args.frames,
+                                 rounds=args.rounds or 5,
+                                 json_output=args.json)
+        if args.json:
+            print_json(as_json(results))
+        return EXIT_OK
+    args.rounds = args.rounds or 5
     if not args.json:
         print(f"ns per packet in the kernel (BPF_PROG_TEST_RUN, {args.repeat} repeats, median "
               f"of {args.rounds} rounds); compare the ratios, not the times")

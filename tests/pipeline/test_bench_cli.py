@@ -32,3 +32,21 @@ def test_bench_puts_the_firewall_beside_the_hand_written_program(capsys):
         for linking in ("fused", "tailcall"):
             assert row[f"{linking}_over_handwritten_ns"] == pytest.approx(
                 ns[f"fw-{kind}-{linking}"] - ns[f"fw-{kind}-handwritten"])
+
+
+def test_live_bench_sends_real_frames_and_leaves_nothing(capsys):
+    """The live bench's own topology: frames reach the DUT and every configuration that
+    ran has a number; its namespaces are gone afterwards."""
+    from nfpipe.topo import find_runs
+    before = find_runs()
+    assert main(["bench", "--live", "xdp-drop", "nfpipe-xdp-native", "--frames", "20000",
+                 "--rounds", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    rows = {(r["config"], r["packet"]): r for r in out["results"]}
+    assert {c for c, _ in rows} == {"xdp-drop", "nfpipe-xdp-native", "nfpipe-xdp-native-tailcall"}
+    for r in rows.values():
+        assert not r["skipped"], r
+        assert r["sent"] == 20000 and 0 < r["received"] <= r["sent"]
+        assert r["ns_per_packet"] > 0
+    assert out["over_nfpipe_xdp_native"]["nfpipe-xdp-native"] == {"udp": 1.0, "tcp80": 1.0}
+    assert find_runs() == before
