@@ -60,9 +60,11 @@ TOPOLOGY = """topology: nfpbench
 description: a traffic generator and a device under test
 hosts:
   gen:
+    sysctls: {net.ipv6.conf.all.disable_ipv6: 1}   # no neighbour discovery frames
     interfaces:
       eth0: {addresses: [10.99.0.1/24]}
   dut:
+    sysctls: {net.ipv6.conf.all.disable_ipv6: 1}
     interfaces:
       eth0: {addresses: [10.99.0.2/24]}
 links:

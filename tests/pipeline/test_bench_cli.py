@@ -46,7 +46,9 @@ def test_live_bench_sends_real_frames_and_leaves_nothing(capsys):
     assert {c for c, _ in rows} == {"xdp-drop", "nfpipe-xdp-native", "nfpipe-xdp-native-tailcall"}
     for r in rows.values():
         assert not r["skipped"], r
-        assert r["sent"] == 20000 and 0 < r["received"] <= r["sent"]
+        # received counts what reached the DUT's veth: the frames sent, less those its
+        # ring had no room for (a frame or two of the stack's own may add to it)
+        assert r["sent"] == 20000 and r["sent"] // 2 < r["received"] <= r["sent"] + 3
         assert r["ns_per_packet"] > 0
     assert out["over_nfpipe_xdp_native"]["nfpipe-xdp-native"] == {"udp": 1.0, "tcp80": 1.0}
     assert find_runs() == before
