@@ -124,6 +124,16 @@ struct nfp_filter_lin {
 	__be32 dst_mask[4];
 };
 
+/* A packet's value of each field but the addresses, as both classifiers index and
+ * compare them (see nfp_filter_lin). */
+struct nfp_filter_keys {
+	__u32 proto;
+	__u32 sport;
+	__u32 dport;
+	__u32 flags;
+	__u32 vlan;
+};
+
 #endif /* NFP_FILTER_TYPES */
 
 struct {
@@ -300,6 +310,22 @@ static __always_inline int NFP_NAME(default)(__u32 gen, const struct nfp_filter_
 
 #ifndef NFP_FILTER_HELPERS
 #define NFP_FILTER_HELPERS
+static __always_inline void nfp_filter_keys(const struct nfp_pkt *p, struct nfp_filter_keys *k)
+{
+	int ip = p->l3_proto == ETH_P_IP || p->l3_proto == ETH_P_IPV6;
+	int has_ports = (p->flags & NFP_F_L4) &&
+	                (p->l4_proto == IPPROTO_TCP || p->l4_proto == IPPROTO_UDP);
+
+	if (ip)
+		k->proto = (p->flags & NFP_F_AH) ? NFP_FILTER_VIA_AH + p->l4_proto : p->l4_proto;
+	else
+		k->proto = 256;
+	k->sport = has_ports ? bpf_ntohs(p->sport) : 65536;
+	k->dport = has_ports ? bpf_ntohs(p->dport) : 65536;
+	k->flags = ((p->flags & NFP_F_L4) && p->l4_proto == IPPROTO_TCP) ? p->tcp_flags : 256;
+	k->vlan = p->vlan_depth ? (p->vlan[0] & 0x0fff) : 4096;
+}
+
 static __always_inline int nfp_filter_in6(const __be32 *a, const __be32 *net, const __be32 *mask)
 {
 	return ((a[0] & mask[0]) ^ net[0]) == 0 && ((a[1] & mask[1]) ^ net[1]) == 0 &&
@@ -308,19 +334,14 @@ static __always_inline int nfp_filter_in6(const __be32 *a, const __be32 *net, co
 #endif
 
 /* The linear classifier: the first entry whose every check holds. */
-static __always_inline int NFP_NAME(linear)(const struct nfp_pkt *p, __u32 gen, __u32 pv,
+static __always_inline int NFP_NAME(linear)(const struct nfp_pkt *p,
+                                            const struct nfp_filter_keys *k, __u32 gen,
                                             const struct nfp_filter_gen *g)
 {
-	__u32 i, idx, n = g->nlin, sp, dp, fl, vl, need;
-	int has_ports, ip4 = p->l3_proto == ETH_P_IP, ip6 = p->l3_proto == ETH_P_IPV6;
+	__u32 i, idx, n = g->nlin, need;
+	__u32 pv = k->proto, sp = k->sport, dp = k->dport, fl = k->flags, vl = k->vlan;
+	int ip4 = p->l3_proto == ETH_P_IP, ip6 = p->l3_proto == ETH_P_IPV6;
 	const struct nfp_filter_lin *e;
-
-	has_ports = (p->flags & NFP_F_L4) &&
-	            (p->l4_proto == IPPROTO_TCP || p->l4_proto == IPPROTO_UDP);
-	sp = has_ports ? bpf_ntohs(p->sport) : 65536;
-	dp = has_ports ? bpf_ntohs(p->dport) : 65536;
-	fl = ((p->flags & NFP_F_L4) && p->l4_proto == IPPROTO_TCP) ? p->tcp_flags : 256;
-	vl = p->vlan_depth ? (p->vlan[0] & 0x0fff) : 4096;
 
 	for (i = 0; i < NFP_FILTER_LIN_MAX; i++) {
 		if (i >= n)
@@ -366,10 +387,11 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 	struct nfp_pkt *p = &meta->pkt;
 	struct nfp_filter_gen *g;
 	__u32 cls[NFP_FILTER_SLOTS] = {};
-	__u32 zero = 0, gen, v, rule;
+	struct nfp_filter_keys keys;
+	__u32 zero = 0, gen, rule;
 	__u32 *activep;
 	__s32 *act;
-	int i, has_ports;
+	int i;
 
 	activep = bpf_map_lookup_elem(&NFP_NAME(active), &zero);
 	if (!activep)
@@ -394,12 +416,9 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 		return g->fragment_action;
 	}
 
-	if (p->l3_proto == ETH_P_IP || p->l3_proto == ETH_P_IPV6)
-		v = (p->flags & NFP_F_AH) ? NFP_FILTER_VIA_AH + p->l4_proto : p->l4_proto;
-	else
-		v = 256;
+	nfp_filter_keys(p, &keys);
 	if (g->linear)
-		return NFP_NAME(linear)(p, gen, v, g);
+		return NFP_NAME(linear)(p, &keys, gen, g);
 
 	/* Phase 0. */
 	if (NFP_NAME(addr)(&NFP_NAME(src4), &NFP_NAME(src6), p, p->saddr, gen, g->noaddr_src,
@@ -407,21 +426,11 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 	    NFP_NAME(addr)(&NFP_NAME(dst4), &NFP_NAME(dst6), p, p->daddr, gen, g->noaddr_dst,
 	                   &cls[1]))
 		goto nogen;
-	if (NFP_NAME(field)(&NFP_NAME(proto), gen, NFP_FILTER_NPROTO, v, &cls[2]))
-		goto nogen;
-	has_ports = (p->flags & NFP_F_L4) &&
-	            (p->l4_proto == IPPROTO_TCP || p->l4_proto == IPPROTO_UDP);
-	v = has_ports ? bpf_ntohs(p->sport) : 65536;
-	if (NFP_NAME(field)(&NFP_NAME(sport), gen, NFP_FILTER_NPORT, v, &cls[3]))
-		goto nogen;
-	v = has_ports ? bpf_ntohs(p->dport) : 65536;
-	if (NFP_NAME(field)(&NFP_NAME(dport), gen, NFP_FILTER_NPORT, v, &cls[4]))
-		goto nogen;
-	v = ((p->flags & NFP_F_L4) && p->l4_proto == IPPROTO_TCP) ? p->tcp_flags : 256;
-	if (NFP_NAME(field)(&NFP_NAME(flags), gen, NFP_FILTER_NFLAGS, v, &cls[5]))
-		goto nogen;
-	v = p->vlan_depth ? (p->vlan[0] & 0x0fff) : 4096;
-	if (NFP_NAME(field)(&NFP_NAME(vlan), gen, NFP_FILTER_NVLAN, v, &cls[6]))
+	if (NFP_NAME(field)(&NFP_NAME(proto), gen, NFP_FILTER_NPROTO, keys.proto, &cls[2]) ||
+	    NFP_NAME(field)(&NFP_NAME(sport), gen, NFP_FILTER_NPORT, keys.sport, &cls[3]) ||
+	    NFP_NAME(field)(&NFP_NAME(dport), gen, NFP_FILTER_NPORT, keys.dport, &cls[4]) ||
+	    NFP_NAME(field)(&NFP_NAME(flags), gen, NFP_FILTER_NFLAGS, keys.flags, &cls[5]) ||
+	    NFP_NAME(field)(&NFP_NAME(vlan), gen, NFP_FILTER_NVLAN, keys.vlan, &cls[6]))
 		goto nogen;
 
 	/* Phases 1..6: combine two classes at a time, in the generation's plan order. */

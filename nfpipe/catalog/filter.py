@@ -208,6 +208,11 @@ class Rule:
     def wildcard(self, f: int) -> bool:
         return getattr(self, FIELDS[f]) is None
 
+    @property
+    def matches_all(self) -> bool:
+        """No constraint at all: every packet matches, no later rule ever does."""
+        return all(self.wildcard(f) for f in range(NFIELDS))
+
 
 def parse_rule(i: int, raw: Any) -> Rule:
     what = f"rules[{i}]"
@@ -470,7 +475,7 @@ def compile_rules(rules: Sequence[Rule], limit: int = COMBINE_CAPACITY) -> Table
     # entry" in the tables then means "this rule" (an explicit default).
     t = Tables()
     for r in rules:
-        if all(r.wildcard(f) for f in range(NFIELDS)):
+        if r.matches_all:
             t.catch_all = r.index
             rules = rules[:r.index]
             break
@@ -543,7 +548,7 @@ def linear_entries(rules: Sequence[Rule], limit: int = LIN_MAX) -> list[dict] | 
     catch-all rule (the default path counts it); None if more than *limit*."""
     out: list[dict] = []
     for r in rules:
-        if all(r.wildcard(f) for f in range(NFIELDS)):
+        if r.matches_all:
             break
         need = 0
         base = {"rule": r.index, "action": r.action}
@@ -794,12 +799,8 @@ class Filter(NetworkFunction):
             _batch(maps["hits"], [struct.pack("<I", gen * MAX_RULES + i) for i in range(n)],
                    [zero] * n)
 
-    def _catch_all(self) -> int | None:
-        return next((r.index for r in self.rules
-                     if all(r.wildcard(f) for f in range(NFIELDS))), None)
-
     def _gen_value(self, t: Tables | None, ready: int) -> dict:
-        catch_all = self._catch_all()
+        catch_all = next((r.index for r in self.rules if r.matches_all), None)
         dflt = self.default if catch_all is None else self.rules[catch_all].action
         drule = MAX_RULES if catch_all is None else catch_all
         value = {"default_action": dflt, "default_rule": drule,
