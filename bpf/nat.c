@@ -354,11 +354,9 @@ static __always_inline int NFP_NAME(rewrite)(struct nfp_ctx *ctx, struct nfp_met
 			p->sport = new_port;
 	} else {
 		p->daddr[0] = new_addr;
-		if (addr_only)
-			;
-		else if (p->l4_proto == IPPROTO_ICMP)
+		if (!addr_only && p->l4_proto == IPPROTO_ICMP)
 			p->sport = new_port; /* nfp_pkt keeps the echo id in sport */
-		else
+		else if (!addr_only)
 			p->dport = new_port;
 	}
 	return 0;
@@ -626,8 +624,15 @@ __noinline int NFP_NAME(snat_new)(const struct nfp_nat_key *key, struct nfp_nat_
 	return NFP_NAT_C_PORT_EXHAUSTED;
 }
 
-static __always_inline int NFP_NAME(translated)(const struct nfp_nat_val *v)
+/* Rewrite the packet as `v` says and count it: port 0, or NFP_ABORTED if a write
+ * failed. */
+static __always_inline int NFP_NAME(translate)(struct nfp_ctx *ctx, struct nfp_meta *meta,
+                                               const struct nfp_nat_val *v, int addr_only)
 {
+	if (NFP_NAME(rewrite)(ctx, meta, v, addr_only)) {
+		nfp_percpu_inc(&NFP_NAME(stats), NFP_NAT_C_ERROR);
+		return NFP_ABORTED;
+	}
 	nfp_percpu_inc(&NFP_NAME(stats),
 	               v->dir == NFP_NAT_REWRITE_SRC ? NFP_NAT_C_XLATE_SRC : NFP_NAT_C_XLATE_DST);
 	return NFP_PORT(0);
@@ -653,11 +658,7 @@ static __always_inline int NFP_NAME(later_fragment)(struct nfp_ctx *ctx, struct 
 	v = *f;
 	if (ttl_drop && v.dir == NFP_NAT_REWRITE_DST)
 		return NFP_NAME(drop)(NFP_NAT_C_TTL);
-	if (NFP_NAME(rewrite)(ctx, meta, &v, 1)) {
-		nfp_percpu_inc(&NFP_NAME(stats), NFP_NAT_C_ERROR);
-		return NFP_ABORTED;
-	}
-	return NFP_NAME(translated)(&v);
+	return NFP_NAME(translate)(ctx, meta, &v, 1);
 }
 
 static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_meta *meta)
@@ -811,11 +812,8 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 	}
 
 translate:
-	if (NFP_NAME(rewrite)(ctx, meta, &v, portless)) {
-		nfp_percpu_inc(&NFP_NAME(stats), NFP_NAT_C_ERROR);
-		return NFP_ABORTED;
-	}
-	if (p->flags & NFP_F_FRAG) /* a first fragment: the later ones follow it */
+	r = NFP_NAME(translate)(ctx, meta, &v, portless);
+	if (r >= 0 && (p->flags & NFP_F_FRAG)) /* a first fragment: the later ones follow it */
 		bpf_map_update_elem(&NFP_NAME(frags), &fk, &v, BPF_ANY);
-	return NFP_NAME(translated)(&v);
+	return r;
 }
