@@ -133,40 +133,42 @@ def udp_refused(addr: str, port: int, timeout: float = 5.0) -> bool:
     return False
 
 
+def _await_payload(s: socket.socket, payload: bytes, deadline: float,
+                   resend: tuple | None = None) -> str | None:
+    """On raw socket *s*: the source of the first packet carrying *payload* before
+    *deadline* (None if none came), sending *resend* (data, address) before each wait."""
+    s.settimeout(0.2)
+    while time.monotonic() < deadline:
+        if resend:
+            s.sendto(*resend)
+        try:
+            data, peer = s.recvfrom(65536)
+        except TimeoutError:
+            continue
+        if data[(data[0] & 0xF) * 4:] == payload:        # past the IP header
+            return peer[0]
+    return None
+
+
 def raw_exchange(proto: int, addr: str, payload: bytes, timeout: float = 5.0) -> str:
     """Send *payload* as IP protocol *proto* to *addr* until the same payload comes
     back from it; the address the answer came from."""
-    deadline = time.monotonic() + timeout
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, proto) as s:
-        s.settimeout(0.2)
-        while time.monotonic() < deadline:
-            s.sendto(payload, (addr, 0))
-            try:
-                data, peer = s.recvfrom(65536)
-            except TimeoutError:
-                continue
-            ihl = (data[0] & 0xF) * 4
-            if data[ihl:] == payload:
-                return peer[0]
-    raise TimeoutError(f"no answer of protocol {proto} from {addr}")
+        peer = _await_payload(s, payload, time.monotonic() + timeout, (payload, (addr, 0)))
+    if peer is None:
+        raise TimeoutError(f"no answer of protocol {proto} from {addr}")
+    return peer
 
 
 def raw_echo(proto: int, payload: bytes, timeout: float = 10.0) -> str:
     """Answer the first packet of protocol *proto* carrying *payload* with the same
     payload; the source address it came from."""
-    deadline = time.monotonic() + timeout
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, proto) as s:
-        s.settimeout(0.2)
-        while time.monotonic() < deadline:
-            try:
-                data, peer = s.recvfrom(65536)
-            except TimeoutError:
-                continue
-            ihl = (data[0] & 0xF) * 4
-            if data[ihl:] == payload:
-                s.sendto(payload, (peer[0], 0))
-                return peer[0]
-    raise TimeoutError(f"no packet of protocol {proto}")
+        peer = _await_payload(s, payload, time.monotonic() + timeout)
+        if peer is None:
+            raise TimeoutError(f"no packet of protocol {proto}")
+        s.sendto(payload, (peer, 0))
+    return peer
 
 
 def udp_ttl1(addr: str, port: int, timeout: float = 5.0) -> tuple[int, int, str]:

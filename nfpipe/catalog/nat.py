@@ -415,19 +415,21 @@ class NatModel:
         if e4 + 8 > min(end, len(buf)):
             return None
         eproto = buf[e3 + 9]
-        es, ed = bytes(buf[e3 + 12:e3 + 16]), bytes(buf[e3 + 16:e3 + 20])
+        # the flow's entry: the embedded packet's tuple reversed
+        reverse = (eproto, int.from_bytes(buf[e3 + 16:e3 + 20], "big"),
+                   int.from_bytes(buf[e3 + 12:e3 + 16], "big"))
         portful = True
         if eproto in (P.IPPROTO_TCP, P.IPPROTO_UDP):
             esp, edp = (int.from_bytes(buf[e4 + i:e4 + i + 2], "big") for i in (0, 2))
-            key = (eproto, int.from_bytes(ed, "big"), int.from_bytes(es, "big"), edp, esp)
+            key = (*reverse, edp, esp)
         elif eproto == P.IPPROTO_ICMP and buf[e4] in (0, 8):
             eid = int.from_bytes(buf[e4 + 4:e4 + 6], "big")
-            key = (eproto, int.from_bytes(ed, "big"), int.from_bytes(es, "big"), eid, eid)
+            key = (*reverse, eid, eid)
         elif eproto == P.IPPROTO_ICMP and buf[e4] in ICMP_ERRORS:
             return None
         else:
             portful = False
-            key = (eproto, int.from_bytes(ed, "big"), int.from_bytes(es, "big"), 0, 0)
+            key = (*reverse, 0, 0)
         entry = self.table.get(key)
         want = REWRITE_SRC if outbound else REWRITE_DST
         if entry is None or entry[0] != want:
