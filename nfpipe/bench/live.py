@@ -46,7 +46,7 @@ from scapy.layers.l2 import Ether
 
 from nfpipe import resources
 from nfpipe.attach import attach_tc, attach_xdp
-from nfpipe.bench.kernel import FIREWALL
+from nfpipe.bench.kernel import firewall_pipeline
 from nfpipe.compose import build, make_plan
 from nfpipe.kernel import abi, bpffs, libc
 from nfpipe.loader import Object
@@ -202,7 +202,7 @@ class Bench:
 
     @contextlib.contextmanager
     def nfpipe(self, mode: str, linking: str = "fused") -> Iterator[None]:
-        text = FIREWALL if mode != "tc" else FIREWALL.replace("hook: xdp", "hook: tc-ingress")
+        text = firewall_pipeline("tc-ingress" if mode == "tc" else "xdp")
         spec = PipelineSpec.from_text(text, "<bench>")
         with Pipeline.load(build(make_plan(spec, linking=linking))) as p:
             if mode == "tc":

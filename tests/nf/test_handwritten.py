@@ -6,18 +6,19 @@ from __future__ import annotations
 import pytest
 
 from nfpipe import resources
+from nfpipe.bench.kernel import firewall_config
 from nfpipe.catalog.filter import Filter
 from nfpipe.loader import Object
 from nfpipe.nfabi import Verdict
 from nfpipe.toolchain import compile as nf_compile
-from tests.nf.test_filter import SEED_CASES, SEEDS, _frags
+from tests.nf.test_filter import SEED_CASES, _frags
 
 pytestmark = pytest.mark.kernel
 XDP_DROP, XDP_PASS = 1, 2
 
 
 def test_the_hand_written_firewall_gives_the_seeds_verdicts():
-    nf = Filter({**SEEDS, "fragments": "l3", "malformed": "drop"})
+    nf = Filter(firewall_config())          # the rules `nfpipe bench` gives nfpipe
     path = resources.data_dir("benchmarks") / "handwritten" / "firewall.c"
     packets = {**{k: bytes(p) for k, (p, _) in SEED_CASES.items()}, **_frags()}
     with Object.load(nf_compile(path)) as obj:
