@@ -124,11 +124,11 @@ def cmd_bench(args) -> int:
         if args.json:
             print_json(as_json(results))
         return EXIT_OK
-    args.rounds = args.rounds or 5
+    rounds = args.rounds or 5
     if not args.json:
         print(f"ns per packet in the kernel (BPF_PROG_TEST_RUN, {args.repeat} repeats, median "
-              f"of {args.rounds} rounds); compare the ratios, not the times")
-    results = bench.run(args.cases or None, repeat=args.repeat, rounds=args.rounds,
+              f"of {rounds} rounds); compare the ratios, not the times")
+    results = bench.run(args.cases or None, repeat=args.repeat, rounds=rounds,
                         json_output=args.json)
     if args.json:
         base = results[0].ns
