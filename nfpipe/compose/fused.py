@@ -48,7 +48,8 @@ def fused_source(plan: Plan, *, boundaries: bool = False) -> str:
                   "\tnfp_ctx_init(&ctx, hook);", f"\treturn {n.id}__process(&ctx, meta);", "}"]
     lines += ["", 'SEC(NFP_HOOK_NAME)', f"int {FUSED_PROGRAM}({ctx_type} *hook)", "{",
               "\tstruct nfp_ctx ctx;", "\tstruct nfp_meta meta = {};", "\t__u32 len;",
-              "\tint r;", "", "\tnfp_ctx_init(&ctx, hook);", "\tlen = nfp_pkt_len(&ctx);"]
+              "\tint r;", "", "\tnfp_ctx_init(&ctx, hook);",
+              "\tlen = nfp_opaque(nfp_pkt_len(&ctx)); /* now, not after the nodes */"]
     targeted = {t.node for n in plan.order for t in n.targets if t.node is not None}
     for n in plan.order:
         if n.id in targeted:

@@ -70,9 +70,12 @@ int NFP_INSTANCE(nfp_hook_ctx_t *hook)
 	if (NFP_CFG(nfp_is_entry))
 		__builtin_memset(meta, 0, sizeof(*meta));
 	meta->hops++;
-	len = nfp_pkt_len(&ctx);
+	len = nfp_opaque(nfp_pkt_len(&ctx)); /* now: else the packet pointers live across the NF */
 
 	r = NFP_NAME(process)(&ctx, meta);
+	/* What the compiler knows of r it may compute with tricks the verifier cannot
+	 * bound: make it check r's range below as written. */
+	asm volatile("" : "+r"(r));
 
 #ifdef NFP_STANDALONE
 	nfp_last_result = r;
