@@ -111,7 +111,7 @@ struct nfp_filter_lin {
 	__u32 need; /* NFP_FILTER_N_* */
 	__u32 rule; /* the rule's index: its action and its hit counter */
 	__s32 action;
-	__u16 proto[4]; /* two inclusive ranges */
+	__u16 proto[4]; /* two inclusive ranges; every range has lo <= hi */
 	__u32 sport[2]; /* inclusive range */
 	__u32 dport[2];
 	__u16 vlan[2];
@@ -310,6 +310,18 @@ static __always_inline int NFP_NAME(default)(__u32 gen, const struct nfp_filter_
 
 #ifndef NFP_FILTER_HELPERS
 #define NFP_FILTER_HELPERS
+/* 1 if x != 0, else 0 (x < 2^63), without a branch: the verifier keeps one state
+ * for both outcomes where a comparison would fork it in two, and a fork made
+ * before the linear scan is walked again through each of its iterations. */
+static __always_inline __u64 nfp_filter_nonzero(__u64 x)
+{
+	asm volatile("" : "+r"(x)); /* or the compiler turns it back into a compare */
+	return (0 - x) >> 63;
+}
+
+/* A packet's values for the rules' fields, with the out-of-range value of each that
+ * the packet does not have (proto 256: not IP; port 65536: not TCP/UDP; flags
+ * 256: not TCP; VLAN 4096: untagged). */
 static __always_inline void nfp_filter_keys(const struct nfp_pkt *p, struct nfp_filter_keys *k)
 {
 	int ip = p->l3_proto == ETH_P_IP || p->l3_proto == ETH_P_IPV6;
@@ -326,6 +338,21 @@ static __always_inline void nfp_filter_keys(const struct nfp_pkt *p, struct nfp_
 	k->vlan = p->vlan_depth ? (p->vlan[0] & 0x0fff) : 4096;
 }
 
+/* The checks of a linear entry this packet cannot pass, as NFP_FILTER_N_* bits: an
+ * address of a family it does not have, TCP flags when it is not TCP (flags 256). */
+static __always_inline __u32 nfp_filter_cannot(const struct nfp_pkt *p, __u32 flags)
+{
+	return nfp_filter_nonzero(p->l3_proto ^ ETH_P_IP) *
+	               (NFP_FILTER_N_SRC4 | NFP_FILTER_N_DST4) |
+	       nfp_filter_nonzero(p->l3_proto ^ ETH_P_IPV6) *
+	               (NFP_FILTER_N_SRC6 | NFP_FILTER_N_DST6) |
+	       nfp_filter_nonzero(flags >> 8) * NFP_FILTER_N_FLAGS; /* 256: not TCP */
+}
+
+/* lo <= v <= hi, for lo <= hi (as every range of an entry is), as one compare of two
+ * differences, which leaves v's bounds as they were. */
+#define nfp_filter_in(v, lo, hi) ((__u32)((v) - (lo)) <= (__u32)((hi) - (lo)))
+
 static __always_inline int nfp_filter_in6(const __be32 *a, const __be32 *net, const __be32 *mask)
 {
 	return ((a[0] & mask[0]) ^ net[0]) == 0 && ((a[1] & mask[1]) ^ net[1]) == 0 &&
@@ -340,7 +367,7 @@ static __always_inline int NFP_NAME(linear)(const struct nfp_pkt *p,
 {
 	__u32 i, idx, n = g->nlin, need;
 	__u32 pv = k->proto, sp = k->sport, dp = k->dport, fl = k->flags, vl = k->vlan;
-	int ip4 = p->l3_proto == ETH_P_IP, ip6 = p->l3_proto == ETH_P_IPV6;
+	__u32 cannot = nfp_filter_cannot(p, fl);
 	const struct nfp_filter_lin *e;
 
 	for (i = 0; i < NFP_FILTER_LIN_MAX; i++) {
@@ -351,29 +378,26 @@ static __always_inline int NFP_NAME(linear)(const struct nfp_pkt *p,
 		if (!e)
 			break;
 		need = e->need;
-		if ((need & NFP_FILTER_N_PROTO) && (pv < e->proto[0] || pv > e->proto[1]) &&
-		    (pv < e->proto[2] || pv > e->proto[3]))
+		if (need & cannot)
 			continue;
-		if ((need & NFP_FILTER_N_DPORT) && (dp < e->dport[0] || dp > e->dport[1]))
+		if ((need & NFP_FILTER_N_PROTO) && !nfp_filter_in(pv, e->proto[0], e->proto[1]) &&
+		    !nfp_filter_in(pv, e->proto[2], e->proto[3]))
 			continue;
-		if ((need & NFP_FILTER_N_SPORT) && (sp < e->sport[0] || sp > e->sport[1]))
+		if ((need & NFP_FILTER_N_DPORT) && !nfp_filter_in(dp, e->dport[0], e->dport[1]))
 			continue;
-		if ((need & NFP_FILTER_N_FLAGS) &&
-		    (fl > 255 || (fl & e->flags_mask) != e->flags_want))
+		if ((need & NFP_FILTER_N_SPORT) && !nfp_filter_in(sp, e->sport[0], e->sport[1]))
 			continue;
-		if ((need & NFP_FILTER_N_VLAN) && (vl < e->vlan[0] || vl > e->vlan[1]))
+		if ((need & NFP_FILTER_N_FLAGS) && (fl & e->flags_mask) != e->flags_want)
 			continue;
-		if ((need & NFP_FILTER_N_SRC4) &&
-		    (!ip4 || ((p->saddr[0] & e->src_mask[0]) ^ e->src[0])))
+		if ((need & NFP_FILTER_N_VLAN) && !nfp_filter_in(vl, e->vlan[0], e->vlan[1]))
 			continue;
-		if ((need & NFP_FILTER_N_DST4) &&
-		    (!ip4 || ((p->daddr[0] & e->dst_mask[0]) ^ e->dst[0])))
+		if ((need & NFP_FILTER_N_SRC4) && ((p->saddr[0] & e->src_mask[0]) ^ e->src[0]))
 			continue;
-		if ((need & NFP_FILTER_N_SRC6) &&
-		    (!ip6 || !nfp_filter_in6(p->saddr, e->src, e->src_mask)))
+		if ((need & NFP_FILTER_N_DST4) && ((p->daddr[0] & e->dst_mask[0]) ^ e->dst[0]))
 			continue;
-		if ((need & NFP_FILTER_N_DST6) &&
-		    (!ip6 || !nfp_filter_in6(p->daddr, e->dst, e->dst_mask)))
+		if ((need & NFP_FILTER_N_SRC6) && !nfp_filter_in6(p->saddr, e->src, e->src_mask))
+			continue;
+		if ((need & NFP_FILTER_N_DST6) && !nfp_filter_in6(p->daddr, e->dst, e->dst_mask))
 			continue;
 		nfp_percpu_inc(&NFP_NAME(hits),
 		               gen * NFP_FILTER_MAX_RULES + (e->rule & (NFP_FILTER_MAX_RULES - 1)));
