@@ -451,9 +451,10 @@ def _load_with_log(cmd: int, attr, set_log, get_true_size, log_level: int, log_s
                    error_cls, detail: str, **error_kw) -> tuple[Fd, str]:
     """Run a loading command under the log policy shared by programs and BTF.
 
-    log_level 0: one attempt without a log; if it fails, retry with level 1 and a
-    buffer to learn why.  The buffer grows on ENOSPC (to the size the kernel says
-    it needs, when it says) up to LOG_CAP; the error keeps the whole log.
+    log_level 0: one attempt without a log; if it fails, one retry with level 1 and a
+    LOG_DEFAULT_SIZE buffer to learn why (the error keeps the log's end).  A log asked
+    for (log_level > 0) is kept whole: its buffer grows on ENOSPC (to the size the
+    kernel says it needs, when it says) up to LOG_CAP.
     """
     first_err = None
     if log_level == 0:
@@ -476,12 +477,15 @@ def _load_with_log(cmd: int, attr, set_log, get_true_size, log_level: int, log_s
             err = exc.errno
         log = _decode_log(buf)
         true_size = get_true_size(attr)
-        if err == _errno.ENOSPC and size < LOG_CAP:
+        if err == _errno.ENOSPC and size < LOG_CAP and first_err is None:
             size = min(LOG_CAP, true_size if true_size > size else size * 4)
             continue
+        # Learning why a load failed (first_err), the log's tail is enough: the kernel
+        # keeps the end of a log that overflows its buffer, and each retry would verify
+        # the program again (seconds, for one that hit the instruction limit).
         truncated = err == _errno.ENOSPC
         if truncated and first_err is not None and first_err != _errno.ENOSPC:
-            err = first_err        # the log did not fit even at the cap: report the real error
+            err = first_err        # the log was cut short: report the real error
         text = detail
         summary = log_summary(log)
         if summary:
