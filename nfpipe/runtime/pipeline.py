@@ -10,9 +10,11 @@ the tail calls happen inside the kernel's test run.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from nfpipe.catalog.base import NodeMaps
@@ -27,6 +29,7 @@ from nfpipe.loader.object import Object
 from nfpipe.loader.program import Program, TestRunResult
 from nfpipe.nfabi import OUTCOME_NAMES, SHARED_MAPS, STAT_SLOTS, Verdict
 from nfpipe.spec import PipelineSpec
+from nfpipe.toolchain import cache_dir, cache_enabled
 
 #: the verdicts a missed tail call may end in (make_plan's miss_verdict)
 MISS_VERDICTS = {"pass": Verdict.PASS, "drop": Verdict.DROP, "aborted": Verdict.ABORTED}
@@ -83,17 +86,24 @@ class Pipeline:
         try:
             if plan.linking == "fused":
                 constants = fused_constants(plan, ifindexes)
+                inlined = build.fused_style == "inline"
                 ospec = _sized_all(build.objects[FUSED], plan)
                 given = {k: m for k, m in reuse.items() if k in ospec.maps}
+                memo = _too_large_memo(ospec, constants)
                 try:
+                    if inlined and memo is not None and memo.exists():
+                        raise _KnownTooLarge
                     obj = Object.load(ospec, constants=constants, log_level=log_level,
                                       name=plan.spec.name, maps=given,
                                       kernel_names=kernel_names(plan.spec.name))
-                except VerifierError as exc:
-                    if exc.errno != errno.E2BIG or build.fused_style == "calls":
+                except (VerifierError, _KnownTooLarge) as exc:
+                    if isinstance(exc, VerifierError) and (exc.errno != errno.E2BIG or
+                                                           not inlined):
                         raise
                     # Inlined, the pipeline exceeds the verifier's budget: give each
                     # node its own global function (verified once) and load that.
+                    if memo is not None and not memo.exists():
+                        _remember(memo)
                     obj = Object.load(_sized_all(build.fused_with_calls(), plan),
                                       constants=constants, log_level=log_level,
                                       name=plan.spec.name, maps=given,
@@ -218,6 +228,33 @@ def node_stats(stats_map, nodes) -> dict[str, dict[str, Counter]]:
                 row[name] = c
         out[nid] = row
     return out
+
+
+class _KnownTooLarge(Exception):
+    """This program, with these constants and map sizes, was too large for this kernel's
+    verifier before."""
+
+
+def _too_large_memo(ospec, constants: Mapping[str, Any]) -> Path | None:
+    """Where nfpipe remembers that the inlined fused program *ospec* (sized), with
+    *constants*, exceeded this kernel's verifier budget: finding that out again costs
+    a whole verification to the instruction limit (seconds) on every load.  None when
+    the object has no file or the cache is off."""
+    if ospec.path is None or not cache_enabled():
+        return None
+    h = hashlib.sha256(Path(ospec.path).read_bytes())
+    h.update(repr(sorted(constants.items())).encode())
+    h.update(repr(sorted((k, m.max_entries) for k, m in ospec.maps.items())).encode())
+    h.update(os.uname().release.encode())
+    return cache_dir() / "verifier" / f"too-large-{h.hexdigest()[:32]}"
+
+
+def _remember(memo: Path) -> None:
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        memo.touch()
+    except OSError:
+        pass                      # a cache that cannot be written only costs time
 
 
 def fused_constants(plan: Plan, ifindexes: dict[str, int] | None = None) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from nfpipe.toolchain.compiler import (
                                        Compiler,
                                        bpf_include_dir,
                                        cache_dir,
+                                       cache_enabled,
                                        compile,
                                        describe,
                                        find_compiler,
@@ -13,4 +14,5 @@ from nfpipe.toolchain.compiler import (
 )
 
 __all__ = ["Compiler", "find_compiler", "wheel_clang", "compile", "describe",
-           "bpf_include_dir", "uapi_include_dirs", "cache_dir", "TESTED_CLANG"]
+           "bpf_include_dir", "uapi_include_dirs", "cache_dir", "cache_enabled",
+           "TESTED_CLANG"]

@@ -56,7 +56,8 @@ from nfpipe.errors import CompileError, NoSuchSource
 from nfpipe.resources import bpf_dir
 
 __all__ = ["Compiler", "find_compiler", "compile", "describe", "bpf_dir", "bpf_include_dir",
-           "uapi_include_dirs", "builtin_include_dir", "cache_dir", "compile_command",
+           "uapi_include_dirs", "builtin_include_dir", "cache_dir", "cache_enabled",
+           "compile_command",
            "DEFAULT_TIMEOUT"]
 
 log = logging.getLogger("nfpipe.toolchain")
@@ -331,7 +332,8 @@ def _scratch_dir() -> Path:
         return _scratch
 
 
-def _cache_enabled() -> bool:
+def cache_enabled() -> bool:
+    """Whether compiled objects (and what nfpipe learns of them) are cached."""
     return os.environ.get("NFPIPE_NO_CACHE", "").strip().lower() not in ("1", "true", "yes", "on")
 
 
@@ -617,7 +619,7 @@ def compile(src: str | os.PathLike, output: str | os.PathLike | None = None, *,
                            cpu=cpu)
     out_path = Path(output) if output is not None else None
 
-    if not _cache_enabled():
+    if not cache_enabled():
         if out_path is not None:
             out_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -743,7 +745,7 @@ def describe() -> dict:
         except CompileError as e:
             info["error"] = info["error"] or str(e)
     info["cache_dir"] = str(cache_dir() / "objects")
-    info["cache_enabled"] = _cache_enabled()
+    info["cache_enabled"] = cache_enabled()
     info["bpf_target_ok"] = False
     info["bpf_target_error"] = None
     if c is not None and info["bpf_include_dir"]:

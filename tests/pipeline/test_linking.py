@@ -115,3 +115,30 @@ def test_program_array_is_filled_by_slot_not_by_order(hook):
             assert p.test_run(pkt).retval == codes[verdict], pkt.summary()
         assert "tail_call_miss" not in p.stats()["split"]
         assert p.edge_counts()["split.udp -> guard_udp"] == 2
+
+
+def test_a_fused_program_too_large_to_inline_is_remembered(tmp_path, monkeypatch):
+    """Inlined, examples/edge.yaml exceeds the verifier's budget: the first load finds
+    that out (a whole verification to the limit) and remembers it in the cache, so the
+    next load of the same object goes straight to the per-node functions."""
+    monkeypatch.setenv("NFPIPE_CACHE_DIR", str(tmp_path))
+    import nfpipe.runtime.pipeline as rt
+    loads = []
+    real = rt.Object.load
+
+    def counting(ospec, **kw):
+        loads.append(ospec.path)
+        return real(ospec, **kw)
+
+    monkeypatch.setattr(rt.Object, "load", counting)
+    spec = PipelineSpec.from_file(ROOT / "examples" / "edge.yaml")
+    pkt = Ether() / IP(ttl=64) / TCP(dport=22)
+    results = []
+    for _ in range(2):
+        loads.clear()
+        with Pipeline.load(build(make_plan(spec, linking="fused"))) as p:
+            assert p.fused_style == "calls"
+            results.append((len(loads), p.test_run(pkt).retval))
+        assert len(list((tmp_path / "verifier").glob("too-large-*"))) == 1
+    assert results[0][0] == 2 and results[1][0] == 1, results   # inline tried only once
+    assert results[0][1] == results[1][1]
