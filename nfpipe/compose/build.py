@@ -2,6 +2,7 @@
 whole pipeline (fused linking, ``nfpipe.compose.fused``)."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from nfpipe.compose.fused import compile_fused
@@ -20,11 +21,18 @@ class Build:
     objects: dict[str, ObjectSpec] = field(default_factory=dict)   # node id or "<fused>"
     fused_style: str = "inline"     # or "calls": nodes behind global functions
 
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False,
+                                  compare=False)
+
     def fused_with_calls(self) -> ObjectSpec:
-        """The fused program with a global-function boundary per node (see fused_source)."""
-        self.objects[FUSED] = ObjectSpec.from_file(compile_fused(self.plan, boundaries=True))
-        self.fused_style = "calls"
-        return self.objects[FUSED]
+        """The fused program with a global-function boundary per node (see fused_source);
+        made once, also when two threads load the build at the same time."""
+        with self._lock:
+            if self.fused_style != "calls":
+                self.objects[FUSED] = ObjectSpec.from_file(compile_fused(self.plan,
+                                                                         boundaries=True))
+                self.fused_style = "calls"
+            return self.objects[FUSED]
 
 
 def build(plan: Plan) -> Build:

@@ -36,12 +36,12 @@ from nfpipe.deploy.steps import (
     attach,
     hold_foreign,
     interface_record,
+    load_smoke_tested,
     node_record,
     pin_pipeline,
     record_intent,
     refuse_foreign,
     require_root,
-    smoke_test,
     targets_of,
 )
 from nfpipe.deploy.update import update
@@ -87,9 +87,8 @@ def _first_deploy(spec, file, targets, mode, linking, force, root, say) -> Manif
     placements = {t: place(spec.hook, t.ifname, t.netns, mode=mode, build=built)
                   for t in targets}
     say("loading and test-running")
-    smoke_test(built)
     keys, whole = code_keys(built)
-    pipeline = Pipeline.load(built)
+    pipeline = load_smoke_tested(built, lambda: Pipeline.load(built))
     bpffs.ensure_mounted()
     attachments = []
     takeovers: dict[Target, Takeover] = {}

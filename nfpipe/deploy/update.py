@@ -42,13 +42,13 @@ from nfpipe.deploy.steps import (
     find_unlinked,
     hold_foreign,
     interface_record,
+    load_smoke_tested,
     node_record,
     open_node_maps,
     pin_maps,
     pin_pipeline,
     record_intent,
     refuse_foreign,
-    smoke_test,
     targets_of,
 )
 from nfpipe.errors import DeployError
@@ -160,15 +160,15 @@ class _Change:
         try:
             if upd.how in ("swap", "generation"):
                 say("loading and test-running")
-                smoke_test(self.built)
             if upd.how == "swap":
                 nid = upd.swapped
                 given = dict(self.reuse)
                 given["nfp_jmp"] = self.opened["nfp_jmp"]
-                loaded = _OneNode(Pipeline.load_node(self.built, nid, given,
-                                                     populate=nid in self.fresh), nid)
+                loaded = load_smoke_tested(self.built, lambda: _OneNode(Pipeline.load_node(
+                    self.built, nid, given, populate=nid in self.fresh), nid))
             elif upd.how == "generation":
-                loaded = Pipeline.load(self.built, reuse=self.reuse, populate=self.fresh)
+                loaded = load_smoke_tested(self.built, lambda: Pipeline.load(
+                    self.built, reuse=self.reuse, populate=self.fresh))
             fault("update-loaded")
             new.nodes = self._node_records()
             if loaded is not None:
