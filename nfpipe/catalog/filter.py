@@ -37,6 +37,7 @@ See docs/nf/filter.md for the map layout and the update protocol.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from array import array
@@ -60,6 +61,7 @@ NPROTO, NPORT, NFLAGS, NVLAN = 513, 65537, 257, 4097
 NO_PROTO, NO_PORT, NO_FLAGS, UNTAGGED = 256, 65536, 256, 4096
 VIA_AH = 257
 FRAG_L3 = 0x7FFFFFFF
+SAMPLED = 1024                    # classes the partner search estimates a big table's steps from
 ROW_DEFAULT = 0xFFFFFFFF          # the b of a combine key holding class a's row default
 FIELDS = ("src", "dst", "proto", "sport", "dport", "tcp_flags", "vlan")
 NFIELDS = len(FIELDS)
@@ -140,12 +142,19 @@ def _ranges(value: Any, what: str, top: int, unit: str) -> list[tuple[int, int]]
     return merged
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _network(text: str):
+    """ip_network(text), kept: a live update parses the deployed and the new rule set,
+    mostly the same addresses, several times (the networks are immutable)."""
+    return ipaddress.ip_network(text, strict=True)
+
+
 def _cidr(value: Any, what: str):
     if not isinstance(value, str):
         raise SpecError(f"filter: {what}: expected a CIDR string like 10.0.0.0/8 or "
                         f"2001:db8::/32, got {value!r}")
     try:
-        return ipaddress.ip_network(value.strip(), strict=True)
+        return _network(value.strip())
     except ValueError as exc:
         raise SpecError(f"filter: {what}: bad CIDR {value!r}: {exc}") from None
 
@@ -254,10 +263,20 @@ def parse_rule(i: int, raw: Any) -> Rule:
 # ---- compiling rules into tables -------------------------------------------------------------
 
 def _bits(x: int):
-    while x:
-        low = x & -x
-        yield low.bit_length() - 1
-        x ^= low
+    """The positions of x's set bits, lowest first."""
+    if x.bit_length() <= 256 or x.bit_count() <= 16:
+        while x:
+            low = x & -x
+            yield low.bit_length() - 1
+            x ^= low
+        return
+    # A rule bitset is as wide as the rule set: clearing one bit at a time copies it
+    # once per bit.  With more than a few bits set, its digits are scanned in C.
+    digits = bin(x)[:1:-1]
+    i = digits.find("1")
+    while i >= 0:
+        yield i
+        i = digits.find("1", i + 1)
 
 
 def _lowest(x: int) -> int:
@@ -271,6 +290,7 @@ class _Node:
         self.fields = fields
         self.classes = classes
         self.slot = slot
+        self.columns = None        # _Compiler.columns(self), made once per node
 
 
 @dataclass
@@ -400,28 +420,37 @@ class _Compiler:
 
     # --- combining -------------------------------------------------------------------------
 
-    def _candidates(self, A: _Node, B: _Node):
-        """For each class a of A: (a, mask of B's classes that need an entry, row default).
+    def columns(self, B: _Node):
+        """What pairing any table with B's classes needs, the same whichever the partner
+        (the search of compile_rules tries every partner): the rules wildcard in every
+        field of B, for each other rule the B classes holding it, the most common
+        share of the wildcard rules and the classes with another share."""
+        if B.columns is None:
+            wb = self.all                    # rules wildcard in every field of B
+            for f in B.fields:
+                wb &= self.wild[f]
+            inv: dict[int, int] = {}
+            groups: dict[int, int] = {}
+            for j, b in enumerate(B.classes):
+                for r in _bits(b & ~wb):
+                    inv[r] = inv.get(r, 0) | 1 << j
+                w = b & wb
+                groups[w] = groups.get(w, 0) | 1 << j
+            common = max(groups, key=lambda w: groups[w].bit_count())
+            B.columns = (wb, inv, common, [(w, g) for w, g in groups.items() if w != common])
+        return B.columns
+
+    def _candidates(self, A: _Node, B: _Node, sample: Sequence[int] | None = None):
+        """For each class a of A (or of *sample*, some of them): (a, mask of B's classes that need an entry, row default).
 
         A rule wildcard in every field of B is in (almost) every class of B, so most pairs
         (a, b) intersect only through such rules and all give the same class: a's row
         default, stored once under (a, ROW_DEFAULT).  Pairs are stored only where b holds
         a rule of a that is specific in B, or where trimming left b a different share of
         the wildcard rules."""
-        wb = self.all                    # rules wildcard in every field of B
-        for f in B.fields:
-            wb &= self.wild[f]
-        inv: dict[int, int] = {}
-        groups: dict[int, int] = {}
-        for j, b in enumerate(B.classes):
-            for r in _bits(b & ~wb):
-                inv[r] = inv.get(r, 0) | 1 << j
-            w = b & wb
-            groups[w] = groups.get(w, 0) | 1 << j
-        common = max(groups, key=lambda w: groups[w].bit_count())
-        others = [(w, g) for w, g in groups.items() if w != common]
+        wb, inv, common, others = self.columns(B)
         memo: dict[int, int] = {}
-        for a in A.classes:
+        for a in (A.classes if sample is None else sample):
             spec = a & ~wb
             cand = memo.get(spec)
             if cand is None:
@@ -436,14 +465,23 @@ class _Compiler:
             yield a, cand, row
 
     def count(self, A: _Node, B: _Node, cap: int) -> int:
+        """The entries combining A with B makes (more than *cap*: some number above it).
+        With more than SAMPLED classes in A it is an estimate from an even sample of
+        them: it only chooses the partner, and the limit is checked on the real step."""
+        sample, scale = None, 1.0
+        if len(A.classes) > SAMPLED:
+            stride = len(A.classes) / SAMPLED
+            sample = [A.classes[int(k * stride)] for k in range(SAMPLED)]
+            scale = len(A.classes) / SAMPLED
         total = 0
-        for _a, cand, row in self._candidates(A, B):
+        for _a, cand, row in self._candidates(A, B, sample):
             total += cand.bit_count() + (1 if row else 0)
-            if total > cap:
-                return total
-        return total
+            if total * scale > cap:
+                break
+        return int(total * scale)
 
-    def combine(self, A: _Node, B: _Node, slot: int, final: bool):
+    def combine(self, A: _Node, B: _Node, slot: int, final: bool, cap: int):
+        """The step combining A and B: its node and entries; None if more than *cap*."""
         fields = A.fields | B.fields
         trim = self.trimmer(fields)
         ids: dict[int, int] = {}
@@ -466,6 +504,8 @@ class _Compiler:
                     entries.append((i, j, value(inter)))
                 elif row:
                     raise AssertionError("filter compiler: empty pair inside a row default")
+            if len(entries) > cap:
+                return None
         return _Node(fields, list(ids), slot), entries
 
 
@@ -520,17 +560,20 @@ def compile_rules(rules: Sequence[Rule], limit: int = COMBINE_CAPACITY) -> Table
                 if best is None or n < best[0]:
                     best = (n, x, y)
         n, x, y = best
-        if used + n > limit:
+        A, B = nodes[x], nodes[y]
+        final = len(nodes) == 2
+        done = c.combine(A, B, NFIELDS + step, final, limit - used) if used + n <= limit \
+            else None
+        if done is None:
             names = lambda node: "+".join(FIELDS[f] for f in sorted(node.fields))
+            n = max(n, limit - used + 1)
             raise SpecError(
-                f"filter: rule set too complex: combining ({names(nodes[x])}) with "
-                f"({names(nodes[y])}) needs {n} or more table entries on top of {used} already "
+                f"filter: rule set too complex: combining ({names(A)}) with "
+                f"({names(B)}) needs {n} or more table entries on top of {used} already "
                 f"used, over the limit max_table_entries={limit} ({len(rules)} rules; per-field "
                 f"classes: {', '.join(f'{k}={v}' for k, v in t.sizes.items())}).  Split the "
                 f"rules across two filter nodes or give rules fewer distinct field combinations")
-        A, B = nodes[x], nodes[y]
-        final = len(nodes) == 2
-        node, entries = c.combine(A, B, NFIELDS + step, final)
+        node, entries = done
         t.steps.append((A.slot, B.slot, entries))
         t.sizes[f"step{step}"] = len(entries)
         used += len(entries)

@@ -4,6 +4,7 @@ purged.  Each change is a new revision, written as ``manifest_next`` and rolled
 forward like an update."""
 from __future__ import annotations
 
+from nfpipe.catalog import SourceNF, nf_class
 from nfpipe.catalog.filter import Filter
 from nfpipe.deploy.inspection import manifest_of, node_view
 from nfpipe.deploy.manifest import Pending
@@ -39,8 +40,8 @@ def configure(name: str, node: str, config: dict, *, root: str = STATE_ROOT,
         if kind is not None and entry.nf != kind:
             raise DeployError(f"node '{node}' of '{name}' is a {entry.nf} node, not "
                               f"a {kind}")
-        old = nf_of(entry)
-        if old is None or not old.runtime_keys:
+        old = nf_class(entry.nf)
+        if old is SourceNF or not old.runtime_keys:
             raise DeployError(f"node '{node}' ({entry.nf}) has no config that changes "
                               f"at runtime; edit the pipeline file and 'nfpipe deploy' it")
         unknown = set(config) - set(old.runtime_keys)
