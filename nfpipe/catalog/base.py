@@ -90,6 +90,11 @@ class NetworkFunction:
         """Whether the maps populate() writes depend on any of *keys*."""
         return bool(keys) if self.map_keys is None else bool(keys & self.map_keys)
 
+    def prepare(self) -> None:
+        """Work out, without the kernel, everything populate() or update() computes from
+        the config that can refuse it (a SpecError): a deploy or a runtime change calls
+        it before it writes any record or map, so a refused config changes nothing."""
+
     def update(self, maps: NodeMaps, config: Mapping[str, Any]) -> None:  # noqa: ARG002
         """Apply *config* (differing from this one in ``runtime_keys`` only) to the live
         maps of a running node; each packet sees the old config or the new."""

@@ -693,6 +693,11 @@ class FilterModel:
         return self.match(data)[0], bytes(data)
 
 
+#: the rule set compiled last (repr of the config's rules, limit) -> Tables: a runtime
+#: change compiles it to check it (prepare), then again where it writes the maps
+_compiled: dict[tuple[str, int], Tables] = {}
+
+
 # ---- the NF ------------------------------------------------------------------------------------
 
 class Filter(NetworkFunction):
@@ -749,8 +754,17 @@ class Filter(NetworkFunction):
     @property
     def tables(self) -> Tables:
         if self._tables is None:
-            self._tables = compile_rules(self.rules, self.max_table_entries)
+            key = (repr(self.config.get("rules")), self.max_table_entries)
+            self._tables = _compiled.get(key)
+            if self._tables is None:
+                self._tables = compile_rules(self.rules, self.max_table_entries)
+                _compiled.clear()            # only the last: what prepare() compiled
+                _compiled[key] = self._tables
         return self._tables
+
+    def prepare(self) -> None:
+        if self.linear is None:
+            self.tables                      # noqa: B018 (compiled when first read)
 
     def model(self) -> FilterModel:
         return FilterModel(self)
@@ -800,13 +814,9 @@ class Filter(NetworkFunction):
         # Generation-tagged entries of the hash map and the tries: delete the stale ones.
         for name in ("src4", "src6", "dst4", "dst6"):
             m = maps[name]
-            stale = [k for k in m.raw_keys() if k[4] == new]
-            for k in stale:
-                sc.map_delete_elem(m.fd, k)
+            _delete(m, [k for k in _hash_keys(m) if k[4] == new])
         comb = maps["combine"]
-        stale = [k for k in _hash_keys(comb) if struct.unpack_from("<I", k)[0] >> 8 == new]
-        for i in range(0, len(stale), 65536):
-            sc.map_delete_batch(comb.fd, stale[i:i + 65536])
+        _delete(comb, [k for k in _hash_keys(comb) if struct.unpack_from("<I", k)[0] >> 8 == new])
         # Arrays: overwrite the generation's slice.
         for name, table in (("proto", t.proto), ("sport", t.sport), ("dport", t.dport),
                             ("flags", t.flags), ("vlan", t.vlan)):
@@ -887,6 +897,18 @@ def _hash_keys(m) -> list[bytes]:
         keys += ks
         if done:
             return keys
+
+
+def _delete(m, keys: list[bytes], chunk: int = 1 << 16) -> None:
+    for i in range(0, len(keys), chunk):
+        ks = keys[i:i + chunk]
+        try:
+            sc.map_delete_batch(m.fd, ks)
+        except KernelError as exc:
+            if exc.errno not in (22, 95, 524):      # EINVAL, EOPNOTSUPP, ENOTSUPP
+                raise
+            for k in ks:
+                sc.map_delete_elem(m.fd, k)
 
 
 def _batch(m, keys: list[bytes], values: list[bytes], chunk: int = 1 << 16) -> None:

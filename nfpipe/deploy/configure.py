@@ -52,6 +52,7 @@ def configure(name: str, node: str, config: dict, *, root: str = STATE_ROOT,
                               f"file and 'nfpipe deploy' it")
         merged = {**entry.config, **config}
         new = nf_of(entry, merged)              # validates: a SpecError changes nothing
+        new.prepare()                           # (so does a rule set too complex to compile)
         wired = m.wired_ports(node)
         unwired = [p for p in new.used_ports() if p not in wired]
         if unwired:

@@ -204,6 +204,7 @@ class _Change:
         for n in self.plan.order:
             if self.upd.nodes[n.id].action == "runtime":
                 o = old_nodes[n.id]
+                self.spec.nodes[n.id].impl.prepare()     # refused here, nothing changed yet
                 out.append(Pending(node=n.id, nf=o.nf, old_config=o.config,
                                    old_state=o.state,
                                    config=dict(self.spec.nodes[n.id].impl.config)))

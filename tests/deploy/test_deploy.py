@@ -448,6 +448,17 @@ def test_filter_rules_replaced_on_a_running_pipeline(topo, pipeline_file, tmp_pa
     bad = tmp_path / "bad.yaml"
     bad.write_text("rules:\n  - {action: drop, dport: 99999}\n")
     assert main(["rules", name, "fw", str(bad)]) == 2
+    # valid rules whose tables would not fit: refused before anything is written
+    cross = tmp_path / "cross.yaml"
+    cross.write_text("classifier: tables\nmax_table_entries: 1000\nrules:\n" + "".join(
+        f"  - {{action: allow, dst: 10.1.{i}.0/24, proto: tcp}}\n"
+        f"  - {{action: drop, src: 10.0.{i}.0/24, proto: tcp}}\n" for i in range(50)))
+    capsys.readouterr()
+    assert main(["rules", name, "fw", str(cross)]) == 2
+    assert "rule set too complex" in capsys.readouterr().err
+    sdir = D.state_dir(name)
+    assert not (sdir / "manifest_next").exists()
+    assert D.read_manifest(sdir).node("fw").config["rules"][0]["dport"] == 5000
     with pytest.raises(TimeoutError):
         topo.call("client", udp_exchange, server, 5000, b"x", timeout=0.5, interval=0.1)
 
