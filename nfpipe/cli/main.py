@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(case names: configurations)")
     b.add_argument("--frames", type=int, default=2_000_000,
                    help="frames per measurement with --live")
+    b.add_argument("--control", action="store_true",
+                   help="the control path: deploy cold and warm, updates, destroy, and "
+                        "filter rule sets of 10 / 1k / 10k rules built, deployed, updated")
 
     dp = verb(sub, "deploy", "build, load, check, attach and pin a pipeline",
               _run("deployed", "cmd_deploy"))

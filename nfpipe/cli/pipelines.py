@@ -116,6 +116,12 @@ def cmd_plan(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.control:
+        from nfpipe.bench.control import as_json, run_control
+        results = run_control(args.rounds or 3, json_output=args.json)
+        if args.json:
+            print_json(as_json(results))
+        return EXIT_OK
     if args.live:
         from nfpipe.bench.live import as_json
         results = bench.run_live(args.cases or None, frames=args.frames,
