@@ -52,3 +52,19 @@ def test_live_bench_sends_real_frames_and_leaves_nothing(capsys):
         assert r["ns_per_packet"] > 0
     assert out["over_nfpipe_xdp_native"]["nfpipe-xdp-native"] == {"udp": 1.0, "tcp80": 1.0}
     assert find_runs() == before
+
+
+def test_control_bench_times_every_step_and_leaves_nothing(capsys):
+    """deploy/update/destroy of edge.yaml and the filter scales, on its own topology and
+    state root: every step has a time, and its namespaces and pins are gone after."""
+    import os
+
+    from nfpipe.topo import find_runs
+    before, pins = find_runs(), set(os.listdir("/sys/fs/bpf"))
+    assert main(["bench", "--control", "--rounds", "1", "--json"]) == 0
+    rows = {r["case"]: r for r in json.loads(capsys.readouterr().out)["control"]}
+    assert set(rows) == {"deploy-cold", "deploy-warm", "update-runtime", "update-swap",
+                         "destroy"} | {f"filter-{n}-{what}" for n in (10, 1000, 10000)
+                                       for what in ("build", "update")}
+    assert all(r["seconds"] > 0 and len(r["samples"]) == 1 for r in rows.values())
+    assert find_runs() == before and set(os.listdir("/sys/fs/bpf")) == pins
