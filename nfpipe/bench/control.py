@@ -105,9 +105,9 @@ def _cache(path: Path) -> Iterator[None]:
             os.environ["NFPIPE_CACHE_DIR"] = old
 
 
-def _timed(fn: Callable[[], object]) -> float:
+def _timed(fn: Callable[..., object], *args, **kwargs) -> float:
     t = time.perf_counter()
-    fn()
+    fn(*args, **kwargs)
     return time.perf_counter() - t
 
 
@@ -131,27 +131,24 @@ def run_control(rounds: int = 3, *, scales: tuple[int, ...] = SCALES, out=sys.st
             for rnd in range(rounds):
                 cold = tmp / f"cache-{rnd}"
                 with _cache(cold):
-                    note("deploy-cold", _timed(lambda: D.deploy(edge1, targets=target,
-                                                                root=root)))
+                    note("deploy-cold", _timed(D.deploy, edge1, targets=target, root=root))
                     D.destroy("edge", root=root)
-                    note("deploy-warm", _timed(lambda: D.deploy(edge1, targets=target,
-                                                                root=root)))
+                    note("deploy-warm", _timed(D.deploy, edge1, targets=target, root=root))
                     rules = [{"action": "drop", "proto": "tcp", "dport": 23},
                              {"action": "port:1", "proto": "icmp"},
                              {"action": "drop", "proto": "udp", "dport": 1900 + rnd}]
-                    note("update-runtime", _timed(lambda: D.set_filter_rules(
-                        "edge", "fw", {"rules": rules}, root=root)))
-                    note("update-swap", _timed(lambda: D.deploy(edge2, targets=target,
-                                                                root=root)))
-                    note("destroy", _timed(lambda: D.destroy("edge", root=root)))
+                    note("update-runtime", _timed(D.set_filter_rules, "edge", "fw",
+                                                   {"rules": rules}, root=root))
+                    note("update-swap", _timed(D.deploy, edge2, targets=target, root=root))
+                    note("destroy", _timed(D.destroy, "edge", root=root))
                     for n in scales:
                         rules = _drop_only(benchmark_rules(n))
                         changed = rules[:-1] + [dict(rules[-1], dport=f"8000-{8081 + rnd}")]
-                        note(f"filter-{n}-build", _timed(lambda: _build(rules)))
+                        note(f"filter-{n}-build", _timed(_build, rules))
                         D.deploy(fw_file, targets=target, root=root)
                         D.set_filter_rules("nfpctl-filter", "fw", {"rules": rules}, root=root)
-                        note(f"filter-{n}-update", _timed(lambda: D.set_filter_rules(
-                            "nfpctl-filter", "fw", {"rules": changed}, root=root)))
+                        note(f"filter-{n}-update", _timed(D.set_filter_rules, "nfpctl-filter",
+                                                          "fw", {"rules": changed}, root=root))
                         D.destroy("nfpctl-filter", root=root)
                 shutil.rmtree(cold, ignore_errors=True)
     finally:

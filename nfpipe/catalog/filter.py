@@ -441,7 +441,8 @@ class _Compiler:
         return B.columns
 
     def _candidates(self, A: _Node, B: _Node, sample: Sequence[int] | None = None):
-        """For each class a of A (or of *sample*, some of them): (a, mask of B's classes that need an entry, row default).
+        """For each class a of A (or of *sample*, some of them): (a, mask of B's classes
+        that need an entry, row default).
 
         A rule wildcard in every field of B is in (almost) every class of B, so most pairs
         (a, b) intersect only through such rules and all give the same class: a's row
