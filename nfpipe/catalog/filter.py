@@ -694,9 +694,10 @@ class FilterModel:
         return self.match(data)[0], bytes(data)
 
 
-#: the rule set compiled last (repr of the config's rules, limit) -> Tables: a runtime
-#: change compiles it to check it (prepare), then again where it writes the maps
-_compiled: dict[tuple[str, int], Tables] = {}
+#: the rule set compiled last (its parsed rules, limit) -> Tables: a runtime change
+#: compiles it to check it (prepare), then builds the Filter again from the config the
+#: manifest stored (the same rules, the mappings' keys in another order) to write the maps
+_compiled: dict[tuple[tuple[Rule, ...], int], Tables] = {}
 
 
 # ---- the NF ------------------------------------------------------------------------------------
@@ -755,7 +756,7 @@ class Filter(NetworkFunction):
     @property
     def tables(self) -> Tables:
         if self._tables is None:
-            key = (repr(self.config.get("rules")), self.max_table_entries)
+            key = (tuple(self.rules), self.max_table_entries)
             self._tables = _compiled.get(key)
             if self._tables is None:
                 self._tables = compile_rules(self.rules, self.max_table_entries)
@@ -900,13 +901,17 @@ def _hash_keys(m) -> list[bytes]:
             return keys
 
 
+#: what a map without batch operations answers them with: EINVAL, EOPNOTSUPP, ENOTSUPP
+_NO_BATCH = (22, 95, 524)
+
+
 def _delete(m, keys: list[bytes], chunk: int = 1 << 16) -> None:
     for i in range(0, len(keys), chunk):
         ks = keys[i:i + chunk]
         try:
             sc.map_delete_batch(m.fd, ks)
         except KernelError as exc:
-            if exc.errno not in (22, 95, 524):      # EINVAL, EOPNOTSUPP, ENOTSUPP
+            if exc.errno not in _NO_BATCH:
                 raise
             for k in ks:
                 sc.map_delete_elem(m.fd, k)
@@ -918,7 +923,7 @@ def _batch(m, keys: list[bytes], values: list[bytes], chunk: int = 1 << 16) -> N
         try:
             sc.map_update_batch(m.fd, ks, vs)
         except KernelError as exc:
-            if exc.errno not in (22, 95, 524):      # EINVAL, EOPNOTSUPP, ENOTSUPP
+            if exc.errno not in _NO_BATCH:
                 raise
             for k, v in zip(ks, vs):
                 sc.map_update_elem(m.fd, k, v, 0)

@@ -788,6 +788,26 @@ def test_too_complex_names_the_numbers():
     assert 2500 <= t.combine_entries <= 100000
 
 
+def test_a_checked_rule_set_is_compiled_once(monkeypatch):
+    """A runtime change compiles the new rules to check them (prepare), then rebuilds
+    the Filter from the config as the manifest stored it (JSON, keys sorted) to write
+    the maps: that second Filter uses the tables already compiled."""
+    import json
+
+    import nfpipe.catalog.filter as F
+    compiled = []
+    real = F.compile_rules
+    monkeypatch.setattr(F, "compile_rules", lambda *a, **k: compiled.append(1) or real(*a, **k))
+    config = {"rules": [dict(r, action="drop") if r["action"].startswith("port") else r
+                        for r in benchmark_rules(300)]}
+    checked = Filter(config)
+    checked.prepare()
+    stored = Filter(json.loads(json.dumps(config, sort_keys=True)))
+    assert stored.tables is checked.tables and len(compiled) == 1
+    changed = Filter({"rules": config["rules"][:-1]})
+    assert changed.tables is not checked.tables and len(compiled) == 2
+
+
 # ---- fused-mode readiness -------------------------------------------------------------------------
 
 def test_two_instances_compile_in_one_unit(compile_c):
