@@ -40,15 +40,15 @@ def configure(name: str, node: str, config: dict, *, root: str = STATE_ROOT,
         if kind is not None and entry.nf != kind:
             raise DeployError(f"node '{node}' of '{name}' is a {entry.nf} node, not "
                               f"a {kind}")
-        old = nf_class(entry.nf)
-        if old is SourceNF or not old.runtime_keys:
+        cls = nf_class(entry.nf)
+        if cls is SourceNF or not cls.runtime_keys:
             raise DeployError(f"node '{node}' ({entry.nf}) has no config that changes "
                               f"at runtime; edit the pipeline file and 'nfpipe deploy' it")
-        unknown = set(config) - set(old.runtime_keys)
+        unknown = set(config) - set(cls.runtime_keys)
         if unknown:
             raise DeployError(f"{entry.nf} node '{node}': {', '.join(sorted(unknown))} "
                               f"cannot change at runtime (runtime keys: "
-                              f"{', '.join(sorted(old.runtime_keys))}); edit the pipeline "
+                              f"{', '.join(sorted(cls.runtime_keys))}); edit the pipeline "
                               f"file and 'nfpipe deploy' it")
         merged = {**entry.config, **config}
         new = nf_of(entry, merged)              # validates: a SpecError changes nothing

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
 from nfpipe.errors import DeployError, NoSuchObject
@@ -26,7 +26,7 @@ def _fields(record) -> dict[str, Any]:
     out = {}
     for f in fields(record):
         v = getattr(record, f.name)
-        if isinstance(v, list) and v and hasattr(v[0], "__dataclass_fields__"):
+        if isinstance(v, list) and v and is_dataclass(v[0]):
             v = [_fields(x) for x in v]
         out[f.name] = v
     return out

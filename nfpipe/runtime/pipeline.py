@@ -89,9 +89,9 @@ class Pipeline:
                 inlined = build.fused_style == "inline"
                 ospec = _sized_all(build.objects[FUSED], plan)
                 given = {k: m for k, m in reuse.items() if k in ospec.maps}
-                memo = _too_large_memo(ospec, constants)
+                memo = _too_large_memo(ospec, constants) if inlined else None
                 try:
-                    if inlined and memo is not None and memo.exists():
+                    if memo is not None and memo.exists():
                         raise _KnownTooLarge
                     obj = Object.load(ospec, constants=constants, log_level=log_level,
                                       name=plan.spec.name, maps=given,
