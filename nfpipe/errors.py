@@ -194,6 +194,16 @@ class AttachError(NfpipeError):
         super().__init__(text)
 
 
+class RuntimeChangeError(NfpipeError):
+    """A node's runtime config cannot be changed so: the NF takes no change at runtime, a
+    key is not a runtime key, or the new config sends packets to a port the pipeline does
+    not wire.  *hint* says what to do instead (edit the file and deploy it)."""
+
+    def __init__(self, message: str, *, node: str, hint: str = ""):
+        super().__init__(message)
+        self.node, self.hint = node, hint
+
+
 class DeployError(NfpipeError):
     """A deploy, update, destroy or live change was refused or failed; nothing it did is
     left behind (a deploy killed halfway is finished or undone by the next one)."""

@@ -21,12 +21,13 @@ Running one NF alone in the kernel (how its tests and benchmarks do it) is
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from nfpipe import resources
-from nfpipe.errors import SpecError
+from nfpipe.errors import RuntimeChangeError, SpecError
 from nfpipe.nfabi import NF_HOOKS, prefixed
 
 
@@ -151,3 +152,37 @@ class SourceNF(NetworkFunction):
 
     def constants(self) -> dict[str, Any]:
         return dict(self.config)
+
+
+_REDEPLOY = "edit the pipeline file and 'nfpipe deploy' it"
+
+
+def runtime_change(cls: type[NetworkFunction], nf: str, node: str, config: Mapping[str, Any],
+                   change: Mapping[str, Any], wired: Iterable[str]) -> NetworkFunction:
+    """The control plane node *node* (an *nf* of class *cls*, now configured with *config*,
+    its output ports *wired*) has once *change* replaces the runtime keys it names, the
+    others kept: what ``nfpipe rules`` / ``nfpipe backends`` / a test case's ``config`` do.
+
+    Validated and prepared (``SpecError`` for a bad config or a rule set too complex), so
+    that a refused change writes nothing; ``RuntimeChangeError`` when the NF takes no
+    change at runtime, a key is not a runtime key, or the new config sends packets to a
+    port that is not wired."""
+    if cls is SourceNF or not cls.runtime_keys:
+        raise RuntimeChangeError(f"node '{node}' ({nf}) has no config that changes at runtime",
+                                 node=node, hint=_REDEPLOY)
+    unknown = set(change) - set(cls.runtime_keys)
+    if unknown:
+        raise RuntimeChangeError(f"{nf} node '{node}': {', '.join(sorted(unknown))} cannot "
+                                 f"change at runtime (runtime keys: "
+                                 f"{', '.join(sorted(cls.runtime_keys))})",
+                                 node=node, hint=_REDEPLOY)
+    new = cls(copy.deepcopy({**config, **change}))
+    new.prepare()
+    wired = sorted(set(wired))
+    unwired = [p for p in new.used_ports() if p not in wired]
+    if unwired:
+        raise RuntimeChangeError(f"the new config sends packets to port(s) {', '.join(unwired)} "
+                                 f"of '{node}', which the pipeline does not wire (wired: "
+                                 f"{', '.join(wired)})", node=node,
+                                 hint="redeploy with those edges")
+    return new

@@ -4,7 +4,8 @@ purged.  Each change is a new revision, written as ``manifest_next`` and rolled
 forward like an update."""
 from __future__ import annotations
 
-from nfpipe.catalog import SourceNF, nf_class
+from nfpipe.catalog import nf_class
+from nfpipe.catalog.base import runtime_change
 from nfpipe.catalog.filter import Filter
 from nfpipe.deploy.inspection import manifest_of, node_view
 from nfpipe.deploy.manifest import Pending
@@ -17,9 +18,9 @@ from nfpipe.deploy.state import (
     state_dir,
     write_manifest,
 )
-from nfpipe.deploy.steps import close_node_maps, nf_of, require_root
+from nfpipe.deploy.steps import close_node_maps, require_root
 from nfpipe.deploy.update import converge
-from nfpipe.errors import DeployError, NoSuchObject
+from nfpipe.errors import DeployError, NoSuchObject, RuntimeChangeError
 
 
 def configure(name: str, node: str, config: dict, *, root: str = STATE_ROOT,
@@ -40,25 +41,12 @@ def configure(name: str, node: str, config: dict, *, root: str = STATE_ROOT,
         if kind is not None and entry.nf != kind:
             raise DeployError(f"node '{node}' of '{name}' is a {entry.nf} node, not "
                               f"a {kind}")
-        cls = nf_class(entry.nf)
-        if cls is SourceNF or not cls.runtime_keys:
-            raise DeployError(f"node '{node}' ({entry.nf}) has no config that changes "
-                              f"at runtime; edit the pipeline file and 'nfpipe deploy' it")
-        unknown = set(config) - set(cls.runtime_keys)
-        if unknown:
-            raise DeployError(f"{entry.nf} node '{node}': {', '.join(sorted(unknown))} "
-                              f"cannot change at runtime (runtime keys: "
-                              f"{', '.join(sorted(cls.runtime_keys))}); edit the pipeline "
-                              f"file and 'nfpipe deploy' it")
+        try:                                    # validated and prepared: a refused
+            runtime_change(nf_class(entry.nf), entry.nf, node, entry.config, config,
+                           m.wired_ports(node))  # change writes nothing
+        except RuntimeChangeError as exc:
+            raise DeployError(f"{exc}; {exc.hint}") from None
         merged = {**entry.config, **config}
-        new = nf_of(entry, merged)              # validates: a SpecError changes nothing
-        new.prepare()                           # (so does a rule set too complex to compile)
-        wired = m.wired_ports(node)
-        unwired = [p for p in new.used_ports() if p not in wired]
-        if unwired:
-            raise DeployError(f"the new config sends packets to port(s) {', '.join(unwired)} "
-                              f"of '{node}', which the deployed pipeline does not wire "
-                              f"(wired: {', '.join(wired)}); redeploy with those edges")
         line = f"{node}: runtime — {', '.join(sorted(config))} updated in its maps"
         nxt = m.next_revision("runtime", [line])
         nxt.node(node).config = merged

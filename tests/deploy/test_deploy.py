@@ -443,7 +443,7 @@ def test_filter_rules_replaced_on_a_running_pipeline(topo, pipeline_file, tmp_pa
     unwired = tmp_path / "unwired.yaml"
     unwired.write_text("rules:\n  - {action: 'port:3', proto: icmp}\n")
     assert main(["rules", name, "fw", str(unwired)]) == 1
-    assert "port(s) port3 of 'fw', which the deployed pipeline does not wire" in \
+    assert "port(s) port3 of 'fw', which the pipeline does not wire" in \
         capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text("rules:\n  - {action: drop, dport: 99999}\n")
