@@ -37,6 +37,7 @@ from nfpipe.attach import attach_tc, attach_xdp
 from nfpipe.compose import build, make_plan
 from nfpipe.runtime.pipeline import Pipeline
 from nfpipe.spec import PipelineSpec
+from nfpipe.testing import pinned_objects
 from nfpipe.topo import Topology
 
 HERE = Path(__file__).resolve().parent
@@ -139,21 +140,34 @@ class Scenario:
         self.dut_host = self.topo.dut[0][0]
         self._servers: list[subprocess.Popen] = []
 
+    @classmethod
+    def on(cls, topology: Topology) -> Scenario:
+        """A scenario on a topology that is already up and that its owner takes down
+        (``nfpipe_topology``'s): servers and traffic helpers, nothing of its lifecycle."""
+        sc = cls.__new__(cls)
+        sc.topo = topology
+        sc.dut_host = topology.dut[0][0]
+        sc._servers = []
+        return sc
+
     def up(self) -> Scenario:
         self.topo.up()
         return self
 
+    def stop_servers(self) -> None:
+        for p in self._servers:
+            with contextlib.suppress(Exception):
+                p.kill()
+                p.wait(2)
+            for f in (p.stdout, p.stderr):
+                if f is not None:
+                    with contextlib.suppress(Exception):
+                        f.close()
+        self._servers.clear()
+
     def down(self) -> None:
         try:
-            for p in self._servers:
-                with contextlib.suppress(Exception):
-                    p.kill()
-                    p.wait(2)
-                for f in (p.stdout, p.stderr):
-                    if f is not None:
-                        with contextlib.suppress(Exception):
-                            f.close()
-            self._servers.clear()
+            self.stop_servers()
         finally:
             self.topo.down()
 
@@ -549,29 +563,6 @@ def _own_attachment(att) -> None:
     link_id = getattr(att, "id", None)
     if isinstance(link_id, int):
         OWNED["link"].add(link_id)
-
-
-def pinned_objects(root: str = "/sys/fs/bpf") -> dict[str, tuple[str, int]]:
-    """Every pinned object under *root*: path -> (kind, id), read from the fd's fdinfo."""
-    from nfpipe.kernel import bpffs
-    out = {}
-    for d, _, files in os.walk(root):
-        for n in files:
-            path = os.path.join(d, n)
-            try:
-                fd = bpffs.open_pinned(path)
-            except Exception:        # not a pin, or gone meanwhile
-                continue
-            try:
-                with open(f"/proc/self/fdinfo/{fd.fileno()}") as f:
-                    for line in f:
-                        key, _, val = line.partition(":")
-                        if key in ("prog_id", "map_id", "link_id"):
-                            out[path] = (key[:-3], int(val))
-                            break
-            finally:
-                fd.close()
-    return out
 
 
 def our_pins(root: str = "/sys/fs/bpf") -> list[str]:

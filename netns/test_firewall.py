@@ -25,7 +25,17 @@ import secrets
 import struct
 
 from netns.conftest import scenario_fixture
-from netns.harness import capturing, link_mac, tcp_connects, udp_listen, udp_send, wait_file
+from netns.harness import (
+    ATTACH_MODE,
+    HOOK_OF,
+    Scenario,
+    capturing,
+    link_mac,
+    tcp_connects,
+    udp_listen,
+    udp_send,
+    wait_file,
+)
 from nfpipe.catalog.telemetry import Telemetry
 
 scenario = scenario_fixture("two-hosts")
@@ -204,39 +214,46 @@ def smuggled_syns(cmac: str, dmac: str, ip_id: int) -> list[bytes]:
     return frames
 
 
-def test_unparseable_packets_do_not_pass_a_drop_rule(scenario, mode, tmp_path):
+def test_unparseable_packets_do_not_pass_a_drop_rule(nfpipe_topology, nfpipe_deploy, mode,
+                                                     tmp_path):
     """Under `malformed: allow` these SYNs used to pass a `drop tcp dport 8080` rule and
     the server answered: now they are dropped (and counted as incomplete), while without
-    the filter the server answers both, so the stack would have accepted them."""
+    the filter the server answers both, so the stack would have accepted them.
+
+    On a topology of its own and a real deploy (pinned under a state root of its own),
+    through nfpipe's pytest fixtures: destroyed, checked and taken down after."""
     from scapy.all import IP, TCP, Ether, IPv6
-    sc = scenario
-    if not getattr(sc, "_fw_servers", False):
+    topo = nfpipe_topology("two-hosts")
+    sc = Scenario.on(topo.topology)
+    try:
         sc.http_server("server", SERVER, 8080, 80, 443)
         sc.http_server("server", SERVER6, 8080)
-        sc._fw_servers = True
-    macs = link_mac(sc, "client", "eth0"), link_mac(sc, "dut", "eth0")
-    for addr in (SERVER, SERVER6):       # neighbours resolved, addresses past DAD
-        assert sc.http_get("client", addr, 8080)["server"] == "server"
+        macs = link_mac(sc, "client", "eth0"), link_mac(sc, "dut", "eth0")
+        for addr in (SERVER, SERVER6):       # neighbours resolved, addresses past DAD
+            assert sc.http_get("client", addr, 8080)["server"] == "server"
 
-    def syn_acks() -> set[str]:
-        # a fresh IP id each time: fragments left in the server's reassembly queue by an
-        # earlier send never combine with these
-        frames = smuggled_syns(*macs, ip_id=secrets.randbelow(60000) + 1000)
-        seen = sc.send_and_sniff("client", frames, "client", ip_proto=6,
-                                 dport=[EDGE_SPORT, EDGE_SPORT + 1], duration=1.0,
-                                 tmpdir=tmp_path)
-        out = set()
-        for f in map(Ether, seen):
-            ip = f.getlayer(IP) or f.getlayer(IPv6)
-            if TCP in f and f[TCP].flags & 0x12 == 0x12 and f[TCP].sport == 8080:
-                out.add(ip.src)
-        return out
+        def syn_acks() -> set[str]:
+            # a fresh IP id each time: fragments left in the server's reassembly queue by
+            # an earlier send never combine with these
+            frames = smuggled_syns(*macs, ip_id=secrets.randbelow(60000) + 1000)
+            seen = sc.send_and_sniff("client", frames, "client", ip_proto=6,
+                                     dport=[EDGE_SPORT, EDGE_SPORT + 1], duration=1.0,
+                                     tmpdir=tmp_path)
+            out = set()
+            for f in map(Ether, seen):
+                ip = f.getlayer(IP) or f.getlayer(IPv6)
+                if TCP in f and f[TCP].flags & 0x12 == 0x12 and f[TCP].sport == 8080:
+                    out.add(ip.src)
+            return out
 
-    assert syn_acks() == {SERVER, SERVER6}          # no filter: the stack takes both
-    with sc.deploy(EDGE_PIPELINE, mode, ["eth0"]) as dep:
+        assert syn_acks() == {SERVER, SERVER6}          # no filter: the stack takes both
+        dep = nfpipe_deploy(topo, EDGE_PIPELINE, "dut", "eth0", hook=HOOK_OF[mode],
+                            mode=ATTACH_MODE[mode])
         assert syn_acks() == set(), mode
         fw = dep.impl("fw")
         st = fw.stats(dep.node_maps("fw"))
         # the first IPv4 fragment and the IPv6 packet; the later fragments carry no
         # ports and went on (fragments: l3), useless without their first
         assert st["incomplete"] == 2 and st["malformed"] == 0, (mode, st)
+    finally:
+        sc.stop_servers()

@@ -67,8 +67,8 @@ def profiles_dir() -> Path:
 
 
 def examples() -> list[Path]:
-    """The example pipelines nfpipe ships."""
-    return sorted(examples_dir().glob("*.yaml"))
+    """The example pipelines nfpipe ships (not their test-case files, ``*.test.yaml``)."""
+    return sorted(p for p in examples_dir().glob("*.yaml") if not p.name.endswith(".test.yaml"))
 
 
 _NF_PATH = re.compile(r"(?m)^(\s*(?:-\s*)?(?:\{[^}\n]*?)?\bnf:\s*)(\S+\.c)\b")
@@ -91,6 +91,9 @@ def copy_examples(dest: str | os.PathLike, names: list[str] | None = None) -> li
     plan: dict[Path, bytes] = {}
     for src in chosen:
         text = src.read_text()
+        cases = src.with_name(f"{src.stem}.test.yaml")       # `nfpipe test` reads it
+        if cases.is_file():
+            plan[out_dir / cases.name] = cases.read_bytes()
 
         def local(m: re.Match, src: Path = src) -> str:
             c = (src.parent / m.group(2)).resolve()

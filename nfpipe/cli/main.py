@@ -25,7 +25,7 @@ from nfpipe.errors import CompileError, NfpipeError, UsageError, VerifierError
 # Commands that print only when done: a spinner on stderr if one takes over a second
 # (deploy names its steps itself; bench and demo print as they go).
 _SPINNER = frozenset({"compile", "object", "validate", "plan", "probe", "status", "destroy",
-                      "rules", "backends"})
+                      "rules", "backends", "test"})
 
 
 def _run(group: str, name: str):
@@ -230,6 +230,19 @@ def build_parser() -> argparse.ArgumentParser:
     te.add_argument("host")
     te.add_argument("--run-id")
     te.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD")
+
+    tt = verb(sub, "test", "run a pipeline's test cases (PIPELINE.test.yaml) in the kernel, "
+                           "tail-called and fused", _run("testcmd", "cmd_test"))
+    tt.add_argument("file", metavar="PIPELINE.yaml")
+    tt.add_argument("cases", nargs="?", metavar="CASES.yaml",
+                    help="the test-case file (default: PIPELINE.test.yaml)")
+    tt.add_argument("--linking", choices=["tailcall", "fused", "both"], default="both",
+                    help="run the cases with this linking (default: both, each reported)")
+    tt.add_argument("--hook", action="append", choices=["xdp", "tc-ingress", "tc-egress"],
+                    help="run at this hook instead of the file's (repeatable)")
+    tt.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
+    tt.add_argument("-k", action="append", metavar="NAME",
+                    help="only the cases whose name contains NAME (repeatable)")
 
     ex = verb(sub, "examples", "the example pipelines nfpipe ships; --copy DIR to start "
                                "from one", _run("pipelines", "cmd_examples"))

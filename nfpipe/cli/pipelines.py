@@ -161,7 +161,8 @@ def cmd_examples(args) -> int:
         else:
             for p in written:
                 print(p)
-            print(f"try: nfpipe validate {Path(args.copy) / written[0].name}")
+            first = next(p for p in written if not p.name.endswith(".test.yaml"))
+            print(f"try: nfpipe validate {Path(args.copy) / first.name}")
         return EXIT_OK
     rows = []
     for p in resources.examples():

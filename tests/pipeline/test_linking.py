@@ -48,13 +48,11 @@ CASES = [   # packet, verdict
 
 @pytest.fixture(params=[("xdp", "tailcall"), ("xdp", "fused"), ("tc", "tailcall"),
                         ("tc", "fused")], ids=lambda p: f"{p[0]}-{p[1]}")
-def pipeline(request):
+def pipeline(request, nfpipe_pipeline):
+    """TEXT loaded for one hook and linking by nfpipe's pytest fixture (closed after)."""
     hook, linking = request.param
-    spec = PipelineSpec.from_text(TEXT.replace("HOOK", "xdp" if hook == "xdp" else
-                                               "tc-ingress"), "split.yaml")
-    plan = make_plan(spec, linking=linking)
-    with Pipeline.load(build(plan)) as p:
-        yield p
+    return nfpipe_pipeline(TEXT, hook="xdp" if hook == "xdp" else "tc-ingress",
+                           linking=linking)
 
 
 def test_verdicts_and_every_edge_counted(pipeline):
@@ -85,14 +83,13 @@ def test_plan_orders_entry_first_and_assigns_slots(pipeline):
     assert 'digraph "split-guard"' in plan.dot()
 
 
-def test_missing_tail_call_takes_the_fallback_and_is_counted():
-    spec = PipelineSpec.from_text(TEXT.replace("HOOK", "xdp"), "split.yaml")
-    with Pipeline.load(build(make_plan(spec, linking="tailcall"))) as p:
-        jmp = p.objects["split"].maps["nfp_jmp"]
-        del jmp[2]                                        # guard_udp's slot
-        res = p.test_run(Ether() / IP(ttl=64) / UDP(dport=53))
-        assert res.retval == XDP["drop"]                  # the miss verdict, not a leak
-        assert p.stats()["split"]["tail_call_miss"].packets == 1
+def test_missing_tail_call_takes_the_fallback_and_is_counted(nfpipe_pipeline):
+    p = nfpipe_pipeline(TEXT, hook="xdp", linking="tailcall")
+    jmp = p.objects["split"].maps["nfp_jmp"]
+    del jmp[2]                                        # guard_udp's slot
+    res = p.test_run(Ether() / IP(ttl=64) / UDP(dport=53))
+    assert res.retval == XDP["drop"]                  # the miss verdict, not a leak
+    assert p.stats()["split"]["tail_call_miss"].packets == 1
 
 
 @pytest.mark.parametrize("hook", ["xdp", "tc-ingress"])
