@@ -106,3 +106,49 @@ def test_the_demo_runs_installed(installed, tmp_path):
     report = json.loads(run(installed, tmp_path, "demo", "--json").stdout)
     assert list(report["traffic"].values()) == [True, False, False]
     assert report["web_after_update"] is True
+
+
+def test_users_test_their_pipeline_with_the_wheel(installed, tmp_path):
+    """Issue 14's "done when", as docs/testing.md and docs/pytest-plugin.md walk it with
+    only the wheel: the shipped firewall.test.yaml passes under `nfpipe test`, the pytest
+    file of docs/pytest-plugin.md passes through the plugin's fixtures, and both fail
+    clearly once the web rule loses 443."""
+    cmd, env = installed
+    env = {**env, "CI": "true"}                    # the plugin must fail, never skip
+    r = subprocess.run([str(cmd.parent / "pip"), "install", "-q", "pytest"], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    run(installed, tmp_path, "examples", "--copy", "ex", "firewall")
+    fw = tmp_path / "ex" / "firewall.yaml"
+    assert (tmp_path / "ex" / "firewall.test.yaml").is_file()
+    run(installed, tmp_path, "test", "ex/firewall.yaml", "--junit", "junit.xml")
+    junit = (tmp_path / "junit.xml").read_text()
+    assert 'failures="0"' in junit and junit.count("<testcase ") >= 12
+
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "firewall.yaml").write_text(fw.read_text())
+    doc = (ROOT / "docs" / "pytest-plugin.md").read_text()
+    (tests / "test_firewall.py").write_text(doc.split("```python\n", 1)[1].split("```", 1)[0])
+
+    def pytest_run():
+        return subprocess.run([str(cmd.parent / "python"), "-m", "pytest", "-q", "-ra",
+                               "-p", "no:cacheprovider", "tests"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    r = pytest_run()
+    assert r.returncode == 0 and "3 passed" in r.stdout, r.stdout + r.stderr
+
+    opened = fw.read_text().replace("dport: [80, 443]", "dport: [80]")
+    assert opened != fw.read_text()
+    fw.write_text(opened)
+    r = run(installed, tmp_path, "test", "ex/firewall.yaml", check=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "firewall.test.yaml:" in r.stdout and "expected drop" in r.stdout, r.stdout
+
+    (tests / "firewall.yaml").write_text(
+        fw.read_text().replace("{action: drop, proto: udp, name: no UDP}",
+                               "{action: drop, proto: udp, dport: 53, name: no DNS}"))
+    r = pytest_run()
+    assert r.returncode == 1 and "DID NOT RAISE" in r.stdout, r.stdout + r.stderr
+    assert "1 failed, 2 passed" in r.stdout, r.stdout
