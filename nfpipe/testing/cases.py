@@ -32,12 +32,14 @@ from nfpipe.catalog.base import runtime_change
 from nfpipe.errors import ConfigErrors, RuntimeChangeError, SpecError
 from nfpipe.nfabi import OUTCOME_NAMES
 from nfpipe.spec import PipelineSpec
+from nfpipe.testing.e2e import CASE_KEYS as E2E_KEYS, EndToEnd, parse_end_to_end
 from nfpipe.testing.packets import PacketError, build_packet, check_field_expectations
 from nfpipe.yamldoc import Checker, Doc, Pos, Problem, ProblemsError, load_file
 
 VERDICTS = ("pass", "drop", "tx", "redirect", "aborted")
 TOP_KEYS = ("description", "cases")
-CASE_KEYS = ("name", "description", "config", "maps", "packet", "expect", "packets")
+CASE_KEYS = ("name", "description", "config", "maps", "packet", "expect", "packets") + \
+    E2E_KEYS
 STEP_KEYS = ("packet", "expect")
 EXPECT_KEYS = ("verdict", "port", "path", "fields", "checksums", "output", "unchanged",
                "counters", "maps")
@@ -117,6 +119,7 @@ class Case:
     config_pos: dict[str, Pos] = field(default_factory=dict, compare=False)
     maps: tuple[MapWrite, ...] = ()
     description: str = ""
+    e2e: EndToEnd | None = None     # an end-to-end case: topology, deploy, traffic
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,14 @@ class _Parser(Checker):
         elif not isinstance(name, (str, int)) or isinstance(name, bool) or not str(name).strip():
             self.problem(path + ("name",), "expected a case name (text)")
         steps: list[Step] = []
-        if "packets" in item:
+        e2e = None
+        if "topology" in item:
+            e2e = parse_end_to_end(self, path, item, os.path.dirname(self.doc.file) or ".")
+        elif "deploy" in item or "traffic" in item:
+            self.problem(path + ("deploy" if "deploy" in item else "traffic",),
+                         "'deploy' and 'traffic' make an end-to-end case: give its "
+                         "'topology' too", key=True)
+        elif "packets" in item:
             if "packet" in item or "expect" in item:
                 self.problem(path + ("packets",), "give either 'packet' and 'expect' (one "
                                                   "packet) or 'packets' (a sequence), not both",
@@ -225,13 +235,14 @@ class _Parser(Checker):
             if step:
                 steps.append(step)
         else:
-            self.problem(path, "a case needs 'packet' (with 'expect') or 'packets'")
+            self.problem(path, "a case needs 'packet' (with 'expect') or 'packets', or "
+                               "'topology' and 'traffic' (end to end)")
         config, config_pos = self._config(path + ("config",), item.get("config"))
         writes = self._map_writes(path + ("maps",), item.get("maps"))
         if len(self.problems) > before:
             return None
         return Case(str(name), self.doc.at(path), tuple(steps), config, config_pos,
-                    tuple(writes), str(item.get("description") or ""))
+                    tuple(writes), str(item.get("description") or ""), e2e)
 
     def _step(self, path, item, index: int) -> Step | None:
         if "packet" not in item:

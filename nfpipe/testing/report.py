@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from nfpipe.testing.packets import format_diff
-from nfpipe.testing.runner import CaseResult, Failure, SuiteResult
+from nfpipe.testing.results import CaseResult, Failure, SuiteResult
 
 HEADERS = ("case", "hook", "linking", "result", "time")
 
@@ -68,6 +68,7 @@ def to_json(suite: SuiteResult) -> dict[str, Any]:
             "packets": [{"packet": s.index, "verdict": s.verdict, "retval": s.retval,
                          "path": list(s.path), "output_hex": s.output.hex()}
                         for s in r.steps],
+            "traffic": list(r.traffic),
         } for r in suite.results],
     }
 

@@ -27,7 +27,6 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from nfpipe.btf.present import from_display, to_display
@@ -50,77 +49,18 @@ from nfpipe.testing.cases import (
     load_cases,
     merged_config,
 )
+from nfpipe.testing.e2e import run_end_to_end
 from nfpipe.testing.packets import (
-    FieldDiff,
     checksum_mismatches,
     field_mismatches,
     packet_diff,
     summary,
 )
-from nfpipe.yamldoc import Pos, Problem
+from nfpipe.testing.results import CaseResult, Failure, StepOutcome, SuiteResult
+from nfpipe.yamldoc import Problem
 
 LINKINGS = ("tailcall", "fused")
 _VERDICT_OUTCOMES = {v.name.lower(): v for v in Verdict}
-
-
-@dataclass(frozen=True)
-class Failure:
-    """One expectation not met (or the case could not run): where the file says it, what
-    happened, and for packets the fields that differ."""
-
-    pos: Pos
-    message: str
-    step: int | None = None
-    diff: tuple[FieldDiff, ...] = ()
-
-
-@dataclass(frozen=True)
-class StepOutcome:
-    """What one packet did in the kernel."""
-
-    index: int
-    verdict: str | None
-    retval: int
-    path: tuple[str, ...]
-    output: bytes
-
-
-@dataclass(frozen=True)
-class CaseResult:
-    case: str
-    pos: Pos
-    hook: str
-    linking: str
-    result: str                     # "passed", "failed" or "error" (could not run)
-    seconds: float
-    failures: tuple[Failure, ...] = ()
-    steps: tuple[StepOutcome, ...] = ()
-
-    @property
-    def passed(self) -> bool:
-        return self.result == "passed"
-
-
-@dataclass(frozen=True)
-class SuiteResult:
-    """Every case of one case file, per hook and linking, in the order they ran."""
-
-    pipeline_file: str
-    cases_file: str
-    pipeline: str
-    hooks: tuple[str, ...]
-    linkings: tuple[str, ...]
-    results: tuple[CaseResult, ...]
-
-    @property
-    def passed(self) -> bool:
-        return all(r.passed for r in self.results)
-
-    def counts(self) -> dict[str, int]:
-        out = {"passed": 0, "failed": 0, "error": 0}
-        for r in self.results:
-            out[r.result] += 1
-        return out
 
 
 def run_cases(pipeline: str | os.PathLike, cases: str | os.PathLike | None = None, *,
@@ -147,7 +87,16 @@ def run_cases(pipeline: str | os.PathLike, cases: str | os.PathLike | None = Non
     for hook in hooks:
         hspec = spec if hook == spec.hook else with_hook(spec, hook)
         for linking in linkings:
-            results += _run_linking(hspec, casefile, chosen, linking, progress)
+            results += _run_linking(hspec, casefile, [c for c in chosen if c.e2e is None],
+                                    linking, progress)
+            for case in (c for c in chosen if c.e2e is not None):
+                if progress is not None:
+                    progress(f"{case.name} ({hook}, {linking}, end to end)")
+                results.append(run_end_to_end(
+                    os.fspath(pipeline), case, case.e2e, hook=hook, linking=linking,
+                    hook_override=None if hook == spec.hook else hook))
+    order = {c.name: i for i, c in enumerate(chosen)}
+    results.sort(key=lambda r: (hooks.index(r.hook), linkings.index(r.linking), order[r.case]))
     return SuiteResult(os.fspath(pipeline), path, spec.name, hooks, tuple(linkings),
                        tuple(results))
 
@@ -159,8 +108,10 @@ def with_hook(spec: PipelineSpec, hook: str) -> PipelineSpec:
     return dataclasses.replace(spec, hook=hook, mode=mode)
 
 
-def _run_linking(spec: PipelineSpec, casefile: CaseFile, chosen: tuple[Case, ...],
+def _run_linking(spec: PipelineSpec, casefile: CaseFile, chosen: list[Case],
                  linking: str, progress) -> list[CaseResult]:
+    if not chosen:
+        return []
     t0 = time.perf_counter()
     try:
         built = build(make_plan(spec, linking=linking))

@@ -239,3 +239,114 @@ def udp_sink(addr: str, ports: list[int], ready_file: str, stop_file: str,
         for s, _p in socks.values():
             s.close()
     return seen
+
+
+# --- what `nfpipe test` end-to-end cases send: one exchange each, reported, never raised ---
+
+def serve_udp_count(addr: str, port: int, ready_file: str, window: float = 2.0) -> list[str]:
+    """Receive datagrams on addr:port for *window* seconds after *ready_file* is created
+    (once bound) or after the last one came; return the peer address of each."""
+    fam = _family(addr)
+    peers: list[str] = []
+    with socket.socket(fam, socket.SOCK_DGRAM) as s:
+        s.bind((addr, port))
+        open(ready_file, "w").close()
+        while True:
+            s.settimeout(window)
+            try:
+                _data, peer = s.recvfrom(65536)
+            except TimeoutError:
+                return peers
+            peers.append(peer[0])
+
+
+def udp_send(addr: str, port: int, payload: bytes, count: int, interval: float = 0.02) -> int:
+    """Send *count* datagrams to addr:port, *interval* apart; return how many left."""
+    sent = 0
+    with socket.socket(_family(addr), socket.SOCK_DGRAM) as s:
+        for _ in range(count):
+            try:
+                s.sendto(payload, (addr, port))
+                sent += 1
+            except OSError:         # a pending ICMP error of an earlier datagram
+                pass
+            time.sleep(interval)
+    return sent
+
+
+def serve_http(addr: str, port: int, body: bytes, timeout: float = 10.0) -> list:
+    """Answer one HTTP request on addr:port with 200 and *body*; return [(peer, path)]."""
+    with socket.socket(_family(addr), socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((addr, port))
+        s.listen(1)
+        s.settimeout(timeout)
+        c, peer = s.accept()
+        with c:
+            c.settimeout(timeout)
+            head = bytearray()
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                data = c.recv(4096)
+                if not data:
+                    break
+                head += data
+            parts = bytes(head).split(b"\r\n", 1)[0].split()
+            path = parts[1].decode(errors="replace") if len(parts) > 1 else ""
+            c.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d"
+                      b"\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+    return [(peer[0], path)]
+
+
+def http_get(addr: str, port: int, path: str = "/", timeout: float = 10.0
+             ) -> tuple[int, bytes]:
+    """GET *path* from addr:port over HTTP/1.0 (connecting again while refused until
+    *timeout*); return (status code, body)."""
+    host = f"[{addr}]" if ":" in addr else addr
+    request = f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode()
+    raw = tcp_exchange(addr, port, request, timeout)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0].split()
+    if len(status) < 2 or not status[1].isdigit():
+        raise ConnectionError(f"not an HTTP response from [{addr}]:{port}: {raw[:60]!r}")
+    return int(status[1]), body
+
+
+def _icmp_checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def ping(addr: str, count: int = 3, timeout: float = 1.0, interval: float = 0.05) -> int:
+    """Send *count* ICMP (ICMPv6) echo requests to *addr* over a raw socket, each waiting
+    up to *timeout* for its reply; return how many replies came back."""
+    import os
+    v6 = _family(addr) == socket.AF_INET6
+    ident = os.getpid() & 0xFFFF
+    req, rep = (128, 129) if v6 else (8, 0)
+    proto = socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP
+    replies = 0
+    with socket.socket(_family(addr), socket.SOCK_RAW, proto) as s:
+        for seq in range(count):
+            payload = b"nfpipe-ping-%04d" % seq
+            msg = struct.pack("!BBHHH", req, 0, 0, ident, seq) + payload
+            if not v6:              # the kernel fills in ICMPv6's (it covers a pseudo-header)
+                msg = msg[:2] + struct.pack("!H", _icmp_checksum(msg)) + msg[4:]
+            s.sendto(msg, (addr, 0))
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                s.settimeout(left)
+                try:
+                    data = s.recv(65536)
+                except TimeoutError:
+                    break
+                icmp = data if v6 else data[(data[0] & 0x0F) * 4:]
+                if len(icmp) >= 8 and icmp[0] == rep and \
+                        struct.unpack("!HH", icmp[4:8]) == (ident, seq):
+                    replies += 1
+                    break
+            time.sleep(interval)
+    return replies

@@ -42,11 +42,15 @@ def test_the_firewall_cases_pass_with_both_linkings():
     assert r.returncode == 0, r.stdout + r.stderr
     out = json.loads(r.stdout)
     cases = {c["case"] for c in out["results"]}
-    assert len(cases) == 6 and out["counts"] == {"passed": 12, "failed": 0, "error": 0}
+    assert len(cases) == 8 and out["counts"] == {"passed": 16, "failed": 0, "error": 0}
     assert sorted((c["case"], c["linking"]) for c in out["results"]) == \
         sorted((c, link) for c in cases for link in ("tailcall", "fused"))
     drop = next(c for c in out["results"] if c["case"].startswith("DNS"))
     assert drop["packets"][0]["verdict"] == "drop" and drop["packets"][0]["retval"] == 1
+    real = next(c for c in out["results"] if c["case"].startswith("on real traffic, SSH"))
+    assert [(t["kind"], t["delivered"]) for t in real["traffic"]] == \
+        [("tcp", True), ("ping", True), ("http", False), ("udp", False)]
+    assert real["traffic"][0]["sources"] == ["192.0.2.2"] and real["traffic"][3]["received"] == 0
 
 
 @pytest.mark.parametrize("name", ["edge", "split-guard", "tc-nat"])
@@ -75,15 +79,15 @@ def test_a_changed_rule_fails_the_case_it_breaks(tmp_path):
         assert (f"{where}: case 'HTTP and HTTPS are dropped' [xdp, {linking}]: packet 2: "
                 f"verdict: expected drop (XDP_DROP), got pass (XDP_PASS); path fw.out -> "
                 f"stats.out") in r.stdout
-    assert "firewall: 10 passed, 2 failed" in r.stdout
+    assert "firewall: 14 passed, 2 failed" in r.stdout
 
     root = ET.parse(junit).getroot()
-    assert root.tag == "testsuites" and root.get("tests") == "12"
+    assert root.tag == "testsuites" and root.get("tests") == "16"
     assert root.get("failures") == "2"
     suites = {s.get("name"): s for s in root.findall("testsuite")}
     assert set(suites) == {"firewall.xdp.tailcall", "firewall.xdp.fused"}
     for s in suites.values():
-        assert s.get("tests") == "6" and s.get("failures") == "1"
+        assert s.get("tests") == "8" and s.get("failures") == "1"
         failed = [tc for tc in s.findall("testcase") if tc.find("failure") is not None]
         assert [tc.get("name") for tc in failed] == ["HTTP and HTTPS are dropped"]
         assert failed[0].find("failure").get("message").startswith(f"{where}: packet 2:")
