@@ -121,3 +121,64 @@ def test_a_pipeline_that_lets_traffic_through_fails_the_case(tmp_path):
                            "delivered"
     assert [(t["kind"], t["delivered"]) for t in r.traffic] == \
         [("tcp", True), ("ping", True), ("http", True), ("udp", False)]
+
+
+LB_PIPELINE = """\
+pipeline: e2e-vip
+hook: xdp
+nodes:
+  - id: lb
+    nf: lb
+    config:
+      vips:
+        - vip: "203.0.113.10:80"
+          proto: tcp
+          backends:
+            - {addr: "10.1.0.11:8080"}
+            - {addr: "10.1.0.12:8080"}
+            - {addr: "10.1.0.13:8080", state: draining}
+edges:
+  - lb.out -> pass
+"""
+
+LB_CASES = """\
+cases:
+  - name: the VIP reaches exactly one active backend
+    topology: lb
+    deploy: [dut:eth0, dut:eth1]        # clients' side: DNAT; backends': the VIP back
+    config:
+      lb:
+        vips:
+          - vip: "203.0.113.10:80"
+            proto: tcp
+            backends:
+              - {addr: "10.1.0.11:8080", state: draining}
+              - {addr: "10.1.0.12:8080"}
+              - {addr: "10.1.0.13:8080", state: draining}
+    traffic:
+      - http: {from: client1, to: [backend1, backend2, backend3], port: 8080,
+               dst: "203.0.113.10:80"}
+        expect: {delivered: true, at: backend2, source: 192.0.2.11}
+      - tcp: {from: client2, to: [backend1, backend2, backend3], port: 8080,
+              dst: "203.0.113.10:80"}
+        expect: {delivered: true, at: WHERE}
+"""
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("where, result", [("backend2", "passed"), ("backend3", "failed")])
+def test_a_vip_is_received_at_the_backend_the_case_names(tmp_path, where, result):
+    """`to` a list of listeners and `dst` a VIP: the one backend the runtime config leaves
+    active receives the connection, from the client's own address; naming another host
+    in `at` fails the exchange."""
+    (tmp_path / "vip.yaml").write_text(LB_PIPELINE)
+    (tmp_path / "vip.test.yaml").write_text(LB_CASES.replace("WHERE", where))
+    suite = run_cases(tmp_path / "vip.yaml", linkings=("tailcall",))
+    [r] = suite.results
+    assert r.result == result, [f.message for f in r.failures]
+    assert [(t["at"], t["sources"]) for t in r.traffic] == \
+        [(["backend2"], ["192.0.2.11"]), (["backend2"], ["192.0.2.12"])]
+    if result == "failed":
+        [f] = r.failures
+        assert f.message == "traffic 2 (tcp client2 -> backend1,backend2,backend3:8080): " \
+                            "at: expected backend3, received at backend2"
