@@ -121,6 +121,19 @@ _ALLOWED = (ast.Expression, ast.Call, ast.Name, ast.Load, ast.Constant, ast.keyw
             ast.Tuple)
 
 
+MAX_REPEAT = 65535             # a packet is at most 64 KiB: "x"*10**9 is no packet
+
+
+def _bounded_repeat(node: ast.BinOp) -> bool:
+    """``"x"*8`` or ``8*b"x"``: a literal repeated a literal number of times, up to
+    MAX_REPEAT (so an expression cannot ask for gigabytes)."""
+    sides = (node.left, node.right)
+    text = [n for n in sides if isinstance(n, ast.Constant) and isinstance(n.value, (str, bytes))]
+    count = [n for n in sides if isinstance(n, ast.Constant) and isinstance(n.value, int)
+             and not isinstance(n.value, bool)]
+    return len(text) == 1 and len(count) == 1 and 0 <= count[0].value <= MAX_REPEAT
+
+
 def _evaluate(text: str) -> Any:
     try:
         tree = ast.parse(text, mode="eval")
@@ -135,6 +148,10 @@ def _evaluate(text: str) -> Any:
                               f"keyword arguments only, not {what}{hint}: {text!r}")
         if isinstance(node, ast.Name) and node.id not in names:
             raise PacketError(f"unknown scapy layer {node.id!r} in {text!r}")
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult) and \
+                not _bounded_repeat(node):
+            raise PacketError(f"'*' repeats a text or bytes literal by a number up to "
+                              f"{MAX_REPEAT} ('x'*8), nothing else: {text!r}")
     try:
         pkt = eval(compile(tree, "<packet>", "eval"), {"__builtins__": {}}, dict(names))
     except Exception as exc:

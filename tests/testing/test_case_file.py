@@ -43,10 +43,18 @@ def test_the_three_packet_forms_give_the_same_bytes():
     "open('/etc/passwd')",
     "[x for x in IP()]",
     "lambda: 1",
+    'Ether()/Raw(load="x"*99999999)',          # gigabytes asked for in a few characters
+    'Ether()/Raw(load="x"*(65535*65535))',
+    "Ether()/Raw(load=[1]*65535*65535)",
 ])
 def test_an_expression_reaches_scapy_layers_only(text):
     with pytest.raises(PacketError):
         build_packet(text)
+
+
+def test_a_literal_repeats_up_to_a_packet_size():
+    assert build_packet('Ether()/Raw(load="ab"*3)') == build_packet('Ether()/Raw(load=3*"ab")')
+    assert len(build_packet('Ether()/Raw(load=b"x"*65535)')) == 14 + 65535
 
 
 def test_schema_errors_name_file_line_and_column():
