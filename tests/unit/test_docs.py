@@ -1,6 +1,6 @@
 """Every YAML snippet in README.md and docs/ is a whole file nfpipe reads, and reads
-without a problem: a pipeline (parsed and checked as a graph), a topology, or a
-driver profile.  What the docs show is what the validator accepts."""
+without a problem: a pipeline (parsed and checked as a graph), a topology, a
+driver profile, or a test-case file.  What the docs show is what the validator accepts."""
 from __future__ import annotations
 
 import re
@@ -11,6 +11,7 @@ import pytest
 from nfpipe import profiles
 from nfpipe.graph import problems_of
 from nfpipe.spec import PipelineSpec
+from nfpipe.testing import load_cases
 from nfpipe.topo import TopologySpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,8 +53,10 @@ def test_snippet_is_a_valid_file(doc, line, text, tmp_path):
             TopologySpec.from_file(f)
         elif "driver" in keys:
             assert profiles.parse_profile(f).name, where
+        elif "cases" in keys:
+            assert load_cases(f).cases, where
         else:
-            pytest.fail(f"{where}: a YAML snippet must be a whole pipeline, topology or "
-                        f"driver profile file (keys: {sorted(keys)})")
+            pytest.fail(f"{where}: a YAML snippet must be a whole pipeline, topology, "
+                        f"driver profile or test-case file (keys: {sorted(keys)})")
     finally:
         f.unlink(missing_ok=True)
