@@ -19,6 +19,7 @@ What it does, in the order of ``_Reader.read``:
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 from dataclasses import dataclass, field
@@ -145,6 +146,7 @@ class _Reader:
         self.symbols: list[_Symbol] = []
         self.btf: BTF | None = None
         self.ext: BTFExt | None = None
+        self._line_offs: dict[str, list[int]] = {}     # section -> its line infos' offsets
         self.rels: dict[int, dict[int, _Rel]] = {}
         self.functions: dict[tuple[int, int], _Function] = {}
         self.maps: dict[str, MapSpec] = {}
@@ -458,31 +460,54 @@ class _Reader:
             for fi in self.ext.func_info.get(fn.section, []):
                 if lo <= fi.insn_off < hi:
                     out.func_info.append((base + (fi.insn_off - lo) // I.INSN_SIZE, fi.type_id))
-            for li in self.ext.line_info.get(fn.section, []):
+            lines = self.ext.line_info.get(fn.section, [])
+            offs = self._line_offsets(fn.section, lines)
+            for li in lines[bisect.bisect_left(offs, lo):bisect.bisect_left(offs, hi)]:
                 if lo <= li.insn_off < hi:
                     out.line_info.append(LineInfoSpec(
                         base + (li.insn_off - lo) // I.INSN_SIZE, li.file_name_off, li.line_off,
                         li.line_col, self.types.string_at(li.file_name_off),
                         self.types.string_at(li.line_off)))
 
+    def _line_offsets(self, section: str, lines: list) -> list[int]:
+        """The instruction offsets of *section*'s line info, sorted (as the compiler
+        writes them, else a sorted copy is searched): a function's lines by bisection."""
+        cache = self._line_offs
+        if section not in cache:
+            offs = [li.insn_off for li in lines]
+            if any(a > b for a, b in zip(offs, offs[1:])):
+                lines.sort(key=lambda li: li.insn_off)
+                offs.sort()
+            cache[section] = offs
+        return cache[section]
+
     def _resolve(self, out: _Linked, fn: _Function, prog: _Function) -> None:
         """Fix calls and record map references for one function placed in *out*."""
         base = out.base[(fn.shndx, fn.offset)]
         rels = self.rels.get(fn.shndx, {})
-        n = fn.size // I.INSN_SIZE
-        idx = 0
-        while idx < n:
+        lo, hi, size = fn.offset, fn.offset + fn.size, I.INSN_SIZE
+        # Only relocated instructions and calls need a look: find the calls by their
+        # opcode byte (the second half of a 16-byte ld_imm64 has opcode 0, so none hides
+        # there) instead of decoding every instruction.
+        start = base * size
+        ops = bytes(out.insns[start:start + fn.size:size])
+        todo = {(off - lo) // size for off in rels if lo <= off < hi}
+        i = ops.find(I.OP_CALL)
+        while i >= 0:
+            todo.add(i)
+            i = ops.find(I.OP_CALL, i + 1)
+        for idx in sorted(todo):
             at = base + idx
             ins = I.decode(out.insns, at)
-            rel = rels.get(fn.offset + idx * I.INSN_SIZE)
-            where = dict(program=prog.name, section=fn.section,
-                         offset=fn.offset + idx * I.INSN_SIZE)
+            rel = rels.get(lo + idx * size)
+            if rel is None and not ins.is_subprog_call:
+                continue                            # a helper call
+            where = dict(program=prog.name, section=fn.section, offset=lo + idx * size)
             if rel is not None:
                 self._apply_rel(out, fn, idx, at, ins, rel, where)
-            elif ins.is_subprog_call:
+            else:
                 target = fn.first + idx + ins.imm + 1
                 self._call(out, fn.shndx, target, at, where)
-            idx += 2 if ins.is_ld_imm64 else 1
 
     def _apply_rel(self, out, fn, idx, at, ins, rel: _Rel, where) -> None:
         sym = rel.sym
