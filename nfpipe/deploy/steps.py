@@ -6,6 +6,7 @@ fault hook the crash tests use.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 from collections.abc import Callable
@@ -39,7 +40,8 @@ from nfpipe.errors import AttachError, DeployError, NfpipeError
 from nfpipe.kernel import bpffs, syscall as sc
 from nfpipe.loader import Map
 from nfpipe.nfabi import prefixed
-from nfpipe.runtime import Pipeline
+from nfpipe.runtime import Pipeline, load_fingerprint
+from nfpipe.toolchain import cache_dir, cache_enabled
 
 log = logging.getLogger("nfpipe.deploy")
 T = TypeVar("T")
@@ -248,12 +250,42 @@ def smoke_test(built) -> None:
         p.test_run(PROBE)
 
 
+def smoke_memo(built) -> Path | None:
+    """Where nfpipe remembers that a build with this load fingerprint (the same objects,
+    constants, map sizes, configs, hook and linking, on this kernel since its boot)
+    passed the smoke test; None when the cache is off or the build cannot be hashed."""
+    if not cache_enabled():
+        return None
+    fp = load_fingerprint(built)
+    if fp is None:
+        return None
+    probe = hashlib.sha256(PROBE).hexdigest()[:8]       # what the test sends is part of it
+    return cache_dir() / "verifier" / f"smoke-ok-{fp}-{probe}"
+
+
 def load_smoke_tested(built, load: Callable[[], T]) -> T:
     """``load()`` (the real load of *built*), with ``smoke_test(built)`` run beside it
     in a thread: the verifier checks the two copies at once (the bpf() calls release
     the GIL), so a deploy waits for one verification instead of two in a row.  If
     the smoke test fails, what ``load`` made is closed and the smoke test's error
-    raised; either way nothing of the throwaway copy is left."""
+    raised; either way nothing of the throwaway copy is left.
+
+    A build whose fingerprint passed before on this kernel since its boot is not
+    tested again (a redeploy, a rollback to a known revision): the same programs and
+    maps verify and run the same, and the second verification is most of a warm
+    deploy's time on a small machine."""
+    memo = smoke_memo(built)
+    if memo is not None and memo.exists():
+        return load()
+    loaded = _load_beside_smoke_test(built, load)
+    if memo is not None:
+        with contextlib.suppress(OSError):      # a cache that cannot be written only
+            memo.parent.mkdir(parents=True, exist_ok=True)     # costs time
+            memo.touch()
+    return loaded
+
+
+def _load_beside_smoke_test(built, load: Callable[[], T]) -> T:
     with ThreadPoolExecutor(1, thread_name_prefix="nfpipe-smoke") as pool:
         trial = pool.submit(smoke_test, built)
         try:

@@ -9,8 +9,10 @@ the tail calls happen inside the kernel's test run.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
+import json
 import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -228,6 +230,34 @@ def node_stats(stats_map, nodes) -> dict[str, dict[str, Counter]]:
                 row[name] = c
         out[nid] = row
     return out
+
+
+def load_fingerprint(build: Build) -> str | None:
+    """A digest of everything ``Pipeline.load(build)`` (no reuse, no ifindexes) puts in
+    the kernel: each object's bytes with its constants and map sizes, what populate
+    writes (each node's config), the hook, the linking, and this kernel (its release
+    and boot).  Two loads with one fingerprint verify and behave the same, so what one
+    found out (it passed a smoke test) holds for the other.  None when an object has
+    no file to hash."""
+    plan = build.plan
+    if plan.linking == "fused":
+        items = [(FUSED, build.objects[FUSED], fused_constants(plan),
+                  _sized_all(build.objects[FUSED], plan))]
+    else:
+        items = [(n.id, build.objects[n.id], tailcall_constants(plan, n),
+                  _sized(build.objects[n.id], plan, n.id)) for n in plan.order]
+    h = hashlib.sha256(f"{plan.spec.hook} {plan.linking} {os.uname().release}".encode())
+    with contextlib.suppress(OSError):
+        h.update(Path("/proc/sys/kernel/random/boot_id").read_bytes())
+    for name, ospec, constants, sized in items:
+        if ospec.path is None:
+            return None
+        h.update(name.encode() + b"\0" + Path(ospec.path).read_bytes())
+        h.update(repr(sorted(constants.items())).encode())
+        h.update(repr(sorted((k, m.max_entries) for k, m in sized.maps.items())).encode())
+    for n in plan.spec.nodes.values():
+        h.update(json.dumps([n.id, n.kind, n.config], sort_keys=True, default=str).encode())
+    return h.hexdigest()[:32]
 
 
 class _KnownTooLarge(Exception):

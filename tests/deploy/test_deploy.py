@@ -14,6 +14,7 @@ import pytest
 
 from nfpipe import deploy as D
 from nfpipe.attach import attach_tc, attach_xdp, query
+from nfpipe.deploy import steps
 from nfpipe.deploy.state import link_key
 from nfpipe.errors import AttachError
 from nfpipe.topo import Topology
@@ -763,3 +764,25 @@ def test_pcap_of_a_deployed_telemetry_node(topo, pipeline_file, tmp_path, capfdb
     again = [p for p in rdpcap(str(tmp_path / "stdout.pcap")) if UDP in p]
     assert {bytes(p[UDP].payload) for p in again if p[UDP].dport == 5002} == {b"again"}
     assert main(["pcap", name, "fw", "-w", str(out)]) == 2           # not a telemetry node
+
+
+def test_a_build_smoke_tested_once_is_not_tested_again(topo, pipeline_file, tmp_path,
+                                                        monkeypatch):
+    """A redeploy of the same build (objects, constants, map sizes, configs, on this
+    kernel since its boot) skips the throwaway copy's verification; a changed config is
+    a new build and is smoke-tested again."""
+    monkeypatch.setenv("NFPIPE_CACHE_DIR", str(tmp_path / "cache"))   # a memo of its own
+    tested = []
+    real = steps.smoke_test
+    monkeypatch.setattr(steps, "smoke_test", lambda built: (tested.append(built),
+                                                            real(built))[1])
+    name, f = pipeline_file("xdp")
+    for _ in range(2):
+        D.deploy(f, targets=[target(topo)])
+        assert _blocked(topo)                   # it runs, smoke-tested or not
+        D.destroy(name)
+    assert len(tested) == 1
+    assert list((tmp_path / "cache" / "verifier").glob("smoke-ok-*"))
+    f.write_text(f.read_text().replace(f"dport: {BLOCKED_UDP}", f"dport: {BLOCKED_UDP + 1}"))
+    D.deploy(f, targets=[target(topo)])
+    assert len(tested) == 2
