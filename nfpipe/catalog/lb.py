@@ -450,10 +450,9 @@ class LoadBalancer(NetworkFunction):
                            "vip": idx}
 
     def _write_table(self, maps: NodeMaps, idx: int, gen: int, table: list[int]) -> None:
-        base = (idx * 2 + gen) * MAX_TABLE
-        keys = [struct.pack("<I", base + i) for i in range(len(table))]
-        values = [struct.pack("<I", bid) for bid in table]
-        sc.map_update_batch(maps["tables"].fd, keys, values)
+        base, n = (idx * 2 + gen) * MAX_TABLE, len(table)
+        sc.map_update_batch_packed(maps["tables"].fd, struct.pack(f"<{n}I", *range(base, base + n)),
+                                   struct.pack(f"<{n}I", *table), n)
         maps["table_size"][idx * 2 + gen] = len(table)
 
     def _vip_keys(self, plan: Plan) -> dict[tuple, dict]:

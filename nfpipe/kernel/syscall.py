@@ -364,9 +364,20 @@ def map_update_batch(fd: FdLike, keys: Sequence[bytes], values: Sequence[bytes],
     vraw, _vs, nv = _joined(values, "values")
     if n != nv:
         raise ValueError(f"{n} keys but {nv} values")
-    if n == 0:
+    return map_update_batch_packed(fd, kraw, vraw, n, flags)
+
+
+def map_update_batch_packed(fd: FdLike, keys: bytes, values: bytes, count: int,
+                            flags: int = 0) -> int:
+    """``map_update_batch`` of *count* keys and values already laid end to end (what a
+    caller writing a large table packs in one ``struct.pack``)."""
+    if count == 0:
         return 0
-    kb, vb = _Buf(kraw), _Buf(vraw)
+    if len(keys) % count or len(values) % count:
+        raise ValueError(f"{len(keys)} bytes of keys and {len(values)} of values do not "
+                         f"divide into {count} entries")
+    n = count
+    kb, vb = _Buf(bytes(keys)), _Buf(bytes(values))
     attr = abi.MapBatchAttr(keys=kb.addr, values=vb.addr, count=n, map_fd=_fd(fd),
                             elem_flags=flags)
     try:

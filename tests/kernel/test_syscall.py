@@ -305,6 +305,17 @@ def test_batch_ops_span_many_batches(map_type):
             assert "entries deleted" not in str(exc.value)
 
 
+def test_a_packed_batch_writes_what_the_list_form_writes():
+    n = 1000
+    with sc.map_create(MapType.ARRAY, 4, 4, n, name="nfk_packed") as fd:
+        keys, values = struct.pack(f"<{n}I", *range(n)), struct.pack(f"<{n}I", *range(7, n + 7))
+        assert sc.map_update_batch_packed(fd, keys, values, n) == n
+        assert [sc.map_lookup_elem(fd, u32(k), 4) for k in (0, 1, n - 1)] == \
+            [u32(7), u32(8), u32(n + 6)]
+        with pytest.raises(ValueError):
+            sc.map_update_batch_packed(fd, keys[:-1], values, n)
+
+
 def test_update_batch_reports_partial_progress():
     with sc.map_create(MapType.HASH, 4, 4, 4, name="nfk_part") as fd:
         with pytest.raises(KernelError) as exc:
