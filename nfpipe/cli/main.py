@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--control", action="store_true",
                    help="the control path: deploy cold and warm, updates, destroy, and "
                         "filter rule sets of 10 / 1k / 10k rules built, deployed, updated")
+    b.add_argument("--png", metavar="FILE",
+                   help="also draw the run as one figure (needs matplotlib: "
+                        "pip install 'nfpipe[bench]')")
 
     dp = verb(sub, "deploy", "build, load, check, attach and pin a pipeline",
               _run("deployed", "cmd_deploy"))

@@ -116,32 +116,34 @@ def cmd_plan(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.png:                            # refuse before measuring, not after
+        from nfpipe.bench import figure
+        figure._pyplot()
     if args.control:
         from nfpipe.bench.control import as_json, run_control
-        results = run_control(args.rounds or 3, json_output=args.json)
-        if args.json:
-            print_json(as_json(results))
-        return EXIT_OK
-    if args.live:
+        data = as_json(run_control(args.rounds or 3, json_output=args.json))
+    elif args.live:
         from nfpipe.bench.live import as_json
-        results = bench.run_live(args.cases or None, frames=args.frames,
-                                 rounds=args.rounds or 5,
-                                 json_output=args.json)
-        if args.json:
-            print_json(as_json(results))
-        return EXIT_OK
-    rounds = args.rounds or 5
-    if not args.json:
-        print(f"ns per packet in the kernel (BPF_PROG_TEST_RUN, {args.repeat} repeats, median "
-              f"of {rounds} rounds); compare the ratios, not the times")
-    results = bench.run(args.cases or None, repeat=args.repeat, rounds=rounds,
-                        json_output=args.json)
-    if args.json:
+        data = as_json(bench.run_live(args.cases or None, frames=args.frames,
+                                      rounds=args.rounds or 5, json_output=args.json))
+    else:
+        rounds = args.rounds or 5
+        if not args.json:
+            print(f"ns per packet in the kernel (BPF_PROG_TEST_RUN, {args.repeat} repeats, "
+                  f"median of {rounds} rounds); compare the ratios, not the times")
+        results = bench.run(args.cases or None, repeat=args.repeat, rounds=rounds,
+                            json_output=args.json)
         base = results[0].ns
         cases = [{"case": r.name, "ns_per_packet": r.ns, "ratio_to_baseline": r.ns / base,
                   "samples": r.samples} for r in results]
         rows = bench.compare(results)
-        print_json({"cases": cases, "firewall_vs_handwritten": rows} if rows else cases)
+        data = {"cases": cases, "firewall_vs_handwritten": rows} if rows else cases
+    if args.png:
+        drawn = figure.write_png(data, args.png)
+        if not args.json:
+            print(f"figure ({', '.join(drawn)}) written to {args.png}")
+    if args.json:
+        print_json(data)
     return EXIT_OK
 
 

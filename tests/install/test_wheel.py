@@ -102,6 +102,13 @@ def test_bench_compares_with_the_hand_written_program_installed(installed, tmp_p
     assert row["packet"] == "udp" and row["handwritten_ns"] > 0
 
 
+def test_the_figure_asks_for_matplotlib_which_the_wheel_does_not_need(installed, tmp_path):
+    r = run(installed, tmp_path, "bench", "chain1", "--png", "b.png", check=False)
+    assert r.returncode == 2 and "pip install 'nfpipe[bench]'" in r.stderr, r.stderr
+    assert "ns per packet" not in r.stdout           # refused before measuring
+    assert not (tmp_path / "b.png").exists()
+
+
 def test_the_demo_runs_installed(installed, tmp_path):
     report = json.loads(run(installed, tmp_path, "demo", "--json").stdout)
     assert list(report["traffic"].values()) == [True, False, False]
