@@ -2,11 +2,12 @@
 
 A panel per part of the run that has numbers: in the kernel (ns per packet of each
 case, the floor marked; the seeds' firewall beside its hand-written program), live
-frames (ns of DUT CPU per frame, per configuration and packet kind), the control path
-(ms per step).  The input is the run's JSON (what ``--json`` prints), so a figure can
-also be drawn later from saved runs, the three kinds in one figure::
+frames (ns of DUT CPU per frame, per configuration and packet kind), live frames at
+10 / 1k / 10k rules (``--scale``), the control path (ms per step).  The input is the
+run's JSON (what ``--json`` prints), so a figure can also be drawn later from saved
+runs, all of them in one figure::
 
-    python -m nfpipe.bench.figure kernel.json live.json control.json out.png
+    python -m nfpipe.bench.figure kernel.json live.json scale.json control.json out.png
 
 matplotlib is not one of nfpipe's dependencies: ``pip install 'nfpipe[bench]'``.
 """
@@ -39,6 +40,8 @@ def panels(run: Mapping[str, Any]) -> list[str]:
         out.append("kernel")
     if any(r.get("ns_per_packet") for r in run.get("results") or []):
         out.append("live")
+    if any(r.get("ns_per_packet") for r in run.get("scale") or []):
+        out.append("scale")
     if any(r.get("seconds") for r in run.get("control") or []):
         out.append("control")
     return out
@@ -56,12 +59,13 @@ def write_png(run: Mapping[str, Any] | list, path: str | os.PathLike, *,
     heights = {"kernel": max(2.5, 0.28 * len(run.get("cases") or ()) + 1),
                "live": max(2.5, 0.45 * len({r["config"] for r in run.get("results") or ()})
                            + 1),
+               "scale": 3.0,
                "control": max(2.0, 0.35 * len(run.get("control") or ()) + 1)}
     fig, axes = plt.subplots(len(which), 1, figsize=(9, sum(heights[w] for w in which)),
                              gridspec_kw={"height_ratios": [heights[w] for w in which]},
                              squeeze=False)
     for ax, w in zip(axes[:, 0], which):
-        {"kernel": _kernel, "live": _live, "control": _control}[w](ax, run)
+        {"kernel": _kernel, "live": _live, "scale": _scale, "control": _control}[w](ax, run)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(os.fspath(path), dpi=110)
@@ -116,6 +120,28 @@ def _live(ax, run) -> None:
     ax.legend(fontsize=7)
     ax.set_xlabel("ns of DUT CPU per frame received (live frames on a veth)")
     ax.set_title("live frames", fontsize=9, loc="left")
+
+
+def _scale(ax, run) -> None:
+    rows = [r for r in run["scale"] if r.get("ns_per_packet")]
+    ways = list(dict.fromkeys(r["way"] for r in rows))
+    sizes = sorted({r["rules"] for r in rows})
+    by = {(r["way"], r["rules"]): r["ns_per_packet"] for r in rows}
+    width = 0.8 / max(1, len(ways))
+    for k, way in enumerate(ways):
+        xs = [i + k * width for i in range(len(sizes))]
+        vals = [by.get((way, n), 0) for n in sizes]
+        ax.bar(xs, vals, width=width, label=way)
+        for x, v in zip(xs, vals):
+            if v:
+                ax.text(x, v, f"{v:.0f}", ha="center", va="bottom", fontsize=6)
+    ax.set_xticks([i + width * (len(ways) - 1) / 2 for i in range(len(sizes))],
+                  [f"{n:,} rules" for n in sizes], fontsize=7)
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    ax.set_ylabel("ns of DUT CPU per frame", fontsize=7)
+    ax.set_title("live frames at scale (the frame matches the last rule)", fontsize=9,
+                 loc="left")
 
 
 def _control(ax, run) -> None:

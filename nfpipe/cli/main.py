@@ -125,11 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="live frames on a veth into a device under test: nfpipe beside a "
                         "hand-written program, nftables, iptables and xdp-filter "
                         "(case names: configurations)")
-    b.add_argument("--frames", type=int, default=2_000_000,
-                   help="frames per measurement with --live")
+    b.add_argument("--frames", type=int, default=None,
+                   help="frames per measurement with --live (default 2,000,000) and "
+                        "--scale (1,000,000)")
     b.add_argument("--control", action="store_true",
                    help="the control path: deploy cold and warm, updates, destroy, and "
                         "filter rule sets of 10 / 1k / 10k rules built, deployed, updated")
+    b.add_argument("--scale", action="store_true",
+                   help="live frames at 10 / 1k / 10k filter rules: nfpipe beside nftables "
+                        "rule for rule and nftables with sets (case names: ways or scales)")
     b.add_argument("--png", metavar="FILE",
                    help="also draw the run as one figure (needs matplotlib: "
                         "pip install 'nfpipe[bench]')")

@@ -122,9 +122,14 @@ def cmd_bench(args) -> int:
     if args.control:
         from nfpipe.bench.control import as_json, run_control
         data = as_json(run_control(args.rounds or 3, json_output=args.json))
+    elif args.scale:
+        from nfpipe.bench.scale import as_json, run_scale
+        data = as_json(run_scale(args.cases or None, frames=args.frames or 1_000_000,
+                                 rounds=args.rounds or 3,
+                                 json_output=args.json))
     elif args.live:
         from nfpipe.bench.live import as_json
-        data = as_json(bench.run_live(args.cases or None, frames=args.frames,
+        data = as_json(bench.run_live(args.cases or None, frames=args.frames or 2_000_000,
                                       rounds=args.rounds or 5, json_output=args.json))
     else:
         rounds = args.rounds or 5
