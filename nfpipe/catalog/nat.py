@@ -31,6 +31,8 @@ MAX_INTERNAL = 16
 MAX_FORWARDS = 1024
 PROBES = 16
 TABLE_SIZE = 131072          # NFP_NAT_CONNS: entries of the LRU table, 2 per connection
+CONNECTIONS = TABLE_SIZE // 2  # `connections` by default
+MAX_CONNECTIONS = 1 << 22    # 8M entries: ~100 bytes each in the kernel
 PROTOS = {"tcp": P.IPPROTO_TCP, "udp": P.IPPROTO_UDP}
 REWRITE_SRC, REWRITE_DST = 0, 1
 KIND_SNAT, KIND_DNAT = 0, 1
@@ -88,7 +90,7 @@ class Nat(NetworkFunction):
     source_name = "nat.c"
     ports = ("out",)
     config_keys = frozenset({"internal", "external_ip", "port_range", "forwards", "table_full",
-                             "other_protocols", "timeouts"})
+                             "other_protocols", "connections", "timeouts"})
 
     def __init__(self, config: Mapping[str, Any] | None = None):
         super().__init__(config)
@@ -129,7 +131,18 @@ class Nat(NetworkFunction):
             raise SpecError(f"nat: other_protocols: expected 'translate' or 'drop', got "
                             f"{other!r}")
         self.other_protocols = other
+        conns = c.get("connections", CONNECTIONS)
+        if isinstance(conns, bool) or not isinstance(conns, int) or \
+                not 1 <= conns <= MAX_CONNECTIONS:
+            raise SpecError(f"nat: connections: expected how many connections the table "
+                            f"keeps, 1 to {MAX_CONNECTIONS} (2 table entries each), got "
+                            f"{conns!r}")
+        self.connections = conns
         self.forwards = self._parse_forwards(c.get("forwards", []))
+
+    def map_sizes(self) -> dict[str, int]:
+        """The connection table: two entries per connection (one per direction)."""
+        return {"conns": 2 * self.connections}
 
     def _parse_forwards(self, fwds: Any) -> dict[tuple[int, int], tuple[Any, int]]:
         if not isinstance(fwds, (list, tuple)):

@@ -718,6 +718,9 @@ def test_config_defaults_and_constants():
     ({"port_range": [1, 70000]}, "port_range: expected a port number"),
     ({"table_full": "explode"}, "table_full: expected 'drop' or 'pass'"),
     ({"timeouts": {"tcp": 300}}, "timeouts: not supported .* LRU"),
+    ({"connections": 0}, "connections: expected how many connections"),
+    ({"connections": (1 << 22) + 1}, "connections: .* 1 to 4194304"),
+    ({"connections": "many"}, "connections: expected"),
     ({"bogus": 1}, "unknown config key"),
     ({"forwards": {"proto": "tcp"}}, "forwards: expected a list"),
     ({"forwards": [{"proto": "sctp", "port": 1, "to": "10.0.0.1:1"}]}, r"forwards\[0\].proto"),
@@ -734,6 +737,21 @@ def test_config_defaults_and_constants():
 def test_config_errors(override, match):
     with pytest.raises(SpecError, match=match):
         Nat({**CFG, **override})
+
+
+@pytest.mark.kernel
+def test_the_connection_table_is_sized_by_connections():
+    """Two entries per connection: a table of 3 connections takes 6 entries and then
+    evicts (LRU), whatever NFP_NAT_CONNS says."""
+    nf = Nat({**CFG, "connections": 3})
+    assert nf.map_sizes() == {"conns": 6}
+    with load_nf(nf, "xdp") as loaded:
+        assert loaded.maps["conns"].max_entries == 6
+        for sport in range(5000, 5005):
+            pkt = bytes(Ether() / IP(src="10.1.2.3", dst="198.51.100.7") /
+                        UDP(sport=sport, dport=53))
+            assert loaded.run(pkt).port == 0            # translated, sent on "out"
+        assert len(loaded.maps["conns"]) <= 6          # 5 connections made: some evicted
 
 
 def test_missing_external_ip():
