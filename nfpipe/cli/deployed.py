@@ -106,6 +106,10 @@ def cmd_stats(args) -> int:
             time.sleep(args.interval)
 
 
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n / 1024:.0f} KiB"
+
+
 def cmd_map(args) -> int:
     """A deployed map's entries; addresses and ports shown (and taken) as people write
     them where the BTF type says what a field is (nfpipe.btf.present)."""
@@ -126,7 +130,8 @@ def cmd_map(args) -> int:
             else:
                 for e in entries:
                     print(f"{jsonable(e['key'])} = {jsonable(e['value'])}")
-                print(f"({len(entries)} entries; {m.type_name}, max {m.max_entries})")
+                print(f"({len(entries)} entries; {m.type_name}, max {m.max_entries}; "
+                      f"{_mib(m.memory)} of kernel memory)")
             return EXIT_OK
         key = from_display(m.key_codec, json_arg(args.key, "key"))
         if args.map_command == "get":

@@ -638,6 +638,19 @@ def link_info(fd: FdLike) -> abi.BpfLinkInfo:
     return obj_get_info_by_fd(fd, abi.BpfLinkInfo)
 
 
+def fdinfo(fd: FdLike) -> dict[str, str]:
+    """What the kernel reports of a BPF fd in ``/proc/self/fdinfo``: ``map_type``,
+    ``max_entries``, ``memlock`` (bytes the map's memory is charged: what the kernel
+    itself counts), ``map_id`` / ``prog_id`` / ``link_id``, ... as text."""
+    out = {}
+    with open(f"/proc/self/fdinfo/{_fd(fd)}") as f:
+        for line in f:
+            key, sep, val = line.partition(":")
+            if sep:
+                out[key.strip()] = val.strip()
+    return out
+
+
 def prog_map_ids(fd: FdLike) -> list[int]:
     """The ids of the maps a program uses (a second info call with a buffer)."""
     n = prog_info(fd).nr_map_ids

@@ -59,6 +59,12 @@ class Map(FdObject):
         self.key_codec = key_codec or Codec.raw(key_size)
         self.value_codec = value_codec or Codec.raw(value_size)
 
+    @property
+    def memory(self) -> int:
+        """Bytes of memory the kernel charges to this map (its fdinfo ``memlock``): what a
+        table of a million entries really costs, as the kernel counts it."""
+        return int(sc.fdinfo(self.fd).get("memlock", 0))
+
     # --- construction -----------------------------------------------------------
 
     @classmethod

@@ -47,7 +47,7 @@ from nfpipe.catalog.base import NetworkFunction, NodeMaps, SourceNF
 from nfpipe.catalog.registry import get as catalog_nf
 from nfpipe.compose import build, make_plan
 from nfpipe.errors import NfpipeError, UsageError
-from nfpipe.kernel import bpffs
+from nfpipe.kernel import bpffs, syscall as sc
 from nfpipe.nfabi import PIPELINE_HOOKS
 from nfpipe.resources import examples_dir
 from nfpipe.runtime import Pipeline
@@ -161,14 +161,13 @@ def pinned_objects(root: str | os.PathLike[str] = BPFFS) -> dict[str, tuple[str,
             except Exception:        # not a pin, or gone meanwhile
                 continue
             try:
-                with open(f"/proc/self/fdinfo/{fd.fileno()}") as f:
-                    for line in f:
-                        key, _, val = line.partition(":")
-                        if key in ("prog_id", "map_id", "link_id"):
-                            out[path] = (key[:-3], int(val))
-                            break
+                info = sc.fdinfo(fd)
             finally:
                 fd.close()
+            for key in ("prog_id", "map_id", "link_id"):
+                if key in info:
+                    out[path] = (key[:-3], int(info[key]))
+                    break
     return out
 
 

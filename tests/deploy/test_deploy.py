@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -399,6 +400,9 @@ def test_map_cli_and_prometheus_on_a_deployed_pipeline(topo, pipeline_file, caps
     client = topo.address("client", "eth0")
     assert any(e["key"]["saddr"] == client and e["key"]["family"] == 4 for e in flows), flows
     assert all(isinstance(e["key"]["dport"], int) for e in flows)
+    assert main(["map", "dump", name, "stats__flows"]) == 0    # the kernel's own count
+    assert re.search(r"lru_hash, max 65536; [0-9.]+ MiB of kernel memory\)\n$",
+                     capsys.readouterr().out)
     assert main(["map", "get", name, "nope", "0"]) == 2        # bad input
     assert "has no map 'nope'" in capsys.readouterr().err
     assert main(["stats", name, "--prometheus"]) == 0

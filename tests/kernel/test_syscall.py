@@ -316,6 +316,17 @@ def test_a_packed_batch_writes_what_the_list_form_writes():
             sc.map_update_batch_packed(fd, keys[:-1], values, n)
 
 
+def test_fdinfo_reports_what_the_kernel_charges_a_map():
+    with sc.map_create(MapType.HASH, 16, 8, 1 << 20, name="nfk_mem") as big, \
+            sc.map_create(MapType.HASH, 16, 8, 1024, name="nfk_mem2") as small:
+        info = sc.fdinfo(big)
+        assert int(info["max_entries"]) == 1 << 20 and int(info["key_size"]) == 16
+        assert int(info["map_id"]) > 0
+        mem, mem_small = int(info["memlock"]), int(sc.fdinfo(small)["memlock"])
+        assert mem > (1 << 20) * (16 + 8)              # entries preallocated, with overhead
+        assert mem > 500 * mem_small
+
+
 def test_update_batch_reports_partial_progress():
     with sc.map_create(MapType.HASH, 4, 4, 4, name="nfk_part") as fd:
         with pytest.raises(KernelError) as exc:
