@@ -46,6 +46,7 @@ class Result:
     name: str
     ns: float
     samples: list[int]
+    note: str = ""          # what the case holds, as the kernel reports it (map memory)
 
 
 # name -> (group, a factory of a context manager yielding: repeat -> ns per run)
@@ -80,12 +81,15 @@ def _nf(nf, packet: bytes, hook: str = "xdp", repeat_safe: bool = True) -> Itera
     with load_nf(nf, hook) as loaded:
         prog = loaded.program
         if repeat_safe:
-            yield lambda repeat: prog.test_run(packet, repeat=repeat).duration_ns
+            def timed(repeat: int) -> float:
+                return prog.test_run(packet, repeat=repeat).duration_ns
         else:
-            def singles(repeat: int) -> float:
+            def timed(repeat: int) -> float:
                 n = max(1, min(repeat, 5000))
                 return sum(prog.test_run(packet).duration_ns for _ in range(n)) / n
-            yield singles
+        note = getattr(nf, "bench_note", None)
+        timed.note = note(loaded.maps) if note else ""          # type: ignore[attr-defined]
+        yield timed
 
 
 @case("baseline", "baseline")
@@ -195,12 +199,16 @@ def run(selected: list[str] | None = None, *, repeat: int = 200_000, rounds: int
         for _ in range(rounds):
             for n in names:
                 samples[n].append(runners[n](repeat))
-    results = [Result(n, statistics.median(samples[n]), samples[n]) for n in names]
+    results = [Result(n, statistics.median(samples[n]), samples[n],
+                      getattr(runners[n], "note", "")) for n in names]
     if not json_output:
         base = results[0].ns
         for r in results:
             print(f"  {r.name:<28} {r.ns:>8.1f} ns/pkt   x{r.ns / base:>5.2f} of baseline",
                   file=out, flush=True)
+    for r in results:
+        if r.note and not json_output:
+            print(f"  {r.name}: {r.note}", file=out)
     rows = compare(results)
     if rows and not json_output:
         print("\nthe seeds' firewall over the hand-written program (ns/packet, same run):",

@@ -18,6 +18,7 @@ See docs/nf/nat.md for the exact rules.
 from __future__ import annotations
 
 import ipaddress
+import struct
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +26,7 @@ from nfpipe.catalog import parse as P
 from nfpipe.catalog.base import NetworkFunction, NodeMaps
 from nfpipe.catalog.csum import csum_update
 from nfpipe.errors import SpecError
+from nfpipe.kernel import syscall as sc
 from nfpipe.nfabi import Verdict
 
 MAX_INTERNAL = 16
@@ -589,4 +591,31 @@ def bench_cases() -> dict:
                         {"proto": "udp", "port": 5353, "to": "10.1.1.9:53"}]}
     packet = bytes(Ether() / IP(src="10.1.2.3", dst="198.51.100.7") /
                    TCP(sport=40000, dport=443, flags="A") / (b"x" * 6))
-    return {"nat-snat": (lambda: Nat(cfg), packet, False)}
+    return {"nat-snat": (lambda: Nat(cfg), packet, False),
+            "nat-1m": (lambda: _FullTable({**cfg, "connections": 1 << 19}), packet, False)}
+
+
+class _FullTable(Nat):
+    """The bench's NAT whose connection table holds a million entries (every connection
+    but the timed one's) before the packet comes: the established path's lookup in a
+    full table, and what such a table costs in kernel memory."""
+
+    def populate(self, maps: NodeMaps) -> None:
+        super().populate(maps)
+        n = self.connections - 1
+        key, val = struct.Struct(">IIHHB3x"), struct.Struct(">IHBB")
+        remote, ext = int(ipaddress.IPv4Address("198.51.100.9")), int(self.external_ip)
+        keys, vals = bytearray(), bytearray()
+        for i in range(n):                  # inside 10.128.0.0/9 -> remote:443, both ways
+            inside, port = 0x0A800000 + (i >> 4), self.port_lo + i % self.port_count
+            keys += key.pack(inside, remote, 1024 + (i & 15), 443, P.IPPROTO_TCP)
+            vals += val.pack(ext, port, REWRITE_SRC, KIND_SNAT)
+            keys += key.pack(remote, ext, 443, port, P.IPPROTO_TCP)
+            vals += val.pack(inside, 1024 + (i & 15), REWRITE_DST, KIND_SNAT)
+        self.written = sc.map_update_batch_packed(maps["conns"].fd, bytes(keys), bytes(vals),
+                                                  2 * n)
+
+    def bench_note(self, maps: NodeMaps) -> str:
+        m = maps["conns"]
+        return (f"conns: {self.written:,} entries written of {m.max_entries:,}, "
+                f"{m.memory / (1 << 20):.0f} MiB of kernel memory")

@@ -140,7 +140,8 @@ def cmd_bench(args) -> int:
                             json_output=args.json)
         base = results[0].ns
         cases = [{"case": r.name, "ns_per_packet": r.ns, "ratio_to_baseline": r.ns / base,
-                  "samples": r.samples} for r in results]
+                  "samples": r.samples, **({"note": r.note} if r.note else {})}
+                 for r in results]
         rows = bench.compare(results)
         data = {"cases": cases, "firewall_vs_handwritten": rows} if rows else cases
     if args.png:
