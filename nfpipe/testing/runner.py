@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import errno
 import os
 import time
 from collections.abc import Callable
@@ -32,7 +33,8 @@ from typing import Any
 from nfpipe.btf.present import from_display, to_display
 from nfpipe.compose import build, make_plan
 from nfpipe.compose.build import Build
-from nfpipe.errors import NfpipeError, UsageError
+from nfpipe.errors import KernelError, NfpipeError, UsageError
+from nfpipe.kernel import abi, syscall as sc
 from nfpipe.nfabi import OUTCOME_NAMES, SHARED_MAPS, STAT_MISS, TC_CODES, XDP_CODES, Verdict
 from nfpipe.runtime.pipeline import Pipeline
 from nfpipe.spec import PipelineSpec
@@ -82,6 +84,7 @@ def run_cases(pipeline: str | os.PathLike, cases: str | os.PathLike | None = Non
     if not chosen:
         raise UsageError(f"no case of {path} matches {' or '.join(map(repr, select or []))} "
                          f"(cases: {', '.join(c.name for c in casefile.cases)})")
+    require_bpf()
     hooks = tuple(hooks or (spec.hook,))
     results: list[CaseResult] = []
     for hook in hooks:
@@ -99,6 +102,20 @@ def run_cases(pipeline: str | os.PathLike, cases: str | os.PathLike | None = Non
     results.sort(key=lambda r: (hooks.index(r.hook), linkings.index(r.linking), order[r.case]))
     return SuiteResult(os.fspath(pipeline), path, spec.name, hooks, tuple(linkings),
                        tuple(results))
+
+
+def require_bpf() -> None:
+    """Refuse once, before any case, where the kernel will not take a BPF object from
+    this process (not root): instead of every case failing with the same EPERM."""
+    try:
+        sc.map_create(abi.MapType.ARRAY, 4, 4, 1, name="nfpt_probe").close()
+    except KernelError as exc:
+        if exc.errno not in (errno.EPERM, errno.EACCES):
+            raise
+        raise KernelError("BPF_MAP_CREATE", exc.errno, hint=(
+            "nfpipe test loads the pipeline into this machine's kernel, which takes BPF "
+            "programs and maps only from root (CAP_BPF and CAP_NET_ADMIN); run it with "
+            "sudo")) from None
 
 
 def with_hook(spec: PipelineSpec, hook: str) -> PipelineSpec:

@@ -236,3 +236,16 @@ def test_the_walk_through_of_the_docs_is_what_happens(tmp_path):
     assert r.returncode == 1
     shown = [line for line in text.splitlines() if line.startswith("firewall.test.yaml:")]
     assert len(shown) == 3 and all(line in r.stdout for line in shown), r.stdout
+
+
+def test_without_root_it_says_so_once_and_runs_nothing():
+    """As a user without CAP_BPF (an unprivileged user namespace): one paragraph, exit 1,
+    no table of cases that all failed the same way; a bad case file is still bad input."""
+    r = subprocess.run(["unshare", "--user", "--map-user=1000", str(NFPIPE), "test",
+                        EXAMPLES / "firewall.yaml"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stdout == "", r.stdout + r.stderr
+    assert r.stderr.count("\n") == 1 and "run it with sudo" in r.stderr, r.stderr
+    r = subprocess.run(["unshare", "--user", "--map-user=1000", str(NFPIPE), "test",
+                        EXAMPLES / "firewall.yaml", EXAMPLES / "nope.test.yaml"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "no such test-case file" in r.stderr
