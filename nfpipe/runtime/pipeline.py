@@ -14,7 +14,8 @@ import errno
 import hashlib
 import json
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,18 +116,21 @@ class Pipeline:
             else:
                 shared: dict[str, Any] = {k: m for k, m in reuse.items()
                                           if k in SHARED_MAPS and k != "nfp_jmp"}
-                for n in plan.order:
-                    constants = tailcall_constants(plan, n, ifindexes)
+
+                def load_node(n, shared: dict[str, Any]) -> Object:
                     ospec = _sized(build.objects[n.id], plan, n.id)
                     given = {k: m for k, m in reuse.items()
                              if k.startswith(f"{n.id}__") and k in ospec.maps}
                     given.update(shared)
-                    obj = Object.load(ospec, constants=constants, maps=given,
-                                      log_level=log_level, name=n.id,
-                                      kernel_names=kernel_names(plan.spec.name, n.id))
-                    objects[n.id] = obj
-                    if "nfp_jmp" not in shared:
-                        shared = {m: obj.maps[m] for m in SHARED_MAPS}
+                    return Object.load(ospec, constants=tailcall_constants(plan, n, ifindexes),
+                                       maps=given, log_level=log_level, name=n.id,
+                                       kernel_names=kernel_names(plan.spec.name, n.id))
+                rest = list(plan.order)
+                if "nfp_jmp" not in shared:       # the first node creates the shared maps
+                    first = rest.pop(0)
+                    objects[first.id] = load_node(first, shared)
+                    shared = {m: objects[first.id].maps[m] for m in SHARED_MAPS}
+                _load_all(rest, lambda n: load_node(n, shared), objects)
                 jmp = shared["nfp_jmp"]
                 for n in plan.order:
                     jmp[n.index] = objects[n.id].programs[n.id]
@@ -230,6 +234,29 @@ def node_stats(stats_map, nodes) -> dict[str, dict[str, Counter]]:
                 row[name] = c
         out[nid] = row
     return out
+
+
+def _load_all(nodes: list, load: Callable[[Any], Object], objects: dict[str, Object]) -> None:
+    """``load(n)`` of every node into *objects* (by id, in the order given), several at
+    once: the verifier checks each program in its own bpf() call, which releases the
+    GIL, so on a machine with more than one CPU the pipeline verifies in parallel.
+    Every object that loaded is in *objects* also when another failed (the caller
+    closes them); the first failure in the order given is raised."""
+    if len(nodes) <= 1 or (os.cpu_count() or 1) == 1:
+        for n in nodes:
+            objects[n.id] = load(n)
+        return
+    with ThreadPoolExecutor(min(len(nodes), os.cpu_count() or 1),
+                            thread_name_prefix="nfpipe-load") as pool:
+        futures = [(n, pool.submit(load, n)) for n in nodes]
+        failed: BaseException | None = None
+        for n, f in futures:
+            try:
+                objects[n.id] = f.result()
+            except BaseException as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
 
 
 def load_fingerprint(build: Build) -> str | None:
