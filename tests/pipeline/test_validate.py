@@ -3,7 +3,10 @@
 file, with the user's own C file:line:col first."""
 from __future__ import annotations
 
+import contextlib
 import json
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -78,3 +81,41 @@ def test_a_node_the_verifier_rejects_is_invalid(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"{f}:5:5: the verifier rejects node 'bad':")
     assert "nf_bad.c:9" in err and "invalid access to packet" in err
+
+
+def test_a_rejected_node_leaves_none_of_the_pipeline_in_the_kernel(tmp_path):
+    """The nodes after the first load side by side: when one of them is rejected, every
+    program and map of the others (loaded or still loading) is closed, and the error is
+    the rejected node's."""
+    from nfpipe.compose import build, make_plan
+    from nfpipe.errors import VerifierError
+    from nfpipe.kernel import syscall as sc
+    from nfpipe.runtime import Pipeline
+    from nfpipe.spec import PipelineSpec
+    name = f"v{uuid.uuid4().hex[:6]}"
+    f = pipeline(tmp_path, ("g1", str(TTL_GUARD)), ("g2", str(TTL_GUARD)),
+                 ("bad", str(NF_BAD)), ("g3", str(TTL_GUARD)))
+    f.write_text(f.read_text().replace("pipeline: v", f"pipeline: {name}"))
+    built = build(make_plan(PipelineSpec.from_file(f), linking="tailcall"))
+
+    def ours(kind: str) -> list[str]:
+        names = []
+        ids, get, info = ((sc.iter_prog_ids, sc.prog_get_fd_by_id, sc.prog_info)
+                          if kind == "prog" else
+                          (sc.iter_map_ids, sc.map_get_fd_by_id, sc.map_info))
+        for i in ids():
+            with contextlib.suppress(OSError), get(i) as fd:
+                names.append(bytes(info(fd).name).rstrip(b"\0").decode())
+        return [n for n in names if n.startswith(name)]     # programs, shared maps
+
+    assert ours("prog") == ours("map") == []
+    with pytest.raises(VerifierError) as exc:
+        Pipeline.load(built)
+    assert exc.value.program == "bad"
+    assert ours("prog") == []               # closed: gone at once
+    # A map goes when the last program using it is freed, after an RCU grace period
+    # (which a busy machine makes long); one still referenced would never go.
+    deadline = time.monotonic() + 60
+    while ours("map") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ours("map") == []
