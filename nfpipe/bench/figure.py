@@ -101,44 +101,46 @@ def _color(case: str) -> str:
     return "#2ca02c"
 
 
+def _grouped(ax, groups: list, series: list, value, *, horizontal: bool) -> list[float]:
+    """Bars of value(group, series) for every series side by side within each group;
+    returns the ticks' positions (the middle of each group)."""
+    width = 0.8 / max(1, len(series))
+    for k, name in enumerate(series):
+        pos = [i + k * width for i in range(len(groups))]
+        vals = [value(g, name) or 0 for g in groups]
+        if horizontal:
+            ax.barh(pos, vals, height=width, label=name)
+        else:
+            ax.bar(pos, vals, width=width, label=name)
+        for p, v in zip(pos, vals):
+            if v and horizontal:
+                ax.text(v, p, f" {v:.0f}", va="center", fontsize=6)
+            elif v:
+                ax.text(p, v, f"{v:.0f}", ha="center", va="bottom", fontsize=6)
+    ax.legend(fontsize=7)
+    return [i + width * (len(series) - 1) / 2 for i in range(len(groups))]
+
+
 def _live(ax, run) -> None:
     rows = [r for r in run["results"] if r.get("ns_per_packet")]
     configs = list(dict.fromkeys(r["config"] for r in rows))
-    kinds = list(dict.fromkeys(r["packet"] for r in rows))
     by = {(r["config"], r["packet"]): r["ns_per_packet"] for r in rows}
-    width = 0.8 / max(1, len(kinds))
-    for k, kind in enumerate(kinds):
-        ys = [i + k * width for i in range(len(configs))]
-        vals = [by.get((c, kind), 0) for c in configs]
-        ax.barh(ys, vals, height=width, label=kind)
-        for y, v in zip(ys, vals):
-            if v:
-                ax.text(v, y, f" {v:.0f}", va="center", fontsize=6)
-    ax.set_yticks([i + width * (len(kinds) - 1) / 2 for i in range(len(configs))], configs,
-                  fontsize=7)
+    ticks = _grouped(ax, configs, list(dict.fromkeys(r["packet"] for r in rows)),
+                     lambda c, kind: by.get((c, kind)), horizontal=True)
+    ax.set_yticks(ticks, configs, fontsize=7)
     ax.invert_yaxis()
-    ax.legend(fontsize=7)
     ax.set_xlabel("ns of DUT CPU per frame received (live frames on a veth)")
     ax.set_title("live frames", fontsize=9, loc="left")
 
 
 def _scale(ax, run) -> None:
     rows = [r for r in run["scale"] if r.get("ns_per_packet")]
-    ways = list(dict.fromkeys(r["way"] for r in rows))
     sizes = sorted({r["rules"] for r in rows})
     by = {(r["way"], r["rules"]): r["ns_per_packet"] for r in rows}
-    width = 0.8 / max(1, len(ways))
-    for k, way in enumerate(ways):
-        xs = [i + k * width for i in range(len(sizes))]
-        vals = [by.get((way, n), 0) for n in sizes]
-        ax.bar(xs, vals, width=width, label=way)
-        for x, v in zip(xs, vals):
-            if v:
-                ax.text(x, v, f"{v:.0f}", ha="center", va="bottom", fontsize=6)
-    ax.set_xticks([i + width * (len(ways) - 1) / 2 for i in range(len(sizes))],
-                  [f"{n:,} rules" for n in sizes], fontsize=7)
+    ticks = _grouped(ax, sizes, list(dict.fromkeys(r["way"] for r in rows)),
+                     lambda n, way: by.get((way, n)), horizontal=False)
+    ax.set_xticks(ticks, [f"{n:,} rules" for n in sizes], fontsize=7)
     ax.set_yscale("log")
-    ax.legend(fontsize=7)
     ax.set_ylabel("ns of DUT CPU per frame", fontsize=7)
     ax.set_title("live frames at scale (the frame matches the last rule)", fontsize=9,
                  loc="left")

@@ -201,8 +201,10 @@ class Bench:
                 att.close()
 
     @contextlib.contextmanager
-    def nfpipe(self, mode: str, linking: str = "fused") -> Iterator[None]:
-        text = firewall_pipeline("tc-ingress" if mode == "tc" else "xdp")
+    def nfpipe(self, mode: str, linking: str = "fused", text: str | None = None
+               ) -> Iterator[None]:
+        """nfpipe's pipeline *text* (default: the seeds' firewall) at *mode*."""
+        text = text or firewall_pipeline("tc-ingress" if mode == "tc" else "xdp")
         spec = PipelineSpec.from_text(text, "<bench>")
         with Pipeline.load(build(make_plan(spec, linking=linking))) as p:
             if mode == "tc":
@@ -309,13 +311,18 @@ def run_live(selected: list[str] | None = None, *, frames: int = 2_000_000, roun
                     skipped[n] = str(exc).splitlines()[0][:200]
                     for kind in b.packets:
                         results[(n, kind)].skipped = skipped[n]
-    final = list(results.values())
-    for r in final:
+    return finish(list(results.values()), report, out, json_output)
+
+
+def finish(results: list, report: Callable, out, json_output: bool) -> list:
+    """Each result's median of its samples (none when it was skipped), reported unless
+    the run prints JSON."""
+    for r in results:
         if r.samples and not r.skipped:
             r.ns_per_packet = statistics.median(r.samples)
     if not json_output:
-        report(final, out)
-    return final
+        report(results, out)
+    return results
 
 
 def ratios(results: list[LiveResult]) -> dict[str, dict[str, float]]:

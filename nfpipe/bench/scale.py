@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -32,11 +31,7 @@ import yaml
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
-from nfpipe.attach import attach_xdp
-from nfpipe.bench.live import TOPOLOGY, Bench
-from nfpipe.compose import build, make_plan
-from nfpipe.runtime import Pipeline
-from nfpipe.spec import PipelineSpec
+from nfpipe.bench.live import TOPOLOGY, Bench, finish
 from nfpipe.topo import Topology, new_run_id
 
 SCALES = {"10": 10, "1k": 1000, "10k": 10_000}
@@ -117,20 +112,12 @@ def nft_sets(rules: list[dict], ifname: str) -> str:
             "policy accept;\n" + "\n".join(chain) + "\n    }\n}\n")
 
 
-@contextlib.contextmanager
-def _nfpipe(b: Bench, rules: list[dict]) -> Iterator[None]:
+def _nfpipe(b: Bench, rules: list[dict]) -> contextlib.AbstractContextManager:
     text = yaml.safe_dump({"pipeline": "nfpscale", "hook": "xdp",
                            "nodes": [{"id": "fw", "nf": "filter",
                                       "config": {"default": "allow", "rules": rules}}],
                            "edges": ["fw.out -> pass"]}, sort_keys=False)
-    spec = PipelineSpec.from_text(text, "<bench --scale>")
-    with Pipeline.load(build(make_plan(spec, linking="fused"))) as p:
-        att = attach_xdp(p.entry, b.ifname, mode="native", netns=b.netns)
-        try:
-            yield
-        finally:
-            att.detach()
-            att.close()
+    return b.nfpipe("native", "fused", text)
 
 
 @contextlib.contextmanager
@@ -182,13 +169,7 @@ def run_scale(selected: list[str] | None = None, *, frames: int = 1_000_000,
                 r.received += got
                 if ns is not None:
                     r.samples.append(ns)
-    final = list(results.values())
-    for r in final:
-        if r.samples and not r.skipped:
-            r.ns_per_packet = statistics.median(r.samples)
-    if not json_output:
-        report(final, out)
-    return final
+    return finish(list(results.values()), report, out, json_output)
 
 
 def ratios(results: list[ScaleResult]) -> dict[str, dict[str, float]]:
