@@ -237,6 +237,27 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--copy", metavar="DIR",
                     help="copy them (with the C files they use) into DIR")
 
+    ag = verb(sub, "agent", "per-host daemon: deploy, update and destroy the pipelines a "
+                            "desired state (etcd or a directory) gives this host; report back",
+              _run("agent", "cmd_agent"))
+    ag.add_argument("--host", help="this host's name in the fleet (default: the hostname)")
+    ag.add_argument("--label", action="append", metavar="KEY=VALUE",
+                    help="a label of this host that pipelines select on (repeatable)")
+    ag.add_argument("--dir", metavar="DIR", help="desired pipelines: a directory of documents")
+    ag.add_argument("--etcd", metavar="URL[,URL]", help="desired pipelines: etcd endpoints")
+    ag.add_argument("--prefix", default="/nfpipe", help="etcd key prefix (default /nfpipe)")
+    ag.add_argument("--state-dir", default="/var/lib/nfpipe/agent",
+                    help="where the agent records what it owns (default /var/lib/nfpipe/agent)")
+    ag.add_argument("--root", default="/sys/fs/bpf/nfpipe", help="the deploy state root")
+    ag.add_argument("--listen", default="127.0.0.1:9465", metavar="HOST:PORT",
+                    help="/metrics, /healthz, /status (default 127.0.0.1:9465; 'off': none)")
+    ag.add_argument("--resync", type=float, default=30.0, metavar="S",
+                    help="reconcile at least every S seconds (default 30)")
+    ag.add_argument("--backoff", type=float, default=5.0, metavar="S",
+                    help="first retry of a failed deploy after S seconds, doubling (default 5)")
+    ag.add_argument("--once", action="store_true",
+                    help="one pass, print the report, exit (1 if a deploy failed)")
+
     dm = verb(sub, "demo", "topology, deploy, real traffic, stats, teardown",
               _run("pipelines", "cmd_demo"))
     dm.add_argument("--loader", action="store_true",
