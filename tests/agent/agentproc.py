@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from nfpipe import deploy as D
+from nfpipe.topo.traffic import serve_udp_echo, udp_exchange
 from tests.agent.etcdserver import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -100,3 +101,38 @@ def cleanup_root(root: str) -> None:
             D.destroy(name, root=root)
     with contextlib.suppress(OSError):
         os.rmdir(root)
+
+
+# --- desired documents and traffic on the two-hosts topology ---------------------------
+
+SERVER = "198.51.100.2"
+PASS, BLOCK, BLOCK2 = 7000, 9999, 7001
+
+
+def document(name: str, revision: int, where: dict[str, list[str]], dports: list[int],
+             nf_extra: str = "") -> str:
+    rules = ", ".join(f"{{action: drop, proto: udp, dport: {p}}}" for p in dports)
+    ifaces = "\n".join(f'    "{h}": [{", ".join(repr(t) for t in ts)}]' for h, ts in where.items())
+    nodes = f"    - {{id: fw, nf: filter, config: {{rules: [{rules}]}}}}\n"
+    edges = "    - fw -> pass\n"
+    if nf_extra:
+        nodes += f"    - {{id: bad, nf: {nf_extra}}}\n"
+        edges = "    - fw -> bad\n    - bad -> pass\n"
+    return (f"revision: {revision}\nhosts:\n  selector: {{role: edge}}\n  interfaces:\n{ifaces}\n"
+            f"  mode: native\npipeline:\n  pipeline: {name}\n  hook: xdp\n  nodes:\n{nodes}"
+            f"  edges:\n{edges}")
+
+
+def passes(topo, port: int) -> bool:
+    echo = topo.start("server", serve_udp_echo, SERVER, port, 1, 3.0)
+    try:
+        topo.call("client", udp_exchange, SERVER, port, b"x", 2.0, 0.1)
+        ok = True
+    except TimeoutError:
+        ok = False
+    finally:
+        try:
+            echo.result(timeout=10)
+        except Exception:
+            pass
+    return ok
