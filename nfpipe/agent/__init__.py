@@ -6,17 +6,19 @@ state gives the host (etcd, or a directory of documents) with nfpipe's deploy.
 * ``etcd``: etcd v3 through its JSON gateway (stdlib only), as a ``Source``;
 * ``reconcile``: the reconciler (ownership, adoption, backoff, health);
 * ``daemon``: the loop, store outages, the report, metrics;
-* ``http``: ``/metrics``, ``/healthz``, ``/status``.
+* ``http``: ``/metrics``, ``/healthz``, ``/status``;
+* ``fleet``: the fleet's status, rollouts in batches gated on health, rollback.
 
 See docs/agent.md.
 """
 from nfpipe.agent.daemon import Agent
 from nfpipe.agent.desired import DesiredPipeline, document_text, parse_document, parse_labels
 from nfpipe.agent.etcd import Etcd, EtcdSource
+from nfpipe.agent.fleet import Fleet, Gate, RolloutResult, batch_size
 from nfpipe.agent.http import Endpoint, parse_listen
 from nfpipe.agent.reconcile import Reconciler
 from nfpipe.agent.source import DirectorySource, Snapshot, Source, build_snapshot
 
 __all__ = ["Agent", "DesiredPipeline", "DirectorySource", "Endpoint", "Etcd", "EtcdSource",
-           "Reconciler", "Snapshot", "Source", "build_snapshot", "document_text",
-           "parse_document", "parse_labels", "parse_listen"]
+           "Fleet", "Gate", "Reconciler", "RolloutResult", "Snapshot", "Source", "batch_size",
+           "build_snapshot", "document_text", "parse_document", "parse_labels", "parse_listen"]

@@ -10,6 +10,9 @@ binary wheel, for four calls.  ``urllib``/``http.client`` it is.
 Keys under the fleet's *prefix* (default ``/nfpipe``)::
 
     <prefix>/pipelines/<name>            a desired-pipeline document (docs/agent.md)
+    <prefix>/pipelines/<name>/hosts/<h>  the document host <h> runs instead, during a
+                                         rollout (nfpipe.agent.fleet)
+    <prefix>/rollouts/<name>             the state of a rollout, and the previous document
     <prefix>/hosts/<host>/status         what the host's agent reports (JSON)
 
 ``EtcdSource`` is a ``Source``: ``snapshot`` ranges over the pipelines, ``wait``
@@ -125,6 +128,18 @@ class Etcd:
         out = self.call("kv/put", {"key": _b64(key), "value": _b64(value)})
         return int(out.get("header", {}).get("revision", 0))
 
+    def txn(self, puts: dict[str, str | bytes] | None = None,
+            deletes: list[str] | None = None) -> int:
+        """Several puts and deletes as one transaction (one revision: a watcher wakes
+        once); the store's new revision."""
+        ops: list[dict[str, Any]] = [
+            {"request_put": {"key": _b64(k), "value": _b64(v)}} for k, v in (puts or {}).items()]
+        ops += [{"request_delete_range": {"key": _b64(k)}} for k in deletes or []]
+        if not ops:
+            return 0
+        out = self.call("kv/txn", {"compare": [], "success": ops, "failure": []})
+        return int(out.get("header", {}).get("revision", 0))
+
     def delete(self, key: str) -> int:
         out = self.call("kv/deleterange", {"key": _b64(key)})
         return int(out.get("deleted", 0))
@@ -210,9 +225,10 @@ class EtcdSource:
     """Desired pipelines from ``<prefix>/pipelines/``; reports to ``<prefix>/hosts/``."""
 
     def __init__(self, endpoints: str | list[str], *, prefix: str = DEFAULT_PREFIX,
-                 timeout: float = 5.0):
+                 host: str | None = None, timeout: float = 5.0):
         self.etcd = Etcd(endpoints, timeout=timeout)
         self.prefix = prefix.rstrip("/")
+        self.host = host
         self.revision = 0
         self._stop = threading.Event()
 
@@ -223,12 +239,25 @@ class EtcdSource:
     def status_key(self, host: str) -> str:
         return f"{self.prefix}/hosts/{host}/status"
 
+    def override_key(self, name: str, host: str) -> str:
+        """Where a rollout puts the document *host* runs of pipeline *name* instead of
+        the fleet's (``nfpipe fleet rollout``: the hosts of the batches done so far)."""
+        return f"{self.pipelines_prefix}{name}/hosts/{host}"
+
     def snapshot(self) -> Snapshot:
+        """The fleet's documents, each replaced by this host's override where a rollout
+        put one (``<prefix>/pipelines/<name>/hosts/<host>``)."""
         kvs, rev = self.etcd.get_prefix(self.pipelines_prefix)
         self.revision = rev
-        items = [(value.decode(errors="replace"), key) for key, value, _ in kvs
-                 if "/" not in key[len(self.pipelines_prefix):]]
-        return build_snapshot(items, rev)
+        fleet: dict[str, tuple[str, str]] = {}
+        mine: dict[str, tuple[str, str]] = {}
+        for key, value, _ in kvs:
+            name, _, rest = key[len(self.pipelines_prefix):].partition("/")
+            if not rest:
+                fleet[name] = (value.decode(errors="replace"), key)
+            elif self.host is not None and rest == f"hosts/{self.host}":
+                mine[name] = (value.decode(errors="replace"), key)
+        return build_snapshot(list({**fleet, **mine}.values()), rev)
 
     def wait(self, timeout: float) -> None:
         """Returns on a change after the last snapshot, or after *timeout*; a store

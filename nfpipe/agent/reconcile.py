@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from nfpipe import deploy as D
@@ -64,6 +65,7 @@ class PipelineStatus:
     manifest_revision: int | None = None    # nfpipe's own revision counter
     state: str = "absent"                   # running | degraded | absent | failed | foreign
     health: str = "unknown"                 # healthy | unhealthy | unknown
+    health_reason: str | None = None        # why unhealthy
     error: str | None = None
     error_kind: str | None = None
     attempts: int = 0
@@ -81,8 +83,13 @@ class Reconciler:
 
     def __init__(self, host: str, labels: Mapping[str, str], state_dir: str | os.PathLike, *,
                  root: str = D.STATE_ROOT, backoff: float = 5.0, backoff_max: float = 300.0,
-                 clock: Callable[[], float] = _now):
+                 clock: Callable[[], float] = _now, dry_run: bool = False,
+                 simulate: Callable[[str, int], dict[str, int]] | None = None):
+        """*dry_run*: deploy and destroy nothing, report as if they had succeeded, with
+        the counters *simulate(pipeline, revision)* gives (default zeros): a simulated
+        host, for rollouts rehearsed on a fleet of them (tests, ``--dry-run``)."""
         self.host, self.labels = host, dict(labels)
+        self.dry_run, self.simulate = dry_run, simulate
         self.state_dir = Path(state_dir)
         self.root = root
         self.backoff, self.backoff_max = backoff, backoff_max
@@ -92,7 +99,7 @@ class Reconciler:
         self.status: dict[str, PipelineStatus] = {}
         self.problems: dict[str, str] = {}
         self.deploys = {"ok": 0, "error": 0, "destroyed": 0}
-        self._last_bad: dict[str, int] = {}
+        self._last_bad: dict[str, dict[str, int]] = {}
         (self.state_dir / PIPELINES).mkdir(parents=True, exist_ok=True)
         self._load_owned()
 
@@ -125,7 +132,12 @@ class Reconciler:
     def pipeline_file(self, name: str) -> Path:
         return self.state_dir / PIPELINES / f"{name}.yaml"
 
-    def _deployed(self, name: str) -> D.Manifest | None:
+    def _deployed(self, name: str) -> Any:
+        """The manifest of *name* under the root (a stand-in with ``file`` and ``revision``
+        in a dry run), or None."""
+        if self.dry_run:
+            own = self.owned.get(name)
+            return SimpleNamespace(file=own.file, revision=own.revision) if own else None
         d = D.state_dir(name, self.root)
         return D.read_manifest(d) if d.exists() else None
 
@@ -195,7 +207,8 @@ class Reconciler:
         log.info("%s: deploying %s revision %s on %s", self.host, name, d.revision,
                  ", ".join(map(str, targets)))
         try:
-            m = D.deploy(f, targets=targets, mode=d.mode, root=self.root)
+            m = SimpleNamespace(revision=d.revision) if self.dry_run else \
+                D.deploy(f, targets=targets, mode=d.mode, root=self.root)
         except DeployError as exc:
             if str(exc).startswith("another nfpipe deploy"):
                 return False                       # busy: the next pass tries again
@@ -233,7 +246,8 @@ class Reconciler:
         elif m is not None:
             log.info("%s: destroying %s (no longer desired here)", self.host, name)
             try:
-                D.destroy(name, root=self.root)
+                if not self.dry_run:
+                    D.destroy(name, root=self.root)
             except DeployError as exc:
                 st = self.status.setdefault(name, PipelineStatus())
                 st.error, st.error_kind = str(exc), type(exc).__name__
@@ -259,8 +273,14 @@ class Reconciler:
                 st.health = "unhealthy" if name in self.failures else "unknown"
                 continue
             try:
-                row = D.status(name, root=self.root)[0]
-                counters = D.stats(name, root=self.root)
+                if self.dry_run:
+                    row = {"state": "running", "revision": self.owned[name].revision}
+                    sim = self.simulate(name, self.owned[name].revision) \
+                        if self.simulate else {}
+                    counters = {"sim": {k: {"packets": v} for k, v in sim.items()}}
+                else:
+                    row = D.status(name, root=self.root)[0]
+                    counters = D.stats(name, root=self.root)
             except NfpipeError as exc:
                 st.state, st.health = "absent", "unhealthy"
                 st.error = st.error or str(exc)
@@ -274,12 +294,20 @@ class Reconciler:
                     if outcome in totals:
                         totals[outcome] += c["packets"]
             st.counters = totals
-            bad = sum(totals[o] for o in BAD_OUTCOMES)
-            grew = bad > self._last_bad.get(name, bad)
+            bad = {o: totals[o] for o in BAD_OUTCOMES}
+            last = self._last_bad.get(name, bad)
+            grew = {o: n - last.get(o, n) for o, n in bad.items() if n > last.get(o, n)}
             self._last_bad[name] = bad
-            failing = name in self.failures
-            st.health = "healthy" if st.state == "running" and not grew and not failing \
-                else "unhealthy"
+            reasons = []
+            if st.state != "running":
+                reasons.append(f"state {st.state}")
+            reasons += [f"{n} {o.replace('_', '-')} packet(s) since the last pass"
+                        for o, n in grew.items()]
+            if name in self.failures:
+                reasons.append(f"the deploy of the desired revision failed "
+                               f"({self.failures[name].kind})")
+            st.health = "unhealthy" if reasons else "healthy"
+            st.health_reason = "; ".join(reasons) or None
 
     def report(self) -> dict[str, Any]:
         return {"host": self.host, "labels": self.labels, "at": self.clock(),

@@ -28,7 +28,7 @@ def cmd_agent(args) -> int:
     if args.dir:
         source = DirectorySource(args.dir, report_dir=f"{args.state_dir}/reports")
     else:
-        source = EtcdSource(args.etcd, prefix=args.prefix)
+        source = EtcdSource(args.etcd, prefix=args.prefix, host=host)
     rec = Reconciler(host, labels, args.state_dir, root=args.root, backoff=args.backoff)
     agent = Agent(source, rec, resync=args.resync)
     if args.once:
