@@ -1,4 +1,5 @@
-"""``nfpipe agent``: the per-host daemon (``nfpipe.agent``), run in the foreground."""
+"""``nfpipe agent``: the per-host daemon (``nfpipe.agent``), run in the foreground; and
+``nfpipe fleet status|rollout|rollback`` (``nfpipe.agent.fleet``)."""
 from __future__ import annotations
 
 import logging
@@ -11,10 +12,13 @@ from nfpipe.agent import (
     DirectorySource,
     Endpoint,
     EtcdSource,
+    Fleet,
+    Gate,
     Reconciler,
     parse_labels,
     parse_listen,
 )
+from nfpipe.cli import ui
 from nfpipe.cli.output import EXIT_OK, print_json
 from nfpipe.errors import UsageError
 
@@ -29,7 +33,8 @@ def cmd_agent(args) -> int:
         source = DirectorySource(args.dir, report_dir=f"{args.state_dir}/reports")
     else:
         source = EtcdSource(args.etcd, prefix=args.prefix, host=host)
-    rec = Reconciler(host, labels, args.state_dir, root=args.root, backoff=args.backoff)
+    rec = Reconciler(host, labels, args.state_dir, root=args.root, backoff=args.backoff,
+                     dry_run=args.dry_run)
     agent = Agent(source, rec, resync=args.resync)
     if args.once:
         agent.run_once()
@@ -61,4 +66,58 @@ def cmd_agent(args) -> int:
         if endpoint is not None:
             endpoint.close()
         source.close()
+    return EXIT_OK
+
+
+def _fleet(args, say=None) -> Fleet:
+    return Fleet(EtcdSource(args.etcd, prefix=args.prefix), say=say)
+
+
+def cmd_fleet_status(args) -> int:
+    st = _fleet(args).status(args.name)
+    if args.json:
+        print_json(st)
+        return EXIT_OK
+    rows = []
+    for host, h in st["hosts"].items():
+        if not h["pipelines"]:
+            rows.append((host, "-", "-", "-", "-", "store down" if h["store_up"] is False
+                         else ""))
+        for name, p in h["pipelines"].items():
+            why = p.get("error") or p.get("health_reason") or ""
+            rows.append((host, name, f"{p.get('applied_revision')}/{p.get('desired_revision')}",
+                         p.get("state"), p.get("health"), why[:80]))
+    ui.show(ui.table(["host", "pipeline", "applied/desired", "state", "health", "error"], rows))
+    for name, r in st["rollouts"].items():
+        print(f"rollout of {name} to revision {r['to_revision']}: {r['state']}"
+              + (f" ({r['failed_host']}: {r['reason']})" if r.get("reason") else ""))
+    return EXIT_OK
+
+
+def cmd_fleet_rollout(args) -> int:
+    with open(args.file) as f:
+        text = f.read()
+    fleet = _fleet(args, say=None if args.json else print)
+    res = fleet.rollout(text, max_unavailable=args.max_unavailable,
+                        gate=Gate(settle=args.settle, max_drop_ratio=args.max_drop_ratio,
+                                  timeout=args.timeout), dry_run=args.dry_run)
+    if args.json:
+        print_json(res.to_json())
+    elif res.state == "planned":
+        for i, b in enumerate(res.batches, 1):
+            print(f"batch {i}: {', '.join(b)}")
+    else:
+        print(f"rollout of {res.pipeline} to revision {res.revision}: {res.state}"
+              + (f" -- {res.failed_host}: {res.reason}" if res.reason else ""))
+    return 1 if res.state == "rolled_back" else EXIT_OK
+
+
+def cmd_fleet_rollback(args) -> int:
+    out = _fleet(args).rollback(args.name)
+    if args.json:
+        print_json(out)
+    elif out["removed"]:
+        print(f"{args.name}: removed from the fleet (it had no revision before the rollout)")
+    else:
+        print(f"{args.name}: back to revision {out['revision']} on every host")
     return EXIT_OK

@@ -158,3 +158,49 @@ def test_rollouts_across_100_simulated_hosts(etcd, tmp_path):
               f"(settle {gate.settle}s) took {rollout_s:.1f}s")
     finally:
         sim.stop()
+
+
+def test_fleet_and_agent_cli(etcd, tmp_path, capsys):
+    import json
+
+    from nfpipe.cli.main import main
+    prefix = "/fleet-cli"
+    src = EtcdSource(etcd.url, prefix=prefix)
+    agents, threads = [], []
+    for host in ("a1", "a2", "a3"):
+        rec = Reconciler(host, {"role": "edge"}, tmp_path / host, dry_run=True)
+        agents.append(Agent(EtcdSource(etcd.url, prefix=prefix, host=host), rec, resync=0.5))
+        threads.append(threading.Thread(target=agents[-1].run, daemon=True))
+        threads[-1].start()
+    common = ["--etcd", etcd.url, "--prefix", prefix]
+    try:
+        # one pass of a dry-run agent from the command line reports into the store
+        assert main(["agent", "--once", "--dry-run", "--host", "a4", "--label", "role=core",
+                     "--state-dir", str(tmp_path / "a4"), "--json", *common]) == 0
+        assert json.loads(capsys.readouterr().out)["host"] == "a4"
+        f = tmp_path / "edge.yaml"
+        f.write_text(doc(1))
+        deadline = time.monotonic() + 20
+        while len(src.statuses()) < 4:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert main(["fleet", "rollout", str(f), "--dry-run", "--max-unavailable", "2",
+                     "--json", *common]) == 0
+        assert json.loads(capsys.readouterr().out)["batches"] == [["a1", "a2"], ["a3"]]
+        assert main(["fleet", "rollout", str(f), "--max-unavailable", "2", "--settle", "0.5",
+                     *common]) == 0
+        assert "revision 1: done" in capsys.readouterr().out
+        assert main(["fleet", "status", NAME, "--json", *common]) == 0
+        st = json.loads(capsys.readouterr().out)
+        assert {h: p["pipelines"][NAME]["applied_revision"] for h, p in st["hosts"].items()
+                if p["pipelines"]} == {"a1": 1, "a2": 1, "a3": 1}
+        assert main(["fleet", "status", *common]) == 0
+        assert "a3" in capsys.readouterr().out
+        assert main(["fleet", "rollback", NAME, *common]) == 0     # no revision before it
+        assert "removed from the fleet" in capsys.readouterr().out
+        assert src.etcd.get(f"{prefix}/pipelines/{NAME}") is None
+    finally:
+        for a in agents:
+            a.stop()
+        for t in threads:
+            t.join(timeout=10)
