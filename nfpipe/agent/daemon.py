@@ -71,7 +71,8 @@ class Agent:
                 self.rec.refresh_health()
             self.passes += 1
             self.last_pass = time.time()
-            if ok and not self.rec.failures and not acted and self.converged_at is None:
+            if ok and not self.rec.failures and not self.rec.busy and not acted and \
+                    self.converged_at is None:
                 self.converged_at = self.last_pass
             elif acted:
                 self.converged_at = None

@@ -35,6 +35,8 @@ OWNED = "owned.json"
 PIPELINES = "pipelines"
 #: the outcomes of nfp_stats that say a pipeline is broken (the gates read them too)
 BAD_OUTCOMES = ("aborted", "tail_call_miss")
+#: seconds before a deploy that found the pipeline's lock held is tried again
+BUSY_RETRY = 0.5
 
 
 @dataclass
@@ -100,6 +102,7 @@ class Reconciler:
         self.problems: dict[str, str] = {}
         self.deploys = {"ok": 0, "error": 0, "destroyed": 0}
         self._last_bad: dict[str, dict[str, int]] = {}
+        self._busy_until: float | None = None
         (self.state_dir / PIPELINES).mkdir(parents=True, exist_ok=True)
         self._load_owned()
 
@@ -211,7 +214,10 @@ class Reconciler:
                 D.deploy(f, targets=targets, mode=d.mode, root=self.root)
         except DeployError as exc:
             if str(exc).startswith("another nfpipe deploy"):
-                return False                       # busy: the next pass tries again
+                # the pipeline's lock is held (by a deploy of the same name: by hand, or
+                # another agent on this machine): soon again, not counted as a failure
+                self._busy_until = self.clock() + BUSY_RETRY
+                return False
             return self._failed(name, digest, st, exc)
         except NfpipeError as exc:
             return self._failed(name, digest, st, exc)
@@ -314,6 +320,16 @@ class Reconciler:
                 "pipelines": {n: asdict(s) for n, s in sorted(self.status.items())},
                 "problems": self.problems, "deploys": dict(self.deploys)}
 
+    @property
+    def busy(self) -> bool:
+        """A deploy found its pipeline's lock held and waits to be tried again."""
+        return self._busy_until is not None
+
     def next_retry(self) -> float | None:
-        """When the earliest backed-off deploy may be tried again (None: none waits)."""
-        return min((f.retry_at for f in self.failures.values()), default=None)
+        """When the earliest backed-off (or lock-busy) deploy may be tried again (None:
+        none waits)."""
+        times = [f.retry_at for f in self.failures.values()]
+        if self._busy_until is not None:
+            times.append(self._busy_until)
+            self._busy_until = None
+        return min(times, default=None)
