@@ -32,7 +32,7 @@ import time
 import urllib.parse
 from typing import Any
 
-from nfpipe.agent.source import Snapshot, build_snapshot
+from nfpipe.agent.desired import Snapshot, build_snapshot
 from nfpipe.errors import StoreError
 
 DEFAULT_PREFIX = "/nfpipe"

@@ -25,8 +25,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from nfpipe import deploy as D
-from nfpipe.agent.desired import DesiredPipeline
-from nfpipe.agent.source import Snapshot
+from nfpipe.agent.desired import DesiredPipeline, Snapshot
 from nfpipe.errors import AgentError, DeployError, NfpipeError
 
 log = logging.getLogger("nfpipe.agent")
