@@ -5,7 +5,8 @@ documents, with real traffic between the client and the server.
 One agent process, its own state directory and its own deploy state root (a "host"),
 through: converge (revision 1), update (revision 2, a runtime change), ``kill -9``
 and restart while numbered datagrams stream through the DUT (adopted: nothing is
-deployed again, the same programs and links stay, not one datagram is lost), a
+deployed again, the same programs and links stay, not one datagram is lost), its
+ownership record lost (adopted from the manifest naming its file), a
 pipeline the verifier rejects (reported with its error, retried with a doubling
 backoff, not in a hot loop), a pipeline of the same name deployed by someone else
 (reported, left alone), /metrics and /healthz, and the desired document removed
@@ -104,6 +105,16 @@ def test_agent_converges_adopts_after_kill9_backs_off_and_leaves_others_alone(
         assert after.revision == before.revision and after.entry_prog_id == before.entry_prog_id
         assert [(i.iface, i.link, i.prog_id) for i in after.interfaces] == \
             [(i.iface, i.link, i.prog_id) for i in before.interfaces]
+        # killed between a deploy and recording it (owned.json lost): the manifest names
+        # the agent's own file, so it is adopted, not reported foreign; nothing changes
+        agent.kill9()
+        (tmp_path / "state" / "owned.json").unlink()
+        agent.start()
+        st = wait_applied(agent, name, 2)
+        assert st["pipelines"][name]["error"] is None
+        again = D.read_manifest(D.state_dir(name, root))
+        assert (again.revision, again.entry_prog_id) == (before.revision, before.entry_prog_id)
+        assert passes(topo, PASS) and not passes(topo, BLOCK2)
 
         # --- a pipeline the verifier rejects: reported, retried with backoff ---
         (desired / f"{bad}.yaml").write_text(

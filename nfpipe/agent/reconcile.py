@@ -104,6 +104,8 @@ class Reconciler:
         self._busy_until: float | None = None
         (self.state_dir / PIPELINES).mkdir(parents=True, exist_ok=True)
         self._load_owned()
+        for name, own in self.owned.items():         # reported before the first snapshot
+            self.status[name] = PipelineStatus(applied_revision=own.revision)
 
     # -- ownership --
 
@@ -177,6 +179,13 @@ class Reconciler:
         st.interfaces = [str(t) for t in d.targets(self.host, self.labels) or []]
         own = self.owned.get(name)
         m = self._deployed(name)
+        if own is None and m is not None and m.file == str(self.pipeline_file(name)):
+            # deployed from this agent's own file, but killed before it recorded that:
+            # ours; the deploy below finds it unchanged (or updates it), re-attaching nothing
+            log.info("%s: %s: adopting a deploy this agent made but did not record",
+                     self.host, name)
+            own = self.owned[name] = Owned("", d.revision, m.file, self.clock())
+            self._save_owned()
         if own is None and m is not None:
             st.state, st.error = "foreign", (f"pipeline '{name}' is deployed on this host "
                                              f"but not by this agent (file {m.file}): "
