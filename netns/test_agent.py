@@ -182,6 +182,45 @@ def test_agent_converges_adopts_after_kill9_backs_off_and_leaves_others_alone(
         cleanup_root(root)
 
 
+@pytest.mark.parametrize("stage", ["attached", "update-next"])
+def test_agent_killed_inside_its_deploy_converges_on_restart(scenario, tmp_path, stage):
+    """The agent's own deploy SIGKILLs it (NFPIPE_FAULT) halfway through a first deploy
+    (interfaces attached, nothing recorded) or an update (the next manifest written):
+    restarted, it repairs (undo, or roll forward) and converges to the desired revision."""
+    topo = scenario.topo
+    tag = uuid.uuid4().hex[:6]
+    name = f"ak{tag}"
+    root = f"/sys/fs/bpf/nfpipe-agent-{tag}"
+    desired = tmp_path / "desired"
+    desired.mkdir()
+    dut0 = f"{topo.netns('dut')}:{topo.ifname('dut', 'eth0')}"
+    doc = desired / f"{name}.yaml"
+    agent = AgentProc("dut", tmp_path / "state", root, ["--dir", str(desired)],
+                      labels={"role": "edge"})
+    try:
+        doc.write_text(document(name, 1, {"dut": [dut0]}, [BLOCK]))
+        if stage.startswith("update"):
+            agent.start()
+            wait_applied(agent, name, 1)
+            agent.stop()
+            doc.write_text(document(name, 2, {"dut": [dut0]}, [BLOCK, BLOCK2]))
+        agent.start(fault=stage)
+        assert agent.proc.wait(90) == -9                    # killed by its own deploy
+        agent.start()
+        want = 2 if stage.startswith("update") else 1
+        st = wait_applied(agent, name, want)
+        assert st["pipelines"][name]["error"] is None
+        m = D.read_manifest(D.state_dir(name, root))
+        assert len(m.interfaces) == 1 and not (D.state_dir(name, root) / "manifest_next").exists()
+        assert passes(topo, PASS) and not passes(topo, BLOCK)
+        if want == 2:
+            assert not passes(topo, BLOCK2)
+        assert agent.stop() == 0
+    finally:
+        agent.kill9()
+        cleanup_root(root)
+
+
 @pytest.fixture(autouse=True)
 def _no_leftover_roots():
     yield

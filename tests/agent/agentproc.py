@@ -36,12 +36,19 @@ class AgentProc:
         self.log = self.state_dir.parent / f"agent-{host}.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> AgentProc:
+    def start(self, fault: str | None = None) -> AgentProc:
+        """Start the agent and wait for its first pass; with *fault*, it runs with
+        ``NFPIPE_FAULT=<fault>`` (its deploy kills it at that stage) and is not waited
+        for."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if k != "NFPIPE_FAULT"}
+        if fault:
+            env["NFPIPE_FAULT"] = fault
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, cwd=REPO)
-        self.wait(lambda s: s["agent"]["passes"] >= 1, 60, "the agent's first pass")
+                                         stdin=subprocess.DEVNULL, cwd=REPO, env=env)
+        if not fault:
+            self.wait(lambda s: s["agent"]["passes"] >= 1, 60, "the agent's first pass")
         return self
 
     def get(self, path: str) -> tuple[int, str]:
