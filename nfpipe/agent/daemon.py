@@ -185,7 +185,7 @@ class Agent:
                   f'pipeline="{_label(n)}"}} {p["attempts"]}' for n, p in sorted(pipes.items())]
         text = "\n".join(lines) + "\n"
         owned = sorted(self.rec.owned)
-        if owned:
+        if owned and not self.rec.dry_run:
             try:
                 text += D.prometheus(owned, root=self.rec.root)
             except Exception as exc:      # a pipeline destroyed meanwhile: next scrape

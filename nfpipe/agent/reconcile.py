@@ -280,8 +280,8 @@ class Reconciler:
         """Each pipeline's state (from bpffs and the kernel) and counters; unhealthy when
         not attached everywhere or when aborted / tail-call-miss counts grew."""
         for name, st in self.status.items():
-            if st.state == "foreign" and name not in self.owned:
-                continue
+            if st.error_kind == "foreign":
+                continue                           # someone else's: not ours to judge
             if name not in self.owned:
                 st.state = "failed" if name in self.failures else "absent"
                 st.health = "unhealthy" if name in self.failures else "unknown"
