@@ -226,3 +226,23 @@ class NoSuchObject(DeployError, NotFoundError):
 
 class NoSuchSource(CompileError, NotFoundError):
     """A C source that does not exist."""
+
+
+class AgentError(NfpipeError):
+    """The agent (``nfpipe agent``) cannot use a desired state: a desired-pipeline file
+    that does not parse (``source`` names it: a path or a store key), a pipeline it does
+    not own, a store it cannot reach."""
+
+    def __init__(self, message: str, *, source: str | None = None,
+                 pipeline: str | None = None):
+        self.source, self.pipeline = source, pipeline
+        super().__init__(f"{source}: {message}" if source else message)
+
+
+class StoreError(AgentError):
+    """The desired-state store (etcd) refused a request or could not be reached;
+    ``endpoint`` and ``op`` say which request, ``status`` the HTTP status if any."""
+
+    def __init__(self, message: str, *, endpoint: str, op: str, status: int | None = None):
+        self.endpoint, self.op, self.status = endpoint, op, status
+        super().__init__(f"etcd {op} at {endpoint}: {message}")

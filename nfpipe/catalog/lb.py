@@ -233,29 +233,29 @@ def _permutation(name: str, size: int) -> tuple[int, int]:
     return offset, skip
 
 
-def maglev_table(backends: list[tuple[str, int, int]], size: int,
-                 prev: list[int] | None = None) -> list[int]:
+def maglev_table(backends: list[tuple[str, int, int]], size: int) -> list[int]:
     """Weighted Maglev lookup table of *size* slots (a prime) from (name, weight, id).
 
+    A pure function of the backends' names and weights and of *size*: the id only
+    labels a backend's slots (the data path stores ids), so two LBs that give the
+    same backends different ids still send every flow to the same backend, and a
+    long-running LB agrees with a freshly loaded one whatever its update history.
+
     Every backend walks its own permutation of the slots (offset and skip from a
-    hash of its name); in each round a backend takes ``weight`` turns, each
-    claiming its next still-free preferred slot, so its share of the slots is
-    proportional to its weight (to within weight/size).  With *prev* (a table
-    whose backends are a superset of these, same weights), the slots of the
-    backends still present are kept and only the freed slots are refilled the
-    same way: removing or draining a backend moves only its own slots.
+    hash of its name); backends take their turns in the order of their names; in
+    each round a backend takes ``weight`` turns, each claiming its next still-free
+    preferred slot, so its share of the slots is proportional to its weight (to
+    within weight/size).  This is Maglev's own construction: removing one of N
+    backends moves its own slots and, by the rebuild, about a few percent more
+    (tests/nf/test_lb.py measures it), not the (N-1)/N of a hash modulo N.
     """
     table = [0] * size
     if not backends:
         return table
-    order = sorted(backends)
+    if len({name for name, _, _ in backends}) != len(backends):
+        raise ValueError("maglev_table: two backends with the same name")
+    order = sorted(backends, key=lambda b: b[0])
     filled = 0
-    if prev is not None:
-        keep = {bid for _, _, bid in order}
-        for i, bid in enumerate(prev):
-            if bid in keep:
-                table[i] = bid
-                filled += 1
     perms = [(*_permutation(name, size), weight, bid) for name, weight, bid in order]
     nxt = [0] * len(perms)
     while filled < size:
@@ -272,6 +272,11 @@ def maglev_table(backends: list[tuple[str, int, int]], size: int,
                 if filled == size:
                     return table
     return table
+
+
+def maglev_names(table: list[int], names: Mapping[int, str]) -> list[str]:
+    """A table of ids as the backends' names: what two LBs compare (ids may differ)."""
+    return [names.get(bid, "") for bid in table]
 
 
 # ---- flow hash: the twin of lb.c's flow_hash -----------------------------------------------
@@ -324,6 +329,12 @@ class Plan:
     # on; (vip key, name) -> (id, vip index, backend).  purge() lets them go.
     retired: dict[tuple, tuple[int, int, BackendSpec]] = field(default_factory=dict)
 
+    def table_names(self, k: tuple) -> list[str]:
+        """VIP *k*'s active table as backend names: equal on every LB with its backend set
+        and weights (ids are per LB, names are not)."""
+        names = {bid: b.name for bid, (_idx, b) in self.backends.items()}
+        return maglev_names(self.tables[k], names)
+
     def by_index(self) -> dict[int, VipSpec]:
         return {self.vip_index[k]: v for k, v in self.vips.items()}
 
@@ -375,10 +386,10 @@ def make_plan(vips: tuple[VipSpec, ...], prev: Plan | None) -> Plan:
             plan.tables[k] = old                          # unchanged: no new generation
             plan.gen[k] = prev.gen[k]
             continue
-        old_w = prev.active_weights.get(k, {})
-        incremental = (old is not None and len(old) == v.table_size and active and
-                       all(old_w.get(bid) == w for bid, w in active.items()))
-        plan.tables[k] = maglev_table(entries, v.table_size, old if incremental else None)
+        # the table of the new set itself, whatever the previous one was: every LB
+        # with this set has this table (maglev_table is a function of names, weights
+        # and size; ids only label the slots)
+        plan.tables[k] = maglev_table(entries, v.table_size)
         plan.gen[k] = 1 - prev.gen[k] if k in prev.gen else 0
     return plan
 

@@ -257,6 +257,55 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--copy", metavar="DIR",
                     help="copy them (with the C files they use) into DIR")
 
+    ag = verb(sub, "agent", "per-host daemon: deploy, update and destroy the pipelines a "
+                            "desired state (etcd or a directory) gives this host; report back",
+              _run("agent", "cmd_agent"))
+    ag.add_argument("--host", help="this host's name in the fleet (default: the hostname)")
+    ag.add_argument("--label", action="append", metavar="KEY=VALUE",
+                    help="a label of this host that pipelines select on (repeatable)")
+    ag.add_argument("--dir", metavar="DIR", help="desired pipelines: a directory of documents")
+    ag.add_argument("--etcd", metavar="URL[,URL]", help="desired pipelines: etcd endpoints")
+    ag.add_argument("--prefix", default="/nfpipe", help="etcd key prefix (default /nfpipe)")
+    ag.add_argument("--state-dir", default="/var/lib/nfpipe/agent",
+                    help="where the agent records what it owns (default /var/lib/nfpipe/agent)")
+    ag.add_argument("--root", default="/sys/fs/bpf/nfpipe", help="the deploy state root")
+    ag.add_argument("--listen", default="127.0.0.1:9465", metavar="HOST:PORT",
+                    help="/metrics, /healthz, /status (default 127.0.0.1:9465; 'off': none)")
+    ag.add_argument("--resync", type=float, default=30.0, metavar="S",
+                    help="reconcile at least every S seconds (default 30)")
+    ag.add_argument("--backoff", type=float, default=5.0, metavar="S",
+                    help="first retry of a failed deploy after S seconds, doubling (default 5)")
+    ag.add_argument("--once", action="store_true",
+                    help="one pass, print the report, exit (1 if a deploy failed)")
+    ag.add_argument("--dry-run", action="store_true",
+                    help="a simulated host: deploy nothing, report as if it had")
+
+    fl = sub.add_parser("fleet", help="the fleet through etcd: status, rolling updates gated "
+                                      "on health, rollback")
+    fsub = fl.add_subparsers(dest="fleet_command", metavar="ACTION", required=True)
+    fs = verb(fsub, "status", "every host's pipelines: revision applied, state, health, errors",
+              _run("agent", "cmd_fleet_status"))
+    fs.add_argument("name", nargs="?")
+    fr = verb(fsub, "rollout", "a desired-pipeline document onto the fleet in batches, each "
+                               "gated on health; a failing gate rolls back",
+              _run("agent", "cmd_fleet_rollout"))
+    fr.add_argument("file")
+    fr.add_argument("--max-unavailable", default="1", metavar="N|P%",
+                    help="hosts per batch (default 1)")
+    fr.add_argument("--settle", type=float, default=10.0, metavar="S",
+                    help="seconds each batch must stay healthy (default 10)")
+    fr.add_argument("--max-drop-ratio", type=float, default=1.0, metavar="R",
+                    help="drops / packets allowed during the settle time (default 1: any)")
+    fr.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                    help="for a batch to report the new revision (default 120)")
+    fr.add_argument("--dry-run", action="store_true", help="show the batches, change nothing")
+    fb = verb(fsub, "rollback", "the document before the last rollout, on every host at once",
+              _run("agent", "cmd_fleet_rollback"))
+    fb.add_argument("name")
+    for a in (fs, fr, fb):
+        a.add_argument("--etcd", required=True, metavar="URL[,URL]", help="etcd endpoints")
+        a.add_argument("--prefix", default="/nfpipe", help="etcd key prefix (default /nfpipe)")
+
     dm = verb(sub, "demo", "topology, deploy, real traffic, stats, teardown",
               _run("pipelines", "cmd_demo"))
     dm.add_argument("--loader", action="store_true",

@@ -1,6 +1,7 @@
 """Every YAML snippet in README.md and docs/ is a whole file nfpipe reads, and reads
-without a problem: a pipeline (parsed and checked as a graph), a topology, a
-driver profile, or a test-case file.  What the docs show is what the validator accepts."""
+without a problem: a pipeline (parsed and checked as a graph), an agent's desired
+pipeline (its pipeline checked so), a topology, a driver profile, or a test-case
+file.  What the docs show is what the validator accepts."""
 from __future__ import annotations
 
 import re
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from nfpipe import profiles
+from nfpipe.agent import parse_document
 from nfpipe.graph import problems_of
 from nfpipe.spec import PipelineSpec
 from nfpipe.testing import load_cases
@@ -46,7 +48,11 @@ def test_snippet_is_a_valid_file(doc, line, text, tmp_path):
     keys = {m.group(1) for m in re.finditer(r"^([a-z_]+):", text, re.M)}
     try:
         f.write_text(text)
-        if "pipeline" in keys:
+        if {"hosts", "revision", "pipeline"} <= keys:      # an agent's desired pipeline
+            f.write_text(parse_document(text, where).pipeline_text())
+            spec = PipelineSpec.from_file(f)
+            assert [str(p) for p in problems_of(spec)] == [], where
+        elif "pipeline" in keys:
             spec = PipelineSpec.from_file(f)
             assert [str(p) for p in problems_of(spec)] == [], where
         elif "topology" in keys:
