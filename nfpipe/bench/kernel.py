@@ -14,6 +14,7 @@ kinds; ``compare()`` gives each linking's cost over the hand-written program.
 from __future__ import annotations
 
 import statistics
+import struct
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -28,6 +29,7 @@ from scapy.layers.l2 import Dot1Q, Ether
 from nfpipe import resources
 from nfpipe.catalog.base import SourceNF
 from nfpipe.compose import build, make_plan
+from nfpipe.kernel import syscall as sc
 from nfpipe.loader import Object
 from nfpipe.runtime import Pipeline
 from nfpipe.spec import PipelineSpec
@@ -162,6 +164,52 @@ def compare(results: list[Result]) -> list[dict]:
                 row[f"{linking}_over_handwritten_ns"] = got[linking] - got["handwritten"]
         rows.append(row)
     return rows
+
+
+# examples/edge.yaml beside benchmarks/handwritten/edge.c.
+
+def edge_yaml() -> Path:
+    return resources.examples_dir() / "edge.yaml"
+
+
+def edge_lb_plan() -> tuple[list[int], dict[int, tuple[bytes, int, bool]]]:
+    """What the hand-written edge program takes from nfpipe's LB control plane, and the
+    one place it does: edge.yaml's lb config through ``LoadBalancer``, and from its
+    plan the VIP's Maglev table (slot -> backend id) and the backends (id -> IPv4
+    address bytes, port, draining)."""
+    from nfpipe.catalog.lb import LoadBalancer
+    doc = yaml.safe_load(edge_yaml().read_text())
+    plan = LoadBalancer(next(n["config"] for n in doc["nodes"] if n["nf"] == "lb")).plan
+    (table,) = plan.tables.values()                     # edge.yaml has one VIP
+    return list(table), {bid: (b.addr, b.port, b.draining)
+                         for bid, (_, b) in plan.backends.items()}
+
+
+@contextmanager
+def edge_handwritten(obj_path: str | Path | None = None) -> Iterator[Object]:
+    """benchmarks/handwritten/edge.c (or the object *obj_path*) loaded, its LB maps
+    filled from ``edge_lb_plan()``; every other map starts empty."""
+    table, backends = edge_lb_plan()
+    with Object.load(obj_path or nf_compile(HANDWRITTEN / "edge.c")) as obj:
+        slots = obj.maps["lb_table"]
+        n = len(table)
+        if n != slots.max_entries:
+            raise RuntimeError(f"edge.c's lb_table has {slots.max_entries} slots, the LB's "
+                               f"table {n}: change LB_TABLE_SIZE with edge.yaml")
+        sc.map_update_batch_packed(slots.fd, struct.pack(f"<{n}I", *range(n)),
+                                   struct.pack(f"<{n}I", *table), n)
+        for bid, (addr, port, draining) in backends.items():
+            obj.maps["lb_backends"][bid] = {
+                "addr": int.from_bytes(addr, "little"),         # __be32 / __be16 as
+                "port": int.from_bytes(port.to_bytes(2, "big"), "little"),  # on the wire
+                "flags": 1 | (2 if draining else 0), "pad": 0}
+        yield obj
+
+
+def edge_pipeline(linking: str) -> Pipeline:
+    """examples/edge.yaml loaded with *linking* (the caller closes it)."""
+    return Pipeline.load(build(make_plan(PipelineSpec.from_file(edge_yaml()),
+                                         linking=linking)))
 
 
 def register_catalog_cases() -> None:
