@@ -10,6 +10,13 @@ The ``fw-`` cases put the seeds' firewall (examples/firewall.yaml's filter node 
 a one-node pipeline) beside the same firewall written by hand as one XDP program
 (benchmarks/handwritten/firewall.c, shipped with nfpipe), for several packet
 kinds; ``compare()`` gives each linking's cost over the hand-written program.
+
+The ``edge-`` cases do the same for examples/edge.yaml (filter, LB, TTL guard, NAT,
+telemetry) beside benchmarks/handwritten/edge.c; ``compare_edge()`` gives the ratio
+issue 12 sets a target for: (nfpipe - floor) / (hand-written - floor).  A packet the
+pipeline rewrites (DNAT, masquerade) would take another path on a second in-kernel
+repeat, so those kinds are timed as the mean of single runs, with the floor timed the
+same way (``baseline-single``); after the first run the flow is established.
 """
 from __future__ import annotations
 
@@ -22,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 
@@ -41,6 +48,9 @@ HANDWRITTEN = resources.data_dir("benchmarks") / "handwritten"
 TCP_SYN = bytes(Ether() / IP(src="192.0.2.10", dst="198.51.100.20", ttl=64) /
                 TCP(sport=40000, dport=8080, flags="S"))
 UDP_DNS = bytes(Ether() / IP(src="192.0.2.10", dst="198.51.100.20") / UDP(sport=5353, dport=53))
+
+
+SINGLES_MAX = 5000   # single runs per round of a case timed that way
 
 
 @dataclass
@@ -75,24 +85,41 @@ def _pipeline(text: str, linking: str, packet: bytes) -> Iterator[Callable]:
         yield lambda repeat: p.test_run(packet, repeat=repeat).duration_ns
 
 
+def _timer(prog, packet: bytes, repeat_safe: bool = True) -> Callable:
+    """repeat -> ns per run of *prog* on *packet*: in-kernel repeats, or (not
+    *repeat_safe*) the mean of up to SINGLES_MAX single runs."""
+    if repeat_safe:
+        return lambda repeat: prog.test_run(packet, repeat=repeat).duration_ns
+
+    def singles(repeat: int) -> float:
+        n = max(1, min(repeat, SINGLES_MAX))
+        return sum(prog.test_run(packet).duration_ns for _ in range(n)) / n
+    return singles
+
+
 @contextmanager
 def _nf(nf, packet: bytes, hook: str = "xdp", repeat_safe: bool = True) -> Iterator[Callable]:
     """One NF alone.  A case whose NF rewrites the packet so that a second in-kernel
     repeat would take another path (NAT) is timed as the mean of single runs."""
     with load_nf(nf, hook) as loaded:
-        prog = loaded.program
-        if repeat_safe:
-            yield lambda repeat: prog.test_run(packet, repeat=repeat).duration_ns
-        else:
-            def singles(repeat: int) -> float:
-                n = max(1, min(repeat, 5000))
-                return sum(prog.test_run(packet).duration_ns for _ in range(n)) / n
-            yield singles
+        yield _timer(loaded.program, packet, repeat_safe)
 
 
 @case("baseline", "baseline")
 def _baseline():
     return _program(EXAMPLES / "xdp_pass.c", "xdp_pass", TCP_SYN)
+
+
+@case("baseline-single", "baseline")
+def _baseline_single():
+    """The floor of the cases timed as single runs (the same per-call overhead)."""
+    return _single_program(EXAMPLES / "xdp_pass.c", "xdp_pass", TCP_SYN)
+
+
+@contextmanager
+def _single_program(path: Path, program: str, packet: bytes) -> Iterator[Callable]:
+    with Object.load(nf_compile(path)) as obj:
+        yield _timer(obj.programs[program], packet, repeat_safe=False)
 
 
 @case("ttl_guard", "nf")
@@ -212,6 +239,75 @@ def edge_pipeline(linking: str) -> Pipeline:
                                          linking=linking)))
 
 
+_CLIENT = IP(src="198.51.100.20", dst="10.100.0.1", ttl=64)
+# kind -> (packet, timed by in-kernel repeats): VIP traffic and the masquerade are
+# rewritten (single runs), the others leave the packet as it was.
+EDGE_PACKETS: dict[str, tuple[bytes, bool]] = {
+    "vip-syn": (bytes(_E / _CLIENT / TCP(sport=40000, dport=80, flags="S")), False),
+    "vip-est": (bytes(_E / _CLIENT / TCP(sport=40000, dport=80, flags="A") / (b"x" * 64)),
+                False),
+    "masq": (bytes(_E / IP(src="10.0.0.5", dst="93.184.216.34") /
+                   TCP(sport=51000, dport=443, flags="A") / (b"x" * 64)), False),
+    "icmp": (bytes(_E / IP(src="198.51.100.20", dst="203.0.113.1", ttl=64) /
+                   ICMP(id=7)), True),                   # TTL guard passes, NAT leaves it
+    "icmp-ttl1": (bytes(_E / IP(src="198.51.100.20", dst="203.0.113.1", ttl=1) /
+                        ICMP(id=7)), True),              # the TTL guard drops it
+    "telnet": (bytes(_E / IP(src="198.51.100.20", dst="10.0.1.1") /
+                     TCP(sport=40000, dport=23, flags="S")), True),
+}
+EDGE_IMPLS = ("handwritten", "fused", "tailcall")
+EDGE_FUSED_STYLE: dict[str, str] = {}   # case -> "inline" or "calls", once loaded
+
+
+@contextmanager
+def _edge_hw(packet: bytes, repeat_safe: bool) -> Iterator[Callable]:
+    with edge_handwritten() as obj:
+        yield _timer(obj.programs["edge"], packet, repeat_safe)
+
+
+@contextmanager
+def _edge_nfpipe(name: str, linking: str, packet: bytes, repeat_safe: bool
+                 ) -> Iterator[Callable]:
+    with edge_pipeline(linking) as p:
+        if p.fused_style:
+            EDGE_FUSED_STYLE[name] = p.fused_style
+        yield _timer(p.entry, packet, repeat_safe)
+
+
+for _kind, (_pkt, _safe) in EDGE_PACKETS.items():
+    case(f"edge-{_kind}-handwritten", "edge")(
+        lambda pkt=_pkt, safe=_safe: _edge_hw(pkt, safe))
+    for _linking in ("fused", "tailcall"):
+        _name = f"edge-{_kind}-{_linking}"
+        case(_name, "edge")(lambda name=_name, pkt=_pkt, linking=_linking, safe=_safe:
+                            _edge_nfpipe(name, linking, pkt, safe))
+
+
+def compare_edge(results: list[Result]) -> list[dict]:
+    """Per edge packet kind measured: ns/packet of each implementation and of the floor
+    timed the same way, and the issue's ratio (nfpipe - floor) / (hand-written - floor)
+    for each linking (target: fused at most 1.2)."""
+    ns = {r.name: r.ns for r in results}
+    rows = []
+    for kind, (_, safe) in EDGE_PACKETS.items():
+        got = {impl: ns.get(f"edge-{kind}-{impl}") for impl in EDGE_IMPLS}
+        floor = ns.get("baseline" if safe else "baseline-single")
+        if got["handwritten"] is None or floor is None:
+            continue
+        row = {"packet": kind, "timing": "repeat" if safe else "single runs",
+               "floor_ns": floor, **{f"{k}_ns": v for k, v in got.items()}}
+        for linking in ("fused", "tailcall"):
+            if got[linking] is not None:                # None: no cost above the floor
+                row[f"{linking}_ratio"] = ((got[linking] - floor) /
+                                           (got["handwritten"] - floor)
+                                           if got["handwritten"] > floor else None)
+        style = EDGE_FUSED_STYLE.get(f"edge-{kind}-fused")
+        if style:
+            row["fused_style"] = style
+        rows.append(row)
+    return rows
+
+
 def register_catalog_cases() -> None:
     """Cases for catalog NFs whose modules provide ``bench_cases()``."""
     import importlib
@@ -232,6 +328,9 @@ def run(selected: list[str] | None = None, *, repeat: int = 200_000, rounds: int
         register_catalog_cases()
     names = [n for n in CASES if not selected or n == "baseline" or
              any(n.startswith(s) for s in selected)]
+    if any(n.startswith("edge-") and not EDGE_PACKETS[n[5:n.rindex("-")]][1] for n in names) \
+            and "baseline-single" not in names:
+        names.insert(1, "baseline-single")             # the floor of single-run cases
     samples: dict[str, list] = {n: [] for n in names}
     with ExitStack() as stack:
         # Every case loaded first, then measured round-robin: a drift of the machine
@@ -257,5 +356,16 @@ def run(selected: list[str] | None = None, *, repeat: int = 200_000, rounds: int
             over = "   ".join(f"{k.split('_')[0]} {v:+6.1f}" for k, v in row.items()
                              if k.endswith("_over_handwritten_ns"))
             print(f"  {row['packet']:<12} hand-written {row['handwritten_ns']:6.1f}   {over}",
+                  file=out)
+    edge = compare_edge(results)
+    if edge and not json_output:
+        print("\nexamples/edge.yaml over benchmarks/handwritten/edge.c, floor subtracted "
+              "((nfpipe - floor) / (hand-written - floor); target: fused <= 1.2):", file=out)
+        for row in edge:
+            ratios = "   ".join(f"{k.split('_')[0]} " + (f"x{v:.2f}" if v is not None else "-")
+                                for k, v in row.items() if k.endswith("_ratio"))
+            style = f"  (fused: {row['fused_style']})" if "fused_style" in row else ""
+            print(f"  {row['packet']:<10} floor {row['floor_ns']:6.1f}  hand-written "
+                  f"{row['handwritten_ns']:6.1f}   {ratios}   [{row['timing']}]{style}",
                   file=out)
     return results

@@ -140,8 +140,16 @@ def cmd_bench(args) -> int:
         base = results[0].ns
         cases = [{"case": r.name, "ns_per_packet": r.ns, "ratio_to_baseline": r.ns / base,
                   "samples": r.samples} for r in results]
-        rows = bench.compare(results)
-        print_json({"cases": cases, "firewall_vs_handwritten": rows} if rows else cases)
+        rows, edge = bench.compare(results), bench.compare_edge(results)
+        if rows or edge:
+            out = {"cases": cases}
+            if rows:
+                out["firewall_vs_handwritten"] = rows
+            if edge:
+                out["edge_vs_handwritten"] = edge
+            print_json(out)
+        else:
+            print_json(cases)
     return EXIT_OK
 
 
