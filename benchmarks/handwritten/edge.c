@@ -330,6 +330,9 @@ static __always_inline void *hdr(void *data, void *data_end, __u32 off, __u32 le
 {
 	void *p = data + (off & OFF_MASK);
 
+	/* Hide p's origin from the optimizer: it must compare the pointer with data_end as
+	 * written, not an offset with the packet's length, which the verifier cannot follow. */
+	asm volatile("" : "+r"(p));
 	if (off > OFF_MASK || off + len > end || p + len > data_end)
 		return NULL;
 	return p;
