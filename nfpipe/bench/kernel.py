@@ -254,6 +254,10 @@ EDGE_PACKETS: dict[str, tuple[bytes, bool]] = {
                         ICMP(id=7)), True),              # the TTL guard drops it
     "telnet": (bytes(_E / IP(src="198.51.100.20", dst="10.0.1.1") /
                      TCP(sport=40000, dport=23, flags="S")), True),
+    # through all four NFs, changed by none: the filter's default, the LB's reply lookup
+    # (a miss), the NAT's untouched path, telemetry's established flow
+    "pass": (bytes(_E / IP(src="198.51.100.20", dst="192.0.2.1") /
+                   TCP(sport=40000, dport=443, flags="A") / (b"x" * 64)), True),
 }
 EDGE_IMPLS = ("handwritten", "fused", "tailcall")
 EDGE_FUSED_STYLE: dict[str, str] = {}   # case -> "inline" or "calls", once loaded
