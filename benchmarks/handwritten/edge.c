@@ -36,13 +36,13 @@
  *
  * Left out, because a hand-written program for this one config would leave it out:
  * the config is compiled in (rules, VIP, NAT prefix, external address, forward) where
- * nfpipe reads its rule set, VIP map and forwards map at run time; IPv6 and UDP are
- * never balanced or translated (edge.yaml has no such VIP or forward).  Left out of
- * scope (not fast paths): fragments, AH, ICMP errors and other ICMP types or
- * protocols NAT would translate address-only, and the check that an entry's other
- * half is still its own (nat.c remakes a connection whose reply tuple another flow
- * took).  Those packets are dropped going out (never leaked
- * untranslated) and, coming in, dropped as fragments/AH or left untouched.
+ * nfpipe reads its rule set, VIP map and forwards map at run time; IPv6 is never
+ * balanced or translated, UDP never balanced (edge.yaml has no such VIP; UDP is
+ * masqueraded), so the LB keeps IPv4-sized flow keys.  Left out of scope (not fast
+ * paths): fragments and AH (dropped), ICMP errors and the ICMP types and protocols
+ * NAT translates address-only (dropped going out, never leaked untranslated; left
+ * untouched coming in), and the check that an entry's other half is still its own
+ * (nat.c remakes a connection whose reply tuple another flow took).
  * tests/nf/test_handwritten_edge.py checks that it agrees with nfpipe byte for byte.
  */
 #include <linux/bpf.h>
