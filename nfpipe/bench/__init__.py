@@ -4,7 +4,16 @@
 firewall beside a hand-written program).  ``live``: live frames on a veth into a
 device under test, nfpipe beside a hand-written program, nftables and iptables.
 """
-from nfpipe.bench.kernel import CASES, FW_PACKETS, Result, compare, run
+from nfpipe.bench.kernel import (
+    CASES,
+    EDGE_PACKETS,
+    FW_PACKETS,
+    Result,
+    compare,
+    compare_edge,
+    run,
+)
 from nfpipe.bench.live import LiveResult, run_live
 
-__all__ = ["CASES", "FW_PACKETS", "LiveResult", "Result", "compare", "run", "run_live"]
+__all__ = ["CASES", "EDGE_PACKETS", "FW_PACKETS", "LiveResult", "Result", "compare",
+           "compare_edge", "run", "run_live"]

@@ -10,10 +10,18 @@ The ``fw-`` cases put the seeds' firewall (examples/firewall.yaml's filter node 
 a one-node pipeline) beside the same firewall written by hand as one XDP program
 (benchmarks/handwritten/firewall.c, shipped with nfpipe), for several packet
 kinds; ``compare()`` gives each linking's cost over the hand-written program.
+
+The ``edge-`` cases do the same for examples/edge.yaml (filter, LB, TTL guard, NAT,
+telemetry) beside benchmarks/handwritten/edge.c; ``compare_edge()`` gives the ratio
+issue 12 sets a target for: (nfpipe - floor) / (hand-written - floor).  A packet the
+pipeline rewrites (DNAT, masquerade) would take another path on a second in-kernel
+repeat, so those kinds are timed as the mean of single runs, with the floor timed the
+same way (``baseline-single``); after the first run the flow is established.
 """
 from __future__ import annotations
 
 import statistics
+import struct
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -21,13 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 
 from nfpipe import resources
 from nfpipe.catalog.base import SourceNF
 from nfpipe.compose import build, make_plan
+from nfpipe.kernel import syscall as sc
 from nfpipe.loader import Object
 from nfpipe.runtime import Pipeline
 from nfpipe.spec import PipelineSpec
@@ -39,6 +48,9 @@ HANDWRITTEN = resources.data_dir("benchmarks") / "handwritten"
 TCP_SYN = bytes(Ether() / IP(src="192.0.2.10", dst="198.51.100.20", ttl=64) /
                 TCP(sport=40000, dport=8080, flags="S"))
 UDP_DNS = bytes(Ether() / IP(src="192.0.2.10", dst="198.51.100.20") / UDP(sport=5353, dport=53))
+
+
+SINGLES_MAX = 5000   # single runs per round of a case timed that way
 
 
 @dataclass
@@ -74,19 +86,24 @@ def _pipeline(text: str, linking: str, packet: bytes) -> Iterator[Callable]:
         yield lambda repeat: p.test_run(packet, repeat=repeat).duration_ns
 
 
+def _timer(prog, packet: bytes, repeat_safe: bool = True) -> Callable:
+    """repeat -> ns per run of *prog* on *packet*: in-kernel repeats, or (not
+    *repeat_safe*) the mean of up to SINGLES_MAX single runs."""
+    if repeat_safe:
+        return lambda repeat: prog.test_run(packet, repeat=repeat).duration_ns
+
+    def singles(repeat: int) -> float:
+        n = max(1, min(repeat, SINGLES_MAX))
+        return sum(prog.test_run(packet).duration_ns for _ in range(n)) / n
+    return singles
+
+
 @contextmanager
 def _nf(nf, packet: bytes, hook: str = "xdp", repeat_safe: bool = True) -> Iterator[Callable]:
     """One NF alone.  A case whose NF rewrites the packet so that a second in-kernel
     repeat would take another path (NAT) is timed as the mean of single runs."""
     with load_nf(nf, hook) as loaded:
-        prog = loaded.program
-        if repeat_safe:
-            def timed(repeat: int) -> float:
-                return prog.test_run(packet, repeat=repeat).duration_ns
-        else:
-            def timed(repeat: int) -> float:
-                n = max(1, min(repeat, 5000))
-                return sum(prog.test_run(packet).duration_ns for _ in range(n)) / n
+        timed = _timer(loaded.program, packet, repeat_safe)
         note = getattr(nf, "bench_note", None)
         timed.note = note(loaded.maps) if note else ""          # type: ignore[attr-defined]
         yield timed
@@ -95,6 +112,18 @@ def _nf(nf, packet: bytes, hook: str = "xdp", repeat_safe: bool = True) -> Itera
 @case("baseline", "baseline")
 def _baseline():
     return _program(EXAMPLES / "xdp_pass.c", "xdp_pass", TCP_SYN)
+
+
+@case("baseline-single", "baseline")
+def _baseline_single():
+    """The floor of the cases timed as single runs (the same per-call overhead)."""
+    return _single_program(EXAMPLES / "xdp_pass.c", "xdp_pass", TCP_SYN)
+
+
+@contextmanager
+def _single_program(path: Path, program: str, packet: bytes) -> Iterator[Callable]:
+    with Object.load(nf_compile(path)) as obj:
+        yield _timer(obj.programs[program], packet, repeat_safe=False)
 
 
 @case("ttl_guard", "nf")
@@ -168,6 +197,125 @@ def compare(results: list[Result]) -> list[dict]:
     return rows
 
 
+# examples/edge.yaml beside benchmarks/handwritten/edge.c.
+
+def edge_yaml() -> Path:
+    return resources.examples_dir() / "edge.yaml"
+
+
+def edge_lb_plan() -> tuple[list[int], dict[int, tuple[bytes, int, bool]]]:
+    """What the hand-written edge program takes from nfpipe's LB control plane, and the
+    one place it does: edge.yaml's lb config through ``LoadBalancer``, and from its
+    plan the VIP's Maglev table (slot -> backend id) and the backends (id -> IPv4
+    address bytes, port, draining)."""
+    from nfpipe.catalog.lb import LoadBalancer
+    doc = yaml.safe_load(edge_yaml().read_text())
+    plan = LoadBalancer(next(n["config"] for n in doc["nodes"] if n["nf"] == "lb")).plan
+    (table,) = plan.tables.values()                     # edge.yaml has one VIP
+    return list(table), {bid: (b.addr, b.port, b.draining)
+                         for bid, (_, b) in plan.backends.items()}
+
+
+@contextmanager
+def edge_handwritten(obj_path: str | Path | None = None) -> Iterator[Object]:
+    """benchmarks/handwritten/edge.c (or the object *obj_path*) loaded, its LB maps
+    filled from ``edge_lb_plan()``; every other map starts empty."""
+    table, backends = edge_lb_plan()
+    with Object.load(obj_path or nf_compile(HANDWRITTEN / "edge.c")) as obj:
+        slots = obj.maps["lb_table"]
+        n = len(table)
+        if n != slots.max_entries:
+            raise RuntimeError(f"edge.c's lb_table has {slots.max_entries} slots, the LB's "
+                               f"table {n}: change LB_TABLE_SIZE with edge.yaml")
+        sc.map_update_batch_packed(slots.fd, struct.pack(f"<{n}I", *range(n)),
+                                   struct.pack(f"<{n}I", *table), n)
+        for bid, (addr, port, draining) in backends.items():
+            obj.maps["lb_backends"][bid] = {
+                "addr": int.from_bytes(addr, "little"),         # __be32 / __be16 as
+                "port": int.from_bytes(port.to_bytes(2, "big"), "little"),  # on the wire
+                "flags": 1 | (2 if draining else 0), "pad": 0}
+        yield obj
+
+
+def edge_pipeline(linking: str) -> Pipeline:
+    """examples/edge.yaml loaded with *linking* (the caller closes it)."""
+    return Pipeline.load(build(make_plan(PipelineSpec.from_file(edge_yaml()),
+                                         linking=linking)))
+
+
+_CLIENT = IP(src="198.51.100.20", dst="10.100.0.1", ttl=64)
+# kind -> (packet, timed by in-kernel repeats): VIP traffic and the masquerade are
+# rewritten (single runs), the others leave the packet as it was.
+EDGE_PACKETS: dict[str, tuple[bytes, bool]] = {
+    "vip-syn": (bytes(_E / _CLIENT / TCP(sport=40000, dport=80, flags="S")), False),
+    "vip-est": (bytes(_E / _CLIENT / TCP(sport=40000, dport=80, flags="A") / (b"x" * 64)),
+                False),
+    "masq": (bytes(_E / IP(src="10.0.0.5", dst="93.184.216.34") /
+                   TCP(sport=51000, dport=443, flags="A") / (b"x" * 64)), False),
+    "icmp": (bytes(_E / IP(src="198.51.100.20", dst="203.0.113.1", ttl=64) /
+                   ICMP(id=7)), True),                   # TTL guard passes, NAT leaves it
+    "icmp-ttl1": (bytes(_E / IP(src="198.51.100.20", dst="203.0.113.1", ttl=1) /
+                        ICMP(id=7)), True),              # the TTL guard drops it
+    "telnet": (bytes(_E / IP(src="198.51.100.20", dst="10.0.1.1") /
+                     TCP(sport=40000, dport=23, flags="S")), True),
+    # through all four NFs, changed by none: the filter's default, the LB's reply lookup
+    # (a miss), the NAT's untouched path, telemetry's established flow
+    "pass": (bytes(_E / IP(src="198.51.100.20", dst="192.0.2.1") /
+                   TCP(sport=40000, dport=443, flags="A") / (b"x" * 64)), True),
+}
+EDGE_IMPLS = ("handwritten", "fused", "tailcall")
+EDGE_FUSED_STYLE: dict[str, str] = {}   # case -> "inline" or "calls", once loaded
+
+
+@contextmanager
+def _edge_hw(packet: bytes, repeat_safe: bool) -> Iterator[Callable]:
+    with edge_handwritten() as obj:
+        yield _timer(obj.programs["edge"], packet, repeat_safe)
+
+
+@contextmanager
+def _edge_nfpipe(name: str, linking: str, packet: bytes, repeat_safe: bool
+                 ) -> Iterator[Callable]:
+    with edge_pipeline(linking) as p:
+        if p.fused_style:
+            EDGE_FUSED_STYLE[name] = p.fused_style
+        yield _timer(p.entry, packet, repeat_safe)
+
+
+for _kind, (_pkt, _safe) in EDGE_PACKETS.items():
+    case(f"edge-{_kind}-handwritten", "edge")(
+        lambda pkt=_pkt, safe=_safe: _edge_hw(pkt, safe))
+    for _linking in ("fused", "tailcall"):
+        _name = f"edge-{_kind}-{_linking}"
+        case(_name, "edge")(lambda name=_name, pkt=_pkt, linking=_linking, safe=_safe:
+                            _edge_nfpipe(name, linking, pkt, safe))
+
+
+def compare_edge(results: list[Result]) -> list[dict]:
+    """Per edge packet kind measured: ns/packet of each implementation and of the floor
+    timed the same way, and the issue's ratio (nfpipe - floor) / (hand-written - floor)
+    for each linking (target: fused at most 1.2)."""
+    ns = {r.name: r.ns for r in results}
+    rows = []
+    for kind, (_, safe) in EDGE_PACKETS.items():
+        got = {impl: ns.get(f"edge-{kind}-{impl}") for impl in EDGE_IMPLS}
+        floor = ns.get("baseline" if safe else "baseline-single")
+        if got["handwritten"] is None or floor is None:
+            continue
+        row = {"packet": kind, "timing": "repeat" if safe else "single runs",
+               "floor_ns": floor, **{f"{k}_ns": v for k, v in got.items()}}
+        for linking in ("fused", "tailcall"):
+            if got[linking] is not None:                # None: no cost above the floor
+                row[f"{linking}_ratio"] = ((got[linking] - floor) /
+                                           (got["handwritten"] - floor)
+                                           if got["handwritten"] > floor else None)
+        style = EDGE_FUSED_STYLE.get(f"edge-{kind}-fused")
+        if style:
+            row["fused_style"] = style
+        rows.append(row)
+    return rows
+
+
 def register_catalog_cases() -> None:
     """Cases for catalog NFs whose modules provide ``bench_cases()``."""
     import importlib
@@ -188,6 +336,9 @@ def run(selected: list[str] | None = None, *, repeat: int = 200_000, rounds: int
         register_catalog_cases()
     names = [n for n in CASES if not selected or n == "baseline" or
              any(n.startswith(s) for s in selected)]
+    if any(n.startswith("edge-") and not EDGE_PACKETS[n[5:n.rindex("-")]][1] for n in names) \
+            and "baseline-single" not in names:
+        names.insert(1, "baseline-single")             # the floor of single-run cases
     samples: dict[str, list] = {n: [] for n in names}
     with ExitStack() as stack:
         # Every case loaded first, then measured round-robin: a drift of the machine
@@ -217,5 +368,16 @@ def run(selected: list[str] | None = None, *, repeat: int = 200_000, rounds: int
             over = "   ".join(f"{k.split('_')[0]} {v:+6.1f}" for k, v in row.items()
                              if k.endswith("_over_handwritten_ns"))
             print(f"  {row['packet']:<12} hand-written {row['handwritten_ns']:6.1f}   {over}",
+                  file=out)
+    edge = compare_edge(results)
+    if edge and not json_output:
+        print("\nexamples/edge.yaml over benchmarks/handwritten/edge.c, floor subtracted "
+              "((nfpipe - floor) / (hand-written - floor); target: fused <= 1.2):", file=out)
+        for row in edge:
+            ratios = "   ".join(f"{k.split('_')[0]} " + (f"x{v:.2f}" if v is not None else "-")
+                                for k, v in row.items() if k.endswith("_ratio"))
+            style = f"  (fused: {row['fused_style']})" if "fused_style" in row else ""
+            print(f"  {row['packet']:<10} floor {row['floor_ns']:6.1f}  hand-written "
+                  f"{row['handwritten_ns']:6.1f}   {ratios}   [{row['timing']}]{style}",
                   file=out)
     return results

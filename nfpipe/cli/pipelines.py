@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from nfpipe import bench, resources
 from nfpipe.attach import Target
@@ -142,8 +143,14 @@ def cmd_bench(args) -> int:
         cases = [{"case": r.name, "ns_per_packet": r.ns, "ratio_to_baseline": r.ns / base,
                   "samples": r.samples, **({"note": r.note} if r.note else {})}
                  for r in results]
-        rows = bench.compare(results)
-        data = {"cases": cases, "firewall_vs_handwritten": rows} if rows else cases
+        rows, edge = bench.compare(results), bench.compare_edge(results)
+        data: Any = cases
+        if rows or edge:
+            data = {"cases": cases}
+            if rows:
+                data["firewall_vs_handwritten"] = rows
+            if edge:
+                data["edge_vs_handwritten"] = edge
     if args.png:
         drawn = figure.write_png(data, args.png)
         if not args.json:

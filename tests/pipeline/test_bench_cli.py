@@ -34,6 +34,29 @@ def test_bench_puts_the_firewall_beside_the_hand_written_program(capsys):
                 ns[f"fw-{kind}-{linking}"] - ns[f"fw-{kind}-handwritten"])
 
 
+def test_bench_puts_edge_yaml_beside_the_hand_written_program(capsys):
+    """The issue's ratio, floor subtracted: a kind timed by in-kernel repeats against
+    `baseline`, one the pipeline rewrites (timed as single runs) against `baseline-single`."""
+    assert main(["bench", "edge-telnet", "edge-masq", "--repeat", "200", "--rounds", "1",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    names = [c["case"] for c in out["cases"]]
+    assert names == ["baseline", "baseline-single"] + [
+        f"edge-{k}-{i}" for k in ("masq", "telnet") for i in ("handwritten", "fused", "tailcall")]
+    ns = {c["case"]: c["ns_per_packet"] for c in out["cases"]}
+    rows = {r["packet"]: r for r in out["edge_vs_handwritten"]}
+    assert set(rows) == {"masq", "telnet"}
+    assert rows["telnet"]["timing"] == "repeat" and rows["masq"]["timing"] == "single runs"
+    for kind, floor in (("telnet", "baseline"), ("masq", "baseline-single")):
+        row = rows[kind]
+        assert row["floor_ns"] == ns[floor]
+        assert row["fused_style"] in ("inline", "calls")
+        over = ns[f"edge-{kind}-handwritten"] - ns[floor]
+        for linking in ("fused", "tailcall"):
+            want = (ns[f"edge-{kind}-{linking}"] - ns[floor]) / over if over > 0 else None
+            assert row[f"{linking}_ratio"] == pytest.approx(want)
+
+
 def test_live_bench_sends_real_frames_and_leaves_nothing(capsys):
     """The live bench's own topology: frames reach the DUT and every configuration that
     ran has a number; its namespaces are gone afterwards."""
