@@ -784,4 +784,39 @@ def bench_cases() -> dict:
                      "backends": [{"addr": "10.100.0.1:80", "weight": 1}]}]}
     packet = bytes(Ether() / IP(src="192.0.2.10", dst="10.100.0.1") /
                    TCP(sport=40000, dport=80, flags="A") / (b"x" * 64))
-    return {"lb-established": (lambda: LoadBalancer(cfg), packet, True)}
+    cases = {"lb-established": (lambda: LoadBalancer(cfg), packet, True)}
+    for n in (10, 1000):
+        bcfg, bpacket = _many_backends(n)
+        cases[f"lb-{n}-backends"] = (lambda c=bcfg: _Noted(c), bpacket, True)
+    return cases
+
+
+def _many_backends(n: int) -> tuple[dict, bytes]:
+    """A VIP over *n* backends, and a flow the Maglev table gives to the one backend
+    that is the VIP's own address (so the rewritten packet is the packet again and
+    every in-kernel repeat takes the whole path)."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    backends = [{"addr": "10.100.0.1:80"}] + [
+        {"addr": f"10.{1 + i // 250}.{i % 250}.1:8080"} for i in range(n - 1)]
+    cfg = {"vips": [{"vip": "10.100.0.1:80", "proto": "tcp", "table_size": 65537,
+                     "backends": backends}]}
+    model = LBModel(LoadBalancer(cfg))
+    own = next(bid for bid, (_idx, b) in model.plan.backends.items()
+               if b.name == "10.100.0.1:80")
+    src, vip = ipaddress.ip_address("192.0.2.10").packed, ipaddress.ip_address("10.100.0.1").packed
+    sport = next(p for p in range(40000, 65536)
+                 if model.choose(4, src, vip, p, 80, 6) == own)
+    packet = bytes(Ether() / IP(src="192.0.2.10", dst="10.100.0.1") /
+                   TCP(sport=sport, dport=80, flags="A") / (b"x" * 64))
+    return cfg, packet
+
+
+class _Noted(LoadBalancer):
+    """The bench's LB, saying what its maps cost the kernel."""
+
+    def bench_note(self, maps: NodeMaps) -> str:
+        backends = sum(len(v.backends) for v in self.plan.vips.values())
+        mem = sum(maps[m].memory for m in ("tables", "backends", "conns", "rconns"))
+        return (f"{backends} backends; its maps: {mem / (1 << 20):.0f} MiB "
+                f"of kernel memory")
