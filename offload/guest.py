@@ -1,0 +1,244 @@
+"""The checks that run inside the offload VM, in one Python process.
+
+Python is slow under TCG (seconds per import of nfpipe), so the VM runs this
+file once: ``python offload/guest.py OUT.json [CHECK...]``.  Each check gets a
+fresh netdevsim device (``/sys/bus/netdevsim/new_device``: no udev in the VM,
+so its netdev is ``eth<N>``), runs, and records ``{"ok", "detail", "error",
+"seconds"}`` under its name; OUT.json is rewritten after every check, so what
+finished before a crash or a timeout is kept.  The device is deleted after each
+check, which also proves that nothing was left bound to it (netdevsim warns,
+and nfpipe checks, that no program or map outlives its device).
+
+The host side (``offload/test_offload_vm.py``) boots the VM once and asserts on
+each check's record.  A check is a function ``check_<name>(dev)`` returning a
+dict of facts (the detail); failing is raising.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+SYS = Path("/sys/bus/netdevsim")
+DEBUGFS = Path("/sys/kernel/debug/netdevsim")
+CHECKS: dict[str, Callable] = {}
+
+
+def check(fn: Callable) -> Callable:
+    CHECKS[fn.__name__.removeprefix("check_")] = fn
+    return fn
+
+
+class Nsim:
+    """One netdevsim device with one port, created and deleted by this process."""
+
+    _next = 100
+
+    def __init__(self):
+        Nsim._next += 1
+        self.id = Nsim._next
+        (SYS / "new_device").write_text(f"{self.id} 1")
+        net = SYS / "devices" / f"netdevsim{self.id}" / "net"
+        deadline = time.monotonic() + 10
+        while not (net.is_dir() and any(net.iterdir())):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"netdevsim{self.id} made no netdev")
+            time.sleep(0.05)
+        self.ifname = next(net.iterdir()).name
+        self.ifindex = int((net / self.ifname / "ifindex").read_text())
+        os.system(f"ip link set {self.ifname} up 2>/dev/null")
+        self.ddir = DEBUGFS / f"netdevsim{self.id}"
+        self.port = self.ddir / "ports" / "0"
+
+    def debugfs(self, name: str, value: str | None = None, port: bool = True) -> str:
+        """Read (or set) a netdevsim debugfs knob of the device or its port."""
+        path = (self.port if port else self.ddir) / name
+        if value is not None:
+            path.write_text(value)
+        return path.read_text().strip()
+
+    @property
+    def offloaded_id(self) -> int:
+        return int(self.debugfs("bpf_offloaded_id"))
+
+    def delete(self) -> None:
+        (SYS / "del_device").write_text(str(self.id))
+
+
+def expect_errno(fn: Callable, *errnos: int) -> Exception:
+    """Run *fn*; it must raise an error carrying one of *errnos* (``.errno``)."""
+    try:
+        fn()
+    except Exception as exc:
+        if getattr(exc, "errno", None) in errnos:
+            return exc
+        raise AssertionError(f"expected errno {[errno.errorcode[e] for e in errnos]}, got "
+                             f"{type(exc).__name__}: {exc}") from exc
+    raise AssertionError(f"expected errno {[errno.errorcode[e] for e in errnos]}, no error")
+
+
+# --------------------------------------------------------------------- the low-level API
+
+def _pass_prog(ifindex: int = 0):
+    from nfpipe.attach.features import PASS_XDP
+    from nfpipe.kernel import abi, syscall as sc
+    from nfpipe.loader.program import Program
+    fd, _ = sc.prog_load(abi.ProgType.XDP, PASS_XDP, "GPL", name="nfp_vm_pass",
+                         prog_ifindex=ifindex)
+    return Program.from_fd(fd)
+
+
+@check
+def check_probe(dev: Nsim) -> dict:
+    from nfpipe.attach.probe import probe_interface
+    info = probe_interface(dev.ifname)
+    assert info["driver"] == "netdevsim", info
+    assert info["offload"] is True, info["offload"]
+    assert "hw-offload" in info["xdp"].get("xdp_features", []), info["xdp"]
+    return {"driver": info["driver"], "offload": info["offload"],
+            "xdp_features": info["xdp"].get("xdp_features")}
+
+
+@check
+def check_device_map(dev: Nsim) -> dict:
+    """A hash map bound to the device: written and read through the driver, full at 2."""
+    from nfpipe.loader.maps import Map
+    from nfpipe.loader.specs import MapSpec
+    spec = MapSpec("nfp_vm_hash", type=1, key_size=4, value_size=8, max_entries=2)
+    too_big = MapSpec("nfp_vm_big", type=1, key_size=4, value_size=8, max_entries=1024)
+    expect_errno(lambda: Map.create(too_big, ifindex=dev.ifindex).close(), errno.ENOMEM)
+    with Map.create(spec, ifindex=dev.ifindex) as m:
+        m[b"\1\0\0\0"] = b"\7" + b"\0" * 7
+        m[b"\2\0\0\0"] = b"\11" + b"\0" * 7
+        full = expect_errno(lambda: m.__setitem__(b"\3\0\0\0", b"\0" * 8), errno.E2BIG)
+        got = m[b"\1\0\0\0"]
+        assert bytes(got)[:1] == b"\7", got
+    return {"full": str(full)}
+
+
+@check
+def check_attach_offload(dev: Nsim) -> dict:
+    """A program loaded for the device, attached in offload mode, then detached."""
+    from nfpipe.attach.query import query
+    from nfpipe.attach.xdp import attach_xdp
+    unbound = _pass_prog()
+    try:
+        refused = ""
+        try:
+            attach_xdp(unbound, dev.ifname, mode="offload").detach()
+            raise AssertionError("an unbound program attached in offload mode")
+        except Exception as exc:
+            refused = str(exc)
+        assert f"ifindex={dev.ifindex}" in refused, refused
+    finally:
+        unbound.close()
+    prog = _pass_prog(dev.ifindex)
+    with prog:
+        att = attach_xdp(prog, dev.ifname, mode="offload")
+        try:
+            assert dev.offloaded_id == prog.id, (dev.offloaded_id, prog.id)
+            state = query(dev.ifname)["xdp"]
+            assert [a["mode"] for a in state] == ["offload"], state
+        finally:
+            att.detach()
+        assert dev.offloaded_id == 0
+    return {"modes": [a["mode"] for a in state]}
+
+
+@check
+def check_native_and_offload(dev: Nsim) -> dict:
+    """Native and offloaded programs on one interface at once (xdpmulti)."""
+    from nfpipe.attach.query import query
+    from nfpipe.attach.xdp import attach_xdp
+    with _pass_prog() as native, _pass_prog(dev.ifindex) as hw:
+        a = attach_xdp(native, dev.ifname, mode="native")
+        try:
+            b = attach_xdp(hw, dev.ifname, mode="offload")
+            try:
+                modes = sorted(x["mode"] for x in query(dev.ifname)["xdp"])
+                assert modes == ["native", "offload"], modes
+            finally:
+                b.detach()
+        finally:
+            a.detach()
+    return {"modes": modes}
+
+
+@check
+def check_refusals(dev: Nsim) -> dict:
+    """The device's refusals (debugfs fault injection), each with its error."""
+    from nfpipe.attach.xdp import attach_xdp
+    from nfpipe.loader.maps import Map
+    from nfpipe.loader.specs import MapSpec
+    out = {}
+    dev.debugfs("bpf_bind_verifier_accept", "N", port=False)
+    try:
+        out["verifier"] = str(expect_errno(lambda: _pass_prog(dev.ifindex).close(),
+                                           errno.EOPNOTSUPP, 524))
+    finally:
+        dev.debugfs("bpf_bind_verifier_accept", "Y", port=False)
+    dev.debugfs("bpf_map_accept", "N")
+    try:
+        spec = MapSpec("nfp_vm_arr", type=2, key_size=4, value_size=8, max_entries=2)
+        out["map"] = str(expect_errno(lambda: Map.create(spec, ifindex=dev.ifindex).close(),
+                                      errno.EOPNOTSUPP, 524))
+    finally:
+        dev.debugfs("bpf_map_accept", "Y")
+    dev.debugfs("bpf_xdpoffload_accept", "N")
+    try:
+        with _pass_prog(dev.ifindex) as prog:
+            try:
+                attach_xdp(prog, dev.ifname, mode="offload").detach()
+                raise AssertionError("offload attach worked with bpf_xdpoffload_accept=N")
+            except AssertionError:
+                raise
+            except Exception as exc:
+                out["attach"] = str(exc)
+        assert "XDP offload disabled" in out["attach"] or "refused" in out["attach"], out
+    finally:
+        dev.debugfs("bpf_xdpoffload_accept", "Y")
+    return out
+
+
+# ------------------------------------------------------------------------------- running
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[0])
+    names = argv[1:] or list(CHECKS)
+    results: dict[str, dict] = {"_meta": {"uname": os.uname().release, "pid": os.getpid()}}
+    t_all = time.monotonic()
+    for name in names:
+        t0 = time.monotonic()
+        rec: dict = {"ok": False}
+        dev = None
+        try:
+            dev = Nsim()
+            rec["detail"] = CHECKS[name](dev)
+            rec["ok"] = True
+        except BaseException as exc:
+            rec["error"] = f"{type(exc).__name__}: {exc}"
+            rec["traceback"] = traceback.format_exc()[-4000:]
+        finally:
+            if dev is not None:
+                try:
+                    dev.delete()
+                except OSError as exc:
+                    rec["ok"] = False
+                    rec["error"] = rec.get("error", "") + f"; deleting the device: {exc}"
+        rec["seconds"] = round(time.monotonic() - t0, 2)
+        results[name] = rec
+        print(f"guest: {name}: {'ok' if rec['ok'] else rec['error']} ({rec['seconds']} s)",
+              flush=True)
+        out.write_text(json.dumps(results, indent=1))
+    results["_meta"]["seconds"] = round(time.monotonic() - t_all, 2)
+    out.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
