@@ -20,7 +20,7 @@ from nfpipe.attach import Target
 from nfpipe.compose import build, make_plan
 from nfpipe.deploy.diff import code_keys
 from nfpipe.deploy.manifest import Manifest
-from nfpipe.deploy.placement import place
+from nfpipe.deploy.placement import load_for, offload_load, place
 from nfpipe.deploy.repair import recover
 from nfpipe.deploy.state import (
     INTENT,
@@ -48,7 +48,6 @@ from nfpipe.deploy.update import update
 from nfpipe.errors import NfpipeError
 from nfpipe.faults import fault
 from nfpipe.kernel import bpffs
-from nfpipe.runtime import Pipeline
 from nfpipe.spec import PipelineSpec
 
 log = logging.getLogger("nfpipe.deploy")
@@ -86,9 +85,11 @@ def _first_deploy(spec, file, targets, mode, linking, force, root, say) -> Manif
     built = build(plan)
     placements = {t: place(spec.hook, t.ifname, t.netns, mode=mode, build=built)
                   for t in targets}
+    offload = offload_load(placements, spec.name)
     say("loading and test-running")
     keys, whole = code_keys(built)
-    pipeline = load_smoke_tested(built, lambda: Pipeline.load(built))
+    pipeline = load_smoke_tested(built, lambda: load_for(built, offload),
+                                 offload=offload.get("offload"))
     bpffs.ensure_mounted()
     attachments = []
     takeovers: dict[Target, Takeover] = {}

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 
 from nfpipe.attach.features import probe_link_support
 from nfpipe.attach.probe import probe_interface
-from nfpipe.compose.offload import offload_problems
+from nfpipe.compose.offload import DEFAULT_PROFILE, OffloadBuild, offload_build
 from nfpipe.errors import AttachError
+from nfpipe.kernel.netns import in_netns
+from nfpipe.profiles import load_profile
+from nfpipe.runtime import Pipeline
 
 XDP_ORDER = ("offload", "native", "generic")
 
@@ -26,6 +29,10 @@ class Placement:
     netns: str | None
     mode: str
     lines: list[str] = field(default_factory=list)
+    # offload considered: the offload build for this device's profile (what deploy
+    # loads when the mode is "offload"), and the device's ifindex
+    offload: OffloadBuild | None = None
+    ifindex: int = 0
 
     def explain(self) -> str:
         where = f"{self.netns}:{self.iface}" if self.netns else self.iface
@@ -40,17 +47,47 @@ def _kernel_has_tcx() -> tuple[bool, str]:
     return False, f"no tcx links in this kernel ({tcx})"
 
 
-def _offload_check(info: dict, build) -> tuple[bool, str]:
+def offload_profile(driver: str | None) -> str:
+    """The profile an offload to *driver* is checked against: the driver's own when
+    nfpipe has one that can offload, else nfp's (the upstream driver with offload)."""
+    prof = load_profile(driver) if driver else None
+    return prof.name if prof is not None and prof.offload_supported else DEFAULT_PROFILE
+
+
+def _offload_check(p: Placement, info: dict, build) -> tuple[bool, str]:
     offload = info.get("offload")
     if offload is not True:
         return False, f"driver {info.get('driver')}: {offload}"
     if build is None:
         return False, "the pipeline was not built for offload"
-    problems = offload_problems(build)
-    if problems:
-        return False, f"the pipeline does not fit offload: {problems[0]}" + \
-            (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
-    return True, f"driver {info.get('driver')} accepts offloaded programs and the pipeline fits"
+    p.offload = offload_build(build, offload_profile(info.get("driver")))
+    p.ifindex = int(info.get("ifindex") or 0)
+    if not p.offload.ok:
+        return False, "the pipeline does not fit offload: " + "; ".join(p.offload.problems)
+    return True, (f"driver {info.get('driver')} accepts offloaded programs and the "
+                  f"pipeline fits the {p.offload.profile} profile")
+
+
+def offload_load(placements: dict, pipeline: str) -> dict:
+    """``Pipeline.load`` keywords for the placements whose mode is offload: an
+    offloaded program is bound to one device, so at most one such interface."""
+    off = [p for p in placements.values() if p.mode == "offload"]
+    if not off:
+        return {}
+    if len(off) > 1:
+        raise AttachError(f"pipeline '{pipeline}' is offloaded to {len(off)} interfaces "
+                          f"({', '.join(p.iface for p in off)}); an offloaded program is "
+                          f"bound to one device: deploy it to one interface",
+                          iface=off[1].iface, mode="offload")
+    return {"offload": off[0].offload, "device": off[0].ifindex, "netns": off[0].netns}
+
+
+def load_for(built, kw: dict, **more):
+    """``Pipeline.load(built)`` with the keywords of ``offload_load`` (the device's
+    ifindex is resolved in its namespace, so the load happens there)."""
+    kw = dict(kw)
+    with in_netns(kw.pop("netns", None)):
+        return Pipeline.load(built, **kw, **more)
 
 
 def place(hook: str, iface: str, netns: str | None = None, *, mode: str = "auto",
@@ -75,7 +112,7 @@ def place(hook: str, iface: str, netns: str | None = None, *, mode: str = "auto"
     order = XDP_ORDER if mode == "auto" else (mode,)
     for m in order:
         if m == "offload":
-            ok, why = _offload_check(info, build)
+            ok, why = _offload_check(p, info, build)
         elif m == "native":
             native = info.get("native_xdp")
             ok = native is True
@@ -89,6 +126,8 @@ def place(hook: str, iface: str, netns: str | None = None, *, mode: str = "auto"
             raise AttachError(f"unknown XDP mode '{m}' (expected auto, offload, native, "
                               f"generic)", iface=iface)
         p.lines.append(f"{m}: {'yes' if ok else 'no'} — {why}")
+        if m == "offload" and p.offload is not None:
+            p.lines += [f"  {d}" for d in p.offload.decisions]
         if ok:
             p.mode = m
             return p

@@ -241,21 +241,23 @@ def restore_replaced(t: IntentTarget) -> str | None:
             f"that --force had replaced on {t.iface}")
 
 
-def smoke_test(built) -> None:
+def smoke_test(built, offload=None) -> None:
     """Load a throwaway copy of the build and run the whole pipeline once in the kernel:
-    a surprise shows here, and the real maps and counters start untouched."""
-    with Pipeline.load(built) as p:
+    a surprise shows here, and the real maps and counters start untouched.  With
+    *offload* (an OffloadBuild), its program, unbound: an offloaded one cannot run
+    under BPF_PROG_TEST_RUN, the same code on the host can."""
+    with Pipeline.load(built, offload=offload) as p:
         p.test_run(PROBE)
 
 
-def load_smoke_tested(built, load: Callable[[], T]) -> T:
+def load_smoke_tested(built, load: Callable[[], T], offload=None) -> T:
     """``load()`` (the real load of *built*), with ``smoke_test(built)`` run beside it
     in a thread: the verifier checks the two copies at once (the bpf() calls release
     the GIL), so a deploy waits for one verification instead of two in a row.  If
     the smoke test fails, what ``load`` made is closed and the smoke test's error
     raised; either way nothing of the throwaway copy is left."""
     with ThreadPoolExecutor(1, thread_name_prefix="nfpipe-smoke") as pool:
-        trial = pool.submit(smoke_test, built)
+        trial = pool.submit(smoke_test, built, offload)
         try:
             loaded = load()
         except BaseException:

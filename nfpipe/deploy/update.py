@@ -20,7 +20,7 @@ from nfpipe.catalog import nf_class
 from nfpipe.compose import Build, Plan, build, make_plan
 from nfpipe.deploy.diff import Update, classify, code_keys
 from nfpipe.deploy.manifest import InterfaceRecord, Manifest, Pending
-from nfpipe.deploy.placement import Placement, place
+from nfpipe.deploy.placement import Placement, load_for, offload_load, place
 from nfpipe.deploy.state import (
     INTENT,
     MANIFEST_NEXT,
@@ -90,6 +90,15 @@ def update(spec: PipelineSpec, file, old: Manifest, *, targets: list[Target] | N
             raise DeployError(f"{t} runs '{spec.name}' in {was} mode; moving it to {mode} "
                               f"cannot be done without a gap: 'nfpipe destroy {spec.name}' "
                               f"first, then deploy")
+        if was == "offload":
+            # the new programs are bound to the same device: the new file must fit too
+            p = place(spec.hook, t.ifname, t.netns, mode="offload", build=built)
+            if mode == "auto":
+                placements[t] = p
+    offload = offload_load({t: p for t, p in placements.items()} | {
+        t: place(spec.hook, t.ifname, t.netns, mode="offload", build=built)
+        for t in targets if t in old_ifaces and old_ifaces[t].mode == "offload"
+        and t not in placements}, spec.name)
     keys, whole = code_keys(built)
     opened: dict[str, Map] = {}
     try:
@@ -106,7 +115,8 @@ def update(spec: PipelineSpec, file, old: Manifest, *, targets: list[Target] | N
                               if k.startswith(prefixed(n.id, ""))})
         change = _Change(spec=spec, file=file, old=old, sdir=sdir, built=built, upd=upd,
                          keys=keys, whole=whole, reuse=reuse, opened=opened, targets=targets,
-                         placements=placements, old_ifaces=old_ifaces, force=force)
+                         placements=placements, old_ifaces=old_ifaces, force=force,
+                         offload=offload)
         return change.apply(say)
     finally:
         for m in opened.values():
@@ -131,6 +141,7 @@ class _Change:
     placements: dict[Target, Placement]
     old_ifaces: dict[Target, InterfaceRecord]
     force: bool
+    offload: dict = field(default_factory=dict)     # placement.offload_load's keywords
     fresh: set[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -167,8 +178,9 @@ class _Change:
                 loaded = load_smoke_tested(self.built, lambda: _OneNode(Pipeline.load_node(
                     self.built, nid, given, populate=nid in self.fresh), nid))
             elif upd.how == "generation":
-                loaded = load_smoke_tested(self.built, lambda: Pipeline.load(
-                    self.built, reuse=self.reuse, populate=self.fresh))
+                loaded = load_smoke_tested(self.built, lambda: load_for(
+                    self.built, self.offload, reuse=self.reuse, populate=self.fresh),
+                    offload=self.offload.get("offload"))
             fault("update-loaded")
             new.nodes = self._node_records()
             if loaded is not None:

@@ -187,7 +187,10 @@ class _Loader:
                 m = Map.from_pin(path, spec=mspec)
                 _check_compatible(m, mspec, f"the map pinned at {path}")
                 return m
-        m = Map.create(mspec, btf_fd=self.btf_fd, kernel_name=kname, ifindex=self.ifindex)
+        # a map bound to a device takes no BTF types (the kernel's offload map ops check
+        # for none: ENOTSUPP); nfpipe still decodes its values with the object's BTF
+        m = Map.create(mspec, btf_fd=None if self.ifindex else self.btf_fd, kernel_name=kname,
+                       ifindex=self.ifindex)
         self.maps[mspec.name] = m        # owned from here on, even if the next steps fail
         if mspec.is_global_data:
             m.update(0, mspec.data)

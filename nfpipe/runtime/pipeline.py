@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import struct
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,11 +246,21 @@ def node_stats(stats_map, nodes) -> dict[str, dict[str, Counter]]:
                 continue        # past the end of an offloaded stats map the device sized down
             if not isinstance(per_cpu, list):      # offload: one shared array
                 per_cpu = [per_cpu]
+            per_cpu = [_stat(v) for v in per_cpu]
             c = Counter(sum(v["packets"] for v in per_cpu), sum(v["bytes"] for v in per_cpu))
             if c.packets:
                 row[name] = c
         out[nid] = row
     return out
+
+
+def _stat(value) -> dict:
+    """A struct nfp_stat: decoded, or raw bytes (a map bound to an offload device has no
+    BTF in the kernel, so a map opened from its pin reads bytes)."""
+    if isinstance(value, (bytes, bytearray)):
+        packets, nbytes = struct.unpack_from("<QQ", value)
+        return {"packets": packets, "bytes": nbytes}
+    return value
 
 
 class _KnownTooLarge(Exception):
