@@ -54,6 +54,9 @@ class OffloadBuild:
     spec: ObjectSpec | None            # None when the pipeline could not be built so
     problems: list[str] = field(default_factory=list)
     decisions: list[str] = field(default_factory=list)   # per node/map/helper: yes/no, why
+    bad_nodes: set[str] = field(default_factory=set)     # nodes a problem is about
+    pipeline_problems: int = 0                           # problems of no one node
+    nodes: list[str] | None = None                       # a NIC tier: only these nodes
 
     @property
     def ok(self) -> bool:
@@ -123,11 +126,14 @@ def _volatile(spec: ObjectSpec, type_id: int) -> bool:
 
 
 def offload_build(build: Build, profile_name: str = DEFAULT_PROFILE,
-                  ifindexes: Mapping[str, int] | None = None) -> OffloadBuild:
+                  ifindexes: Mapping[str, int] | None = None,
+                  nic: list[str] | None = None) -> OffloadBuild:
     """The offload build of *build* for the driver profile *profile_name*, with its
-    problems and decisions.  Compiled (cached by its text) when the plan allows it."""
+    problems and decisions.  Compiled (cached by its text) when the plan allows it.
+    *nic*: only these nodes, handing packets over to the host where they leave them
+    (the NIC tier of a tiered placement, ``compose.tiers``)."""
     profile = load_profile(profile_name)
-    out = OffloadBuild(profile_name, None)
+    out = OffloadBuild(profile_name, None, nodes=nic)
     if profile is None or not profile.offload_supported:
         out.problems.append(f"no offload profile '{profile_name}' in offload/profiles (or it "
                             f"cannot offload)")
@@ -144,10 +150,10 @@ def offload_build(build: Build, profile_name: str = DEFAULT_PROFILE,
         return out
     plain = build.objects[FUSED]
     compiled = compiled_in_constants(plain, fused_constants(plan, ifindexes))
-    spec = ObjectSpec.from_file(compile_fused(plan, compiled_in=compiled))
+    spec = ObjectSpec.from_file(compile_fused(plan, compiled_in=compiled, nic=nic))
     for n in plan.order:
         impl = plan.spec.nodes[n.id].impl
-        if impl is not None:
+        if impl is not None and (nic is None or n.id in nic):
             spec = apply_map_sizes(spec, n.id, impl)
     spec = spec.copy()
     out.spec = spec
@@ -160,6 +166,7 @@ def offload_build(build: Build, profile_name: str = DEFAULT_PROFILE,
     limit = profile.offload.get("max_instructions")
     count = sum(p.insn_count for p in spec.programs.values())
     if isinstance(limit, int) and count > limit:
+        out.pipeline_problems += 1
         out.problems.append(f"the program has {count} instructions; {profile_name} offload "
                             f"takes at most {limit}")
         out.decisions.append(f"program: no - {out.problems[-1]}")
@@ -199,6 +206,11 @@ def _check_maps(out: OffloadBuild, spec: ObjectSpec, profile: Profile) -> None:
             why = (f"{where} is a {m.type_name} map; {profile.name} offload supports "
                    f"{', '.join(sorted(maps_ok | neutral))}")
         if why:
+            node, sep, _ = m.name.partition("__")
+            if sep:
+                out.bad_nodes.add(node)
+            else:
+                out.pipeline_problems += 1
             out.problems.append(why)
             out.decisions.append(f"{where}: no - {why.removeprefix(where + ' ')}")
             continue
@@ -249,6 +261,11 @@ def _check_helpers(out: OffloadBuild, spec: ObjectSpec, profile: Profile, plan) 
         else:
             why = (f"{who} calls {h}, which {profile.name} offload does not support (it "
                    f"supports: {', '.join(sorted(helpers_ok))})")
+            for x in used[h]:
+                if x == "the pipeline":
+                    out.pipeline_problems += 1
+                else:
+                    out.bad_nodes.update(x.split("/"))
             out.problems.append(why)
             out.decisions.append(f"helper {h}: no - {why}")
 

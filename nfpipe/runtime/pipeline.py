@@ -151,8 +151,11 @@ class Pipeline:
             pipeline = cls(plan, objects, entry,
                            build.fused_style if plan.linking == "fused" else None)
             pipeline.device = device if offload is not None else 0
+            only = offload.nodes if offload is not None else None     # a NIC tier
             for n in plan.order:
                 impl = plan.spec.nodes[n.id].impl
+                if only is not None and n.id not in only:
+                    continue
                 if impl is not None and (populate is None or n.id in populate):
                     impl.populate(pipeline.node_maps(n.id))
             return pipeline
