@@ -211,10 +211,15 @@ TREE = Path(__file__).resolve().parent.parent
 STATE = "/tmp/nfpipe-state"         # the deploy state root: bpffs is the VM's own
 
 
-def pipeline_file(name: str, tcp_ttl: int = 1, *, extra: str = "") -> Path:
+def pipeline_file(name: str, tcp_ttl: int = 1) -> Path:
     """The split-guard example for offload (fused, constants per node), as a file."""
     path = Path("/tmp") / f"{name}.yaml"
-    path.write_text(f"""pipeline: {name}
+    path.write_text(split_guard(name, tcp_ttl))
+    return path
+
+
+def split_guard(name: str, tcp_ttl: int = 1) -> str:
+    return (f"""pipeline: {name}
 hook: xdp
 mode: offload
 nodes:
@@ -227,13 +232,39 @@ nodes:
   - id: guard_udp
     nf: {TREE}/bpf/examples/ttl_guard.c
     config: {{min_ttl: 8}}
-{extra}edges:
+edges:
   - split.out -> guard_tcp
   - split.udp -> guard_udp
   - guard_tcp.out -> pass
   - guard_udp -> pass
 """)
-    return path
+
+
+def telemetry_tail() -> str:
+    """Telemetry first: nothing of it can be offloaded, not even a prefix."""
+    return (f"pipeline: offl-tele\nhook: xdp\nmode: offload\nnodes:\n"
+            f"  - {{id: t, nf: telemetry}}\n"
+            f"  - {{id: g, nf: {TREE}/bpf/examples/ttl_guard.c}}\nedges:\n  - t -> g\n"
+            f"  - g -> pass\n")
+
+
+def prewarm() -> int:
+    """Build on the host what the checks build in the guest (the compile cache both
+    share: the compiler is slow under TCG).  Returns how many pipelines."""
+    from nfpipe.compose import build, make_plan
+    from nfpipe.compose.offload import offload_build
+    from nfpipe.compose.tiers import tiered_build
+    from nfpipe.spec import PipelineSpec
+    texts = [split_guard("offl"), split_guard("offl", 3), split_guard("offl-f"),
+             telemetry_tail(), TIERS.format(name="offl-tiers", tree=TREE, entry="", first=""),
+             TIERS.format(name="offl-tb", tree=TREE, entry=TIERS_BAD_ENTRY,
+                          first=TIERS_BAD_FIRST)]
+    for text in texts:
+        b = build(make_plan(PipelineSpec.from_text(text)))
+        full = offload_build(b, "netdevsim")
+        if not full.ok:
+            tiered_build(b, "netdevsim", full=full)
+    return len(texts)
 
 
 def _bound_progs(dev: Nsim) -> list[str]:
@@ -309,7 +340,7 @@ def check_deploy_refusals(dev: Nsim) -> dict:
     map or helper; what the device refuses (debugfs fault injection: the verifier, map
     allocation, the XDP offload attach) fails the deploy and leaves nothing behind."""
     from nfpipe.attach import Target
-    from nfpipe.deploy import deploy
+    from nfpipe.deploy import deploy, destroy
     from nfpipe.errors import NfpipeError
     root = _sysfs_root()
     out = {}
@@ -320,15 +351,15 @@ def check_deploy_refusals(dev: Nsim) -> dict:
         except NfpipeError as exc:
             _nothing_left(dev, root, name)
             return str(exc)
+        destroy(name, root=root)
         raise AssertionError(f"deploy of {name} worked")
 
     tele = Path("/tmp/offl-tele.yaml")
-    tele.write_text(f"pipeline: offl-tele\nhook: xdp\nmode: offload\nnodes:\n"
-                    f"  - {{id: g, nf: {TREE}/bpf/examples/ttl_guard.c}}\n"
-                    f"  - {{id: t, nf: telemetry}}\nedges:\n  - g -> t\n  - t -> pass\n")
+    tele.write_text(telemetry_tail())
     out["profile"] = refused("offl-tele", tele)
     assert "--mode offload is not possible" in out["profile"], out
     assert "node 't': map 'flows' is a lru_hash map" in out["profile"], out
+    assert "tiers: the entry node 't' cannot be offloaded" in out["profile"], out
     # the verifier refusing is seen by the trial load of the probe, before the pipeline
     for knob, port, expect in (("bpf_bind_verifier_accept", False, "does not load: ENOTSUP"),
                                ("bpf_map_accept", True, "BPF_MAP_CREATE"),
@@ -339,6 +370,77 @@ def check_deploy_refusals(dev: Nsim) -> dict:
         finally:
             dev.debugfs(knob, "Y", port=port)
         assert expect in out[knob], out
+    return out
+
+
+TIERS = """pipeline: {name}
+hook: xdp
+mode: offload
+nodes:
+{entry}  - {{id: split, nf: {tree}/bpf/examples/split_l4.c, ports: [out, udp]}}
+  - {{id: gt, nf: {tree}/bpf/examples/ttl_guard.c, config: {{min_ttl: 2}}}}
+  - {{id: t, nf: telemetry}}
+edges:
+{first}  - split.out -> gt
+  - split.udp -> drop
+  - gt -> t
+  - t -> pass
+"""
+
+
+TIERS_BAD_ENTRY = "  - {id: t0, nf: telemetry}\n"
+TIERS_BAD_FIRST = "  - t0 -> split\n"
+
+
+@check
+def check_deploy_tiered(dev: Nsim) -> dict:
+    """A pipeline whose tail cannot be offloaded (telemetry: LRU maps, a ring buffer):
+    deploy --mode offload puts its prefix on the NIC and the whole pipeline at native
+    XDP on the same interface; status shows both attachments, stats both tiers'
+    counters (the NIC's read through the device); destroy removes both.  A pipeline
+    whose entry cannot be offloaded is refused, naming it."""
+    from nfpipe.attach import Target
+    from nfpipe.attach.query import query
+    from nfpipe.deploy import deploy, destroy, open_map, stats, status
+    from nfpipe.errors import DeployError, NfpipeError
+    root = _sysfs_root()
+    path = Path("/tmp/offl-tiers.yaml")
+    path.write_text(TIERS.format(name="offl-tiers", tree=TREE, entry="", first=""))
+    out: dict = {}
+    m = deploy(path, targets=[Target(dev.ifname)], mode="offload", root=root)
+    try:
+        out["modes"] = sorted(i.mode for i in m.interfaces)
+        assert out["modes"] == ["native", "offload"], m.interfaces
+        nic = next(i for i in m.interfaces if i.mode == "offload")
+        assert dev.offloaded_id == nic.prog_id != m.entry_prog_id
+        out["placement"] = nic.placement
+        assert any(ln.startswith("tiered: yes") for ln in nic.placement), nic.placement
+        st = status("offl-tiers", root=root)[0]
+        assert st["state"] == "running", st
+        assert sorted(x["mode"] for x in query(dev.ifname)["xdp"]) == ["native", "offload"]
+        with open_map("offl-tiers", "nic:nfp_stats", root=root) as sm:
+            sm[0] = (3).to_bytes(8, "little") + (180).to_bytes(8, "little")
+        out["stats"] = stats("offl-tiers", root=root)
+        assert out["stats"]["split"] == {"out": {"packets": 3, "bytes": 180}}, out["stats"]
+        try:
+            deploy(path, root=root)
+            raise AssertionError("an update of a tiered pipeline was taken")
+        except DeployError as exc:
+            out["update"] = str(exc)
+    finally:
+        out["destroy"] = destroy("offl-tiers", root=root)
+    assert query(dev.ifname)["xdp"] == [], query(dev.ifname)
+    _nothing_left(dev, root, "offl-tiers")
+    bad = Path("/tmp/offl-tiers-bad.yaml")
+    bad.write_text(TIERS.format(name="offl-tb", tree=TREE, entry=TIERS_BAD_ENTRY,
+                                first=TIERS_BAD_FIRST))
+    try:
+        deploy(bad, targets=[Target(dev.ifname)], mode="offload", root=root)
+        raise AssertionError("a pipeline with an entry that cannot be offloaded deployed")
+    except NfpipeError as exc:
+        out["refused"] = str(exc)
+    assert "the entry node 't0' cannot be offloaded" in out["refused"], out
+    _nothing_left(dev, root, "offl-tb")
     return out
 
 

@@ -50,10 +50,24 @@ def guest_results() -> dict:
         pytest.skip(reason)
     prepared = vm.find_prepared()
     assert prepared is not None
+    # one compile cache for both sides, at the same path: the host builds what the
+    # guest will (fast here, slow under TCG), the guest finds it
+    cache = vm.cache_root() / "nfpipe-cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    before = os.environ.get("NFPIPE_CACHE_DIR")
+    os.environ["NFPIPE_CACHE_DIR"] = str(cache)
+    try:
+        guest.prewarm()
+    finally:
+        if before is None:
+            del os.environ["NFPIPE_CACHE_DIR"]
+        else:
+            os.environ["NFPIPE_CACHE_DIR"] = before
     job = (f"cd {shlex.quote(str(HERE.parent))}\n"
+           f"export NFPIPE_CACHE_DIR={shlex.quote(str(cache))}\n"
            f"{shlex.quote(sys.executable)} {shlex.quote(str(HERE / 'guest.py'))} "
            f"/tmp/results/results.json\n")
-    res = vm.run(prepared, job, timeout=TIMEOUT)
+    res = vm.run(prepared, job, timeout=TIMEOUT, writable=[cache])
     log = f"--- console ---\n{res.console[-6000:]}\n--- guest ---\n{res.job_log[-6000:]}"
     raw = res.files.get("results.json")
     if raw is None:

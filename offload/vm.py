@@ -305,19 +305,25 @@ def qemu_missing() -> str | None:
 
 
 def run(prepared: Prepared, job: str, *, timeout: float = 240, memory_mb: int = 1536,
-        results_in: dict[str, bytes] | None = None) -> RunResult:
+        results_in: dict[str, bytes] | None = None,
+        writable: list[Path] | None = None) -> RunResult:
     """Boot *prepared* and run the shell text *job* in the guest (as ``/bin/sh``, in
     the host root, cwd /); *results_in* are files put in the results dir first (the
-    guest sees it as /tmp/results).  qemu is always killed and the temporary
-    directory removed, whatever happens."""
+    guest sees it as /tmp/results); *writable* host directories are shared writable
+    at the same paths (e.g. a compile cache both sides fill).  qemu is always killed
+    and the temporary directory removed, whatever happens."""
     if qemu_missing():
         raise VMError(qemu_missing() or "")
     tmp = Path(tempfile.mkdtemp(prefix="nfpipe-vm-"))
     results = tmp / "results"
     results.mkdir()
     console = tmp / "console.log"
+    mounts = "".join(f"mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 w{i} "
+                     f"{shlex.quote(str(d))} || exit 90\n"
+                     for i, d in enumerate(writable or []))
     (results / "job.sh").write_text("export HOME=/tmp TMPDIR=/tmp PATH=/usr/sbin:/usr/bin:"
-                                    "/sbin:/bin PYTHONDONTWRITEBYTECODE=1\ncd /\n" + job)
+                                    "/sbin:/bin PYTHONDONTWRITEBYTECODE=1\ncd /\n" + mounts +
+                                    job)
     for name, data in (results_in or {}).items():
         (results / name).write_bytes(data)
     argv = [QEMU, "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", str(memory_mb),
@@ -329,6 +335,9 @@ def run(prepared: Prepared, job: str, *, timeout: float = 240, memory_mb: int = 
             "-device", "virtio-9p-pci,fsdev=root,mount_tag=hostroot",
             "-fsdev", f"local,id=res,path={results},security_model=none",
             "-device", "virtio-9p-pci,fsdev=res,mount_tag=results"]
+    for i, d in enumerate(writable or []):
+        argv += ["-fsdev", f"local,id=w{i},path={d},security_model=none",
+                 "-device", f"virtio-9p-pci,fsdev=w{i},mount_tag=w{i}"]
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)

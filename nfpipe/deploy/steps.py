@@ -294,10 +294,12 @@ def record_intent(sdir: Path, entry_id: int, hook: str, targets: list[Target],
 
 
 def interface_record(sdir: Path, t: Target, att: Attachment,
-                     placement: list[str]) -> InterfaceRecord:
+                     placement: list[str], key: str | None = None) -> InterfaceRecord:
     """The manifest's record of one attachment: its link, pinned now, or (netlink XDP,
-    clsact: nothing to pin) what finds it again."""
-    rec = InterfaceRecord(iface=t.ifname, netns=t.netns, mode=att.mode, key=link_key(t),
+    clsact: nothing to pin) what finds it again.  *key*: its name under links/ when
+    it is not the interface's (the NIC's program of a tiered placement)."""
+    rec = InterfaceRecord(iface=t.ifname, netns=t.netns, mode=att.mode,
+                          key=key or link_key(t),
                           kind=type(att).__name__, prog_id=att.prog_id, placement=placement)
     if hasattr(att, "pin"):
         path = str(sdir / "links" / rec.key)
@@ -349,6 +351,20 @@ def pin_pipeline(pipeline, manifest: Manifest, sdir: Path, reused: dict[str, str
     manifest.entry_prog_id = pipeline.entry.id
     manifest.maps = pin_maps(pipeline.objects.values(), rdir, reused)
     manifest.jmp = manifest.maps.get("nfp_jmp")
+
+
+#: the NIC's part of a tiered placement: its link key's suffix, its maps' name prefix
+NIC_TIER = "+nic"
+NIC_MAPS = "nic:"
+
+
+def pin_nic_tier(nic, manifest: Manifest, sdir: Path) -> None:
+    """Pin the NIC's program and maps of a tiered placement under the revision's nic/,
+    recorded as manifest maps named ``nic:<map>``."""
+    rdir = revision_dir(sdir, manifest.revision) / "nic"
+    nic.entry.pin(str(rdir / "progs" / pin_name(nic.entry.name)))
+    for name, path in pin_maps(nic.objects.values(), rdir, {}).items():
+        manifest.maps[NIC_MAPS + name] = path
 
 
 def pin_maps(objects, rdir: Path, reused: dict[str, str]) -> dict[str, str]:

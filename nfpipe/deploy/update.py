@@ -37,6 +37,7 @@ from nfpipe.deploy.state import (
     write_manifest,
 )
 from nfpipe.deploy.steps import (
+    NIC_MAPS,
     attach,
     close_node_maps,
     find_unlinked,
@@ -69,6 +70,10 @@ def update(spec: PipelineSpec, file, old: Manifest, *, targets: list[Target] | N
         raise DeployError(f"pipeline '{spec.name}' runs at hook {old.hook}; the new file "
                           f"says {spec.hook}, which cannot be switched without a gap: "
                           f"'nfpipe destroy {spec.name}' first, then deploy")
+    if any(k.startswith(NIC_MAPS) for k in old.maps):
+        raise DeployError(f"pipeline '{spec.name}' runs in two tiers (the NIC and native "
+                          f"XDP); updating them in place is not supported yet: 'nfpipe "
+                          f"destroy {spec.name}' first, then deploy")
     if targets is None and not spec.interfaces:
         targets = [Target(i.iface, i.netns) for i in old.interfaces]
     targets = targets_of(spec, file, targets)
