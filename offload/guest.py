@@ -208,12 +208,12 @@ def check_refusals(dev: Nsim) -> dict:
 # ----------------------------------------------------------------- pipelines, deployed
 
 TREE = Path(__file__).resolve().parent.parent
-STATE = "/tmp/nfpipe-state"         # the deploy state root: bpffs is the VM's own
+WORK = Path(os.environ.get("TMPDIR") or "/tmp")    # the guest's scratch (tmpfs)
 
 
 def pipeline_file(name: str, tcp_ttl: int = 1) -> Path:
     """The split-guard example for offload (fused, constants per node), as a file."""
-    path = Path("/tmp") / f"{name}.yaml"
+    path = WORK / f"{name}.yaml"
     path.write_text(split_guard(name, tcp_ttl))
     return path
 
@@ -354,7 +354,7 @@ def check_deploy_refusals(dev: Nsim) -> dict:
         destroy(name, root=root)
         raise AssertionError(f"deploy of {name} worked")
 
-    tele = Path("/tmp/offl-tele.yaml")
+    tele = WORK / "offl-tele.yaml"
     tele.write_text(telemetry_tail())
     out["profile"] = refused("offl-tele", tele)
     assert "--mode offload is not possible" in out["profile"], out
@@ -404,7 +404,7 @@ def check_deploy_tiered(dev: Nsim) -> dict:
     from nfpipe.deploy import deploy, destroy, open_map, stats, status
     from nfpipe.errors import DeployError, NfpipeError
     root = _sysfs_root()
-    path = Path("/tmp/offl-tiers.yaml")
+    path = WORK / "offl-tiers.yaml"
     path.write_text(TIERS.format(name="offl-tiers", tree=TREE, entry="", first=""))
     out: dict = {}
     m = deploy(path, targets=[Target(dev.ifname)], mode="offload", root=root)
@@ -431,7 +431,7 @@ def check_deploy_tiered(dev: Nsim) -> dict:
         out["destroy"] = destroy("offl-tiers", root=root)
     assert query(dev.ifname)["xdp"] == [], query(dev.ifname)
     _nothing_left(dev, root, "offl-tiers")
-    bad = Path("/tmp/offl-tiers-bad.yaml")
+    bad = WORK / "offl-tiers-bad.yaml"
     bad.write_text(TIERS.format(name="offl-tb", tree=TREE, entry=TIERS_BAD_ENTRY,
                                 first=TIERS_BAD_FIRST))
     try:

@@ -66,7 +66,7 @@ def guest_results() -> dict:
     job = (f"cd {shlex.quote(str(HERE.parent))}\n"
            f"export NFPIPE_CACHE_DIR={shlex.quote(str(cache))}\n"
            f"{shlex.quote(sys.executable)} {shlex.quote(str(HERE / 'guest.py'))} "
-           f"/tmp/results/results.json\n")
+           f"{vm.GUEST_RESULTS}/results.json\n")
     res = vm.run(prepared, job, timeout=TIMEOUT, writable=[cache])
     log = f"--- console ---\n{res.console[-6000:]}\n--- guest ---\n{res.job_log[-6000:]}"
     raw = res.files.get("results.json")

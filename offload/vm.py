@@ -50,8 +50,11 @@ MODULES = [
     ("cls_bpf", "net/sched/cls_bpf"), ("netdevsim", None),
 ]
 QEMU = "qemu-system-x86_64"
+#: where the guest sees the results directory (writable); the host's /tmp stays the
+#: host's (read-only: a tree or venv there is visible), the guest's scratch is /run/tmp
+GUEST_RESULTS = "/run/nfpvm"
 STAMP = "prepared.json"
-LAYOUT = 2                    # bump when what prepare() writes changes
+LAYOUT = 3                    # bump when what prepare() writes changes
 
 
 class VMError(RuntimeError):
@@ -245,20 +248,20 @@ mount -t devtmpfs dev $R/dev
 mkdir -p $R/dev/pts $R/dev/shm
 mount -t devpts devpts $R/dev/pts
 mount -t tmpfs tmpfs $R/dev/shm
-mount -t tmpfs -o mode=1777 tmpfs $R/tmp
-mount -t tmpfs tmpfs $R/run
+mount -t tmpfs -o mode=0755 tmpfs $R/run
+mkdir -m 1777 $R/run/tmp
+mkdir $R/run/home $R/run/nfpvm
 mount -t debugfs debugfs $R/sys/kernel/debug
 mount -t bpf bpf $R/sys/fs/bpf
 mount -t tracefs tracefs $R/sys/kernel/tracing 2>/dev/null
-mkdir $R/tmp/results
-mount -t 9p -o $o results $R/tmp/results || say "no results dir"
+mount -t 9p -o $o results $R/run/nfpvm || say "no results dir"
 say "up after $(cut -d' ' -f1 /proc/uptime) s"
 ip link set lo up 2>/dev/null
-chroot $R /bin/sh /tmp/results/job.sh > $R/tmp/results/job.log 2>&1
-echo $? > $R/tmp/results/job.rc
-say "job exited $(cat $R/tmp/results/job.rc) at $(cut -d' ' -f1 /proc/uptime) s"
+chroot $R /bin/sh /run/nfpvm/job.sh > $R/run/nfpvm/job.log 2>&1
+echo $? > $R/run/nfpvm/job.rc
+say "job exited $(cat $R/run/nfpvm/job.rc) at $(cut -d' ' -f1 /proc/uptime) s"
 sync
-umount $R/tmp/results
+umount $R/run/nfpvm
 poweroff -f
 """
 
@@ -309,7 +312,7 @@ def run(prepared: Prepared, job: str, *, timeout: float = 240, memory_mb: int = 
         writable: list[Path] | None = None) -> RunResult:
     """Boot *prepared* and run the shell text *job* in the guest (as ``/bin/sh``, in
     the host root, cwd /); *results_in* are files put in the results dir first (the
-    guest sees it as /tmp/results); *writable* host directories are shared writable
+    guest sees it as /run/nfpvm, ``GUEST_RESULTS``); *writable* host directories are shared writable
     at the same paths (e.g. a compile cache both sides fill).  qemu is always killed
     and the temporary directory removed, whatever happens."""
     if qemu_missing():
@@ -318,12 +321,13 @@ def run(prepared: Prepared, job: str, *, timeout: float = 240, memory_mb: int = 
     results = tmp / "results"
     results.mkdir()
     console = tmp / "console.log"
-    mounts = "".join(f"mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 w{i} "
+    mounts = "".join(f"mkdir -p {shlex.quote(str(d))} 2>/dev/null; mount -t 9p -o "
+                     f"trans=virtio,version=9p2000.L,msize=524288 w{i} "
                      f"{shlex.quote(str(d))} || exit 90\n"
                      for i, d in enumerate(writable or []))
-    (results / "job.sh").write_text("export HOME=/tmp TMPDIR=/tmp PATH=/usr/sbin:/usr/bin:"
-                                    "/sbin:/bin PYTHONDONTWRITEBYTECODE=1\ncd /\n" + mounts +
-                                    job)
+    (results / "job.sh").write_text("export HOME=/run/home TMPDIR=/run/tmp PATH=/usr/sbin:"
+                                    "/usr/bin:/sbin:/bin PYTHONDONTWRITEBYTECODE=1\ncd /\n" +
+                                    mounts + job)
     for name, data in (results_in or {}).items():
         (results / name).write_bytes(data)
     argv = [QEMU, "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", str(memory_mb),
