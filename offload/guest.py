@@ -211,14 +211,20 @@ TREE = Path(__file__).resolve().parent.parent
 WORK = Path(os.environ.get("TMPDIR") or "/tmp")    # the guest's scratch (tmpfs)
 
 
-def pipeline_file(name: str, tcp_ttl: int = 1) -> Path:
+def pipeline_file(name: str, tcp_ttl: int = 1, extra_node: bool = False) -> Path:
     """The split-guard example for offload (fused, constants per node), as a file."""
     path = WORK / f"{name}.yaml"
-    path.write_text(split_guard(name, tcp_ttl))
+    path.write_text(split_guard(name, tcp_ttl, extra_node))
     return path
 
 
-def split_guard(name: str, tcp_ttl: int = 1) -> str:
+def split_guard(name: str, tcp_ttl: int = 1, extra_node: bool = False) -> str:
+    if extra_node:          # one more node behind guard_tcp: a new stats row in an update
+        return split_guard(name, tcp_ttl).replace(
+            "  - guard_tcp.out -> pass\n", "  - guard_tcp.out -> guard_x\n"
+            "  - guard_x -> pass\n").replace(
+            "edges:\n", f"  - id: guard_x\n    nf: {TREE}/bpf/examples/ttl_guard.c\n"
+            "edges:\n")
     return (f"""pipeline: {name}
 hook: xdp
 mode: offload
@@ -255,7 +261,8 @@ def prewarm() -> int:
     from nfpipe.compose.offload import offload_build
     from nfpipe.compose.tiers import tiered_build
     from nfpipe.spec import PipelineSpec
-    texts = [split_guard("offl"), split_guard("offl", 3), split_guard("offl-f"),
+    texts = [split_guard("offl"), split_guard("offl", 3), split_guard("offl", 3, True),
+             split_guard("offl-f"),
              telemetry_tail(), TIERS.format(name="offl-tiers", tree=TREE, entry="", first=""),
              TIERS.format(name="offl-tb", tree=TREE, entry=TIERS_BAD_ENTRY,
                           first=TIERS_BAD_FIRST)]
@@ -312,6 +319,10 @@ def check_deploy_update_destroy(dev: Nsim) -> dict:
         out["update"] = m2.update
         assert dev.offloaded_id == m2.entry_prog_id != first, (dev.offloaded_id, first)
         assert stats("offl", root=root)["split"] == {"udp": {"packets": 5, "bytes": 300}}
+        m3 = deploy(pipeline_file("offl", tcp_ttl=3, extra_node=True), root=root)
+        out["update_node"] = m3.update
+        assert dev.offloaded_id == m3.entry_prog_id != m2.entry_prog_id
+        assert "guard_x" in stats("offl", root=root)
         out["prog_ids"] = [m.entry_prog_id, m2.entry_prog_id]
     finally:
         out["destroy"] = destroy("offl", root=root)

@@ -96,14 +96,15 @@ def update(spec: PipelineSpec, file, old: Manifest, *, targets: list[Target] | N
                               f"cannot be done without a gap: 'nfpipe destroy {spec.name}' "
                               f"first, then deploy")
         if was == "offload":
-            # the new programs are bound to the same device: the new file must fit too
+            # the new programs are bound to the same device: the new file must fit too,
+            # whole (tiers cannot take over from one offloaded program without a gap)
             p = place(spec.hook, t.ifname, t.netns, mode="offload", build=built)
-            if mode == "auto":
-                placements[t] = p
-    offload = offload_load({t: p for t, p in placements.items()} | {
-        t: place(spec.hook, t.ifname, t.netns, mode="offload", build=built)
-        for t in targets if t in old_ifaces and old_ifaces[t].mode == "offload"
-        and t not in placements}, spec.name)
+            if p.mode != "offload":
+                raise DeployError(f"{t} runs '{spec.name}' offloaded; the new file fits the "
+                                  f"NIC only in part (tiers), which cannot take over without "
+                                  f"a gap: 'nfpipe destroy {spec.name}' first, then deploy")
+            placements[t] = p
+    offload = offload_load(placements, spec.name)
     keys, whole = code_keys(built)
     opened: dict[str, Map] = {}
     try:
@@ -253,7 +254,11 @@ class _Change:
         for n in self.plan.order:
             if n.index not in old_slots:
                 for s in range(STAT_SLOTS):
-                    stats_map[n.index * STAT_SLOTS + s] = {"packets": 0, "bytes": 0}
+                    key = n.index * STAT_SLOTS + s
+                    if key >= stats_map.max_entries:
+                        return          # an offloaded map the device sized down
+                    # raw zeros: an offloaded map (no BTF in the kernel) takes only bytes
+                    stats_map[key] = bytes(stats_map.value_size)
 
     def _interface_records(self) -> list[InterfaceRecord]:
         """Kept interfaces as they are; added ones, to be attached by converge."""
