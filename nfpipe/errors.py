@@ -143,10 +143,12 @@ def _hint_for(err: int, op: str = "") -> str:
     if err == _errno.ENOSYS:
         return "this kernel was built without the bpf() syscall (CONFIG_BPF_SYSCALL)"
     if err == _errno.E2BIG:
-        if "MAP_UPDATE" in op.upper():
-            # an insert into a full map, or an array index past max_entries
-            return ("the map is full (max_entries reached), or a key is past the end of an "
-                    "array map")
+        up = op.upper()
+        if "MAP" in up and "CREATE" not in up:
+            # an insert into a full map (also one bound to an offload device, which may
+            # hold very few entries: netdevsim 2), or an array index past max_entries
+            return ("the map is full (max_entries reached; an offloaded map holds what the "
+                    "device holds), or a key is past the end of an array map")
         return "the kernel does not know a field nfpipe set (the kernel is older than the feature)"
     return ""
 

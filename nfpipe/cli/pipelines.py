@@ -9,7 +9,7 @@ from nfpipe import bench, resources
 from nfpipe.attach import Target
 from nfpipe.cli.output import EXIT_OK, EXIT_USAGE, print_json
 from nfpipe.compose import FUSED, build, make_plan
-from nfpipe.compose.offload import offload_problems
+from nfpipe.compose.offload import offload_build, offload_problems
 from nfpipe.deploy.placement import place
 from nfpipe.graph import problems_of
 from nfpipe.runtime.verify import verify
@@ -94,6 +94,13 @@ def cmd_plan(args) -> int:
             node["maps"] = [{"name": m.name[len(prefix):], "type": m.type_name,
                              "max_entries": m.max_entries}
                             for m in ospec.maps.values() if m.name.startswith(prefix)]
+    ob = None
+    if spec.mode == "offload":
+        # what deploy --mode offload checks, against nfp's profile (with --iface: the
+        # device's driver's)
+        ob = offload_build(build(plan))
+        info["offload"] = {"profile": ob.profile, "ok": ob.ok, "problems": ob.problems,
+                           "decisions": ob.decisions}
     if args.json:
         print_json(info)
         return EXIT_OK
@@ -113,6 +120,8 @@ def cmd_plan(args) -> int:
             print(f"           constants: {consts}")
         for m in node.get("maps", []):
             print(f"           map {m['name']:<18} {m['type']:<14} {m['max_entries']} entries")
+    if ob is not None:
+        print(ob.explain())
     return EXIT_OK
 
 

@@ -20,11 +20,12 @@ from nfpipe.attach import Target
 from nfpipe.compose import build, make_plan
 from nfpipe.deploy.diff import code_keys
 from nfpipe.deploy.manifest import Manifest
-from nfpipe.deploy.placement import place
+from nfpipe.deploy.placement import load_for, offload_load, place
 from nfpipe.deploy.repair import recover
 from nfpipe.deploy.state import (
     INTENT,
     STATE_ROOT,
+    link_key,
     locked,
     read_manifest,
     remove_state,
@@ -32,12 +33,14 @@ from nfpipe.deploy.state import (
     write_manifest,
 )
 from nfpipe.deploy.steps import (
+    NIC_TIER,
     Takeover,
     attach,
     hold_foreign,
     interface_record,
     load_smoke_tested,
     node_record,
+    pin_nic_tier,
     pin_pipeline,
     record_intent,
     refuse_foreign,
@@ -48,7 +51,6 @@ from nfpipe.deploy.update import update
 from nfpipe.errors import NfpipeError
 from nfpipe.faults import fault
 from nfpipe.kernel import bpffs
-from nfpipe.runtime import Pipeline
 from nfpipe.spec import PipelineSpec
 
 log = logging.getLogger("nfpipe.deploy")
@@ -86,9 +88,23 @@ def _first_deploy(spec, file, targets, mode, linking, force, root, say) -> Manif
     built = build(plan)
     placements = {t: place(spec.hook, t.ifname, t.netns, mode=mode, build=built)
                   for t in targets}
+    offload = offload_load(placements, spec.name)
+    tiers = offload.get("tiers")
     say("loading and test-running")
     keys, whole = code_keys(built)
-    pipeline = load_smoke_tested(built, lambda: Pipeline.load(built))
+    nic = None
+    if tiers is not None:
+        # the host's program is the pipeline (its pins, its nodes); the NIC's beside it
+        pipeline = load_smoke_tested(tiers.host, lambda: load_for(tiers.host, {}))
+        try:
+            nic = load_smoke_tested(built, lambda: load_for(built, offload),
+                                    offload=tiers.nic)
+        except BaseException:
+            pipeline.close()
+            raise
+    else:
+        pipeline = load_smoke_tested(built, lambda: load_for(built, offload),
+                                     offload=offload.get("offload"))
     bpffs.ensure_mounted()
     attachments = []
     takeovers: dict[Target, Takeover] = {}
@@ -97,6 +113,8 @@ def _first_deploy(spec, file, targets, mode, linking, force, root, say) -> Manif
         manifest = _describe(spec, file, plan, pipeline, keys, whole)
         manifest.mode = mode
         pin_pipeline(pipeline, manifest, sdir, reused={})
+        if nic is not None:
+            pin_nic_tier(nic, manifest, sdir)
         fault("pinned")
         say("attaching")
         for t in targets if force else ():
@@ -107,11 +125,18 @@ def _first_deploy(spec, file, targets, mode, linking, force, root, say) -> Manif
         for t in targets:
             if t in takeovers:
                 takeovers[t].make_room(placements[t].mode)
+            if placements[t].mode == "tiered" and nic is not None:
+                attachments.append((t, attach(pipeline.entry, t, spec.hook, "native", force)))
+                attachments.append((t, attach(nic.entry, t, spec.hook, "offload", force)))
+                continue
             attachments.append((t, attach(pipeline.entry, t, spec.hook,
                                           placements[t].mode, force)))
         fault("attached")
         for t, att in attachments:
-            manifest.interfaces.append(interface_record(sdir, t, att, placements[t].lines))
+            tier = placements[t].mode == "tiered" and att.mode == "offload"
+            manifest.interfaces.append(interface_record(
+                sdir, t, att, placements[t].lines, key=link_key(t) + NIC_TIER if tier
+                else None))
         fault("pinned-links")
         write_manifest(sdir, manifest)
         os.unlink(sdir / INTENT)
@@ -142,6 +167,8 @@ def _first_deploy(spec, file, targets, mode, linking, force, root, say) -> Manif
         for tk in takeovers.values():
             tk.prog.close()
         pipeline.close()
+        if nic is not None:
+            nic.close()
 
 
 def _describe(spec, file, plan, pipeline, keys, whole) -> Manifest:

@@ -19,7 +19,14 @@ from nfpipe.deploy.state import (
     read_manifest,
     state_dir,
 )
-from nfpipe.deploy.steps import close_node_maps, nf_of, occupants, open_node_maps
+from nfpipe.deploy.steps import (
+    NIC_MAPS,
+    NIC_TIER,
+    close_node_maps,
+    nf_of,
+    occupants,
+    open_node_maps,
+)
 from nfpipe.errors import DeployError, NfpipeError, NoSuchObject
 from nfpipe.loader import Map
 from nfpipe.runtime import node_stats
@@ -52,7 +59,9 @@ def status(name: str | None = None, *, root: str = STATE_ROOT) -> list[dict]:
             try:
                 q = query(i.iface, i.netns)
                 progs = [e.get("prog_id") for e in occupants(q, m.hook)]
-                attached = m.entry_prog_id in progs
+                # the NIC's program of a tiered placement is not the entry
+                want = i.prog_id if i.key.endswith(NIC_TIER) else m.entry_prog_id
+                attached = want in progs
             except NfpipeError as exc:
                 attached, progs = False, [str(exc)]
             healthy &= attached
@@ -82,10 +91,19 @@ def manifest_of(name: str, root: str = STATE_ROOT) -> Manifest:
 def stats(name: str, *, root: str = STATE_ROOT) -> dict:
     """Per-node, per-outcome counters of a deployed pipeline, read from its pinned maps."""
     m = manifest_of(name, root)
-    with Map.from_pin(m.maps["nfp_stats"]) as sm:
-        rows = node_stats(sm, [(n.id, n.index, tuple(n.ports)) for n in m.nodes])
-    return {nid: {k: {"packets": c.packets, "bytes": c.bytes} for k, c in row.items()}
-            for nid, row in rows.items()}
+    nodes = [(n.id, n.index, tuple(n.ports)) for n in m.nodes]
+    out: dict[str, dict[str, dict[str, int]]] = {n[0]: {} for n in nodes}
+    # tiers: the NIC's counters (read through the device) and the host's, added up
+    for key in ("nfp_stats", NIC_MAPS + "nfp_stats"):
+        if key not in m.maps:
+            continue
+        with Map.from_pin(m.maps[key]) as sm:
+            for nid, row in node_stats(sm, nodes).items():
+                for k, c in row.items():
+                    have = out[nid].setdefault(k, {"packets": 0, "bytes": 0})
+                    have["packets"] += c.packets
+                    have["bytes"] += c.bytes
+    return out
 
 
 def prometheus(names: list[str] | None = None, *, root: str = STATE_ROOT) -> str:

@@ -14,10 +14,16 @@ from dataclasses import dataclass, field
 
 from nfpipe.attach.features import probe_link_support
 from nfpipe.attach.probe import probe_interface
-from nfpipe.compose.offload import offload_problems
+from nfpipe.compose.offload import DEFAULT_PROFILE, OffloadBuild, offload_build
+from nfpipe.compose.tiers import TieredBuild, tiered_build
 from nfpipe.errors import AttachError
+from nfpipe.kernel.netns import in_netns
+from nfpipe.profiles import load_profile
+from nfpipe.runtime import Pipeline
 
-XDP_ORDER = ("offload", "native", "generic")
+XDP_ORDER = ("offload", "tiered", "native", "generic")
+# --mode offload: the whole pipeline on the NIC, else its offloadable prefix (tiers)
+FORCED = {"offload": ("offload", "tiered")}
 
 
 @dataclass
@@ -26,6 +32,11 @@ class Placement:
     netns: str | None
     mode: str
     lines: list[str] = field(default_factory=list)
+    # offload considered: the offload build for this device's profile (what deploy
+    # loads when the mode is "offload"), and the device's ifindex
+    offload: OffloadBuild | None = None
+    ifindex: int = 0
+    tiers: TieredBuild | None = None      # mode "tiered": the NIC's and the host's programs
 
     def explain(self) -> str:
         where = f"{self.netns}:{self.iface}" if self.netns else self.iface
@@ -40,17 +51,67 @@ def _kernel_has_tcx() -> tuple[bool, str]:
     return False, f"no tcx links in this kernel ({tcx})"
 
 
-def _offload_check(info: dict, build) -> tuple[bool, str]:
+def offload_profile(driver: str | None) -> str:
+    """The profile an offload to *driver* is checked against: the driver's own when
+    nfpipe has one that can offload, else nfp's (the upstream driver with offload)."""
+    prof = load_profile(driver) if driver else None
+    return prof.name if prof is not None and prof.offload_supported else DEFAULT_PROFILE
+
+
+def _offload_check(p: Placement, info: dict, build) -> tuple[bool, str]:
     offload = info.get("offload")
     if offload is not True:
         return False, f"driver {info.get('driver')}: {offload}"
     if build is None:
         return False, "the pipeline was not built for offload"
-    problems = offload_problems(build)
-    if problems:
-        return False, f"the pipeline does not fit offload: {problems[0]}" + \
-            (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
-    return True, f"driver {info.get('driver')} accepts offloaded programs and the pipeline fits"
+    p.offload = offload_build(build, offload_profile(info.get("driver")))
+    p.ifindex = int(info.get("ifindex") or 0)
+    if not p.offload.ok:
+        return False, "the pipeline does not fit offload: " + "; ".join(p.offload.problems)
+    return True, (f"driver {info.get('driver')} accepts offloaded programs and the "
+                  f"pipeline fits the {p.offload.profile} profile")
+
+
+def _tiered_check(p: Placement, info: dict, build) -> tuple[bool, str]:
+    """The NIC runs the offloadable prefix, native XDP on the same interface the rest
+    (``compose.tiers``): needs the device to offload and its driver to run XDP."""
+    if info.get("native_xdp") is not True:
+        return False, f"driver {info.get('driver')} runs no native XDP for the host's part"
+    assert p.offload is not None
+    p.tiers, why = tiered_build(build, p.offload.profile, full=p.offload)
+    if p.tiers is None:
+        return False, why
+    return True, (f"the NIC ({info.get('driver')}) runs nodes "
+                  f"{', '.join(p.tiers.nic_nodes)}, native XDP the rest")
+
+
+def offload_load(placements: dict, pipeline: str) -> dict:
+    """``Pipeline.load`` keywords for the placements whose mode is offload (or, for
+    tiers, the NIC's part: key "tiers"): an offloaded program is bound to one device,
+    so at most one such interface."""
+    off = [p for p in placements.values() if p.mode in ("offload", "tiered")]
+    if not off:
+        return {}
+    if len(off) > 1:
+        raise AttachError(f"pipeline '{pipeline}' is offloaded to {len(off)} interfaces "
+                          f"({', '.join(p.iface for p in off)}); an offloaded program is "
+                          f"bound to one device: deploy it to one interface",
+                          iface=off[1].iface, mode="offload")
+    p = off[0]
+    if p.mode == "tiered":
+        assert p.tiers is not None
+        return {"offload": p.tiers.nic, "device": p.ifindex, "netns": p.netns,
+                "tiers": p.tiers}
+    return {"offload": p.offload, "device": p.ifindex, "netns": p.netns}
+
+
+def load_for(built, kw: dict, **more):
+    """``Pipeline.load(built)`` with the keywords of ``offload_load`` (the device's
+    ifindex is resolved in its namespace, so the load happens there)."""
+    kw = dict(kw)
+    kw.pop("tiers", None)
+    with in_netns(kw.pop("netns", None)):
+        return Pipeline.load(built, **kw, **more)
 
 
 def place(hook: str, iface: str, netns: str | None = None, *, mode: str = "auto",
@@ -72,10 +133,20 @@ def place(hook: str, iface: str, netns: str | None = None, *, mode: str = "auto"
         return p
     if info is None:
         info = probe_interface(iface, netns=netns)
-    order = XDP_ORDER if mode == "auto" else (mode,)
+    order = XDP_ORDER if mode == "auto" else FORCED.get(mode, (mode,))
+    first_why = ""
     for m in order:
         if m == "offload":
-            ok, why = _offload_check(info, build)
+            ok, why = _offload_check(p, info, build)
+        elif m == "tiered":
+            if order[0] == "tiered":            # --mode tiered: the offload check first
+                ok, why = _offload_check(p, info, build)
+            if p.offload is None:
+                if order[0] != "tiered":
+                    continue            # the device cannot offload at all: no tiers
+                ok = False
+            else:
+                ok, why = _tiered_check(p, info, build)
         elif m == "native":
             native = info.get("native_xdp")
             ok = native is True
@@ -89,10 +160,19 @@ def place(hook: str, iface: str, netns: str | None = None, *, mode: str = "auto"
             raise AttachError(f"unknown XDP mode '{m}' (expected auto, offload, native, "
                               f"generic)", iface=iface)
         p.lines.append(f"{m}: {'yes' if ok else 'no'} — {why}")
+        if m == "offload" and p.offload is not None:
+            p.lines += [f"  {d}" for d in p.offload.decisions]
+        if m == "tiered" and p.tiers is not None:
+            p.lines += [f"  {d}" for d in p.tiers.decisions]
         if ok:
             p.mode = m
             return p
-        if mode != "auto":
-            raise AttachError(f"--mode {m} is not possible on {iface}: {why}", iface=iface,
-                              mode=m)
+        first_why = first_why or why
+        if mode != "auto" and m == order[-1]:
+            more = f"; tiers: {why}" if len(order) > 1 and m == "tiered" else ""
+            raise AttachError(f"--mode {mode} is not possible on {iface}: {first_why}{more}",
+                              iface=iface, mode=mode)
+    if mode != "auto":
+        raise AttachError(f"--mode {mode} is not possible on {iface}: {first_why}",
+                          iface=iface, mode=mode)
     raise AttachError(f"no XDP mode possible on {iface}", iface=iface)

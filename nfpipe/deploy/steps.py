@@ -243,10 +243,12 @@ def restore_replaced(t: IntentTarget) -> str | None:
             f"that --force had replaced on {t.iface}")
 
 
-def smoke_test(built) -> None:
+def smoke_test(built, offload=None) -> None:
     """Load a throwaway copy of the build and run the whole pipeline once in the kernel:
-    a surprise shows here, and the real maps and counters start untouched."""
-    with Pipeline.load(built) as p:
+    a surprise shows here, and the real maps and counters start untouched.  With
+    *offload* (an OffloadBuild), its program, unbound: an offloaded one cannot run
+    under BPF_PROG_TEST_RUN, the same code on the host can."""
+    with Pipeline.load(built, offload=offload) as p:
         p.test_run(PROBE)
 
 
@@ -263,7 +265,7 @@ def smoke_memo(built) -> Path | None:
     return cache_dir() / "verifier" / f"smoke-ok-{fp}-{probe}"
 
 
-def load_smoke_tested(built, load: Callable[[], T]) -> T:
+def load_smoke_tested(built, load: Callable[[], T], offload=None) -> T:
     """``load()`` (the real load of *built*), with ``smoke_test(built)`` run beside it
     in a thread: the verifier checks the two copies at once (the bpf() calls release
     the GIL), so a deploy waits for one verification instead of two in a row.  If
@@ -274,10 +276,10 @@ def load_smoke_tested(built, load: Callable[[], T]) -> T:
     tested again (a redeploy, a rollback to a known revision): the same programs and
     maps verify and run the same, and the second verification is most of a warm
     deploy's time on a small machine."""
-    memo = smoke_memo(built)
+    memo = smoke_memo(built) if offload is None else None   # (the offload build differs)
     if memo is not None and memo.exists():
         return load()
-    loaded = _load_beside_smoke_test(built, load)
+    loaded = _load_beside_smoke_test(built, load, offload)
     if memo is not None:
         with contextlib.suppress(OSError):      # a cache that cannot be written only
             memo.parent.mkdir(parents=True, exist_ok=True)     # costs time
@@ -285,9 +287,9 @@ def load_smoke_tested(built, load: Callable[[], T]) -> T:
     return loaded
 
 
-def _load_beside_smoke_test(built, load: Callable[[], T]) -> T:
+def _load_beside_smoke_test(built, load: Callable[[], T], offload=None) -> T:
     with ThreadPoolExecutor(1, thread_name_prefix="nfpipe-smoke") as pool:
-        trial = pool.submit(smoke_test, built)
+        trial = pool.submit(smoke_test, built, offload)
         try:
             loaded = load()
         except BaseException:
@@ -324,10 +326,12 @@ def record_intent(sdir: Path, entry_id: int, hook: str, targets: list[Target],
 
 
 def interface_record(sdir: Path, t: Target, att: Attachment,
-                     placement: list[str]) -> InterfaceRecord:
+                     placement: list[str], key: str | None = None) -> InterfaceRecord:
     """The manifest's record of one attachment: its link, pinned now, or (netlink XDP,
-    clsact: nothing to pin) what finds it again."""
-    rec = InterfaceRecord(iface=t.ifname, netns=t.netns, mode=att.mode, key=link_key(t),
+    clsact: nothing to pin) what finds it again.  *key*: its name under links/ when
+    it is not the interface's (the NIC's program of a tiered placement)."""
+    rec = InterfaceRecord(iface=t.ifname, netns=t.netns, mode=att.mode,
+                          key=key or link_key(t),
                           kind=type(att).__name__, prog_id=att.prog_id, placement=placement)
     if hasattr(att, "pin"):
         path = str(sdir / "links" / rec.key)
@@ -379,6 +383,20 @@ def pin_pipeline(pipeline, manifest: Manifest, sdir: Path, reused: dict[str, str
     manifest.entry_prog_id = pipeline.entry.id
     manifest.maps = pin_maps(pipeline.objects.values(), rdir, reused)
     manifest.jmp = manifest.maps.get("nfp_jmp")
+
+
+#: the NIC's part of a tiered placement: its link key's suffix, its maps' name prefix
+NIC_TIER = "+nic"
+NIC_MAPS = "nic:"
+
+
+def pin_nic_tier(nic, manifest: Manifest, sdir: Path) -> None:
+    """Pin the NIC's program and maps of a tiered placement under the revision's nic/,
+    recorded as manifest maps named ``nic:<map>``."""
+    rdir = revision_dir(sdir, manifest.revision) / "nic"
+    nic.entry.pin(str(rdir / "progs" / pin_name(nic.entry.name)))
+    for name, path in pin_maps(nic.objects.values(), rdir, {}).items():
+        manifest.maps[NIC_MAPS + name] = path
 
 
 def pin_maps(objects, rdir: Path, reused: dict[str, str]) -> dict[str, str]:

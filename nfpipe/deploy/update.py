@@ -20,7 +20,7 @@ from nfpipe.catalog import nf_class
 from nfpipe.compose import Build, Plan, build, make_plan
 from nfpipe.deploy.diff import Update, classify, code_keys
 from nfpipe.deploy.manifest import InterfaceRecord, Manifest, Pending
-from nfpipe.deploy.placement import Placement, place
+from nfpipe.deploy.placement import Placement, load_for, offload_load, place
 from nfpipe.deploy.state import (
     INTENT,
     MANIFEST_NEXT,
@@ -37,6 +37,7 @@ from nfpipe.deploy.state import (
     write_manifest,
 )
 from nfpipe.deploy.steps import (
+    NIC_MAPS,
     attach,
     close_node_maps,
     find_unlinked,
@@ -69,6 +70,10 @@ def update(spec: PipelineSpec, file, old: Manifest, *, targets: list[Target] | N
         raise DeployError(f"pipeline '{spec.name}' runs at hook {old.hook}; the new file "
                           f"says {spec.hook}, which cannot be switched without a gap: "
                           f"'nfpipe destroy {spec.name}' first, then deploy")
+    if any(k.startswith(NIC_MAPS) for k in old.maps):
+        raise DeployError(f"pipeline '{spec.name}' runs in two tiers (the NIC and native "
+                          f"XDP); updating them in place is not supported yet: 'nfpipe "
+                          f"destroy {spec.name}' first, then deploy")
     if targets is None and not spec.interfaces:
         targets = [Target(i.iface, i.netns) for i in old.interfaces]
     targets = targets_of(spec, file, targets)
@@ -90,6 +95,16 @@ def update(spec: PipelineSpec, file, old: Manifest, *, targets: list[Target] | N
             raise DeployError(f"{t} runs '{spec.name}' in {was} mode; moving it to {mode} "
                               f"cannot be done without a gap: 'nfpipe destroy {spec.name}' "
                               f"first, then deploy")
+        if was == "offload":
+            # the new programs are bound to the same device: the new file must fit too,
+            # whole (tiers cannot take over from one offloaded program without a gap)
+            p = place(spec.hook, t.ifname, t.netns, mode="offload", build=built)
+            if p.mode != "offload":
+                raise DeployError(f"{t} runs '{spec.name}' offloaded; the new file fits the "
+                                  f"NIC only in part (tiers), which cannot take over without "
+                                  f"a gap: 'nfpipe destroy {spec.name}' first, then deploy")
+            placements[t] = p
+    offload = offload_load(placements, spec.name)
     keys, whole = code_keys(built)
     opened: dict[str, Map] = {}
     try:
@@ -106,7 +121,8 @@ def update(spec: PipelineSpec, file, old: Manifest, *, targets: list[Target] | N
                               if k.startswith(prefixed(n.id, ""))})
         change = _Change(spec=spec, file=file, old=old, sdir=sdir, built=built, upd=upd,
                          keys=keys, whole=whole, reuse=reuse, opened=opened, targets=targets,
-                         placements=placements, old_ifaces=old_ifaces, force=force)
+                         placements=placements, old_ifaces=old_ifaces, force=force,
+                         offload=offload)
         return change.apply(say)
     finally:
         for m in opened.values():
@@ -131,6 +147,7 @@ class _Change:
     placements: dict[Target, Placement]
     old_ifaces: dict[Target, InterfaceRecord]
     force: bool
+    offload: dict = field(default_factory=dict)     # placement.offload_load's keywords
     fresh: set[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -167,8 +184,9 @@ class _Change:
                 loaded = load_smoke_tested(self.built, lambda: _OneNode(Pipeline.load_node(
                     self.built, nid, given, populate=nid in self.fresh), nid))
             elif upd.how == "generation":
-                loaded = load_smoke_tested(self.built, lambda: Pipeline.load(
-                    self.built, reuse=self.reuse, populate=self.fresh))
+                loaded = load_smoke_tested(self.built, lambda: load_for(
+                    self.built, self.offload, reuse=self.reuse, populate=self.fresh),
+                    offload=self.offload.get("offload"))
             fault("update-loaded")
             new.nodes = self._node_records()
             if loaded is not None:
@@ -236,7 +254,11 @@ class _Change:
         for n in self.plan.order:
             if n.index not in old_slots:
                 for s in range(STAT_SLOTS):
-                    stats_map[n.index * STAT_SLOTS + s] = {"packets": 0, "bytes": 0}
+                    key = n.index * STAT_SLOTS + s
+                    if key >= stats_map.max_entries:
+                        return          # an offloaded map the device sized down
+                    # raw zeros: an offloaded map (no BTF in the kernel) takes only bytes
+                    stats_map[key] = bytes(stats_map.value_size)
 
     def _interface_records(self) -> list[InterfaceRecord]:
         """Kept interfaces as they are; added ones, to be attached by converge."""

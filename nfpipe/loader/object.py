@@ -38,7 +38,8 @@ class Object:
              log_level: int = 0, name: str | None = None,
              programs: list[str] | None = None,
              maps: Mapping[str, Map] | None = None,
-             kernel_names: Callable[[str, str], str] | None = None) -> Object:
+             kernel_names: Callable[[str, str], str] | None = None,
+             ifindex: int = 0) -> Object:
         """Load *spec* (an ObjectSpec or the path of a BPF ELF object).
 
         ``constants`` sets ``.rodata`` variables before load; ``pin_dir`` is where
@@ -48,7 +49,11 @@ class Object:
         definition), which is how the programs of one pipeline share maps.  Replaced
         maps stay the caller's: ``close()`` leaves them open.  ``kernel_names(kind,
         name)`` ("map" or "program") gives the name the kernel (and bpftool) shows
-        for each (default: the object's own names, cut to 15 bytes).
+        for each (default: the object's own names, cut to 15 bytes).  ``ifindex``
+        binds every program and map to that device (hardware offload: prog_ifindex,
+        map_ifindex); such an object may have no global data, which offload devices
+        cannot give programs direct access to (nfpipe's offload build compiles its
+        constants in).
         """
         if not isinstance(spec, ObjectSpec):
             spec = ObjectSpec.from_file(spec)
@@ -57,7 +62,16 @@ class Object:
             for key, value in constants.items():
                 spec.set_constant(key, value)
         prefix = _object_prefix(name or (Path(spec.path).stem if spec.path else ""))
+        if ifindex:
+            data = sorted(m.name for m in spec.maps.values() if m.is_global_data)
+            if data:
+                raise SpecError(f"cannot load for offload to ifindex {ifindex}: the object "
+                                f"has global data ({', '.join(data)}), and the kernel gives "
+                                f"device-bound programs no direct value access to it "
+                                f"(compile constants in: nfpipe's offload build)",
+                                file=spec.path)
         loader = _Loader(spec, prefix, pin_dir, log_level, dict(maps or {}), kernel_names)
+        loader.ifindex = ifindex
         try:
             return loader.run(programs)
         except BaseException:
@@ -111,6 +125,7 @@ class _Loader:
         self.maps: dict[str, Map] = {}
         self.programs: dict[str, Program] = {}
         self.new_pins: list[str] = []
+        self.ifindex = 0                  # hardware offload: the device everything binds to
 
     def run(self, only: list[str] | None) -> Object:
         self._load_btf()
@@ -129,7 +144,7 @@ class _Loader:
             kname = self.kernel_names("program", pname) if self.kernel_names else None
             self.programs[pname] = Program.load(self.spec.programs[pname], self.maps,
                                                 btf_fd=self.btf_fd, log_level=self.log_level,
-                                                kernel_name=kname)
+                                                kernel_name=kname, ifindex=self.ifindex)
         self._initial_contents()
         return Object(self.spec, self.maps, self.programs, self.btf_fd,
                       frozenset(self.shared))
@@ -172,7 +187,10 @@ class _Loader:
                 m = Map.from_pin(path, spec=mspec)
                 _check_compatible(m, mspec, f"the map pinned at {path}")
                 return m
-        m = Map.create(mspec, btf_fd=self.btf_fd, kernel_name=kname)
+        # a map bound to a device takes no BTF types (the kernel's offload map ops check
+        # for none: ENOTSUPP); nfpipe still decodes its values with the object's BTF
+        m = Map.create(mspec, btf_fd=None if self.ifindex else self.btf_fd, kernel_name=kname,
+                       ifindex=self.ifindex)
         self.maps[mspec.name] = m        # owned from here on, even if the next steps fail
         if mspec.is_global_data:
             m.update(0, mspec.data)

@@ -14,6 +14,7 @@ import errno
 import hashlib
 import json
 import os
+import struct
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,10 +23,11 @@ from typing import Any
 
 from nfpipe.catalog.base import NodeMaps
 from nfpipe.compose.build import FUSED, Build, build as build_plan
-from nfpipe.compose.fused import FUSED_PROGRAM
+from nfpipe.compose.fused import FUSED_PROGRAM, fused_constants, hook_constants
 from nfpipe.compose.nodes import apply_map_sizes
+from nfpipe.compose.offload import OffloadBuild
 from nfpipe.compose.plan import Plan, make_plan
-from nfpipe.errors import VerifierError
+from nfpipe.errors import SpecError, VerifierError
 from nfpipe.loader.elf import short_kernel_name
 from nfpipe.loader.maps import Map
 from nfpipe.loader.object import Object
@@ -55,6 +57,7 @@ class Pipeline:
         # fused linking: "inline" (one function) or "calls" (a global function per
         # node, when the inlined program was too large for the verifier)
         self.fused_style = fused_style
+        self.device = 0             # the offload device's ifindex; 0: runs on the host
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, *, linking: str | None = None,
@@ -75,19 +78,35 @@ class Pipeline:
     @classmethod
     def load(cls, build: Build, *, ifindexes: dict[str, int] | None = None,
              log_level: int = 0, reuse: Mapping[str, Map] | None = None,
-             populate: Collection[str] | None = None) -> Pipeline:
+             populate: Collection[str] | None = None,
+             offload: OffloadBuild | None = None, device: int = 0) -> Pipeline:
         """Load every program of *build* and fill ``nfp_jmp``.
 
         *reuse* hands in existing maps by their full names (``fw__rules``,
         ``nfp_stats``): the programs use them instead of creating their own, which
         is how an update of a running pipeline keeps its state; they stay the
         caller's.  *populate* names the nodes whose NF writes its maps from its
-        config (default: every node; a node on reused maps already has them)."""
+        config (default: every node; a node on reused maps already has them).
+
+        *offload* (``compose.offload.offload_build``) loads the offload build instead
+        (its constants compiled in, its maps sized for the device), bound to the
+        device of ifindex *device* (prog_ifindex/map_ifindex) or, with *device* 0,
+        unbound: the same program on the host, where ``test_run`` works."""
         plan = build.plan
         objects: dict[str, Object] = {}
         reuse = dict(reuse or {})
         try:
-            if plan.linking == "fused":
+            if offload is not None:
+                if not offload.ok or offload.spec is None:
+                    raise SpecError(f"pipeline '{plan.spec.name}' cannot be offloaded "
+                                    f"({offload.profile}): " + "; ".join(offload.problems))
+                given = {k: m for k, m in reuse.items() if k in offload.spec.maps}
+                obj = Object.load(offload.spec, log_level=log_level, name=plan.spec.name,
+                                  maps=given, kernel_names=kernel_names(plan.spec.name),
+                                  ifindex=device)
+                objects[FUSED] = obj
+                entry = obj.programs[FUSED_PROGRAM]
+            elif plan.linking == "fused":
                 constants = fused_constants(plan, ifindexes)
                 inlined = build.fused_style == "inline"
                 ospec = _sized_all(build.objects[FUSED], plan)
@@ -137,8 +156,12 @@ class Pipeline:
                 entry = objects[plan.order[0].id].programs[plan.order[0].id]
             pipeline = cls(plan, objects, entry,
                            build.fused_style if plan.linking == "fused" else None)
+            pipeline.device = device if offload is not None else 0
+            only = offload.nodes if offload is not None else None     # a NIC tier
             for n in plan.order:
                 impl = plan.spec.nodes[n.id].impl
+                if only is not None and n.id not in only:
+                    continue
                 if impl is not None and (populate is None or n.id in populate):
                     impl.populate(pipeline.node_maps(n.id))
             return pipeline
@@ -226,9 +249,13 @@ def node_stats(stats_map, nodes) -> dict[str, dict[str, Counter]]:
         names = dict(enumerate(ports))
         names.update(OUTCOME_NAMES)
         for slot, name in names.items():
-            per_cpu = stats_map[index * STAT_SLOTS + slot]
+            try:
+                per_cpu = stats_map[index * STAT_SLOTS + slot]
+            except KeyError:
+                continue        # past the end of an offloaded stats map the device sized down
             if not isinstance(per_cpu, list):      # offload: one shared array
                 per_cpu = [per_cpu]
+            per_cpu = [_stat(v) for v in per_cpu]
             c = Counter(sum(v["packets"] for v in per_cpu), sum(v["bytes"] for v in per_cpu))
             if c.packets:
                 row[name] = c
@@ -287,6 +314,15 @@ def load_fingerprint(build: Build) -> str | None:
     return h.hexdigest()[:32]
 
 
+def _stat(value) -> dict:
+    """A struct nfp_stat: decoded, or raw bytes (a map bound to an offload device has no
+    BTF in the kernel, so a map opened from its pin reads bytes)."""
+    if isinstance(value, (bytes, bytearray)):
+        packets, nbytes = struct.unpack_from("<QQ", value)
+        return {"packets": packets, "bytes": nbytes}
+    return value
+
+
 class _KnownTooLarge(Exception):
     """This program, with these constants and map sizes, was too large for this kernel's
     verifier before."""
@@ -312,22 +348,6 @@ def _remember(memo: Path) -> None:
         memo.touch()
     except OSError:
         pass                      # a cache that cannot be written only costs time
-
-
-def fused_constants(plan: Plan, ifindexes: dict[str, int] | None = None) -> dict[str, Any]:
-    """The ``.rodata`` constants of the fused program: every node's, prefixed."""
-    constants: dict[str, Any] = hook_constants(plan)
-    for n in plan.order:
-        constants.update({f"{n.id}__{k}": v for k, v in n.constants.items()})
-        for i, t in enumerate(n.targets):
-            if t.redirect_iface:
-                constants[f"nfp_redirect_{n.id}_{i}"] = (ifindexes or {}).get(t.redirect_iface, 0)
-    return constants
-
-
-def hook_constants(plan: Plan) -> dict[str, Any]:
-    """nf.h's own load-time constants: ``nfp_hook_egress`` for a tc-egress pipeline."""
-    return {"nfp_hook_egress": 1} if plan.spec.hook == "tc-egress" else {}
 
 
 def tailcall_constants(plan: Plan, n, ifindexes: dict[str, int] | None = None

@@ -778,8 +778,8 @@ def test_a_build_smoke_tested_once_is_not_tested_again(topo, pipeline_file, tmp_
     monkeypatch.setenv("NFPIPE_CACHE_DIR", str(tmp_path / "cache"))   # a memo of its own
     tested = []
     real = steps.smoke_test
-    monkeypatch.setattr(steps, "smoke_test", lambda built: (tested.append(built),
-                                                            real(built))[1])
+    monkeypatch.setattr(steps, "smoke_test", lambda built, *a: (tested.append(built),
+                                                                real(built, *a))[1])
     name, f = pipeline_file("xdp")
     for _ in range(2):
         D.deploy(f, targets=[target(topo)])

@@ -71,7 +71,20 @@ typedef struct __sk_buff nfp_hook_ctx_t;
 /* A load-time constant of this node: `NFP_CONST(__u32, limit) = 100;`, read as
  * NFP_CFG(limit).  nfpipe sets it from the pipeline's node config before the
  * program is loaded; the verifier sees its value (dead branches vanish). */
+#ifndef NFP_OFFLOAD
 #define NFP_CONST(type, name) volatile const type NFP_NAME(name)
+#else
+/* The offload build: a device-bound program may not read .rodata (the kernel has no
+ * direct value access for offloaded maps), so nfpipe compiles each constant in: it
+ * defines <instance>__<name> as the configured value before including the NF, and
+ * this declaration only keeps the default's syntax (and type) compiling. */
+#define NFP_CONST(type, name) \
+	static const type __attribute__((unused)) NFP__XCAT3(NFP_INSTANCE, __nfp_default_, name)
+/* Offloaded maps are hash and array only: per-CPU counters become shared ones, and
+ * every write to them is an atomic add (what an offload device can do to a value). */
+#define BPF_MAP_TYPE_PERCPU_ARRAY BPF_MAP_TYPE_ARRAY
+#define BPF_MAP_TYPE_PERCPU_HASH BPF_MAP_TYPE_HASH
+#endif
 #define NFP_CFG(name) NFP_NAME(name)
 
 /* An 802.1Q / 802.1ad tag after the MAC addresses (struct vlan_hdr is not UAPI). */
@@ -205,7 +218,11 @@ static __always_inline __u32 nfp_pkt_len(struct nfp_ctx *ctx)
 
 /* Set to 1 by nfpipe when the pipeline runs at tc-egress (a load-time constant of
  * every object; 0 for XDP, tc-ingress and NFs loaded on their own). */
+#ifndef NFP_OFFLOAD
 volatile const __u8 nfp_hook_egress = 0;
+#else
+#define nfp_hook_egress 0 /* offload is XDP only */
+#endif
 
 /* Is the packet arriving (XDP, tc-ingress) rather than leaving (tc-egress)?  An
  * arriving packet has not been routed yet: its TTL is still to be decremented. */
@@ -710,7 +727,11 @@ static __always_inline void nfp_percpu_inc(void *map, __u32 idx)
 	__u64 *c = bpf_map_lookup_elem(map, &idx);
 
 	if (c)
+#ifdef NFP_OFFLOAD
+		__sync_fetch_and_add(c, 1);
+#else
 		*c += 1;
+#endif
 }
 
 /* ---- shared maps of a pipeline ---------------------------------------------------------- */

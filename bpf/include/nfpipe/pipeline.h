@@ -74,4 +74,64 @@ static __always_inline __u32 nfp_outcome_slot(int r)
 	return NFP_STAT_VERDICT(NFP_ABORTED);
 }
 
+#ifdef NFP_HOOK_XDP
+/* Tiered placement: the NIC runs the pipeline's first nodes (offloaded), the host
+ * the rest (native XDP on the same interface).  Where a packet leaves the NIC's
+ * nodes, the NIC program writes this record in front of the packet (the XDP
+ * metadata area) and passes it up; the host program finds it, takes the metadata
+ * over, drops the record and goes on at the node it names.  A packet without one
+ * runs the host's program from the entry.  32 bytes: the most the area holds. */
+#define NFP_HANDOVER_MAGIC 0x6e700000u /* "np" in the high half, the node in the low */
+struct nfp_handover {
+	__u32 magic_node;
+	__u32 mark;
+	__u32 backend;
+	__u32 hops;
+	__u32 user[4];
+};
+
+static __always_inline int nfp_handover(struct nfp_ctx *ctx, struct nfp_meta *meta, __u32 node)
+{
+	struct nfp_handover *h;
+
+	if (bpf_xdp_adjust_meta(ctx->hook, -(int)sizeof(*h)))
+		return NFP_ABORTED;
+	h = (void *)(long)ctx->hook->data_meta;
+	if ((void *)(h + 1) > (void *)(long)ctx->hook->data)
+		return NFP_ABORTED;
+	h->magic_node = NFP_HANDOVER_MAGIC | (node & 0xffff);
+	h->mark = meta->mark;
+	h->backend = meta->backend;
+	h->hops = meta->hops;
+	h->user[0] = meta->user[0];
+	h->user[1] = meta->user[1];
+	h->user[2] = meta->user[2];
+	h->user[3] = meta->user[3];
+	return NFP_PASS;
+}
+
+/* The node a handed-over packet goes on at, its metadata restored; -1 if none. */
+static __always_inline int nfp_resume(struct nfp_ctx *ctx, struct nfp_meta *meta)
+{
+	struct nfp_handover *h = (void *)(long)ctx->hook->data_meta;
+	int node;
+
+	if ((void *)(h + 1) > (void *)(long)ctx->hook->data)
+		return -1;
+	if ((h->magic_node & 0xffff0000u) != NFP_HANDOVER_MAGIC)
+		return -1;
+	node = h->magic_node & 0xffff;
+	meta->mark = h->mark;
+	meta->backend = h->backend;
+	meta->hops = h->hops;
+	meta->user[0] = h->user[0];
+	meta->user[1] = h->user[1];
+	meta->user[2] = h->user[2];
+	meta->user[3] = h->user[3];
+	bpf_xdp_adjust_meta(ctx->hook, (int)sizeof(*h));
+	nfp_ctx_reload(ctx);
+	return node;
+}
+#endif
+
 #endif /* NFPIPE_PIPELINE_H */
