@@ -313,13 +313,20 @@ class BTF:
             out.append((self._get(vsi.type).name, vsi.offset, vsi.size, vsi.type))
         return out
 
-    def fixup_datasec(self, name: str, size: int, offsets: dict[str, int]) -> None:
+    def fixup_datasec(self, name: str, size: int, offsets: dict[str, int],
+                      elsewhere: frozenset[str] | set[str] = frozenset()) -> dict[str, int]:
         """Give DATASEC *name* its ELF section's *size* and each variable its symbol offset.
 
         Clang leaves these zero in objects (the ELF symbols carry them); the kernel
         needs them filled and the variables sorted by offset.  A VAR with static
         linkage that is missing from *offsets* keeps its offset; a global one is
         an error, as is a variable that does not fit in the section.
+
+        *elsewhere* names static variables whose symbol lives in another section:
+        clang 14 puts a ``static const`` table in a mergeable ``.rodata.cst<N>``
+        section yet lists it in ``.rodata``'s DATASEC.  They are dropped from this
+        DATASEC, which must describe what the section's map holds; returned as
+        {name: the type id of the variable's type}, for the section that holds them.
         """
         try:
             tid = self.find(name, Kind.DATASEC)
@@ -327,6 +334,16 @@ class BTF:
             raise _err(f"no DATASEC named {name!r} to fix up") from None
         ds = self.types[tid]
         ds.size = size
+        moved: dict[str, int] = {}
+        kept = []
+        for vsi in ds.vars:
+            var = self._get(vsi.type)
+            if var.name in elsewhere and var.name not in offsets and var.kind == Kind.VAR \
+                    and var.linkage == 0:
+                moved[var.name] = var.type
+            else:
+                kept.append(vsi)
+        ds.vars = kept
         for vsi in ds.vars:
             var = self._get(vsi.type)
             if var.name in offsets:
@@ -340,6 +357,7 @@ class BTF:
                 raise _err(f"DATASEC {name}: variable {var.name!r} at offset {vsi.offset} "
                            f"(size {vsi.size}) does not fit in the {size}-byte section")
         ds.vars.sort(key=lambda v: v.offset)
+        return moved
 
     # --- rendering --------------------------------------------------------------
 

@@ -147,6 +147,7 @@ class _Reader:
         self.btf: BTF | None = None
         self.ext: BTFExt | None = None
         self._line_offs: dict[str, list[int]] = {}     # section -> its line infos' offsets
+        self._moved_types: dict[str, int] = {}  # static vars BTF lists in another section
         self.rels: dict[int, dict[int, _Rel]] = {}
         self.functions: dict[tuple[int, int], _Function] = {}
         self.maps: dict[str, MapSpec] = {}
@@ -210,11 +211,16 @@ class _Reader:
             if sec is None:
                 continue
             shndx = self.sections.index(sec)
-            offsets = {}
+            offsets, elsewhere = {}, set()
             for s in self.symbols:
-                if s.shndx == shndx and s.type == "STT_OBJECT":
+                if s.type != "STT_OBJECT":
+                    continue
+                if s.shndx == shndx:
                     offsets[s.name] = s.value
-            btf.fixup_datasec(t.name, sec["sh_size"], offsets)
+                elif isinstance(s.shndx, int):
+                    elsewhere.add(s.name)
+            self._moved_types.update(btf.fixup_datasec(t.name, sec["sh_size"], offsets,
+                                                       elsewhere))
 
     def _read_relocations(self) -> None:
         for sec in self.sections:
@@ -276,7 +282,8 @@ class _Reader:
             else:
                 for s in self.symbols:
                     if s.shndx == shndx and s.type == "STT_OBJECT" and s.name:
-                        self._add_variable(VariableSpec(s.name, name, s.value, s.size, 0))
+                        self._add_variable(VariableSpec(s.name, name, s.value, s.size,
+                                                        self._moved_types.get(s.name, 0)))
 
     def _add_variable(self, var: VariableSpec) -> None:
         if var.name in self.variables:

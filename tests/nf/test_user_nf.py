@@ -51,3 +51,44 @@ def test_two_instances_fused_into_one_program(compile_c):
         assert prog.test_run(Ether() / IP(ttl=11) / UDP()).retval == 2     # both pass
         assert sum(o.maps["a__dropped"][0]) == 1
         assert sum(o.maps["b__dropped"][0]) == 1
+
+
+TABLE_NF = """#include <nfpipe/nf.h>
+static const __u32 NFP_NAME(tab)[8] = {0x9e37, 0x79b9, 0x7f4a, 0x7c15,
+                                       0xf39c, 0xc060, 0x5ced, 0xc834};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} NFP_NAME(sum) SEC(".maps");
+static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_meta *meta)
+{
+	__u32 zero = 0;
+	__u64 *s;
+
+	if (nfp_parse(ctx, meta) < 0)
+		return NFP_DROP;
+	s = bpf_map_lookup_elem(&NFP_NAME(sum), &zero);
+	if (s)
+		__sync_fetch_and_add(s, NFP_NAME(tab)[meta->pkt.ttl & 7]);
+	return NFP_PORT(0);
+}
+"""
+
+
+@pytest.mark.parametrize("linking", ["tailcall", "fused"])
+def test_a_static_const_table_is_read_with_every_compiler(tmp_path, linking):
+    """A user's `static const` lookup table: clang 14 puts it in a mergeable
+    .rodata.cst32 section while naming it in .rodata's BTF; it loads and reads the
+    table the same from every compiler."""
+    src = tmp_path / "table.c"
+    src.write_text(TABLE_NF)
+    f = tmp_path / "tab.yaml"
+    f.write_text(f"pipeline: tab\nhook: xdp\nnodes:\n  - {{id: t, nf: {src}}}\n"
+                 f"edges:\n  - t -> pass\n")
+    tab = [0x9e37, 0x79b9, 0x7f4a, 0x7c15, 0xf39c, 0xc060, 0x5ced, 0xc834]
+    with nfpipe.Pipeline.from_file(f, linking=linking) as p:
+        for ttl in (64, 3, 7):
+            assert p.test_run(bytes(Ether() / IP(ttl=ttl) / UDP())).retval == 2   # XDP_PASS
+        assert p.node_maps("t")["sum"][0] == sum(tab[t & 7] for t in (64, 3, 7))
