@@ -11,6 +11,7 @@ outage.  Convergence time (put -> the status key says applied) is measured.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 
@@ -74,6 +75,11 @@ def test_agent_follows_etcd_and_survives_its_outage(scenario, tmp_path):
             assert st["pipelines"][name]["health"] == "healthy"
             assert st["labels"] == {"role": "edge"} and st["host"] == "dut"
             entry = D.read_manifest(D.state_dir(name, root)).entry_prog_id
+            code, text = agent.get("/metrics")            # what it cost the store
+            sent = re.search(r'nfpipe_agent_store_requests_total\{host="dut"\} (\d+)', text)
+            assert code == 200 and sent and int(sent.group(1)) > 0, text[-2000:]
+            assert re.search(r'nfpipe_agent_store_bytes_total\{host="dut",direction="in"\} '
+                             r'[1-9]\d*', text)
 
             # --- the store goes away: the data plane does not notice ---
             etcd.stop()

@@ -167,6 +167,18 @@ class Agent:
                  "# TYPE nfpipe_agent_deploys_total counter"]
         for result, n in sorted(rep["deploys"].items()):
             lines.append(f'nfpipe_agent_deploys_total{{host="{host}",result="{result}"}} {n}')
+        store = getattr(self.source, "etcd", None)
+        if store is not None:                   # what watching and reporting cost etcd
+            lines += ["# HELP nfpipe_agent_store_requests_total Requests made to the store.",
+                      "# TYPE nfpipe_agent_store_requests_total counter",
+                      f'nfpipe_agent_store_requests_total{{host="{host}"}} {store.requests}',
+                      "# HELP nfpipe_agent_store_bytes_total Bytes of request and response "
+                      "bodies exchanged with the store.",
+                      "# TYPE nfpipe_agent_store_bytes_total counter",
+                      f'nfpipe_agent_store_bytes_total{{host="{host}",direction="out"}} '
+                      f'{store.bytes_out}',
+                      f'nfpipe_agent_store_bytes_total{{host="{host}",direction="in"}} '
+                      f'{store.bytes_in}']
         pipes = rep["pipelines"]
         lines += ["# HELP nfpipe_agent_pipeline_revision The desired revision that runs.",
                   "# TYPE nfpipe_agent_pipeline_revision gauge"]

@@ -71,6 +71,16 @@ class Etcd:
         self.endpoints = [e.rstrip("/") for e in endpoints]
         self.timeout = timeout
         self._good = 0
+        # what this client cost the store: requests made, bytes sent and received
+        # (bodies; a watch's stream counted as it arrives), for /metrics and the tests
+        self.requests = self.bytes_out = self.bytes_in = 0
+        self._count_lock = threading.Lock()
+
+    def _count(self, requests: int = 0, out: int = 0, received: int = 0) -> None:
+        with self._count_lock:
+            self.requests += requests
+            self.bytes_out += out
+            self.bytes_in += received
 
     def _conn(self, endpoint: str, timeout: float) -> http.client.HTTPConnection:
         u = urllib.parse.urlsplit(endpoint)
@@ -87,11 +97,14 @@ class Etcd:
         for endpoint in order:
             try:
                 conn = self._conn(endpoint, self.timeout)
+                payload = json.dumps(body)
                 try:
-                    conn.request("POST", f"/v3/{path}", json.dumps(body),
+                    self._count(requests=1, out=len(payload))
+                    conn.request("POST", f"/v3/{path}", payload,
                                  {"Content-Type": "application/json"})
                     resp = conn.getresponse()
                     data = resp.read()
+                    self._count(received=len(data))
                 finally:
                     conn.close()
             except (OSError, http.client.HTTPException) as exc:
@@ -157,7 +170,9 @@ class Etcd:
                                    "start_revision": start_revision}}
         try:
             conn = self._conn(endpoint, min(self.timeout, max(timeout, 0.05)))
-            conn.request("POST", "/v3/watch", json.dumps(body),
+            payload = json.dumps(body)
+            self._count(requests=1, out=len(payload))
+            conn.request("POST", "/v3/watch", payload,
                          {"Content-Type": "application/json"})
             resp = conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
@@ -171,6 +186,7 @@ class Etcd:
             try:
                 while True:
                     line = resp.readline()
+                    self._count(received=len(line))
                     if not line:
                         events.put(StoreError("watch stream closed", endpoint=endpoint,
                                               op="watch"))

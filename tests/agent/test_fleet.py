@@ -76,6 +76,12 @@ class SimFleet:
             t.start()
         return self
 
+    def store_traffic(self) -> tuple[int, int]:
+        """Requests and bytes (both ways) all the simulated hosts made to etcd so far."""
+        stores = [a.source.etcd for a in self.agents]
+        return (sum(e.requests for e in stores),
+                sum(e.bytes_out + e.bytes_in for e in stores))
+
     def stop(self):
         for a in self.agents:
             a.stop()
@@ -124,9 +130,11 @@ def test_rollouts_across_100_simulated_hosts(etcd, tmp_path):
         assert plan.state == "planned" and [len(b) for b in plan.batches] == [25] * 4
         assert src.etcd.get(f"{PREFIX}/pipelines/{NAME}/hosts/h000") is None   # nothing put
 
+        before = sim.store_traffic()
         t0 = time.monotonic()
         res = fleet.rollout(doc(2), max_unavailable="25%", gate=gate)
         rollout_s = time.monotonic() - t0
+        requests, nbytes = (a - b for a, b in zip(sim.store_traffic(), before))
         assert res.state == "done" and len(res.updated) == N, res
         wait_all(fleet, 2, edge)
         assert b"revision: 2" in src.etcd.get(f"{PREFIX}/pipelines/{NAME}")
@@ -154,8 +162,13 @@ def test_rollouts_across_100_simulated_hosts(etcd, tmp_path):
         assert res.state == "rolled_back" and "drop ratio" in res.reason
         assert len(res.updated) == 10
         wait_all(fleet, 1, edge)
+        # what a fleet-wide update cost the store per host: a watch and a report per
+        # resync, not a poll of the whole fleet's state
+        per_s = requests / (N + 5) / rollout_s
         print(f"fleet sim: {N} hosts converged in {converge:.1f}s; a 4-batch rollout "
-              f"(settle {gate.settle}s) took {rollout_s:.1f}s")
+              f"(settle {gate.settle}s) took {rollout_s:.1f}s; store traffic per host "
+              f"{per_s:.1f} requests/s, {nbytes / (N + 5) / rollout_s / 1024:.1f} KiB/s")
+        assert 0 < per_s < 6 and nbytes / (N + 5) / rollout_s < 64 * 1024
     finally:
         sim.stop()
 
