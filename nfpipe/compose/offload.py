@@ -112,14 +112,16 @@ def compiled_in_constants(spec: ObjectSpec, constants: Mapping[str, Any]) -> dic
 
 def _volatile(spec: ObjectSpec, type_id: int) -> bool:
     """Whether the BTF type *type_id* is volatile-qualified (NFP_CONST declares
-    ``volatile const``); True without BTF (nothing tells otherwise)."""
+    ``volatile const``; for an array, ``volatile const u32 x[16]``, the qualifier is on
+    the element type); True without BTF (nothing tells otherwise)."""
     if spec.btf is None or not type_id:
         return True
     for _ in range(16):
         t = spec.btf[type_id]
         if t.kind == Kind.VOLATILE:
             return True
-        if t.kind not in (Kind.CONST, Kind.TYPEDEF, Kind.RESTRICT, Kind.TYPE_TAG):
+        if t.kind not in (Kind.CONST, Kind.TYPEDEF, Kind.RESTRICT, Kind.TYPE_TAG,
+                          Kind.ARRAY):
             return False
         type_id = t.type
     return False
