@@ -244,6 +244,8 @@ class Bench:
         # libxdp keeps its dispatcher and xdp-filter its maps on bpffs: mount it if it
         # is not, and take it away again after (xdp-filter unload removes its pins)
         mounted = bpffs.ensure_mounted()
+        libxdp_dir = os.path.join(bpffs.DEFAULT_ROOT, "xdp")    # libxdp's, made on load
+        had_dir = os.path.isdir(libxdp_dir)
         try:
             self._tool(["xdp-filter", "load", "--mode", "native", self.ifname])
             try:
@@ -253,6 +255,9 @@ class Bench:
             finally:
                 self._tool(["xdp-filter", "unload", self.ifname])
         finally:
+            if not had_dir:                     # what the bench made goes with it
+                with contextlib.suppress(OSError):
+                    os.rmdir(libxdp_dir)
             if mounted:
                 bpffs.unmount(bpffs.DEFAULT_ROOT)
 

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
 import pytest
 
 from nfpipe.cli.main import main
+from nfpipe.testing.plugin import IN_CI
 
 pytestmark = pytest.mark.kernel
 
@@ -61,12 +64,17 @@ def test_live_bench_sends_real_frames_and_leaves_nothing(capsys):
     """The live bench's own topology: frames reach the DUT and every configuration that
     ran has a number; its namespaces are gone afterwards."""
     from nfpipe.topo import find_runs
-    before = find_runs()
-    assert main(["bench", "--live", "xdp-drop", "nfpipe-xdp-native", "--frames", "20000",
-                 "--rounds", "1", "--json"]) == 0
+    before, bpffs_before = find_runs(), sorted(os.listdir("/sys/fs/bpf"))
+    # xdp-filter (xdp-tools) where it is installed, as .ci/run does: libxdp makes a
+    # directory on bpffs that the bench must take away again
+    extra = ["xdp-filter"] if shutil.which("xdp-filter") or IN_CI else []
+    assert main(["bench", "--live", "xdp-drop", "nfpipe-xdp-native", *extra, "--frames",
+                 "20000", "--rounds", "1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     rows = {(r["config"], r["packet"]): r for r in out["results"]}
-    assert {c for c, _ in rows} == {"xdp-drop", "nfpipe-xdp-native", "nfpipe-xdp-native-tailcall"}
+    assert {c for c, _ in rows} == {"xdp-drop", "nfpipe-xdp-native", "nfpipe-xdp-native-tailcall",
+                                    *extra}
+    assert sorted(os.listdir("/sys/fs/bpf")) == bpffs_before     # libxdp's dir went too
     for r in rows.values():
         assert not r["skipped"], r
         # received counts what reached the DUT's veth: the frames sent, less those its
