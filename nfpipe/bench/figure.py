@@ -22,7 +22,7 @@ from typing import Any
 from nfpipe.errors import UsageError
 
 
-def _pyplot():
+def require_matplotlib():
     try:
         import matplotlib
     except ImportError:
@@ -55,7 +55,7 @@ def write_png(run: Mapping[str, Any] | list, path: str | os.PathLike, *,
     which = panels(run)
     if not which:
         raise UsageError("nothing to draw: the run has no measured case")
-    plt = _pyplot()
+    plt = require_matplotlib()
     heights = {"kernel": max(2.5, 0.28 * len(run.get("cases") or ()) + 1),
                "live": max(2.5, 0.45 * len({r["config"] for r in run.get("results") or ()})
                            + 1),

@@ -128,7 +128,7 @@ def cmd_plan(args) -> int:
 def cmd_bench(args) -> int:
     if args.png:                            # refuse before measuring, not after
         from nfpipe.bench import figure
-        figure._pyplot()
+        figure.require_matplotlib()
     if args.control:
         from nfpipe.bench.control import as_json, run_control
         data = as_json(run_control(args.rounds or 3, json_output=args.json))

@@ -197,6 +197,17 @@ def _name16(name: str | bytes) -> bytes:
 # --- maps -------------------------------------------------------------------------------
 
 
+def bpf_refusal() -> KernelError | None:
+    """Why the kernel will not take a BPF object from this process (no CAP_BPF, a
+    kernel without bpf(), a policy refusing it), or None when it will: a one-entry
+    array map is created and closed."""
+    try:
+        map_create(abi.MapType.ARRAY, 4, 4, 1, name="nfp_probe").close()
+    except KernelError as exc:
+        return exc
+    return None
+
+
 def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, *,
                flags: int = 0, name: str = "", inner_map_fd: FdLike = 0,
                numa_node: int | None = None, ifindex: int = 0, btf_fd: FdLike = 0,

@@ -41,8 +41,8 @@ import pytest
 
 from nfpipe.attach import Target
 from nfpipe.catalog.base import NetworkFunction
-from nfpipe.errors import KernelError, UsageError
-from nfpipe.kernel import abi, syscall as sc
+from nfpipe.errors import UsageError
+from nfpipe.kernel import syscall as sc
 from nfpipe.runtime import Pipeline
 from nfpipe.testing.deployed import Deployed, deployment, isolated_root, load_pipeline, nf_from
 from nfpipe.testing.nf import LoadedNF, load_nf
@@ -83,11 +83,8 @@ def kernel_unavailable() -> str | None:
         return "kernel tests need root (CAP_BPF, CAP_NET_ADMIN)"
     if not os.path.exists("/sys/kernel/btf/vmlinux"):
         return "kernel has no BTF (/sys/kernel/btf/vmlinux)"
-    try:
-        sc.map_create(abi.MapType.ARRAY, 4, 4, 1, name="nfp_probe").close()
-    except KernelError as exc:
-        return f"the kernel refuses bpf(): {exc}"
-    return None
+    refused = sc.bpf_refusal()
+    return None if refused is None else f"the kernel refuses bpf(): {refused}"
 
 
 def require_kernel() -> None:

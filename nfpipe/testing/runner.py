@@ -34,7 +34,7 @@ from nfpipe.btf.present import from_display, to_display
 from nfpipe.compose import build, make_plan
 from nfpipe.compose.build import Build
 from nfpipe.errors import KernelError, NfpipeError, UsageError
-from nfpipe.kernel import abi, syscall as sc
+from nfpipe.kernel import syscall as sc
 from nfpipe.nfabi import OUTCOME_NAMES, SHARED_MAPS, STAT_MISS, TC_CODES, XDP_CODES, Verdict
 from nfpipe.runtime.pipeline import Pipeline
 from nfpipe.spec import PipelineSpec
@@ -107,15 +107,15 @@ def run_cases(pipeline: str | os.PathLike, cases: str | os.PathLike | None = Non
 def require_bpf() -> None:
     """Refuse once, before any case, where the kernel will not take a BPF object from
     this process (not root): instead of every case failing with the same EPERM."""
-    try:
-        sc.map_create(abi.MapType.ARRAY, 4, 4, 1, name="nfpt_probe").close()
-    except KernelError as exc:
-        if exc.errno not in (errno.EPERM, errno.EACCES):
-            raise
-        raise KernelError("BPF_MAP_CREATE", exc.errno, hint=(
-            "nfpipe test loads the pipeline into this machine's kernel, which takes BPF "
-            "programs and maps only from root (CAP_BPF and CAP_NET_ADMIN); run it with "
-            "sudo")) from None
+    exc = sc.bpf_refusal()
+    if exc is None:
+        return
+    if exc.errno not in (errno.EPERM, errno.EACCES):
+        raise exc
+    raise KernelError("BPF_MAP_CREATE", exc.errno, hint=(
+        "nfpipe test loads the pipeline into this machine's kernel, which takes BPF "
+        "programs and maps only from root (CAP_BPF and CAP_NET_ADMIN); run it with "
+        "sudo"))
 
 
 def with_hook(spec: PipelineSpec, hook: str) -> PipelineSpec:
