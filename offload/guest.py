@@ -266,12 +266,15 @@ def prewarm() -> int:
              telemetry_tail(), TIERS.format(name="offl-tiers", tree=TREE, entry="", first=""),
              TIERS.format(name="offl-tb", tree=TREE, entry=TIERS_BAD_ENTRY,
                           first=TIERS_BAD_FIRST)]
-    for text in texts:
-        b = build(make_plan(PipelineSpec.from_text(text)))
+    texts.append(TIERS.format(name="cli-tiers", tree=TREE, entry="", first=""))
+    specs = [PipelineSpec.from_text(t) for t in texts]
+    specs.append(PipelineSpec.from_file(TREE / "examples" / "split-guard.yaml"))
+    for spec in specs:
+        b = build(make_plan(spec, mode="offload"))
         full = offload_build(b, "netdevsim")
         if not full.ok:
             tiered_build(b, "netdevsim", full=full)
-    return len(texts)
+    return len(specs)
 
 
 def _bound_progs(dev: Nsim) -> list[str]:
@@ -303,6 +306,7 @@ def check_deploy_update_destroy(dev: Nsim) -> dict:
         assert dev.offloaded_id == m.entry_prog_id, (dev.offloaded_id, m.entry_prog_id)
         st = status("offl", root=root)[0]
         assert st["state"] == "running" and st["mode"] == "offload", st
+        assert st["repaired"] == [], st
         out["placement"] = st["interfaces"][0]["placement"]
         assert any("nfp_stats': yes - array, 2 entries" in ln for ln in out["placement"])
         # the counters live on the device: written and read back through the driver
@@ -427,7 +431,8 @@ def check_deploy_tiered(dev: Nsim) -> dict:
         out["placement"] = nic.placement
         assert any(ln.startswith("tiered: yes") for ln in nic.placement), nic.placement
         st = status("offl-tiers", root=root)[0]
-        assert st["state"] == "running", st
+        assert st["state"] == "running" and st["repaired"] == [], st    # nothing stray
+        assert {Path(p).exists() for p in (m.nic_program, m.entry_program)} == {True}, m
         assert sorted(x["mode"] for x in query(dev.ifname)["xdp"]) == ["native", "offload"]
         with open_map("offl-tiers", "nic:nfp_stats", root=root) as sm:
             sm[0] = (3).to_bytes(8, "little") + (180).to_bytes(8, "little")
@@ -452,6 +457,136 @@ def check_deploy_tiered(dev: Nsim) -> dict:
         out["refused"] = str(exc)
     assert "the entry node 't0' cannot be offloaded" in out["refused"], out
     _nothing_left(dev, root, "offl-tb")
+    return out
+
+
+# ------------------------------------------------- the CLI, and the kernel's own view
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def cli(*argv: str) -> tuple[int, str, str]:
+    """``nfpipe ARGV...`` in this process (its parser, its output, its exit code: the
+    CLI's own code; a new interpreter costs 7-20 s under TCG)."""
+    import contextlib
+    import io
+
+    from nfpipe.cli.main import main as nfpipe_main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = nfpipe_main(list(argv))
+    return rc, out.getvalue(), err.getvalue()
+
+
+def run(*argv: str, timeout: float = 120) -> str:
+    import subprocess
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, (argv, res.returncode, res.stdout, res.stderr)
+    return res.stdout
+
+
+def ip_link(dev: Nsim) -> str:
+    """``ip -d link show dev IFACE``: iproute2's view of the XDP attachments."""
+    return run("ip", "-d", "link", "show", "dev", dev.ifname)
+
+
+def bpftool_prog(prog_id: int) -> str | None:
+    """``bpftool prog show id N`` (plain text: ``offloaded_to IFACE`` for a bound
+    program), or None where bpftool is not installed (off CI only)."""
+    import shutil
+    if shutil.which("bpftool") is None:
+        assert not IN_CI, "CI=true: bpftool must be installed (.ci/run installs it)"
+        return None
+    return run("bpftool", "prog", "show", "id", str(prog_id))
+
+
+def _xdp_ids(text: str) -> dict[str, int]:
+    """The program ids per XDP mode in ``ip -d link`` output: ``prog/xdp id N`` for
+    one attachment, ``prog/xdpdrv id N`` / ``prog/xdpoffload id N`` under xdpmulti."""
+    import re
+    return {m: int(i) for m, i in re.findall(r"prog/(xdp\w*) id (\d+)", text)}
+
+
+@check
+def check_cli_example(dev: Nsim) -> dict:
+    """The shipped example as a user runs it: ``nfpipe plan`` and ``nfpipe deploy
+    examples/split-guard.yaml --mode offload`` (the first one as a process of its own),
+    status, stats, destroy; the kernel's own view in between: ``ip -d link``
+    (xdpoffload, the program's id), debugfs ``bpf_offloaded_id``, bpftool
+    (``offloaded_to``)."""
+    example = str(TREE / "examples" / "split-guard.yaml")
+    out: dict = {}
+    rc, text, err = cli("plan", example, "--mode", "offload", "--iface", dev.ifname)
+    assert rc == 0, (rc, text, err)
+    out["plan"] = text.splitlines()
+    assert any("offload" in ln and "yes" in ln for ln in out["plan"]), text
+    t0 = time.monotonic()
+    res = __import__("subprocess").run(
+        [sys.executable, "-m", "nfpipe", "deploy", example, "--iface", dev.ifname,
+         "--mode", "offload"], capture_output=True, text=True, timeout=240)
+    out["deploy_s"] = round(time.monotonic() - t0, 1)
+    out["deploy"] = (res.stdout + res.stderr).splitlines()
+    try:
+        assert res.returncode == 0, (res.returncode, res.stdout, res.stderr)
+        rc, text, err = cli("status", "split-guard", "--json")
+        assert rc == 0, (rc, text, err)
+        st = json.loads(text)[0]
+        assert st["state"] == "running" and st["mode"] == "offload", st
+        link = ip_link(dev)
+        out["ip_link"] = link.splitlines()
+        ids = _xdp_ids(link)
+        assert "xdpoffload" in link and list(ids.values()) == [dev.offloaded_id], (ids, link)
+        prog_id = dev.offloaded_id
+        assert st["interfaces"][0]["now"] == [prog_id] == [st["interfaces"][0]["prog_id"]], st
+        tool = bpftool_prog(prog_id)
+        out["bpftool"] = tool.splitlines() if tool else "bpftool not installed"
+        if tool is not None:
+            assert f"offloaded_to {dev.ifname}" in tool, tool
+        rc, text, err = cli("stats", "split-guard", "--json")
+        assert rc == 0, (rc, text, err)
+        out["stats"] = json.loads(text)
+        assert set(out["stats"]) >= {"split", "guard_tcp", "guard_udp"}, out["stats"]
+    finally:
+        rc, text, err = cli("destroy", "split-guard")
+        out["destroy"] = (rc, text.splitlines(), err)
+    assert rc == 0, out["destroy"]
+    assert not _xdp_ids(ip_link(dev)), ip_link(dev)
+    _nothing_left(dev, "/sys/fs/bpf/nfpipe", "split-guard")
+    return out
+
+
+@check
+def check_cli_tiered(dev: Nsim) -> dict:
+    """A tiered deploy through the CLI: the prefix on the NIC, the pipeline at native
+    XDP on the same interface; ``ip -d link`` shows xdpmulti with both programs,
+    bpftool shows the NIC's bound to the device and the host's not."""
+    path = WORK / "cli-tiers.yaml"
+    path.write_text(TIERS.format(name="cli-tiers", tree=TREE, entry="", first=""))
+    out: dict = {}
+    rc, text, err = cli("deploy", str(path), "--iface", dev.ifname, "--mode", "offload")
+    out["deploy"] = (text + err).splitlines()
+    try:
+        assert rc == 0, (rc, text, err)
+        link = ip_link(dev)
+        out["ip_link"] = link.splitlines()
+        ids = _xdp_ids(link)
+        assert "xdpmulti" in link, link
+        assert ids.get("xdpoffload") == dev.offloaded_id and ids.get("xdpdrv"), (ids, link)
+        nic, host = bpftool_prog(ids["xdpoffload"]), bpftool_prog(ids["xdpdrv"])
+        out["bpftool"] = [nic, host]
+        if nic is not None:
+            assert f"offloaded_to {dev.ifname}" in nic, nic
+            assert "offloaded_to" not in host, host
+        rc, text, err = cli("status", "cli-tiers")
+        assert rc == 0, (rc, text, err)
+        out["status"] = text.splitlines()
+        assert not any("repaired" in ln for ln in out["status"]), text
+    finally:
+        rc, text, err = cli("destroy", "cli-tiers")
+        out["destroy"] = (rc, text.splitlines(), err)
+    assert rc == 0, out["destroy"]
+    assert not _xdp_ids(ip_link(dev)), ip_link(dev)
+    _nothing_left(dev, "/sys/fs/bpf/nfpipe", "cli-tiers")
     return out
 
 

@@ -65,6 +65,7 @@ def guest_results() -> dict:
             os.environ["NFPIPE_CACHE_DIR"] = before
     job = (f"cd {shlex.quote(str(HERE.parent))}\n"
            f"export NFPIPE_CACHE_DIR={shlex.quote(str(cache))}\n"
+           + ("export CI=true\n" if IN_CI else "") +
            f"{shlex.quote(sys.executable)} {shlex.quote(str(HERE / 'guest.py'))} "
            f"{vm.GUEST_RESULTS}/results.json\n")
     res = vm.run(prepared, job, timeout=TIMEOUT, writable=[cache])

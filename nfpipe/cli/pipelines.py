@@ -67,14 +67,14 @@ def _offload_problems(spec):
 
 def cmd_plan(args) -> int:
     spec = PipelineSpec.from_file(args.file)
-    plan = make_plan(spec, linking=args.linking)
+    mode = args.mode or spec.mode
+    plan = make_plan(spec, linking=args.linking, mode=mode)
     if args.iface:
-        built = build(plan) if spec.mode == "offload" or plan.linking == "fused" else None
+        built = build(plan) if mode == "offload" or plan.linking == "fused" else None
         rows = []
         for text in args.iface:
             t = Target.parse(text)
-            rows.append(place(spec.hook, t.ifname, t.netns, mode=args.mode or spec.mode,
-                              build=built))
+            rows.append(place(spec.hook, t.ifname, t.netns, mode=mode, build=built))
         if args.json:
             print_json([{"iface": r.iface, "netns": r.netns, "mode": r.mode,
                           "decisions": r.lines} for r in rows])
@@ -95,7 +95,7 @@ def cmd_plan(args) -> int:
                              "max_entries": m.max_entries}
                             for m in ospec.maps.values() if m.name.startswith(prefix)]
     ob = None
-    if spec.mode == "offload":
+    if mode == "offload":
         # what deploy --mode offload checks, against nfp's profile (with --iface: the
         # device's driver's)
         ob = offload_build(build(plan))

@@ -107,15 +107,17 @@ class Plan:
         return "\n".join(lines) + "\n"
 
 
-def make_plan(spec: PipelineSpec, *, linking: str | None = None,
+def make_plan(spec: PipelineSpec, *, linking: str | None = None, mode: str | None = None,
               miss_verdict: str = "drop", slots: dict[str, int] | None = None) -> Plan:
     """Validate *spec* (GraphError listing every problem) and lay it out.
 
     Slots follow the order (entry first) unless *slots* gives the slots of a running
     pipeline: an update keeps every surviving node in its slot (its stats row and
     program-array entry stay put) and gives new nodes slots the running pipeline
-    does not use, so its in-flight packets never count into a new node's row."""
-    link = linking_for(spec, linking)
+    does not use, so its in-flight packets never count into a new node's row.
+    *mode*: an attach mode forced on the command line (``offload`` makes "auto"
+    linking fused, as ``mode: offload`` in the file does)."""
+    link = linking_for(spec, linking, mode)
     g = check(spec, link)
     reach = nx.descendants(g, spec.entry) | {spec.entry}
     nodes_only = g.subgraph([n for n in spec.nodes if n in reach])

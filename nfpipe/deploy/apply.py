@@ -80,7 +80,7 @@ def deploy(file: str | os.PathLike, *, targets: list[Target] | None = None,
 
 def _first_deploy(spec, file, targets, mode, linking, force, root, say) -> Manifest:
     targets = targets_of(spec, file, targets)
-    plan = make_plan(spec, linking=linking)
+    plan = make_plan(spec, linking=linking, mode=mode)
     sdir = state_dir(spec.name, root)
     # Everything that can fail without touching an interface happens first.
     refuse_foreign(targets, spec.hook, force, root, spec.name)

@@ -113,6 +113,7 @@ class Manifest:
     fused_style: str | None = None
     entry_program: str | None = None  # pin path of the entry program
     jmp: str | None = None           # pin path of nfp_jmp (tail calls)
+    nic_program: str | None = None   # pin path of the NIC tier's program (tiered)
     interfaces: list[InterfaceRecord] = field(default_factory=list)
     maps: dict[str, str] = field(default_factory=dict)      # map name -> pin path
     deployed_at: float = 0.0
@@ -147,8 +148,9 @@ class Manifest:
         out.pop("entry_program")
         out.pop("update")
         out["entry"] = {"program": self.entry_program, "prog_id": self.entry_prog_id}
-        if not self.pending:
-            out.pop("pending")
+        for key in ("pending", "nic_program"):      # only where there is one
+            if not out[key]:
+                out.pop(key)
         return out
 
     def report(self) -> dict[str, Any]:
@@ -176,8 +178,7 @@ class Manifest:
         paths = set(self.maps.values())
         paths.update(n.program for n in self.nodes if n.program)
         paths.update(i.link for i in self.interfaces if i.link)
-        if self.entry_program:
-            paths.add(self.entry_program)
+        paths.update(p for p in (self.entry_program, self.nic_program) if p)
         return paths
 
     @property

@@ -394,7 +394,8 @@ def pin_nic_tier(nic, manifest: Manifest, sdir: Path) -> None:
     """Pin the NIC's program and maps of a tiered placement under the revision's nic/,
     recorded as manifest maps named ``nic:<map>``."""
     rdir = revision_dir(sdir, manifest.revision) / "nic"
-    nic.entry.pin(str(rdir / "progs" / pin_name(nic.entry.name)))
+    manifest.nic_program = str(rdir / "progs" / pin_name(nic.entry.name))
+    nic.entry.pin(manifest.nic_program)
     for name, path in pin_maps(nic.objects.values(), rdir, {}).items():
         manifest.maps[NIC_MAPS + name] = path
 

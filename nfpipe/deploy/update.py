@@ -82,7 +82,10 @@ def update(spec: PipelineSpec, file, old: Manifest, *, targets: list[Target] | N
     refuse_foreign([t for t in targets if t not in old_ifaces], spec.hook, force, root,
                    spec.name)
 
-    plan = make_plan(spec, linking=linking, slots={n.id: n.index for n in old.nodes})
+    # an offloaded pipeline stays one fused program when its file says "auto"
+    offloaded = mode == "offload" or any(i.mode == "offload" for i in old.interfaces)
+    plan = make_plan(spec, linking=linking, mode="offload" if offloaded else mode,
+                     slots={n.id: n.index for n in old.nodes})
     say("building")
     built = build(plan)
     placements = {}

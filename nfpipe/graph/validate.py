@@ -46,14 +46,16 @@ def build_graph(spec: PipelineSpec) -> nx.MultiDiGraph:
     return g
 
 
-def linking_for(spec: PipelineSpec, linking: str | None = None) -> str:
+def linking_for(spec: PipelineSpec, linking: str | None = None,
+                mode: str | None = None) -> str:
     """The linking a pipeline builds with: *linking* when given (the command line's),
-    else the file's; "auto" is fused for hardware offload, else tail calls."""
+    else the file's; "auto" is fused for hardware offload (*mode*, the command line's
+    forced mode, else the file's), else tail calls."""
     if linking not in (None, "auto"):
         return linking
     if spec.linking != "auto":
         return spec.linking
-    return "fused" if spec.mode == "offload" else "tailcall"
+    return "fused" if (mode or spec.mode) == "offload" else "tailcall"
 
 
 def problems_of(spec: PipelineSpec, linking: str | None = None) -> list[Problem]:

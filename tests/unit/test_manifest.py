@@ -93,3 +93,13 @@ def test_intent_round_trip():
            "targets": [{"iface": "eth0", "netns": None, "qdisc_before": None}]}
     assert Intent.from_json(old).targets[0].replaced is None
     assert MANIFEST_VERSION == 2
+
+
+def test_the_nic_tiers_program_is_referenced_and_round_trips():
+    """A tiered deploy pins the NIC's program beside the host's: status's repair must
+    not take it for a pin an update left behind (it did: "removed 1 pin(s)")."""
+    data = dict(V2, nic_program="/b/r1/nic/progs/fw")
+    m = Manifest.from_json(json.loads(json.dumps(data)))
+    assert "/b/r1/nic/progs/fw" in m.referenced()
+    assert m.to_json() == data
+    assert "nic_program" not in Manifest.from_json(V2).to_json()
