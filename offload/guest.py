@@ -268,7 +268,10 @@ def prewarm() -> int:
                           first=TIERS_BAD_FIRST)]
     texts.append(TIERS.format(name="cli-tiers", tree=TREE, entry="", first=""))
     specs = [PipelineSpec.from_text(t) for t in texts]
-    specs.append(PipelineSpec.from_file(TREE / "examples" / "split-guard.yaml"))
+    example = TREE / "examples" / "split-guard.yaml"
+    specs.append(PipelineSpec.from_file(example))
+    specs.append(PipelineSpec.from_text(example.read_text().replace(
+        "../bpf/", f"{TREE}/bpf/").replace("min_ttl: 8", "min_ttl: 9")))
     for spec in specs:
         b = build(make_plan(spec, mode="offload"))
         full = offload_build(b, "netdevsim")
@@ -546,6 +549,16 @@ def check_cli_example(dev: Nsim) -> dict:
         assert rc == 0, (rc, text, err)
         out["stats"] = json.loads(text)
         assert set(out["stats"]) >= {"split", "guard_tcp", "guard_udp"}, out["stats"]
+        # an update of the running offloaded pipeline, its file still "linking: auto"
+        # and no --mode: it stays one program on the NIC, swapped in place
+        changed = WORK / "split-guard.yaml"
+        changed.write_text(Path(example).read_text().replace("../bpf/", f"{TREE}/bpf/")
+                           .replace("min_ttl: 8", "min_ttl: 9"))
+        rc, text, err = cli("deploy", str(changed))
+        out["update"] = (text + err).splitlines()
+        assert rc == 0, (rc, text, err)
+        assert dev.offloaded_id not in (0, prog_id), (dev.offloaded_id, prog_id)
+        assert _xdp_ids(ip_link(dev)) == {"xdp": dev.offloaded_id}, ip_link(dev)
     finally:
         rc, text, err = cli("destroy", "split-guard")
         out["destroy"] = (rc, text.splitlines(), err)

@@ -148,3 +148,20 @@ def test_an_array_constant_is_compiled_in_and_the_plan_says_what_cannot_go():
     assert "node 'nat': map 'conns' is a lru_hash map; netdevsim offload supports array, " \
            "hash" in ob.problems
     assert any(p.startswith("node 'fw': map 'src4' is a lpm_trie map") for p in ob.problems)
+
+
+def test_plan_mode_offload_explains_a_file_with_auto_linking(capsys):
+    """`nfpipe plan FILE --mode offload` on a file that says `linking: auto` (the
+    shipped split-guard): planned fused, as deploy --mode offload builds it, with the
+    offload check's verdict per node, map and helper."""
+    from nfpipe.cli.main import main
+    from nfpipe.spec import PipelineSpec
+    example = Path(__file__).resolve().parents[2] / "examples" / "split-guard.yaml"
+    spec = PipelineSpec.from_file(example)
+    assert make_plan(spec).linking == "tailcall"
+    assert make_plan(spec, mode="offload").linking == "fused"
+    assert make_plan(spec, mode="offload", linking="tailcall").linking == "tailcall"
+    assert main(["plan", str(example), "--mode", "offload"]) == 0
+    out = capsys.readouterr().out
+    assert "linking fused" in out and "offload (nfp): yes" in out, out
+    assert "map 'nfp_stats': yes - array" in out, out
