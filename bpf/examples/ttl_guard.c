@@ -19,17 +19,14 @@ struct {
 
 static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_meta *meta)
 {
-	__u32 zero = 0;
-	__u64 *n;
-
 	if (nfp_parse(ctx, meta) < 0)
 		return NFP_DROP; /* malformed: never guess */
 	if (!nfp_is_ipv4(meta) && !nfp_is_ipv6(meta))
 		return NFP_PORT(0);
 	if (meta->pkt.ttl > NFP_CFG(min_ttl))
 		return NFP_PORT(0);
-	n = bpf_map_lookup_elem(&NFP_NAME(dropped), &zero);
-	if (n)
-		*n += 1;
+	/* not `*n += 1` on a lookup: nfp_percpu_inc is also right offloaded, where the
+	 * per-CPU array becomes one shared array that only atomic adds may change */
+	nfp_percpu_inc(&NFP_NAME(dropped), 0);
 	return NFP_DROP;
 }

@@ -27,6 +27,7 @@ from nfpipe.btf.types import Kind
 from nfpipe.compose.build import FUSED, Build
 from nfpipe.compose.fused import compile_fused, fused_constants
 from nfpipe.compose.nodes import apply_map_sizes
+from nfpipe.compose.offload_stores import check_stores
 from nfpipe.errors import SpecError
 from nfpipe.loader import insn as I
 from nfpipe.loader.objspec import ObjectSpec
@@ -165,6 +166,8 @@ def offload_build(build: Build, profile_name: str = DEFAULT_PROFILE,
                          "constants: none to compile in")
     _check_maps(out, spec, profile)
     _check_helpers(out, spec, profile, plan)
+    if profile.offload.get("map_value_writes") == "atomic-add-only":
+        check_stores(out, spec, profile, _node_of_file(plan))
     limit = profile.offload.get("max_instructions")
     count = sum(p.insn_count for p in spec.programs.values())
     if isinstance(limit, int) and count > limit:

@@ -719,6 +719,16 @@ static __always_inline int nfp_redirect(struct nfp_meta *meta, __u32 ifindex)
 
 /* ---- counters ----------------------------------------------------------------------------- */
 
+/* *p += v as one atomic add that returns nothing (BPF_ATOMIC | BPF_ADD, no BPF_FETCH:
+ * "lock *(u64 *)(rX + 0) += rY"), the one atomic an offload device such as nfp takes
+ * on a map value.  __sync_fetch_and_add() with its result unused compiles to it with
+ * clang 14-19, but to the fetching form with newer clangs (the ziglang wheel's), which
+ * nfp refuses: this spells the instruction out for every compiler. */
+static __always_inline void nfp_atomic_add64(__u64 *p, __u64 v)
+{
+	asm volatile("lock *(u64 *)(%0 + 0) += %1" : : "r"(p), "r"(v) : "memory");
+}
+
 /* One more in slot `idx` of a per-CPU array of __u64 counters: each CPU has its own
  * copy, so no atomic is needed; a slot out of range counts nothing.  The control
  * plane sums the CPUs when it reads them. */
@@ -728,7 +738,7 @@ static __always_inline void nfp_percpu_inc(void *map, __u32 idx)
 
 	if (c)
 #ifdef NFP_OFFLOAD
-		__sync_fetch_and_add(c, 1);
+		nfp_atomic_add64(c, 1);
 #else
 		*c += 1;
 #endif

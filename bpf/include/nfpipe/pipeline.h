@@ -56,8 +56,8 @@ static __always_inline void nfp_count(__u32 node, __u32 slot, __u32 bytes)
 
 	if (st) {
 #ifdef NFP_OFFLOAD
-		__sync_fetch_and_add(&st->packets, 1);
-		__sync_fetch_and_add(&st->bytes, bytes);
+		nfp_atomic_add64(&st->packets, 1);
+		nfp_atomic_add64(&st->bytes, bytes);
 #else
 		st->packets++;
 		st->bytes += bytes;
