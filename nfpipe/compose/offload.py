@@ -151,6 +151,7 @@ def offload_build(build: Build, profile_name: str = DEFAULT_PROFILE,
     if out.problems:
         out.decisions += [f"pipeline: no - {p}" for p in out.problems]
         return out
+    _check_redirects(out, plan, nic)
     plain = build.objects[FUSED]
     compiled = compiled_in_constants(plain, fused_constants(plan, ifindexes))
     spec = ObjectSpec.from_file(compile_fused(plan, compiled_in=compiled, nic=nic))
@@ -179,6 +180,23 @@ def offload_build(build: Build, profile_name: str = DEFAULT_PROFILE,
         out.decisions.append(f"program: yes - {count} instructions (limit: "
                              f"{limit if limit is not None else 'none known'})")
     return out
+
+
+def _check_redirects(out: OffloadBuild, plan, nic: list[str] | None) -> None:
+    """An edge to ``redirect:IFACE`` keeps its node on the host: the NIC would need the
+    host's ifindex and bpf_redirect, which no offload profile has (nfp's helpers do
+    not include it; netdevsim would take it and run nothing)."""
+    for n in plan.order:
+        if nic is not None and n.id not in nic:
+            continue
+        for t in n.targets:
+            if t.redirect_iface:
+                why = (f"node '{n.id}': port '{t.port}' -> redirect:{t.redirect_iface}: an "
+                       f"offloaded program cannot redirect to another interface (the "
+                       f"redirect runs on the host)")
+                out.bad_nodes.add(n.id)
+                out.problems.append(why)
+                out.decisions.append(f"node '{n.id}': no - {why.split(': ', 1)[1]}")
 
 
 def _where(name: str) -> str:

@@ -13,6 +13,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
 from nfpipe.compose import build, make_plan
+from nfpipe.compose.offload import offload_build
 from nfpipe.compose.tiers import tiered_build
 from nfpipe.runtime.pipeline import Pipeline
 from nfpipe.spec import PipelineSpec
@@ -91,3 +92,29 @@ def test_nic_then_host_gives_the_whole_pipelines_verdicts():
             assert host.test_run(raw).retval == want
         assert handed == 3                       # TCP with ttl > 2
         assert host.stats()["t"]["out"].packets == 2 * handed   # resumed + run alone
+
+
+def test_a_redirect_stays_on_the_host():
+    """An offloaded program cannot redirect (the offload build would have sent
+    redirect:IFACE to ifindex 0): the node with the redirect edge is refused for the
+    NIC, by name, and a tiered placement keeps it on the host."""
+    s = PipelineSpec.from_text(f"""pipeline: tiers-redirect
+hook: xdp
+linking: fused
+nodes:
+  - {{id: split, nf: {ROOT}/bpf/examples/split_l4.c, ports: [out, udp]}}
+  - {{id: gt, nf: {ROOT}/bpf/examples/ttl_guard.c, config: {{min_ttl: 2}}}}
+edges:
+  - split.out -> gt
+  - split.udp -> drop
+  - gt -> redirect:lo
+""")
+    b = build(make_plan(s))
+    full = offload_build(b, "netdevsim")
+    assert not full.ok and full.bad_nodes == {"gt"}, full.problems
+    assert full.problems == ["node 'gt': port 'out' -> redirect:lo: an offloaded program "
+                             "cannot redirect to another interface (the redirect runs on "
+                             "the host)"]
+    tb, why = tiered_build(b, "netdevsim", full=full)
+    assert tb is not None, why
+    assert tb.nic_nodes == ["split"] and tb.resume == ["gt"], tb
