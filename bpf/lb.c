@@ -134,6 +134,34 @@ struct lb_rewrite {
 	__u8 pad;
 };
 
+/* Which addresses may be a VIP's (a packet's destination) or a backend's (a reply's
+ * source), so that other traffic takes neither hash lookup (vips: 24-byte keys,
+ * rconns: 40): one bit per hash of the address (lb_hint_bit; the control plane's
+ * hint_bit computes the same), set before the VIP or backend is written and not
+ * cleared while the node runs, so a bit is never missing -- a stale one costs the
+ * lookups, never a verdict.  ready 0 (a map not yet written, e.g. one a newer
+ * program found beside older maps): every packet takes the lookups. */
+#define LB_HINT_WORDS 512 /* 32768 bits per set */
+
+struct lb_hint {
+	__u32 ready;
+	__u32 pad;
+	__u64 vip[LB_HINT_WORDS];
+	__u64 backend[LB_HINT_WORDS];
+};
+
+static __always_inline __u32 lb_hint_bit(const __be32 *a)
+{
+	return ((__u32)(a[0] ^ a[1] ^ a[2] ^ a[3]) * 0x9E3779B1u) >> 17;
+}
+
+static __always_inline int lb_hint_has(const __u64 *set, const __be32 *a)
+{
+	__u32 b = lb_hint_bit(a);
+
+	return (set[(b >> 6) & (LB_HINT_WORDS - 1)] >> (b & 63)) & 1;
+}
+
 #endif /* NFP_LB_SHARED */
 
 /* Seed of the flow hash (the control plane's model uses the same). */
@@ -146,6 +174,13 @@ struct {
 	__type(key, struct lb_vip_key);
 	__type(value, struct lb_vip);
 } NFP_NAME(vips) SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb_hint);
+} NFP_NAME(hint) SEC(".maps");
 
 /* VIP index -> its active table generation (0 or 1); written last on an update. */
 struct {
@@ -509,8 +544,10 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 {
 	struct nfp_pkt *p = &meta->pkt;
 	struct lb_vip_key vk = {};
-	struct lb_vip *v;
-	__u32 len = nfp_pkt_len(ctx);
+	struct lb_vip *v = 0;
+	struct lb_hint *h;
+	__u32 len = nfp_pkt_len(ctx), zero = 0;
+	int maybe_vip, maybe_reply;
 
 	if (nfp_parse(ctx, meta) < 0) {
 		/* Cannot tell whether it is for a VIP, cannot translate it: drop. */
@@ -522,6 +559,9 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 		nfp_percpu_inc(&NFP_NAME(stats), LB_STAT_PASSED);
 		return NFP_PORT(0);
 	}
+	h = bpf_map_lookup_elem(&NFP_NAME(hint), &zero);
+	maybe_vip = !h || !h->ready || lb_hint_has(h->vip, p->daddr);
+	maybe_reply = !h || !h->ready || lb_hint_has(h->backend, p->saddr);
 	__builtin_memcpy(vk.addr, p->daddr, 16);
 	vk.proto = p->l4_proto;
 	vk.family = p->l3_proto == ETH_P_IP ? LB_FAMILY_V4 : LB_FAMILY_V6;
@@ -530,7 +570,7 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 		/* Later fragments carry no ports: no backend can be chosen for them, and
 		 * forwarding only the first would be worse than nothing. */
 		vk.port = 0;
-		if (bpf_map_lookup_elem(&NFP_NAME(vips), &vk)) {
+		if (maybe_vip && bpf_map_lookup_elem(&NFP_NAME(vips), &vk)) {
 			nfp_percpu_inc(&NFP_NAME(stats), LB_STAT_FRAGMENT);
 			return NFP_DROP;
 		}
@@ -538,8 +578,13 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 		return NFP_PORT(0);
 	}
 	vk.port = p->dport;
-	v = bpf_map_lookup_elem(&NFP_NAME(vips), &vk);
+	if (maybe_vip)
+		v = bpf_map_lookup_elem(&NFP_NAME(vips), &vk);
 	if (v && !(v->flags & LB_VIP_F_ADDR_ONLY))
 		return NFP_NAME(forward)(ctx, meta, v->index, len);
+	if (!maybe_reply) {
+		nfp_percpu_inc(&NFP_NAME(stats), LB_STAT_PASSED);
+		return NFP_PORT(0);
+	}
 	return NFP_NAME(reply)(ctx, meta, len);
 }

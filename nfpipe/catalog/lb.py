@@ -419,6 +419,23 @@ def _addr16(addr: bytes) -> list[int]:
     return list(struct.unpack("<4I", addr.ljust(16, b"\0")))
 
 
+HINT_WORDS = 512             # LB_HINT_WORDS: 32768 bits per set
+
+
+def hint_bit(addr: bytes) -> int:
+    """lb_hint_bit of lb.c: the bit of an address (4 or 16 bytes) in a hint set."""
+    a, b, c, d = struct.unpack("<4I", addr.ljust(16, b"\0"))
+    return (((a ^ b ^ c ^ d) * 0x9E3779B1) & 0xFFFFFFFF) >> 17
+
+
+def _hint_set(words: list[int], addrs) -> list[int]:
+    out = list(words)
+    for addr in addrs:
+        bit = hint_bit(addr)
+        out[bit >> 6] |= 1 << (bit & 63)
+    return out
+
+
 def _be16(port: int) -> int:
     """A port number -> its __be16 field value as the codec sees it (host order)."""
     return int.from_bytes(port.to_bytes(2, "big"), "little")
@@ -484,6 +501,10 @@ class LoadBalancer(NetworkFunction):
         self._apply(maps, self.plan, None)
 
     def _apply(self, maps: NodeMaps, plan: Plan, prev: Plan | None) -> None:
+        # 0. the hint: every address the plan makes a VIP's or a backend's (retired ones
+        #    too: their replies go on) gets its bit before anything names it; bits are
+        #    only added (a stale one costs a lookup, a missing one would lose traffic)
+        self._write_hint(maps, plan)
         # 1. backends first: a table may only name ids that exist.
         self._write_backends(maps, plan, prev)
         for bid in plan.backends:
@@ -524,6 +545,15 @@ class LoadBalancer(NetworkFunction):
             for bid in gone:
                 maps["backends"][bid] = {"addr": [0] * 4, "port": 0, "family": 0, "flags": 0,
                                          "vip": 0}
+
+    @staticmethod
+    def _write_hint(maps: NodeMaps, plan: Plan) -> None:
+        old = maps["hint"][0]
+        vip = _hint_set(old["vip"], (v.addr for v in plan.vips.values()))
+        be = _hint_set(old["backend"], [b.addr for _idx, b in plan.backends.values()] +
+                       [b.addr for _bid, _idx, b in plan.retired.values()])
+        if old["ready"] != 1 or vip != old["vip"] or be != old["backend"]:
+            maps["hint"][0] = {"ready": 1, "pad": 0, "vip": vip, "backend": be}
 
     runtime_keys = frozenset({"vips"})
     map_keys = runtime_keys

@@ -742,6 +742,34 @@ def test_updates_are_atomic_per_packet(h):
 
 
 @kernel
+def test_the_hint_spares_other_traffic_the_lookups_and_never_hides_a_vip(h):
+    """The hint (one bit per hash of each VIP and backend address) is what lets other
+    traffic skip the vips and rconns lookups: written with every address's bit, it is
+    consulted (zeroed words with ready set would hide the VIP: shown below on purpose),
+    and a hint nobody wrote (ready 0: maps older than the program) is not trusted."""
+    hint = h.nf.maps["hint"]
+    want_vip = {L.hint_bit(v.addr) for v in h.lb.plan.vips.values()}
+    want_be = {L.hint_bit(b.addr) for _i, b in h.lb.plan.backends.values()}
+
+    def bits(words):
+        return {w * 64 + i for w, x in enumerate(words) for i in range(64) if x >> i & 1}
+
+    got = hint[0]
+    assert got["ready"] == 1
+    assert bits(got["vip"]) == want_vip and bits(got["backend"]) == want_be
+    syn = syn4(4242)
+    result, out = h.run(syn)
+    assert result == 0 and out != syn                          # forwarded to a backend
+    zero = [0] * L.HINT_WORDS
+    hint[0] = {"ready": 1, "pad": 0, "vip": zero, "backend": zero}
+    assert h.nf.run(syn).data == syn                          # trusted: not a VIP
+    hint[0] = {"ready": 0, "pad": 0, "vip": zero, "backend": zero}
+    assert h.nf.run(syn).data == out                          # not trusted: looked up
+    h.update(config(draining=("10.0.1.1:8080",)))             # any update writes it again
+    assert bits(hint[0]["vip"]) == want_vip and hint[0]["ready"] == 1
+
+
+@kernel
 def test_vip_and_backend_added_and_removed_at_runtime(h):
     cfg = config()
     cfg["vips"].append({"vip": "10.100.0.7:8000", "proto": "tcp", "table_size": 101,
