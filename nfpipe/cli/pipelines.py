@@ -107,8 +107,9 @@ def cmd_plan(args) -> int:
     how = ("tail calls through the program array nfp_jmp" if plan.linking == "tailcall"
            else "one fused program")
     print(f"pipeline {info['pipeline']}: hook {info['hook']}, linking {plan.linking} ({how})")
-    print(f"entry {info['entry']}; a missed tail call counts and ends in "
-          f"'{info['miss_verdict']}'")
+    print(f"entry {info['entry']}" + (f"; a missed tail call counts and ends in "
+                                      f"'{info['miss_verdict']}'"
+                                      if plan.linking == "tailcall" else ""))
     for node in info["nodes"]:
         slot = f"slot {node['slot']:<2}" if plan.linking == "tailcall" else f"#{node['slot']:<6}"
         nf = Path(node["nf"]).name if node["nf"].endswith(".c") else node["nf"]
