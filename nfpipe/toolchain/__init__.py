@@ -9,10 +9,11 @@ from nfpipe.toolchain.compiler import (
                                        compile,
                                        describe,
                                        find_compiler,
+                                       spec_memo,
                                        uapi_include_dirs,
                                        wheel_clang,
 )
 
 __all__ = ["Compiler", "find_compiler", "wheel_clang", "compile", "describe",
-           "bpf_include_dir", "uapi_include_dirs", "cache_dir", "cache_enabled",
+           "bpf_include_dir", "uapi_include_dirs", "cache_dir", "cache_enabled", "spec_memo",
            "TESTED_CLANG"]

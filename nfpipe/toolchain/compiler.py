@@ -56,7 +56,7 @@ from nfpipe.errors import CompileError, NoSuchSource
 from nfpipe.resources import bpf_dir
 
 __all__ = ["Compiler", "find_compiler", "compile", "describe", "bpf_dir", "bpf_include_dir",
-           "uapi_include_dirs", "builtin_include_dir", "cache_dir", "cache_enabled",
+           "uapi_include_dirs", "builtin_include_dir", "cache_dir", "cache_enabled", "spec_memo",
            "compile_command",
            "DEFAULT_TIMEOUT"]
 
@@ -583,8 +583,23 @@ def _prune(kdir: Path) -> None:
         for man in manifests[_MAX_VARIANTS:]:
             man.unlink(missing_ok=True)
             man.with_suffix(".o").unlink(missing_ok=True)
+            man.with_suffix(".spec").unlink(missing_ok=True)
     except OSError:
         pass
+
+
+def spec_memo(obj: str | os.PathLike) -> Path | None:
+    """Where the ObjectSpec read from *obj* is kept, beside it (``<variant>.spec``,
+    see ``ObjectSpec.from_file``), when *obj* is an object of the compile cache and
+    the cache is on; else None (an object elsewhere is the user's: nothing is
+    written beside it)."""
+    if not cache_enabled():
+        return None
+    path = Path(obj)
+    objects = cache_dir() / "objects"
+    if path.suffix != ".o" or path.parent.parent.parent != objects:
+        return None
+    return path.with_suffix(".spec")
 
 
 def compile(src: str | os.PathLike, output: str | os.PathLike | None = None, *,
