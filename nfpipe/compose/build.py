@@ -9,7 +9,7 @@ from nfpipe.compose.fused import compile_fused
 from nfpipe.compose.nodes import build_nf
 from nfpipe.compose.plan import Plan
 from nfpipe.loader.objspec import ObjectSpec
-from nfpipe.toolchain import spec_memo
+from nfpipe.toolchain import one_look_at_headers, spec_memo
 
 FUSED = "<fused>"          # the key of the fused object in Build.objects
 
@@ -38,12 +38,13 @@ class Build:
 def build(plan: Plan) -> Build:
     """Compile every program of *plan* (cached) and read each object into a spec."""
     out = Build(plan)
-    if plan.linking == "tailcall":
-        for n in plan.order:
-            path = build_nf(n.source, hook=plan.hook, instance=n.id, mode="tailcall")
-            out.objects[n.id] = read_spec(path)
-    else:
-        out.objects[FUSED] = read_spec(compile_fused(plan))
+    with one_look_at_headers():
+        if plan.linking == "tailcall":
+            for n in plan.order:
+                path = build_nf(n.source, hook=plan.hook, instance=n.id, mode="tailcall")
+                out.objects[n.id] = read_spec(path)
+        else:
+            out.objects[FUSED] = read_spec(compile_fused(plan))
     return out
 
 
