@@ -154,7 +154,7 @@ class Pipeline:
                         impl.populate(NodeMaps(obj.maps, n.id))
                     populated.add(n.id)
                 if "nfp_jmp" not in shared:       # the first node creates the shared maps
-                    _load_on_first_maps(plan.order, load_node, objects, populate_node)
+                    _load_on_first_maps(plan.order, load_node, objects, populate_node, shared)
                     shared = {m: objects[plan.order[0].id].maps[m] for m in SHARED_MAPS}
                 else:
                     _load_all(list(plan.order), lambda n: load_node(n, shared), objects,
@@ -303,15 +303,16 @@ def _load_all(nodes: list, load: Callable[[Any], Object], objects: dict[str, Obj
 
 
 def _load_on_first_maps(nodes: list, load: Callable[..., Object], objects: dict[str, Object],
-                        then: Callable[[Any, Object], None]) -> None:
+                        then: Callable[[Any, Object], None], given: dict[str, Any]) -> None:
     """``_load_all`` of a pipeline whose first node creates the shared maps: the others
     start as soon as those maps exist, not once its program is verified (the first
     node's verification overlaps theirs).  They load on fds of their own of the shared
     maps (the first node's object owns the maps and closes them if it fails), and
-    their objects are given the first node's Map objects once all loaded."""
+    their objects are given the first node's Map objects once all loaded.  *given*:
+    the shared maps the first node is handed (an update keeps ``nfp_stats``)."""
     first, rest = nodes[0], nodes[1:]
     if not rest or (os.cpu_count() or 1) == 1:
-        objects[first.id] = load(first, {})
+        objects[first.id] = load(first, given)
         then(first, objects[first.id])
         shared = {m: objects[first.id].maps[m] for m in SHARED_MAPS}
         _load_all(rest, lambda n: load(n, shared), objects, then)
@@ -326,7 +327,7 @@ def _load_on_first_maps(nodes: list, load: Callable[..., Object], objects: dict[
     def load_one(n) -> Object:
         if n is first:
             try:
-                return load(n, {}, on_maps=publish)
+                return load(n, given, on_maps=publish)
             finally:
                 ready.set()                 # failed before its maps: the others stop
         ready.wait()

@@ -99,3 +99,17 @@ def test_a_failing_populate_leaves_no_fd(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="populate failed"):
         Pipeline.load(built)
     assert _fds() <= before
+
+
+def test_a_reused_stats_map_is_every_nodes(tmp_path):
+    """An update hands in the running nfp_stats: the first node and all the others
+    count into it (and the counters the old programs wrote stay)."""
+    built = build(make_plan(PipelineSpec.from_text(_text(tmp_path, None))))
+    packet = bytes(Ether() / IP(ttl=64) / UDP(dport=53))
+    with Pipeline.load(built) as old:
+        old.test_run(packet)
+        with Pipeline.load(built, reuse={"nfp_stats": old.stats_map}) as new:
+            for n in ("first", "a", "b", "c"):
+                assert new.objects[n].maps["nfp_stats"].id == old.stats_map.id
+            new.test_run(packet)
+            assert set(new.edge_counts().values()) == {2}
