@@ -17,8 +17,10 @@ See docs/nf/lb.md.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
+import itertools
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -248,30 +250,39 @@ def maglev_table(backends: list[tuple[str, int, int]], size: int) -> list[int]:
     within weight/size).  This is Maglev's own construction: removing one of N
     backends moves its own slots and, by the rebuild, about a few percent more
     (tests/nf/test_lb.py measures it), not the (N-1)/N of a hash modulo N.
+
+    The walk is done turn by turn as that describes (each turn claims exactly one
+    slot, so *size* turns fill the table), with a backend's place in its permutation
+    kept as a slot number; a process keeps the last tables it computed, by their
+    inputs (an agent or a deploy recomputing the same VIP gets a copy).
     """
-    table = [0] * size
     if not backends:
-        return table
+        return [0] * size
     if len({name for name, _, _ in backends}) != len(backends):
         raise ValueError("maglev_table: two backends with the same name")
-    order = sorted(backends, key=lambda b: b[0])
-    filled = 0
-    perms = [(*_permutation(name, size), weight, bid) for name, weight, bid in order]
-    nxt = [0] * len(perms)
-    while filled < size:
-        for k, (offset, skip, weight, bid) in enumerate(perms):
-            for _ in range(weight):
-                j = nxt[k]
-                c = (offset + j * skip) % size
-                while table[c]:
-                    j += 1
-                    c = (offset + j * skip) % size
-                table[c] = bid
-                nxt[k] = j + 1
-                filled += 1
-                if filled == size:
-                    return table
-    return table
+    order = tuple((name, weight, bid) for name, weight, bid in
+                  sorted(backends, key=lambda b: b[0]))
+    return list(_maglev(order, size))
+
+
+@functools.lru_cache(maxsize=16)
+def _maglev(order: tuple[tuple[str, int, int], ...], size: int) -> tuple[int, ...]:
+    table = [0] * size
+    perms = [_permutation(name, size) for name, _w, _bid in order]
+    pos = [offset for offset, _skip in perms]           # each backend's next slot to try
+    skips = [skip for _offset, skip in perms]
+    ids = [bid for _name, _w, bid in order]
+    turns = [k for k, (_name, weight, _bid) in enumerate(order) for _ in range(weight)]
+    for k in itertools.islice(itertools.cycle(turns), size):
+        c, skip = pos[k], skips[k]
+        while table[c]:
+            c += skip
+            if c >= size:
+                c -= size
+        table[c] = ids[k]
+        c += skip
+        pos[k] = c - size if c >= size else c
+    return tuple(table)
 
 
 def maglev_names(table: list[int], names: Mapping[int, str]) -> list[str]:

@@ -9,6 +9,7 @@ from nfpipe.compose.fused import compile_fused
 from nfpipe.compose.nodes import build_nf
 from nfpipe.compose.plan import Plan
 from nfpipe.loader.objspec import ObjectSpec
+from nfpipe.toolchain import one_look_at_headers, spec_memo
 
 FUSED = "<fused>"          # the key of the fused object in Build.objects
 
@@ -29,8 +30,7 @@ class Build:
         made once, also when two threads load the build at the same time."""
         with self._lock:
             if self.fused_style != "calls":
-                self.objects[FUSED] = ObjectSpec.from_file(compile_fused(self.plan,
-                                                                         boundaries=True))
+                self.objects[FUSED] = read_spec(compile_fused(self.plan, boundaries=True))
                 self.fused_style = "calls"
             return self.objects[FUSED]
 
@@ -38,10 +38,16 @@ class Build:
 def build(plan: Plan) -> Build:
     """Compile every program of *plan* (cached) and read each object into a spec."""
     out = Build(plan)
-    if plan.linking == "tailcall":
-        for n in plan.order:
-            path = build_nf(n.source, hook=plan.hook, instance=n.id, mode="tailcall")
-            out.objects[n.id] = ObjectSpec.from_file(path)
-    else:
-        out.objects[FUSED] = ObjectSpec.from_file(compile_fused(plan))
+    with one_look_at_headers():
+        if plan.linking == "tailcall":
+            for n in plan.order:
+                path = build_nf(n.source, hook=plan.hook, instance=n.id, mode="tailcall")
+                out.objects[n.id] = read_spec(path)
+        else:
+            out.objects[FUSED] = read_spec(compile_fused(plan))
     return out
+
+
+def read_spec(path) -> ObjectSpec:
+    """The spec of compiled object *path*, kept beside it in the compile cache."""
+    return ObjectSpec.from_file(path, memo=spec_memo(path))

@@ -20,7 +20,7 @@ from nfpipe.attach import Target
 from nfpipe.compose import build, make_plan
 from nfpipe.deploy.diff import code_keys
 from nfpipe.deploy.manifest import Manifest
-from nfpipe.deploy.placement import load_for, offload_load, place
+from nfpipe.deploy.placement import ProbesAhead, load_for, offload_load, place
 from nfpipe.deploy.repair import recover
 from nfpipe.deploy.state import (
     INTENT,
@@ -85,9 +85,10 @@ def _first_deploy(spec, file, targets, mode, linking, force, root, say) -> Manif
     # Everything that can fail without touching an interface happens first.
     refuse_foreign(targets, spec.hook, force, root, spec.name)
     say("building")
-    built = build(plan)
-    placements = {t: place(spec.hook, t.ifname, t.netns, mode=mode, build=built)
-                  for t in targets}
+    with ProbesAhead(spec.hook, targets) as probes:       # (probing beside the build)
+        built = build(plan)
+        placements = {t: place(spec.hook, t.ifname, t.netns, mode=mode, build=built,
+                               info=probes.info(t)) for t in targets}
     offload = offload_load(placements, spec.name)
     tiers = offload.get("tiers")
     say("loading and test-running")

@@ -10,6 +10,7 @@ mode the interface cannot do is an ``AttachError`` that says why.
 from __future__ import annotations
 
 import functools
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from nfpipe.attach.features import probe_link_support
@@ -112,6 +113,36 @@ def load_for(built, kw: dict, **more):
     kw.pop("tiers", None)
     with in_netns(kw.pop("netns", None)):
         return Pipeline.load(built, **kw, **more)
+
+
+class ProbesAhead:
+    """``probe_interface`` of every target of an XDP pipeline, started in a thread
+    before the build, so its trial attach (mostly waiting in the kernel for the
+    detach's RCU grace period) overlaps the build's Python work; ``info(t)`` waits
+    for target *t*'s, raising what its probe raised.  ``close()`` always waits: a
+    trial never outlives the deploy that started it."""
+
+    def __init__(self, hook: str, targets: list):
+        self._pool: ThreadPoolExecutor | None = None
+        self._futures: dict = {}
+        if hook == "xdp" and targets:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="nfpipe-probe")
+            self._futures = {t: self._pool.submit(probe_interface, t.ifname, netns=t.netns)
+                             for t in targets}
+
+    def info(self, t) -> dict | None:
+        f: Future | None = self._futures.get(t)
+        return f.result() if f is not None else None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> ProbesAhead:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def place(hook: str, iface: str, netns: str | None = None, *, mode: str = "auto",

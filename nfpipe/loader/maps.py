@@ -7,6 +7,7 @@ possible CPU and accept either such a list or one value for every CPU.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -102,6 +103,14 @@ class Map(FdObject):
         return cls(fd, name=spec.name, type=spec.type, key_size=spec.key_size,
                    value_size=spec.value_size, max_entries=spec.max_entries, flags=spec.flags,
                    key_codec=key_codec, value_codec=value_codec, spec=spec)
+
+    def dup(self) -> Map:
+        """The same kernel map on a new fd of its own (closing either leaves the other)."""
+        return type(self)(sc.Fd(os.dup(int(self.fd))), name=self.name, type=self.type,
+                          key_size=self.key_size, value_size=self.value_size,
+                          max_entries=self.max_entries, flags=self.flags,
+                          key_codec=self.key_codec, value_codec=self.value_codec,
+                          spec=self.spec)
 
     @classmethod
     def from_fd(cls, fd: sc.Fd, *, spec: MapSpec | None = None) -> Map:

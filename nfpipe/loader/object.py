@@ -39,7 +39,8 @@ class Object:
              programs: list[str] | None = None,
              maps: Mapping[str, Map] | None = None,
              kernel_names: Callable[[str, str], str] | None = None,
-             ifindex: int = 0) -> Object:
+             ifindex: int = 0,
+             on_maps: Callable[[dict[str, Map]], None] | None = None) -> Object:
         """Load *spec* (an ObjectSpec or the path of a BPF ELF object).
 
         ``constants`` sets ``.rodata`` variables before load; ``pin_dir`` is where
@@ -53,7 +54,10 @@ class Object:
         binds every program and map to that device (hardware offload: prog_ifindex,
         map_ifindex); such an object may have no global data, which offload devices
         cannot give programs direct access to (nfpipe's offload build compiles its
-        constants in).
+        constants in).  ``on_maps(maps)`` is called once every map exists, before the
+        first program is loaded (the verifier's part): another thread may start
+        loading programs on them then; they stay this object's (closed if this load
+        fails), so such a caller holds its own fds of them (``Map.dup``).
         """
         if not isinstance(spec, ObjectSpec):
             spec = ObjectSpec.from_file(spec)
@@ -72,6 +76,7 @@ class Object:
                                 file=spec.path)
         loader = _Loader(spec, prefix, pin_dir, log_level, dict(maps or {}), kernel_names)
         loader.ifindex = ifindex
+        loader.on_maps = on_maps
         try:
             return loader.run(programs)
         except BaseException:
@@ -126,6 +131,7 @@ class _Loader:
         self.programs: dict[str, Program] = {}
         self.new_pins: list[str] = []
         self.ifindex = 0                  # hardware offload: the device everything binds to
+        self.on_maps: Callable[[dict[str, Map]], None] | None = None
 
     def run(self, only: list[str] | None) -> Object:
         self._load_btf()
@@ -136,6 +142,8 @@ class _Loader:
                 self.maps[name] = self.shared[name]
             else:
                 self.maps[name] = self._map(mspec)
+        if self.on_maps is not None:
+            self.on_maps(dict(self.maps))
         wanted = only if only is not None else list(self.spec.programs)
         for pname in wanted:
             if pname not in self.spec.programs:

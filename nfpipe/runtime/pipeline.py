@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import struct
+import threading
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ class Pipeline:
         plan = build.plan
         objects: dict[str, Object] = {}
         reuse = dict(reuse or {})
+        populated: set[str] = set()      # tail calls: nodes populated as they loaded
         try:
             if offload is not None:
                 if not offload.ok or offload.spec is None:
@@ -136,20 +138,27 @@ class Pipeline:
                 shared: dict[str, Any] = {k: m for k, m in reuse.items()
                                           if k in SHARED_MAPS and k != "nfp_jmp"}
 
-                def load_node(n, shared: dict[str, Any]) -> Object:
+                def load_node(n, shared: dict[str, Any], on_maps=None) -> Object:
                     ospec = _sized(build.objects[n.id], plan, n.id)
                     given = {k: m for k, m in reuse.items()
                              if k.startswith(f"{n.id}__") and k in ospec.maps}
                     given.update(shared)
                     return Object.load(ospec, constants=tailcall_constants(plan, n, ifindexes),
                                        maps=given, log_level=log_level, name=n.id,
-                                       kernel_names=kernel_names(plan.spec.name, n.id))
-                rest = list(plan.order)
+                                       kernel_names=kernel_names(plan.spec.name, n.id),
+                                       on_maps=on_maps)
+
+                def populate_node(n, obj: Object) -> None:   # (in this thread, as each loads)
+                    impl = plan.spec.nodes[n.id].impl
+                    if impl is not None and (populate is None or n.id in populate):
+                        impl.populate(NodeMaps(obj.maps, n.id))
+                    populated.add(n.id)
                 if "nfp_jmp" not in shared:       # the first node creates the shared maps
-                    first = rest.pop(0)
-                    objects[first.id] = load_node(first, shared)
-                    shared = {m: objects[first.id].maps[m] for m in SHARED_MAPS}
-                _load_all(rest, lambda n: load_node(n, shared), objects)
+                    _load_on_first_maps(plan.order, load_node, objects, populate_node, shared)
+                    shared = {m: objects[plan.order[0].id].maps[m] for m in SHARED_MAPS}
+                else:
+                    _load_all(list(plan.order), lambda n: load_node(n, shared), objects,
+                              populate_node)
                 jmp = shared["nfp_jmp"]
                 for n in plan.order:
                     jmp[n.index] = objects[n.id].programs[n.id]
@@ -160,7 +169,7 @@ class Pipeline:
             only = offload.nodes if offload is not None else None     # a NIC tier
             for n in plan.order:
                 impl = plan.spec.nodes[n.id].impl
-                if only is not None and n.id not in only:
+                if (only is not None and n.id not in only) or n.id in populated:
                     continue
                 if impl is not None and (populate is None or n.id in populate):
                     impl.populate(pipeline.node_maps(n.id))
@@ -263,15 +272,20 @@ def node_stats(stats_map, nodes) -> dict[str, dict[str, Counter]]:
     return out
 
 
-def _load_all(nodes: list, load: Callable[[Any], Object], objects: dict[str, Object]) -> None:
+def _load_all(nodes: list, load: Callable[[Any], Object], objects: dict[str, Object],
+              then: Callable[[Any, Object], None] | None = None) -> None:
     """``load(n)`` of every node into *objects* (by id, in the order given), several at
     once: the verifier checks each program in its own bpf() call, which releases the
     GIL, so on a machine with more than one CPU the pipeline verifies in parallel.
-    Every object that loaded is in *objects* also when another failed (the caller
-    closes them); the first failure in the order given is raised."""
+    ``then(n, obj)`` runs in this thread for each node in order as soon as it is
+    loaded (while later ones may still verify), until something fails.  Every object
+    that loaded is in *objects* also when another failed (the caller closes them);
+    the first failure in the order given is raised."""
     if len(nodes) <= 1 or (os.cpu_count() or 1) == 1:
         for n in nodes:
             objects[n.id] = load(n)
+            if then is not None:
+                then(n, objects[n.id])
         return
     with ThreadPoolExecutor(min(len(nodes), os.cpu_count() or 1),
                             thread_name_prefix="nfpipe-load") as pool:
@@ -280,10 +294,58 @@ def _load_all(nodes: list, load: Callable[[Any], Object], objects: dict[str, Obj
         for n, f in futures:
             try:
                 objects[n.id] = f.result()
+                if then is not None and failed is None:
+                    then(n, objects[n.id])
             except BaseException as exc:
                 failed = failed or exc
         if failed is not None:
             raise failed
+
+
+def _load_on_first_maps(nodes: list, load: Callable[..., Object], objects: dict[str, Object],
+                        then: Callable[[Any, Object], None], given: dict[str, Any]) -> None:
+    """``_load_all`` of a pipeline whose first node creates the shared maps: the others
+    start as soon as those maps exist, not once its program is verified (the first
+    node's verification overlaps theirs).  They load on fds of their own of the shared
+    maps (the first node's object owns the maps and closes them if it fails), and
+    their objects are given the first node's Map objects once all loaded.  *given*:
+    the shared maps the first node is handed (an update keeps ``nfp_stats``)."""
+    first, rest = nodes[0], nodes[1:]
+    if not rest or (os.cpu_count() or 1) == 1:
+        objects[first.id] = load(first, given)
+        then(first, objects[first.id])
+        shared = {m: objects[first.id].maps[m] for m in SHARED_MAPS}
+        _load_all(rest, lambda n: load(n, shared), objects, then)
+        return
+    ready = threading.Event()
+    dups: dict[str, Map] = {}
+
+    def publish(maps: dict[str, Map]) -> None:
+        dups.update({m: maps[m].dup() for m in SHARED_MAPS})
+        ready.set()
+
+    def load_one(n) -> Object:
+        if n is first:
+            try:
+                return load(n, given, on_maps=publish)
+            finally:
+                ready.set()                 # failed before its maps: the others stop
+        ready.wait()
+        if len(dups) != len(SHARED_MAPS):
+            raise _NoSharedMaps(first.id)
+        return load(n, dups)
+    try:
+        _load_all(nodes, load_one, objects, then)
+        owned = objects[first.id].maps
+        for n in rest:
+            objects[n.id].maps.update({m: owned[m] for m in SHARED_MAPS})
+    finally:
+        for m in dups.values():
+            m.close()
+
+
+class _NoSharedMaps(Exception):
+    """The first node failed before it made the shared maps (its own error is raised)."""
 
 
 def load_fingerprint(build: Build) -> str | None:

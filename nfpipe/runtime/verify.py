@@ -13,10 +13,10 @@ import os
 from dataclasses import dataclass, field
 
 from nfpipe.compose import FUSED, Build, make_plan
+from nfpipe.compose.build import read_spec
 from nfpipe.compose.fused import compile_fused
 from nfpipe.compose.nodes import build_nf
 from nfpipe.errors import CompileError, KernelError, VerifierError
-from nfpipe.loader import ObjectSpec
 from nfpipe.runtime.pipeline import Pipeline
 from nfpipe.spec import PipelineSpec
 from nfpipe.yamldoc import Pos, Problem
@@ -46,13 +46,13 @@ def verify(spec: PipelineSpec, *, linking: str | None = None,
         for n in plan.order:
             try:
                 path = build_nf(n.source, hook=plan.hook, instance=n.id, mode="tailcall")
-                built.objects[n.id] = ObjectSpec.from_file(path)
+                built.objects[n.id] = read_spec(path)
             except CompileError as exc:
                 out.problems.append(Problem(_pos(spec, n.id), f"node '{n.id}' does not "
                                                              f"compile: {exc}", n.id))
     else:
         try:
-            built.objects[FUSED] = ObjectSpec.from_file(compile_fused(plan))
+            built.objects[FUSED] = read_spec(compile_fused(plan))
         except CompileError as exc:
             out.problems.append(Problem(_pos(spec, _node_of(spec, exc.source)),
                                         f"the fused pipeline does not compile: {exc}"))

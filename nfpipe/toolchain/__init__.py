@@ -9,10 +9,13 @@ from nfpipe.toolchain.compiler import (
                                        compile,
                                        describe,
                                        find_compiler,
+                                       one_look_at_headers,
+                                       spec_memo,
                                        uapi_include_dirs,
                                        wheel_clang,
 )
 
 __all__ = ["Compiler", "find_compiler", "wheel_clang", "compile", "describe",
-           "bpf_include_dir", "uapi_include_dirs", "cache_dir", "cache_enabled",
+           "bpf_include_dir", "uapi_include_dirs", "cache_dir", "cache_enabled", "spec_memo",
+           "one_look_at_headers",
            "TESTED_CLANG"]

@@ -33,6 +33,8 @@ object and re-hashed on lookup, so editing any included header rebuilds.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import contextvars
 import functools
 import hashlib
 import importlib.util
@@ -56,7 +58,8 @@ from nfpipe.errors import CompileError, NoSuchSource
 from nfpipe.resources import bpf_dir
 
 __all__ = ["Compiler", "find_compiler", "compile", "describe", "bpf_dir", "bpf_include_dir",
-           "uapi_include_dirs", "builtin_include_dir", "cache_dir", "cache_enabled",
+           "uapi_include_dirs", "builtin_include_dir", "cache_dir", "cache_enabled", "spec_memo",
+           "one_look_at_headers",
            "compile_command",
            "DEFAULT_TIMEOUT"]
 
@@ -547,13 +550,30 @@ def _run_compiler(compiler: Compiler, cmd: list[str], src: Path, timeout: float)
     return err or ""
 
 
+_header_hashes: contextvars.ContextVar[dict[str, str | None] | None] = \
+    contextvars.ContextVar("nfpipe_header_hashes", default=None)
+
+
+@contextlib.contextmanager
+def one_look_at_headers():
+    """Within the block, the cache lookups of several compiles hash each header once
+    (a pipeline's nodes include the same ones): the headers are taken as they were
+    when first looked at, as one lookup takes them."""
+    token = _header_hashes.set({})
+    try:
+        yield
+    finally:
+        _header_hashes.reset(token)
+
+
 def _lookup(kdir: Path) -> Path | None:
     """A cached object in ``kdir`` whose recorded headers all still hash the same."""
     try:
         manifests = sorted(kdir.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
     except OSError:
         return None
-    hashes: dict[str, str | None] = {}
+    shared = _header_hashes.get()
+    hashes: dict[str, str | None] = shared if shared is not None else {}
     for man in manifests:
         try:
             data = json.loads(man.read_text())
@@ -583,8 +603,23 @@ def _prune(kdir: Path) -> None:
         for man in manifests[_MAX_VARIANTS:]:
             man.unlink(missing_ok=True)
             man.with_suffix(".o").unlink(missing_ok=True)
+            man.with_suffix(".spec").unlink(missing_ok=True)
     except OSError:
         pass
+
+
+def spec_memo(obj: str | os.PathLike) -> Path | None:
+    """Where the ObjectSpec read from *obj* is kept, beside it (``<variant>.spec``,
+    see ``ObjectSpec.from_file``), when *obj* is an object of the compile cache and
+    the cache is on; else None (an object elsewhere is the user's: nothing is
+    written beside it)."""
+    if not cache_enabled():
+        return None
+    path = Path(obj)
+    objects = cache_dir() / "objects"
+    if path.suffix != ".o" or path.parent.parent.parent != objects:
+        return None
+    return path.with_suffix(".spec")
 
 
 def compile(src: str | os.PathLike, output: str | os.PathLike | None = None, *,

@@ -320,6 +320,58 @@ def test_maglev_is_a_function_of_names_weights_and_size():
         L.maglev_table([("a", 1, 1), ("a", 2, 2)], 101)
 
 
+def _maglev_before(backends: list[tuple[str, int, int]], size: int) -> list[int]:
+    """maglev_table as it was written first (each turn recomputing its slot from its
+    permutation index): the tables fleet agents have in their maps."""
+    table = [0] * size
+    if not backends:
+        return table
+    order = sorted(backends, key=lambda b: b[0])
+    filled = 0
+    perms = [(*L._permutation(name, size), weight, bid) for name, weight, bid in order]
+    nxt = [0] * len(perms)
+    while filled < size:
+        for k, (offset, skip, weight, bid) in enumerate(perms):
+            for _ in range(weight):
+                j = nxt[k]
+                c = (offset + j * skip) % size
+                while table[c]:
+                    j += 1
+                    c = (offset + j * skip) % size
+                table[c] = bid
+                nxt[k] = j + 1
+                filled += 1
+                if filled == size:
+                    return table
+    return table
+
+
+def test_maglev_is_the_table_it_always_was():
+    """The same table, slot for slot, as the first implementation, on random backend
+    sets (names, weights up to the table's size, ids) and prime sizes, and on the
+    shapes deploys use (65537 slots, few or many backends)."""
+    rng = random.Random(12)
+    primes = [p for p in range(2, 6000) if L.is_prime(p)]
+    cases = [([("10.0.1.1:8080", 1, 1), ("10.0.1.2:8080", 2, 2)], 65537),
+             ([(f"10.0.{i // 250}.{i % 250}:80", 1 + i % 3, i + 1) for i in range(300)], 65537),
+             ([("a", 1, 7)], 2), ([("a", 1, 1), ("b", 1, 2)], 2)]
+    while len(cases) < 300:
+        size = rng.choice(primes)
+        n = rng.randint(1, min(60, size))
+        ids = rng.sample(range(1, L.MAX_BACKENDS), n)
+        bes = [(f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{j}:{rng.randint(1, 65535)}",
+                rng.choice([1, 1, 2, 3, rng.randint(1, 50)]), ids[j]) for j in range(n)]
+        if sum(w for _, w, _ in bes) <= size:
+            cases.append((bes, size))
+    for bes, size in cases:
+        want = _maglev_before(bes, size)
+        assert L.maglev_table(bes, size) == want, (size, bes)
+        got = L.maglev_table(list(reversed(bes)), size)      # remembered: the same again
+        assert got == want
+        got[0] = -1                                          # a copy: the caller's to edit
+        assert L.maglev_table(bes, size) == want
+
+
 def _moved(before: list, after: list) -> float:
     return sum(1 for x, y in zip(before, after) if x != y) / len(before)
 

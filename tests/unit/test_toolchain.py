@@ -246,6 +246,37 @@ def test_header_content_change_triggers_recompile(wrapper, tmp_path):
     assert _compiles(log) == 2
 
 
+def test_one_look_at_headers_hashes_each_header_once(wrapper, tmp_path, monkeypatch):
+    """Inside one_look_at_headers (a pipeline's build) the lookups of several compiles
+    hash a header once; a header changed after the block is seen again."""
+    from nfpipe.toolchain import compiler as C, one_look_at_headers
+    script, log = wrapper
+    inc = tmp_path / "inc"
+    inc.mkdir()
+    header = inc / "verdict.h"
+    header.write_text("#define VERDICT 1\n")
+    srcs = []
+    for i in range(3):
+        src = tmp_path / f"prog{i}.c"
+        src.write_text(XDP_PROG.replace("return RET;", f"return VERDICT + {i};")
+                       .replace("#include <bpf/bpf_helpers.h>",
+                                "#include <bpf/bpf_helpers.h>\n#include \"verdict.h\""))
+        srcs.append(src)
+    objs = [nf_compile(s, include_dirs=[inc]) for s in srcs]
+    assert _compiles(log) == 3
+    hashed = []
+    real = C._sha256_file
+    monkeypatch.setattr(C, "_sha256_file", lambda p: hashed.append(str(p)) or real(p))
+    with one_look_at_headers():
+        assert [nf_compile(s, include_dirs=[inc]) for s in srcs] == objs
+    assert hashed.count(str(header)) == 1 and len(hashed) == len(set(hashed))
+    assert _compiles(log) == 3
+    header.write_text("#define VERDICT 5\n")
+    with one_look_at_headers():
+        again = nf_compile(srcs[0], include_dirs=[inc])
+    assert _compiles(log) == 4 and _returned_constant(again) == 5
+
+
 def test_nfpipe_headers_are_tracked(tmp_path, wrapper, monkeypatch):
     """Editing nfpipe's own bpf/ headers (a copy, via NFPIPE_BPF_DIR) rebuilds."""
     import shutil
