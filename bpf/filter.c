@@ -3,7 +3,7 @@
  * filter: an ordered, first-match packet filter whose per-packet cost does not
  * depend on the number of rules (Recursive Flow Classification style).
  *
- * The control plane (nfpipe/catalog/filter.py) compiles the rules into tables:
+ * The control plane (nfpipe/catalog/filter.py, filter_rfc.py) compiles the rules into tables:
  *
  *   phase 0   one lookup per field gives an equivalence-class id
  *             src/dst address: LPM tries (IPv4, IPv6), protocol: array

@@ -1,0 +1,352 @@
+"""Recursive Flow Classification for the filter: a rule set compiled into the tables
+one generation of its maps holds (``compile_rules`` -> ``Tables``): one
+equivalence-class lookup per field, then six pairwise combinations, the last one
+naming the first matching rule.  See docs/nf/filter.md.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from nfpipe.catalog.filter_rules import (
+    AH,
+    COMBINE_CAPACITY,
+    FIELDS,
+    NFIELDS,
+    NFLAGS,
+    NO_FLAGS,
+    NO_PORT,
+    NO_PROTO,
+    NPORT,
+    NPROTO,
+    NVLAN,
+    ROW_DEFAULT,
+    SAMPLED,
+    UNTAGGED,
+    VIA_AH,
+    Rule,
+)
+from nfpipe.errors import SpecError
+
+# ---- compiling rules into tables -------------------------------------------------------------
+
+def _bits(x: int):
+    """The positions of x's set bits, lowest first."""
+    if x.bit_length() <= 256 or x.bit_count() <= 16:
+        while x:
+            low = x & -x
+            yield low.bit_length() - 1
+            x ^= low
+        return
+    # A rule bitset is as wide as the rule set: clearing one bit at a time copies it
+    # once per bit.  With more than a few bits set, its digits are scanned in C.
+    digits = bin(x)[:1:-1]
+    i = digits.find("1")
+    while i >= 0:
+        yield i
+        i = digits.find("1", i + 1)
+
+
+def _lowest(x: int) -> int:
+    return (x & -x).bit_length() - 1
+
+
+class _Node:
+    """One table of the RFC tree: its class bitsets and which fields it covers."""
+
+    def __init__(self, fields: frozenset[int], classes: list[int], slot: int):
+        self.fields = fields
+        self.classes = classes
+        self.slot = slot
+        self.columns = None        # _Compiler.columns(self), made once per node
+
+
+@dataclass
+class Tables:
+    """A compiled rule set: what one generation of the maps holds."""
+
+    src4: list = field(default_factory=list)     # (prefixlen, addr bytes, class)
+    src6: list = field(default_factory=list)
+    dst4: list = field(default_factory=list)
+    dst6: list = field(default_factory=list)
+    noaddr_src: int = 0
+    noaddr_dst: int = 0
+    proto: list = field(default_factory=list)
+    sport: list = field(default_factory=list)
+    dport: list = field(default_factory=list)
+    flags: list = field(default_factory=list)
+    vlan: list = field(default_factory=list)
+    steps: list = field(default_factory=list)    # per step: (left slot, right slot, entries)
+    actions: list = field(default_factory=list)
+    catch_all: int | None = None                 # index of a match-everything rule
+    sizes: dict = field(default_factory=dict)    # table name -> entries (for reports)
+
+    @property
+    def combine_entries(self) -> int:
+        return sum(len(e) for _l, _r, e in self.steps)
+
+
+class _Compiler:
+    def __init__(self, rules: Sequence[Rule], limit: int):
+        self.rules = rules
+        self.limit = limit
+        n = len(rules)
+        self.all = (1 << n) - 1
+        # wild[f]: rules without a constraint on field f (they match every value, "absent" too)
+        self.wild = [sum(1 << r.index for r in rules if r.wildcard(f)) for f in range(NFIELDS)]
+
+    def wild_outside(self, fields: frozenset[int]) -> int:
+        w = self.all
+        for f in range(NFIELDS):
+            if f not in fields:
+                w &= self.wild[f]
+        return w
+
+    def trimmer(self, fields: frozenset[int]):
+        """Drop from a class every rule after the first one that matches whatever the fields
+        outside *fields* hold: that rule is in the final intersection whenever this class is,
+        so no later rule can win.
+
+        Why the first match m survives: a class is only ever cut after a rule k that is in
+        it (so k matches the packet in this table's fields) and that matches anything in
+        every other field, so k matches the packet; m <= k, so m is never cut.  The
+        intersections are subsets of the untrimmed ones, hence their lowest rule is m."""
+        w = self.wild_outside(fields)
+
+        def trim(bits: int) -> int:
+            hit = bits & w
+            return bits & ((hit & -hit) * 2 - 1) if hit else bits
+        return trim
+
+    def classes(self, f: int, bitsets: Sequence[int]) -> tuple[_Node, list[int]]:
+        trim = self.trimmer(frozenset({f}))
+        ids: dict[int, int] = {}
+        out = []
+        for b in bitsets:
+            t = trim(b)
+            cid = ids.get(t)
+            if cid is None:
+                cid = ids[t] = len(ids)
+            out.append(cid)
+        return _Node(frozenset({f}), list(ids), f), out
+
+    # --- phase 0 -------------------------------------------------------------------------
+
+    def address(self, f: int, attr: str):
+        wild = self.wild[f]
+        per_family = {}
+        bitsets = [wild]                                 # index 0: not IP
+        for version, width in ((4, 32), (6, 128)):
+            nets: dict[tuple[int, int], int] = {(0, 0): 0}     # (prefixlen, address) -> rules
+            for r in self.rules:
+                net = getattr(r, attr)
+                if net is not None and net.version == version:
+                    key = (net.prefixlen, int(net.network_address))
+                    nets[key] = nets.get(key, 0) | 1 << r.index
+            plens = sorted({pl for pl, _a in nets})
+            full = (1 << width) - 1
+            entries = []
+            for pl, addr in sorted(nets):
+                b = wild
+                for sup in plens:
+                    if sup > pl:
+                        break
+                    mask = full ^ (full >> sup)
+                    b |= nets.get((sup, addr & mask), 0)
+                entries.append((pl, addr.to_bytes(width // 8, "big"), len(bitsets)))
+                bitsets.append(b)
+            per_family[version] = entries
+        node, ids = self.classes(f, bitsets)
+        out = {v: [(pl, a, ids[i]) for pl, a, i in e] for v, e in per_family.items()}
+        return node, out[4], out[6], ids[0]
+
+    def array(self, f: int, attr: str, size: int, absent: int, values):
+        """A field looked up by value: *values(rule)* lists the rule's (lo, hi) ranges."""
+        wild = self.wild[f]
+        start: dict[int, int] = {}
+        end: dict[int, int] = {}
+        for r in self.rules:
+            if getattr(r, attr) is None:
+                continue
+            for lo, hi in values(r):
+                start[lo] = start.get(lo, 0) | 1 << r.index
+                end[hi + 1] = end.get(hi + 1, 0) | 1 << r.index
+        cuts = sorted(set(start) | set(end) | {0, absent, size})
+        bitsets, spans = [], []
+        cur = 0
+        for a, b in zip(cuts, cuts[1:]):
+            cur = (cur & ~end.get(a, 0)) | start.get(a, 0)
+            bitsets.append(cur | wild)
+            spans.append((a, b))
+        bitsets.append(wild)                             # the "absent" index
+        node, ids = self.classes(f, bitsets)
+        table = [0] * size
+        for (a, b), cid in zip(spans, ids):
+            table[a:b] = [cid] * (b - a)
+        table[absent] = ids[-1]
+        return node, table
+
+    # --- combining -------------------------------------------------------------------------
+
+    def columns(self, B: _Node):
+        """What pairing any table with B's classes needs, the same whichever the partner
+        (the search of compile_rules tries every partner): the rules wildcard in every
+        field of B, for each other rule the B classes holding it, the most common
+        share of the wildcard rules and the classes with another share."""
+        if B.columns is None:
+            wb = self.all                    # rules wildcard in every field of B
+            for f in B.fields:
+                wb &= self.wild[f]
+            inv: dict[int, int] = {}
+            groups: dict[int, int] = {}
+            for j, b in enumerate(B.classes):
+                for r in _bits(b & ~wb):
+                    inv[r] = inv.get(r, 0) | 1 << j
+                w = b & wb
+                groups[w] = groups.get(w, 0) | 1 << j
+            common = max(groups, key=lambda w: groups[w].bit_count())
+            B.columns = (wb, inv, common, [(w, g) for w, g in groups.items() if w != common])
+        return B.columns
+
+    def _candidates(self, A: _Node, B: _Node, sample: Sequence[int] | None = None):
+        """For each class a of A (or of *sample*, some of them): (a, mask of B's classes
+        that need an entry, row default).
+
+        A rule wildcard in every field of B is in (almost) every class of B, so most pairs
+        (a, b) intersect only through such rules and all give the same class: a's row
+        default, stored once under (a, ROW_DEFAULT).  Pairs are stored only where b holds
+        a rule of a that is specific in B, or where trimming left b a different share of
+        the wildcard rules."""
+        wb, inv, common, others = self.columns(B)
+        memo: dict[int, int] = {}
+        for a in (A.classes if sample is None else sample):
+            spec = a & ~wb
+            cand = memo.get(spec)
+            if cand is None:
+                cand = 0
+                for r in _bits(spec):
+                    cand |= inv.get(r, 0)
+                memo[spec] = cand
+            row = a & common
+            for w, g in others:
+                if a & w != row:
+                    cand |= g
+            yield a, cand, row
+
+    def count(self, A: _Node, B: _Node, cap: int) -> int:
+        """The entries combining A with B makes (more than *cap*: some number above it).
+        With more than SAMPLED classes in A it is an estimate from an even sample of
+        them: it only chooses the partner, and the limit is checked on the real step."""
+        sample, scale = None, 1.0
+        if len(A.classes) > SAMPLED:
+            stride = len(A.classes) / SAMPLED
+            sample = [A.classes[int(k * stride)] for k in range(SAMPLED)]
+            scale = len(A.classes) / SAMPLED
+        total = 0
+        for _a, cand, row in self._candidates(A, B, sample):
+            total += cand.bit_count() + (1 if row else 0)
+            if total * scale > cap:
+                break
+        return int(total * scale)
+
+    def combine(self, A: _Node, B: _Node, slot: int, final: bool, cap: int):
+        """The step combining A and B: its node and entries; None if more than *cap*."""
+        fields = A.fields | B.fields
+        trim = self.trimmer(fields)
+        ids: dict[int, int] = {}
+        entries = []
+        bcls = B.classes
+
+        def value(inter: int) -> int:
+            if final:
+                return _lowest(inter)
+            cid = ids.get(inter)
+            if cid is None:
+                cid = ids[inter] = len(ids)
+            return cid
+        for i, (a, cand, row) in enumerate(self._candidates(A, B)):
+            if row:
+                entries.append((i, ROW_DEFAULT, value(trim(row))))
+            for j in _bits(cand):
+                inter = trim(a & bcls[j])
+                if inter:
+                    entries.append((i, j, value(inter)))
+                elif row:
+                    raise AssertionError("filter compiler: empty pair inside a row default")
+            if len(entries) > cap:
+                return None
+        return _Node(fields, list(ids), slot), entries
+
+
+def compile_rules(rules: Sequence[Rule], limit: int = COMBINE_CAPACITY) -> Tables:
+    """Build the tables of one generation; SpecError when they would exceed *limit* entries."""
+    # A rule without any constraint ends the list: later rules never match, and "no
+    # entry" in the tables then means "this rule" (an explicit default).
+    t = Tables()
+    for r in rules:
+        if r.matches_all:
+            t.catch_all = r.index
+            rules = rules[:r.index]
+            break
+    c = _Compiler(rules, limit)
+    sa, t.src4, t.src6, t.noaddr_src = c.address(0, "src")
+    da, t.dst4, t.dst6, t.noaddr_dst = c.address(1, "dst")
+    def proto_values(r):
+        if r.proto == AH:               # AH itself, and anything behind an AH header
+            return [(AH, AH), (VIA_AH, VIA_AH + 255)]
+        return [(r.proto, r.proto), (VIA_AH + r.proto, VIA_AH + r.proto)]
+    pr, t.proto = c.array(2, "proto", NPROTO, NO_PROTO, proto_values)
+    sp, t.sport = c.array(3, "sport", NPORT, NO_PORT, lambda r: r.sport)
+    dp, t.dport = c.array(4, "dport", NPORT, NO_PORT, lambda r: r.dport)
+
+    def flag_values(r):
+        mask, want = r.tcp_flags
+        return [(v, v) for v in range(256) if v & mask == want]
+    fl, t.flags = c.array(5, "tcp_flags", NFLAGS, NO_FLAGS, flag_values)
+    vl, t.vlan = c.array(6, "vlan", NVLAN, UNTAGGED, lambda r: r.vlan)
+    nodes = [sa, da, pr, sp, dp, fl, vl]
+    t.sizes = {FIELDS[n.slot]: len(n.classes) for n in nodes}
+    t.actions = [r.action for r in rules]
+    if not rules:
+        # Nothing can match: a final step with no entries sends everything to the default.
+        t.steps = [(0, 1, [])] + [(NFIELDS + s, NFIELDS + s, []) for s in range(NFIELDS - 2)]
+        return t
+    used = 0
+    step = 0
+    while len(nodes) > 1:
+        # Grow the table with the most classes, with the partner that keeps the step
+        # smallest: the big field's classes get split by one small field at a time
+        # (a left-deep tree), instead of building a large cross product of small fields
+        # that every big class then pairs with.
+        big = max(range(len(nodes)), key=lambda k: len(nodes[k].classes))
+        best = None
+        for other in range(len(nodes)):
+            if other == big:
+                continue
+            for x, y in ((big, other), (other, big)):      # which side holds the rows
+                cap = best[0] if best else limit - used
+                n = c.count(nodes[x], nodes[y], cap)
+                if best is None or n < best[0]:
+                    best = (n, x, y)
+        n, x, y = best
+        A, B = nodes[x], nodes[y]
+        final = len(nodes) == 2
+        done = c.combine(A, B, NFIELDS + step, final, limit - used) if used + n <= limit \
+            else None
+        if done is None:
+            names = lambda node: "+".join(FIELDS[f] for f in sorted(node.fields))
+            n = max(n, limit - used + 1)
+            raise SpecError(
+                f"filter: rule set too complex: combining ({names(A)}) with "
+                f"({names(B)}) needs {n} or more table entries on top of {used} already "
+                f"used, over the limit max_table_entries={limit} ({len(rules)} rules; per-field "
+                f"classes: {', '.join(f'{k}={v}' for k, v in t.sizes.items())}).  Split the "
+                f"rules across two filter nodes or give rules fewer distinct field combinations")
+        node, entries = done
+        t.steps.append((A.slot, B.slot, entries))
+        t.sizes[f"step{step}"] = len(entries)
+        used += len(entries)
+        nodes = [nd for k, nd in enumerate(nodes) if k not in (x, y)] + [node]
+        del A, B
+        step += 1
+    return t
