@@ -7,7 +7,7 @@
  * (port "out") for the kernel to route; a reply from a backend to a client is
  * rewritten back so its source is the VIP.  The backend of a new flow comes
  * from the VIP's Maglev lookup table (computed by the control plane in
- * nfpipe/catalog/lb.py) at slot hash(5-tuple) % table_size; the choice is then
+ * nfpipe/catalog/lb_hash.py) at slot hash(5-tuple) % table_size; the choice is then
  * pinned in a connection table (LRU hash), so established flows stay on their
  * backend when the backend set changes, and a draining backend (left out of
  * the lookup table, kept in the backend map) keeps its flows.
@@ -251,7 +251,7 @@ struct {
 	__type(value, __u64);
 } NFP_NAME(stats) SEC(".maps");
 
-/* ---- flow hash (nfpipe/catalog/lb.py: flow_hash is its twin) ------------------------ */
+/* ---- flow hash (nfpipe/catalog/lb_hash.py: flow_hash is its twin) ------------------------ */
 
 static __always_inline __u32 NFP_NAME(rotl)(__u32 x, int r)
 {

@@ -17,10 +17,7 @@ See docs/nf/lb.md.
 """
 from __future__ import annotations
 
-import functools
-import hashlib
 import ipaddress
-import itertools
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +26,16 @@ from typing import Any
 from nfpipe.catalog import parse as P
 from nfpipe.catalog.base import NetworkFunction, NodeMaps
 from nfpipe.catalog.csum import csum_update
+from nfpipe.catalog.lb_hash import (  # noqa: F401 (maglev_names, _permutation: the API)
+    HINT_WORDS,
+    M32,
+    _hint_set,
+    _permutation,
+    flow_hash,
+    hint_bit,
+    maglev_names,
+    maglev_table,
+)
 from nfpipe.errors import SpecError
 from nfpipe.kernel import syscall as sc
 from nfpipe.nfabi import Verdict
@@ -48,7 +55,6 @@ BE_F_VALID, BE_F_DRAINING = 1, 2
 STAT_NAMES = ("malformed", "fragment", "passed", "rewrite_failed")
 PROTOS = {"tcp": P.IPPROTO_TCP, "udp": P.IPPROTO_UDP}
 STATES = ("active", "draining")
-M32 = 0xFFFFFFFF
 
 
 # ---- config -------------------------------------------------------------------------------
@@ -226,102 +232,6 @@ def parse_vips(raw: Any) -> tuple[VipSpec, ...]:
     return tuple(vips)
 
 
-# ---- Maglev -------------------------------------------------------------------------------
-
-def _permutation(name: str, size: int) -> tuple[int, int]:
-    d = hashlib.blake2b(name.encode(), digest_size=16, person=b"nfpipe-lb").digest()
-    offset = int.from_bytes(d[:8], "little") % size
-    skip = int.from_bytes(d[8:], "little") % (size - 1) + 1
-    return offset, skip
-
-
-def maglev_table(backends: list[tuple[str, int, int]], size: int) -> list[int]:
-    """Weighted Maglev lookup table of *size* slots (a prime) from (name, weight, id).
-
-    A pure function of the backends' names and weights and of *size*: the id only
-    labels a backend's slots (the data path stores ids), so two LBs that give the
-    same backends different ids still send every flow to the same backend, and a
-    long-running LB agrees with a freshly loaded one whatever its update history.
-
-    Every backend walks its own permutation of the slots (offset and skip from a
-    hash of its name); backends take their turns in the order of their names; in
-    each round a backend takes ``weight`` turns, each claiming its next still-free
-    preferred slot, so its share of the slots is proportional to its weight (to
-    within weight/size).  This is Maglev's own construction: removing one of N
-    backends moves its own slots and, by the rebuild, about a few percent more
-    (tests/nf/test_lb.py measures it), not the (N-1)/N of a hash modulo N.
-
-    The walk is done turn by turn as that describes (each turn claims exactly one
-    slot, so *size* turns fill the table), with a backend's place in its permutation
-    kept as a slot number; a process keeps the last tables it computed, by their
-    inputs (an agent or a deploy recomputing the same VIP gets a copy).
-    """
-    if not backends:
-        return [0] * size
-    if len({name for name, _, _ in backends}) != len(backends):
-        raise ValueError("maglev_table: two backends with the same name")
-    order = tuple((name, weight, bid) for name, weight, bid in
-                  sorted(backends, key=lambda b: b[0]))
-    return list(_maglev(order, size))
-
-
-@functools.lru_cache(maxsize=16)
-def _maglev(order: tuple[tuple[str, int, int], ...], size: int) -> tuple[int, ...]:
-    table = [0] * size
-    perms = [_permutation(name, size) for name, _w, _bid in order]
-    pos = [offset for offset, _skip in perms]           # each backend's next slot to try
-    skips = [skip for _offset, skip in perms]
-    ids = [bid for _name, _w, bid in order]
-    turns = [k for k, (_name, weight, _bid) in enumerate(order) for _ in range(weight)]
-    for k in itertools.islice(itertools.cycle(turns), size):
-        c, skip = pos[k], skips[k]
-        while table[c]:
-            c += skip
-            if c >= size:
-                c -= size
-        table[c] = ids[k]
-        c += skip
-        pos[k] = c - size if c >= size else c
-    return tuple(table)
-
-
-def maglev_names(table: list[int], names: Mapping[int, str]) -> list[str]:
-    """A table of ids as the backends' names: what two LBs compare (ids may differ)."""
-    return [names.get(bid, "") for bid in table]
-
-
-# ---- flow hash: the twin of lb.c's flow_hash -----------------------------------------------
-
-def _rotl(x: int, r: int) -> int:
-    return ((x << r) | (x >> (32 - r))) & M32
-
-
-def _mix(h: int, w: int) -> int:
-    w = (w * 0xCC9E2D51) & M32
-    w = _rotl(w, 15)
-    w = (w * 0x1B873593) & M32
-    h ^= w
-    h = _rotl(h, 13)
-    return (h * 5 + 0xE6546B64) & M32
-
-
-def flow_hash(seed: int, family: int, saddr: bytes, daddr: bytes, sport: int, dport: int,
-              proto: int) -> int:
-    """Hash of a flow as lb.c computes it (addresses as wire bytes, ports as numbers)."""
-    h = seed & M32
-    for w in struct.unpack("<8I", saddr.ljust(16, b"\0") + daddr.ljust(16, b"\0")):
-        h = _mix(h, w)
-    h = _mix(h, int.from_bytes(struct.pack("!HH", sport, dport), "little"))
-    h = _mix(h, proto | family << 8)
-    h ^= 40
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & M32
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & M32
-    h ^= h >> 16
-    return h
-
-
 # ---- plan: what the maps hold ---------------------------------------------------------------
 
 @dataclass
@@ -428,23 +338,6 @@ def _backend_from_json(d: dict) -> BackendSpec:
 def _addr16(addr: bytes) -> list[int]:
     """Address bytes -> the __be32[4] words as BTF-decoded ints (little-endian host)."""
     return list(struct.unpack("<4I", addr.ljust(16, b"\0")))
-
-
-HINT_WORDS = 512             # LB_HINT_WORDS: 32768 bits per set
-
-
-def hint_bit(addr: bytes) -> int:
-    """lb_hint_bit of lb.c: the bit of an address (4 or 16 bytes) in a hint set."""
-    a, b, c, d = struct.unpack("<4I", addr.ljust(16, b"\0"))
-    return (((a ^ b ^ c ^ d) * 0x9E3779B1) & 0xFFFFFFFF) >> 17
-
-
-def _hint_set(words: list[int], addrs) -> list[int]:
-    out = list(words)
-    for addr in addrs:
-        bit = hint_bit(addr)
-        out[bit >> 6] |= 1 << (bit & 63)
-    return out
 
 
 def _be16(port: int) -> int:
