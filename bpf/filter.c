@@ -23,6 +23,9 @@
  * computed once per packet; a field no entry checks costs nothing but its
  * computation, and no lookup at all is made for an address.
  *
+ * The offload build (NFP_OFFLOAD) has the linear classifier only, its geometry
+ * (NFP_FILTER_LIN_MAX, NFP_FILTER_MAX_RULES) sized to the device.
+ *
  * Every table exists twice (generation 0 and 1: the generation is part of
  * every key or index).  `active` names the generation a packet uses; it is
  * read once, at the start, so a packet sees one whole rule set even while the
@@ -33,7 +36,11 @@
 #ifndef NFP_FILTER_TYPES
 #define NFP_FILTER_TYPES
 
+/* The geometry may be set before this file: the offload build sizes it to the
+ * device (nfpipe/catalog/filter.py reads it back from the maps' sizes). */
+#ifndef NFP_FILTER_MAX_RULES
 #define NFP_FILTER_MAX_RULES 16384 /* per generation; a power of two */
+#endif
 #define NFP_FILTER_FIELDS 7        /* sa, da, proto, sport, dport, flags, vlan */
 #define NFP_FILTER_STEPS (NFP_FILTER_FIELDS - 1)
 #define NFP_FILTER_SLOTS 16   /* fields + combination results, rounded up */
@@ -43,7 +50,9 @@
 #define NFP_FILTER_NFLAGS 257            /* 0..255, 256 = not TCP */
 #define NFP_FILTER_NVLAN 4097            /* 0..4095, 4096 = untagged */
 #define NFP_FILTER_COMBINE_MAX (1 << 21) /* both generations together */
-#define NFP_FILTER_LIN_MAX 64            /* linear entries per generation */
+#ifndef NFP_FILTER_LIN_MAX
+#define NFP_FILTER_LIN_MAX 64 /* linear entries per generation */
+#endif
 
 /* What a linear entry checks (nfp_filter_lin.need). */
 #define NFP_FILTER_N_PROTO 0x01
@@ -150,6 +159,10 @@ struct {
 	__type(value, struct nfp_filter_gen);
 } NFP_NAME(gens) SEC(".maps");
 
+#ifndef NFP_OFFLOAD
+/* The RFC tables.  The offload build has only the linear classifier: an offload
+ * device holds neither LPM tries nor tables of this size, and the control plane
+ * refuses a rule set that the linear entries cannot hold. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, 2 * (NFP_FILTER_MAX_RULES + 1));
@@ -225,6 +238,8 @@ struct {
 	__type(value, __u32);
 } NFP_NAME(combine) SEC(".maps");
 
+#endif /* !NFP_OFFLOAD */
+
 /* Linear entry i of generation g at g * NFP_FILTER_LIN_MAX + i. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -233,6 +248,7 @@ struct {
 	__type(value, struct nfp_filter_lin);
 } NFP_NAME(lin) SEC(".maps");
 
+#ifndef NFP_OFFLOAD
 /* Action of rule i of generation g at g * NFP_FILTER_MAX_RULES + i. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -240,6 +256,7 @@ struct {
 	__type(key, __u32);
 	__type(value, __s32);
 } NFP_NAME(actions) SEC(".maps");
+#endif /* !NFP_OFFLOAD */
 
 /* Packets that matched rule i of generation g (same index as actions). */
 struct {
@@ -256,6 +273,7 @@ struct {
 	__type(value, __u64);
 } NFP_NAME(stats) SEC(".maps");
 
+#ifndef NFP_OFFLOAD
 /* One phase-0 array lookup: the class of value `v` (already bounded) in generation `gen`. */
 static __always_inline int NFP_NAME(field)(void *map, __u32 gen, __u32 n, __u32 v, __u32 *out)
 {
@@ -296,6 +314,7 @@ static __always_inline int NFP_NAME(addr)(void *trie4, void *trie6, struct nfp_p
 	*out = *c;
 	return 0;
 }
+#endif
 
 static __always_inline int NFP_NAME(default)(__u32 gen, const struct nfp_filter_gen *g)
 {
@@ -410,12 +429,15 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 {
 	struct nfp_pkt *p = &meta->pkt;
 	struct nfp_filter_gen *g;
-	__u32 cls[NFP_FILTER_SLOTS] = {};
 	struct nfp_filter_keys keys;
-	__u32 zero = 0, gen, rule;
+	__u32 zero = 0, gen;
 	__u32 *activep;
+#ifndef NFP_OFFLOAD
+	__u32 cls[NFP_FILTER_SLOTS] = {};
+	__u32 rule;
 	__s32 *act;
 	int i;
+#endif
 
 	activep = bpf_map_lookup_elem(&NFP_NAME(active), &zero);
 	if (!activep)
@@ -443,6 +465,9 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 	nfp_filter_keys(p, &keys);
 	if (g->linear)
 		return NFP_NAME(linear)(p, &keys, gen, g);
+#ifdef NFP_OFFLOAD
+	goto nogen; /* never written: the control plane keeps offloaded rules linear */
+#else
 
 	/* Phase 0. */
 	if (NFP_NAME(addr)(&NFP_NAME(src4), &NFP_NAME(src6), p, p->saddr, gen, g->noaddr_src,
@@ -484,6 +509,7 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 		goto nogen;
 	nfp_percpu_inc(&NFP_NAME(hits), rule);
 	return *act;
+#endif
 
 nogen:
 	nfp_percpu_inc(&NFP_NAME(stats), NFP_FILTER_ST_NOGEN);

@@ -257,7 +257,9 @@ def telemetry_tail() -> str:
 def prewarm() -> int:
     """Build on the host what the checks build in the guest (the compile cache both
     share: the compiler is slow under TCG).  Returns how many pipelines."""
+    from nfpipe import resources
     from nfpipe.compose import build, make_plan
+    from nfpipe.compose.nodes import map_layouts
     from nfpipe.compose.offload import offload_build
     from nfpipe.compose.tiers import tiered_build
     from nfpipe.spec import PipelineSpec
@@ -272,6 +274,8 @@ def prewarm() -> int:
     specs.append(PipelineSpec.from_file(example))
     specs.append(PipelineSpec.from_text(example.read_text().replace(
         "../bpf/", f"{TREE}/bpf/").replace("min_ttl: 8", "min_ttl: 9")))
+    specs.append(PipelineSpec.from_text(RULES_FILE))
+    map_layouts(resources.nf_source("filter.c"), hook="xdp", instance="fw")  # nfpipe rules
     for spec in specs:
         b = build(make_plan(spec, mode="offload"))
         full = offload_build(b, "netdevsim")
@@ -600,6 +604,90 @@ def check_cli_tiered(dev: Nsim) -> dict:
     assert rc == 0, out["destroy"]
     assert not _xdp_ids(ip_link(dev)), ip_link(dev)
     _nothing_left(dev, "/sys/fs/bpf/nfpipe", "cli-tiers")
+    return out
+
+
+RULES_FILE = """pipeline: offl-rules
+hook: xdp
+nodes:
+  - id: fw
+    nf: filter
+    config: {default: allow, rules: [{action: drop, proto: udp, name: no UDP}]}
+edges:
+  - fw -> pass
+"""
+
+
+def _rules(name: str, node: str) -> dict:
+    rc, text, err = cli("rules", name, node, "--json")
+    assert rc == 0, (rc, text, err)
+    return json.loads(text)
+
+
+@check
+def check_rules_offloaded(dev: Nsim) -> dict:
+    """``nfpipe rules`` on an offloaded filter: its maps live on the device (netdevsim:
+    two entries a map, so one linear entry per generation).  A new rule is written into
+    the other generation through the device and made active, no program reloaded; a
+    rule set that needs more entries than the device gave the filter is refused with
+    nothing changed; bpftool sees the maps bound to the device."""
+    from nfpipe.deploy.inspection import manifest_of
+    from nfpipe.deploy.steps import close_node_maps, open_node_maps
+    path = WORK / "offl-rules.yaml"
+    path.write_text(RULES_FILE)
+    ssh, two = WORK / "rules-ssh.yaml", WORK / "rules-two.yaml"
+    ssh.write_text("rules:\n  - {action: drop, proto: tcp, dport: 22, name: no ssh}\n")
+    two.write_text("rules:\n  - {action: drop, proto: tcp, dport: 22}\n"
+                   "  - {action: drop, proto: udp}\n")
+    out: dict = {}
+    rc, text, err = cli("deploy", str(path), "--iface", dev.ifname, "--mode", "offload")
+    out["deploy"] = (text + err).splitlines()
+    try:
+        assert rc == 0, (rc, text, err)
+        prog_id = dev.offloaded_id
+        assert _xdp_ids(ip_link(dev)) == {"xdp": prog_id}, ip_link(dev)
+        before = _rules("offl-rules", "fw")
+        assert [r["name"] for r in before["rules"]] == ["no UDP"], before
+        m = manifest_of("offl-rules")
+        pin = m.maps["fw__lin"]
+        if bpftool_prog(prog_id) is not None:
+            shown = run("bpftool", "map", "show", "pinned", pin)
+            out["bpftool_map"] = shown.splitlines()
+            assert f"offloaded_to {dev.ifname}" in shown and "max_entries 2" in shown, shown
+        rc, text, err = cli("rules", "offl-rules", "fw", str(ssh))
+        out["update"] = (text + err).splitlines()
+        assert rc == 0 and "1 rules active" in text and "no program reloaded" in text, \
+            (rc, text, err)
+        after = _rules("offl-rules", "fw")
+        assert [r["name"] for r in after["rules"]] == ["no ssh"], after
+        assert dev.offloaded_id == prog_id                     # the same program
+        maps = open_node_maps(manifest_of("offl-rules"), "fw")  # read through the device
+        try:
+            gen = maps["active"][0] & 1
+            entry, g = maps["lin"][gen], maps["gens"][gen]
+            out["device_entry"] = {"gen": gen, "dport": entry["dport"], "nlin": g["nlin"]}
+            assert entry["dport"] == [22, 22] and g["ready"] == 1 and g["nlin"] == 1, entry
+        finally:
+            close_node_maps(maps)
+        revision = manifest_of("offl-rules").revision
+        rc, text, err = cli("rules", "offl-rules", "fw", str(two))
+        out["refused"] = (rc, err.strip())
+        assert rc != 0 and "holds 1 linear entry" in err, (rc, text, err)
+        assert manifest_of("offl-rules").revision == revision
+        assert [r["name"] for r in _rules("offl-rules", "fw")["rules"]] == ["no ssh"]
+        maps = open_node_maps(manifest_of("offl-rules"), "fw")
+        try:
+            assert maps["active"][0] & 1 == gen and maps["lin"][gen]["dport"] == [22, 22]
+        finally:
+            close_node_maps(maps)
+        rc, text, err = cli("status", "offl-rules", "--json")
+        assert rc == 0 and json.loads(text)[0]["state"] == "running", (rc, text, err)
+    finally:
+        rc, text, err = cli("destroy", "offl-rules")
+        out["destroy"] = (rc, text.splitlines(), err)
+    assert rc == 0, out["destroy"]
+    assert not _xdp_ids(ip_link(dev)), ip_link(dev)
+    _nothing_left(dev, "/sys/fs/bpf/nfpipe", "offl-rules")
     return out
 
 

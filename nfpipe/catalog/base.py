@@ -73,6 +73,23 @@ class NetworkFunction:
         """max_entries of maps the config sizes (unprefixed names), applied before load."""
         return {}
 
+    def check_fits(self, maps: NodeMaps) -> None:
+        """Refuse (SpecError) a config that the node's loaded *maps* cannot hold, before
+        anything is written: a runtime change checks it first."""
+
+    # --- hardware offload (compose.offload) --------------------------------------------
+
+    def offload_defines(self, max_entries: int | None) -> dict[str, str]:  # noqa: ARG002
+        """Preprocessor names the NF's offload flavour is compiled with (one program for
+        the whole pipeline: the same for every node of a kind), for a device whose
+        maps hold at most *max_entries* entries (None: no known limit)."""
+        return {}
+
+    def offload_problems(self, max_entries: int | None) -> list[str]:  # noqa: ARG002
+        """What in this config keeps the node off such a device (it then runs on the
+        host, or the offload is refused)."""
+        return []
+
     def populate(self, maps: NodeMaps) -> None:
         """Write the runtime maps from the config (rules, backends, ...)."""
 

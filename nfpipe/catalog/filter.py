@@ -276,6 +276,46 @@ class Filter(NetworkFunction):
     def populate(self, maps: NodeMaps) -> None:
         self.install(maps)
 
+    # --- offload ----------------------------------------------------------------------------
+
+    def offload_defines(self, max_entries: int | None) -> dict[str, str]:
+        """The offload flavour of filter.c (NFP_OFFLOAD: the linear classifier only) with
+        its geometry sized to a device whose maps hold *max_entries* entries."""
+        lin, rules = offload_geometry(max_entries)
+        return {"NFP_FILTER_LIN_MAX": str(lin), "NFP_FILTER_MAX_RULES": str(rules)}
+
+    def offload_problems(self, max_entries: int | None) -> list[str]:
+        problem = self._capacity_problem(*offload_geometry(max_entries))
+        return [problem] if problem else []
+
+    def check_fits(self, maps: NodeMaps) -> None:
+        """Refuse (SpecError, nothing written) a rule set the node's maps cannot hold: an
+        offloaded filter has linear entries only, as many as its device gave it."""
+        lin_max, max_rules, tables = _geometry(maps)
+        problem = None if tables else self._capacity_problem(lin_max, max_rules)
+        if problem:
+            raise SpecError(f"filter: {problem}")
+
+    def _capacity_problem(self, lin_max: int, max_rules: int) -> str | None:
+        """Why this rule set does not fit a filter of linear entries only (*lin_max* per
+        generation, rule indexes below *max_rules*), or None."""
+        where = (f"an offloaded filter holds {lin_max} linear entr"
+                 f"{'y' if lin_max == 1 else 'ies'} and {max_rules} rule"
+                 f"{'' if max_rules == 1 else 's'} per generation (the device's map size; "
+                 f"no RFC tables)")
+        if self.classifier == "tables":
+            return f"classifier: tables cannot be offloaded: {where}"
+        lin = self.linear if self.linear is not None and len(self.linear) <= lin_max else None
+        if lin is None:
+            need = ("more than " + str(LIN_MAX) if self.linear is None else
+                    str(len(self.linear)))
+            return (f"{len(self.rules)} rule{'' if len(self.rules) == 1 else 's'} need "
+                    f"{need} linear entries (one per combination of a rule's sport, dport and "
+                    f"vlan ranges); {where}")
+        if len(self.rules) > max_rules:
+            return f"{len(self.rules)} rules; {where}"
+        return None
+
     runtime_keys = config_keys           # everything: rules and policies live in maps
     map_keys = runtime_keys
 
@@ -293,6 +333,8 @@ class Filter(NetworkFunction):
     def install(self, maps: NodeMaps) -> int:
         """Write this config into the inactive generation, then make it active.  Returns
         the generation now active."""
+        lin_max, max_rules, _tables = _geometry(maps)
+        self.check_fits(maps)
         lin = self.linear
         t = self.tables if lin is None else None   # compile first: a SpecError changes nothing
         active = maps["active"]
@@ -301,10 +343,10 @@ class Filter(NetworkFunction):
         new = cur ^ 1
         # Packets that read `new` before the previous flip may still run: wait for them.
         rcu_barrier()
-        gens[new] = self._gen_value(t, ready=0)
+        gens[new] = self._gen_value(t, 0, max_rules)
         if lin is not None:
-            self._install_linear(maps, new, lin)
-            gens[new] = self._gen_value(t, ready=1)
+            self._install_linear(maps, new, lin, lin_max, max_rules)
+            gens[new] = self._gen_value(t, 1, max_rules)
             active[0] = new
             return new
         # Generation-tagged entries of the hash map and the tries: delete the stale ones.
@@ -320,7 +362,7 @@ class Filter(NetworkFunction):
         acts = [r.action for r in self.rules]
         if acts:
             _write_array(maps["actions"], new * MAX_RULES, [a & 0xFFFFFFFF for a in acts])
-            self._reset_hits(maps, new)
+            self._reset_hits(maps, new, max_rules)
         for name, fmt, entries in (("src4", "<IB4s3x", t.src4), ("dst4", "<IB4s3x", t.dst4),
                                    ("src6", "<IB16s3x", t.src6), ("dst6", "<IB16s3x", t.dst6)):
             _batch(maps[name], [struct.pack(fmt, 8 + pl, new, a) for pl, a, _c in entries],
@@ -331,27 +373,28 @@ class Filter(NetworkFunction):
             keys += [struct.pack("<III", gs, a, b) for a, b, _v in entries]
             values += [struct.pack("<I", v) for _a, _b, v in entries]
         _batch(comb, keys, values)
-        gens[new] = self._gen_value(t, ready=1)
+        gens[new] = self._gen_value(t, 1, max_rules)
         active[0] = new                       # the flip: one 4-byte store
         return new
 
-    def _install_linear(self, maps: NodeMaps, gen: int, lin: list[dict]) -> None:
+    def _install_linear(self, maps: NodeMaps, gen: int, lin: list[dict], lin_max: int,
+                        max_rules: int) -> None:
         m = maps["lin"]
         for i, e in enumerate(lin):
-            m[gen * LIN_MAX + i] = e
-        self._reset_hits(maps, gen)
+            m[gen * lin_max + i] = e
+        self._reset_hits(maps, gen, max_rules)
 
-    def _reset_hits(self, maps: NodeMaps, gen: int) -> None:
+    def _reset_hits(self, maps: NodeMaps, gen: int, max_rules: int) -> None:
         n = len(self.rules)
         if n:
-            zero = bytes(8 * sc.possible_cpus())
-            _batch(maps["hits"], [struct.pack("<I", gen * MAX_RULES + i) for i in range(n)],
-                   [zero] * n)
+            h = maps["hits"]
+            zero = bytes(8 * (sc.possible_cpus() if h.percpu else 1))
+            _batch(h, [struct.pack("<I", gen * max_rules + i) for i in range(n)], [zero] * n)
 
-    def _gen_value(self, t: Tables | None, ready: int) -> dict:
+    def _gen_value(self, t: Tables | None, ready: int, max_rules: int) -> dict:
         catch_all = next((r.index for r in self.rules if r.matches_all), None)
         dflt = self.default if catch_all is None else self.rules[catch_all].action
-        drule = MAX_RULES if catch_all is None else catch_all
+        drule = max_rules if catch_all is None else catch_all
         value = {"default_action": dflt, "default_rule": drule,
                  "fragment_action": self.fragments, "malformed_action": self.malformed,
                  "ready": ready}
@@ -372,13 +415,42 @@ class Filter(NetworkFunction):
     def hits(self, maps: NodeMaps) -> list[int]:
         """Packets per rule (summed over CPUs) since this rule set became active."""
         gen = self.active_generation(maps)
+        _lin_max, max_rules, _tables = _geometry(maps)
         h = maps["hits"]
-        return [sum(h[gen * MAX_RULES + i]) for i in range(len(self.rules))]
+        return [_total(h[gen * max_rules + i]) for i in range(len(self.rules))]
 
     @staticmethod
     def stats(maps: NodeMaps) -> dict[str, int]:
         s = maps["stats"]
-        return {name: sum(s[i]) for i, name in enumerate(STAT_NAMES)}
+        out = {}
+        for i, name in enumerate(STAT_NAMES):
+            try:
+                out[name] = _total(s[i])
+            except KeyError:     # past the end of an offloaded map the device sized down
+                out[name] = 0
+        return out
+
+
+def offload_geometry(max_entries: int | None) -> tuple[int, int]:
+    """(linear entries, rules) per generation of the offload flavour for a device whose
+    maps hold at most *max_entries* entries (None: no known limit): both generations
+    fit in one map, the rule count a power of two (filter.c masks rule indexes)."""
+    if not isinstance(max_entries, int) or isinstance(max_entries, bool):
+        return LIN_MAX, MAX_RULES
+    per_gen = max(1, max_entries // 2)
+    return min(LIN_MAX, per_gen), min(MAX_RULES, 1 << (per_gen.bit_length() - 1))
+
+
+def _geometry(maps: NodeMaps) -> tuple[int, int, bool]:
+    """(linear entries, rules per generation, has the RFC tables) of a loaded filter,
+    from its maps (the offload build sizes them to the device)."""
+    return (maps["lin"].max_entries // 2, maps["hits"].max_entries // 2,
+            "combine" in maps)
+
+
+def _total(value) -> int:
+    """A counter's value: summed over CPUs, or one shared (offloaded) counter."""
+    return sum(value) if isinstance(value, list) else int(value)
 
 
 def _hash_keys(m) -> list[bytes]:

@@ -154,6 +154,7 @@ def offload_build(build: Build, profile_name: str = DEFAULT_PROFILE,
     _check_redirects(out, plan, nic)
     plain = build.objects[FUSED]
     compiled = compiled_in_constants(plain, fused_constants(plan, ifindexes))
+    compiled.update(_check_nodes(out, plan, profile, nic))
     spec = ObjectSpec.from_file(compile_fused(plan, compiled_in=compiled, nic=nic))
     for n in plan.order:
         impl = plan.spec.nodes[n.id].impl
@@ -197,6 +198,31 @@ def _check_redirects(out: OffloadBuild, plan, nic: list[str] | None) -> None:
                 out.bad_nodes.add(n.id)
                 out.problems.append(why)
                 out.decisions.append(f"node '{n.id}': no - {why.split(': ', 1)[1]}")
+
+
+def _check_nodes(out: OffloadBuild, plan, profile: Profile,
+                 nic: list[str] | None) -> dict[str, str]:
+    """Ask each node's NF what its config needs of the device (a filter's rule set must
+    fit its linear entries), and which names its offload flavour is compiled with."""
+    limit = profile.offload.get("max_entries")
+    defines: dict[str, str] = {}
+    for n in plan.order:
+        impl = plan.spec.nodes[n.id].impl
+        if impl is None or (nic is not None and n.id not in nic):
+            continue
+        for why in impl.offload_problems(limit):
+            out.bad_nodes.add(n.id)
+            out.problems.append(f"node '{n.id}': {why}")
+            out.decisions.append(f"node '{n.id}': no - {why}")
+        mine = impl.offload_defines(limit)
+        for k, v in mine.items():
+            if defines.setdefault(k, v) != v:     # one program: one value per name
+                raise SpecError(f"node '{n.id}': its offload build needs {k}={v}, another "
+                                f"node's {defines[k]}")
+        if mine:
+            out.decisions.append(f"node '{n.id}': {impl.kind}, its offload flavour (" +
+                                 ", ".join(f"{k}={v}" for k, v in sorted(mine.items())) + ")")
+    return defines
 
 
 def _where(name: str) -> str:

@@ -18,7 +18,7 @@ from nfpipe.deploy.state import (
     state_dir,
     write_manifest,
 )
-from nfpipe.deploy.steps import close_node_maps, require_root
+from nfpipe.deploy.steps import close_node_maps, open_node_maps, require_root
 from nfpipe.deploy.update import converge
 from nfpipe.errors import DeployError, NoSuchObject, RuntimeChangeError
 
@@ -42,10 +42,15 @@ def configure(name: str, node: str, config: dict, *, root: str = STATE_ROOT,
             raise DeployError(f"node '{node}' of '{name}' is a {entry.nf} node, not "
                               f"a {kind}")
         try:                                    # validated and prepared: a refused
-            runtime_change(nf_class(entry.nf), entry.nf, node, entry.config, config,
-                           m.wired_ports(node))  # change writes nothing
+            new = runtime_change(nf_class(entry.nf), entry.nf, node, entry.config, config,
+                                 m.wired_ports(node))  # change writes nothing
         except RuntimeChangeError as exc:
             raise DeployError(f"{exc}; {exc.hint}") from None
+        maps = open_node_maps(m, node, typed=False)
+        try:
+            new.check_fits(maps)                # an offloaded filter's linear entries
+        finally:
+            close_node_maps(maps)
         merged = {**entry.config, **config}
         line = f"{node}: runtime — {', '.join(sorted(config))} updated in its maps"
         nxt = m.next_revision("runtime", [line])

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from nfpipe import resources
 from nfpipe.attach import (
     Attachment,
     NetlinkXdp,
@@ -28,6 +29,7 @@ from nfpipe.attach import (
 )
 from nfpipe.catalog import NodeMaps, nf_class
 from nfpipe.catalog.base import NetworkFunction, SourceNF
+from nfpipe.compose.nodes import map_layouts
 from nfpipe.deploy.manifest import Intent, IntentTarget, InterfaceRecord, Manifest, NodeRecord
 from nfpipe.deploy.state import (
     link_key,
@@ -418,12 +420,36 @@ def pin_maps(objects, rdir: Path, reused: dict[str, str]) -> dict[str, str]:
     return maps
 
 
-def open_node_maps(m: Manifest, node: str) -> NodeMaps:
+def open_node_maps(m: Manifest, node: str, *, typed: bool = True) -> NodeMaps:
     """The pinned maps of *node* in manifest *m*, opened, as a NodeMaps (the caller
-    closes them: ``close_node_maps``)."""
+    closes them: ``close_node_maps``).  An offloaded map has no BTF in the kernel (a
+    device takes none): it is typed by the node's NF source, built for the host
+    (unless *typed* is False: for a look at the maps' sizes only)."""
     prefix = prefixed(node, "")
-    return NodeMaps({k: Map.from_pin(p) for k, p in m.maps.items() if k.startswith(prefix)},
-                    node)
+    maps: dict[str, Map] = {}
+    try:
+        for k, p in m.maps.items():
+            if k.startswith(prefix):
+                maps[k] = Map.from_pin(p)
+        bare = [k for k, mp in maps.items() if mp.device and not mp.typed]
+        if bare and typed:
+            layouts = map_layouts(node_source(m, m.node(node)), hook=m.hook, instance=node)
+            for k in bare:
+                if k in layouts:
+                    maps[k].use_types(layouts[k])
+    except BaseException:
+        for mp in maps.values():
+            mp.close()
+        raise
+    return NodeMaps(maps, node)
+
+
+def node_source(m: Manifest, node: NodeRecord) -> Path:
+    """The C source a deployed node was built from (a catalog NF's, or the user's)."""
+    cls = nf_class(node.nf)
+    if cls is not SourceNF:
+        return resources.nf_source(cls.source_name)
+    return Path(m.file).parent / node.nf          # (an absolute nf: stays itself)
 
 
 def close_node_maps(maps: NodeMaps) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nfpipe.attach import Link, Target
-from nfpipe.catalog import nf_class
+from nfpipe.catalog import NodeMaps, nf_class
 from nfpipe.compose import Build, Plan, build, make_plan
 from nfpipe.deploy.diff import Update, classify, code_keys
 from nfpipe.deploy.manifest import InterfaceRecord, Manifest, Pending
@@ -225,7 +225,9 @@ class _Change:
         for n in self.plan.order:
             if self.upd.nodes[n.id].action == "runtime":
                 o = old_nodes[n.id]
-                self.spec.nodes[n.id].impl.prepare()     # refused here, nothing changed yet
+                impl = self.spec.nodes[n.id].impl
+                impl.prepare()                           # refused here, nothing changed yet
+                impl.check_fits(NodeMaps(self.opened, n.id))
                 out.append(Pending(node=n.id, nf=o.nf, old_config=o.config,
                                    old_state=o.state,
                                    config=dict(self.spec.nodes[n.id].impl.config)))

@@ -59,6 +59,8 @@ class Map(FdObject):
         self.spec = spec
         self.key_codec = key_codec or Codec.raw(key_size)
         self.value_codec = value_codec or Codec.raw(value_size)
+        self.device = 0                  # ifindex of the device it is bound to (offload)
+        self.typed = spec is not None    # keys/values decode by their types (BTF)
 
     @property
     def memory(self) -> int:
@@ -112,6 +114,16 @@ class Map(FdObject):
                           key_codec=self.key_codec, value_codec=self.value_codec,
                           spec=self.spec)
 
+    def use_types(self, spec: MapSpec) -> None:
+        """Decode keys and values as *spec* types them (its BTF): for a map the kernel
+        keeps no types of, such as a device-bound one (offload devices take no BTF)."""
+        if (spec.key_size, spec.value_size) != (self.key_size, self.value_size):
+            raise SpecError(f"map '{self.name}' has key/value {self.key_size}/"
+                            f"{self.value_size} B, not the {spec.key_size}/{spec.value_size} "
+                            f"B of the definition given for it")
+        self.key_codec, self.value_codec = _codecs(spec)
+        self.spec = spec
+
     @classmethod
     def from_fd(cls, fd: sc.Fd, *, spec: MapSpec | None = None) -> Map:
         """Wrap an fd obtained elsewhere (pin, id); types come from *spec* or the kernel's BTF."""
@@ -122,10 +134,13 @@ class Map(FdObject):
             key_codec, value_codec = _codecs(spec)
         else:
             key_codec, value_codec = _kernel_btf_codecs(info)
-        return cls(fd, name=spec.name if spec else name, type=info.type,
-                   key_size=info.key_size, value_size=info.value_size,
-                   max_entries=info.max_entries, flags=info.map_flags,
-                   key_codec=key_codec, value_codec=value_codec, spec=spec)
+        m = cls(fd, name=spec.name if spec else name, type=info.type,
+                key_size=info.key_size, value_size=info.value_size,
+                max_entries=info.max_entries, flags=info.map_flags,
+                key_codec=key_codec, value_codec=value_codec, spec=spec)
+        m.device = info.ifindex          # bound to this device (offload), or 0
+        m.typed = spec is not None or key_codec is not None or value_codec is not None
+        return m
 
     @classmethod
     def from_pin(cls, path: str, *, spec: MapSpec | None = None) -> Map:

@@ -768,8 +768,10 @@ static __always_inline int nfp_hook_verdict(struct nfp_ctx *ctx, struct nfp_meta
 		return XDP_DROP;
 	case NFP_TX:
 		return XDP_TX;
+#ifndef NFP_OFFLOAD /* offloaded, a redirect aborts: the offload build keeps it on the host */
 	case NFP_REDIRECT:
 		return bpf_redirect(meta->redirect_ifindex, 0);
+#endif
 	default:
 		return XDP_ABORTED;
 	}
