@@ -50,6 +50,11 @@
 #define NFP_FILTER_NFLAGS 257            /* 0..255, 256 = not TCP */
 #define NFP_FILTER_NVLAN 4097            /* 0..4095, 4096 = untagged */
 #define NFP_FILTER_COMBINE_MAX (1 << 21) /* both generations together */
+#define NFP_FILTER_DENSE_MAX (1 << 21)   /* both generations: 8 MB of u32 */
+#define NFP_FILTER_NO_MATCH 0xffffffff   /* a dense step's cell: no rule (the default) */
+/* Address fields of one class in a generation (nfp_filter_gen.fixed): no lookup. */
+#define NFP_FILTER_FIXED_SRC 0x1
+#define NFP_FILTER_FIXED_DST 0x2
 #ifndef NFP_FILTER_LIN_MAX
 #define NFP_FILTER_LIN_MAX 64 /* linear entries per generation */
 #endif
@@ -110,6 +115,13 @@ struct nfp_filter_gen {
 	__u32 ready;        /* 1 once the generation is written */
 	__u32 linear;       /* 1: classify by the `lin` scan, 0: by the tables */
 	__u32 nlin;         /* entries of `lin` in this generation */
+	__u32 fixed;        /* NFP_FILTER_FIXED_*: that address field is class 0 */
+	/* Step i as a dense table: the class of (a, b) at dense_base[i] + a * stride[i] + b
+	 * of `dense` (a < rows[i], b < stride[i]; the base is in the generation's half);
+	 * stride 0: the step is in `combine`. */
+	__u32 dense_base[NFP_FILTER_STEPS];
+	__u32 dense_rows[NFP_FILTER_STEPS];
+	__u32 dense_stride[NFP_FILTER_STEPS];
 };
 
 /* One entry of the linear classifier: a rule, or one combination of its port and
@@ -237,6 +249,17 @@ struct {
 	__type(key, struct nfp_filter_ckey);
 	__type(value, __u32);
 } NFP_NAME(combine) SEC(".maps");
+
+/* Combination steps small enough to be tables, generation g in the g-th half (the
+ * control plane lays them out and sizes the halves from max_entries).  One array
+ * cell per pair instead of a hash lookup (and a second one for the row default
+ * after a miss). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NFP_FILTER_DENSE_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+} NFP_NAME(dense) SEC(".maps");
 
 #endif /* !NFP_OFFLOAD */
 
@@ -469,9 +492,13 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 	goto nogen; /* never written: the control plane keeps offloaded rules linear */
 #else
 
-	/* Phase 0. */
-	if (NFP_NAME(addr)(&NFP_NAME(src4), &NFP_NAME(src6), p, p->saddr, gen, g->noaddr_src,
-	                   &cls[0]) ||
+	/* Phase 0.  An address field no rule tells apart is not looked up (its one class
+	 * is 0): an LPM lookup is the dearest of the field lookups. */
+	if (!(g->fixed & NFP_FILTER_FIXED_SRC) &&
+	    NFP_NAME(addr)(&NFP_NAME(src4), &NFP_NAME(src6), p, p->saddr, gen, g->noaddr_src,
+	                   &cls[0]))
+		goto nogen;
+	if (!(g->fixed & NFP_FILTER_FIXED_DST) &&
 	    NFP_NAME(addr)(&NFP_NAME(dst4), &NFP_NAME(dst6), p, p->daddr, gen, g->noaddr_dst,
 	                   &cls[1]))
 		goto nogen;
@@ -486,11 +513,25 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 #pragma unroll
 	for (i = 0; i < NFP_FILTER_STEPS; i++) {
 		struct nfp_filter_ckey k;
-		__u32 *c;
+		__u32 *c, stride = g->dense_stride[i], idx;
 
 		k.gen_step = gen << 8 | i;
 		k.a = cls[g->left[i] & (NFP_FILTER_SLOTS - 1)];
 		k.b = cls[g->right[i] & (NFP_FILTER_SLOTS - 1)];
+		if (stride) {
+			/* Classes are below their counts by construction; a pair that is not
+			 * would read another step's cells: never trust it. */
+			if (k.a >= g->dense_rows[i] || k.b >= stride)
+				goto nogen;
+			idx = g->dense_base[i] + k.a * stride + k.b;
+			c = bpf_map_lookup_elem(&NFP_NAME(dense), &idx);
+			if (!c)
+				goto nogen;
+			if (*c == NFP_FILTER_NO_MATCH)
+				return NFP_NAME(default)(gen, g);
+			cls[NFP_FILTER_FIELDS + i] = *c;
+			continue;
+		}
 		c = bpf_map_lookup_elem(&NFP_NAME(combine), &k);
 		if (!c) {
 			/* Not stored: the pair gives class a's row default, if it has one. */

@@ -47,7 +47,7 @@ from typing import Any
 
 from nfpipe.catalog import parse as P
 from nfpipe.catalog.base import NetworkFunction, NodeMaps
-from nfpipe.catalog.filter_rfc import Tables, compile_rules
+from nfpipe.catalog.filter_rfc import Tables, compile_rules, dense_cells, dense_layout
 from nfpipe.catalog.filter_rules import (  # noqa: F401 (action_text, ROW_DEFAULT: the API)
     AH,
     CLASSIFIERS,
@@ -64,6 +64,7 @@ from nfpipe.catalog.filter_rules import (  # noqa: F401 (action_text, ROW_DEFAUL
     N_SRC4,
     N_SRC6,
     N_VLAN,
+    NFIELDS,
     PORTS,
     ROW_DEFAULT,
     STAT_NAMES,
@@ -343,10 +344,15 @@ class Filter(NetworkFunction):
         new = cur ^ 1
         # Packets that read `new` before the previous flip may still run: wait for them.
         rcu_barrier()
-        gens[new] = self._gen_value(t, 0, max_rules)
+        layout: list = []
+        if t is not None:
+            half = maps["dense"].max_entries // 2
+            layout = [None if lay is None else (new * half + lay[0], lay[1], lay[2])
+                      for lay in dense_layout(t, half)]
+        gens[new] = self._gen_value(t, 0, max_rules, layout)
         if lin is not None:
             self._install_linear(maps, new, lin, lin_max, max_rules)
-            gens[new] = self._gen_value(t, 1, max_rules)
+            gens[new] = self._gen_value(t, 1, max_rules, layout)
             active[0] = new
             return new
         # Generation-tagged entries of the hash map and the tries: delete the stale ones.
@@ -369,11 +375,16 @@ class Filter(NetworkFunction):
                    [struct.pack("<I", c) for _pl, _a, c in entries])
         keys, values = [], []
         for step, (_l, _r, entries) in enumerate(t.steps):
+            if layout[step] is not None:
+                continue                      # a dense step: written below
             gs = new << 8 | step
             keys += [struct.pack("<III", gs, a, b) for a, b, _v in entries]
             values += [struct.pack("<I", v) for _a, _b, v in entries]
         _batch(comb, keys, values)
-        gens[new] = self._gen_value(t, 1, max_rules)
+        cells = dense_cells(t, [None if lay is None else (lay[0] - new * half, lay[1], lay[2])
+                                for lay in layout])
+        _write_packed(maps["dense"], new * half, cells)
+        gens[new] = self._gen_value(t, 1, max_rules, layout)
         active[0] = new                       # the flip: one 4-byte store
         return new
 
@@ -391,7 +402,8 @@ class Filter(NetworkFunction):
             zero = bytes(8 * (sc.possible_cpus() if h.percpu else 1))
             _batch(h, [struct.pack("<I", gen * max_rules + i) for i in range(n)], [zero] * n)
 
-    def _gen_value(self, t: Tables | None, ready: int, max_rules: int) -> dict:
+    def _gen_value(self, t: Tables | None, ready: int, max_rules: int,
+                   layout: Sequence = ()) -> dict:
         catch_all = next((r.index for r in self.rules if r.matches_all), None)
         dflt = self.default if catch_all is None else self.rules[catch_all].action
         drule = max_rules if catch_all is None else catch_all
@@ -403,8 +415,11 @@ class Filter(NetworkFunction):
             return {**value, "linear": 1, "nlin": len(self.linear)}
         left = bytes(s[0] for s in t.steps).ljust(8, b"\0")
         right = bytes(s[1] for s in t.steps).ljust(8, b"\0")
+        dense = [lay or (0, 0, 0) for lay in layout] + [(0, 0, 0)] * (NFIELDS - 1 - len(layout))
         return {**value, "noaddr_src": t.noaddr_src, "noaddr_dst": t.noaddr_dst, "left": left,
-                "right": right, "linear": 0, "nlin": 0}
+                "right": right, "linear": 0, "nlin": 0, "fixed": t.fixed,
+                "dense_base": [d[0] for d in dense], "dense_rows": [d[1] for d in dense],
+                "dense_stride": [d[2] for d in dense]}
 
     # --- counters ----------------------------------------------------------------------------
 
@@ -493,6 +508,15 @@ def _batch(m, keys: list[bytes], values: list[bytes], chunk: int = 1 << 16) -> N
                 raise
             for k, v in zip(ks, vs):
                 sc.map_update_elem(m.fd, k, v, 0)
+
+
+def _write_packed(m, base: int, cells: array, chunk: int = 1 << 18) -> None:
+    """Cells base.. of a u32 array map from an ``array('I')``: keys and values packed
+    in C, written in batches (a dense step table has up to a million cells)."""
+    for i in range(0, len(cells), chunk):
+        part = cells[i:i + chunk]
+        keys = array("I", range(base + i, base + i + len(part)))
+        sc.map_update_batch_packed(m.fd, keys.tobytes(), part.tobytes(), len(part))
 
 
 def _write_array(m, base: int, table: Sequence[int]) -> None:

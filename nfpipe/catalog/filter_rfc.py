@@ -5,6 +5,7 @@ naming the first matching rule.  See docs/nf/filter.md.
 """
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -12,9 +13,12 @@ from nfpipe.catalog.filter_rules import (
     AH,
     COMBINE_CAPACITY,
     FIELDS,
+    FIXED_DST,
+    FIXED_SRC,
     NFIELDS,
     NFLAGS,
     NO_FLAGS,
+    NO_MATCH,
     NO_PORT,
     NO_PROTO,
     NPORT,
@@ -77,6 +81,8 @@ class Tables:
     flags: list = field(default_factory=list)
     vlan: list = field(default_factory=list)
     steps: list = field(default_factory=list)    # per step: (left slot, right slot, entries)
+    shapes: list = field(default_factory=list)   # per step: (classes of left, of right)
+    fixed: int = 0                               # FIXED_*: address fields of one class
     actions: list = field(default_factory=list)
     catch_all: int | None = None                 # index of a match-everything rule
     sizes: dict = field(default_factory=dict)    # table name -> entries (for reports)
@@ -305,11 +311,14 @@ def compile_rules(rules: Sequence[Rule], limit: int = COMBINE_CAPACITY) -> Table
     fl, t.flags = c.array(5, "tcp_flags", NFLAGS, NO_FLAGS, flag_values)
     vl, t.vlan = c.array(6, "vlan", NVLAN, UNTAGGED, lambda r: r.vlan)
     nodes = [sa, da, pr, sp, dp, fl, vl]
+    t.fixed = (FIXED_SRC if len(sa.classes) == 1 else 0) | (FIXED_DST if len(da.classes) == 1
+                                                             else 0)
     t.sizes = {FIELDS[n.slot]: len(n.classes) for n in nodes}
     t.actions = [r.action for r in rules]
     if not rules:
         # Nothing can match: a final step with no entries sends everything to the default.
         t.steps = [(0, 1, [])] + [(NFIELDS + s, NFIELDS + s, []) for s in range(NFIELDS - 2)]
+        t.shapes = [(0, 0)] * len(t.steps)          # in the hash map: no entries at all
         return t
     used = 0
     step = 0
@@ -344,9 +353,45 @@ def compile_rules(rules: Sequence[Rule], limit: int = COMBINE_CAPACITY) -> Table
                 f"rules across two filter nodes or give rules fewer distinct field combinations")
         node, entries = done
         t.steps.append((A.slot, B.slot, entries))
+        t.shapes.append((len(A.classes), len(B.classes)))
         t.sizes[f"step{step}"] = len(entries)
         used += len(entries)
         nodes = [nd for k, nd in enumerate(nodes) if k not in (x, y)] + [node]
         del A, B
         step += 1
     return t
+
+
+# ---- dense steps ------------------------------------------------------------------------------
+
+def dense_layout(t: Tables, capacity: int) -> list[tuple[int, int, int] | None]:
+    """Which steps of *t* are dense tables in one generation's *capacity* cells: per step
+    (offset, rows, stride), or None for a step left in the hash map.  The smallest go
+    first, so that as many steps as fit are one array read per packet."""
+    out: list[tuple[int, int, int] | None] = [None] * len(t.steps)
+    used = 0
+    for s in sorted(range(len(t.steps)), key=lambda s: t.shapes[s][0] * t.shapes[s][1]):
+        rows, cols = t.shapes[s]
+        if rows and cols and used + rows * cols <= capacity:
+            out[s] = (used, rows, cols)
+            used += rows * cols
+    return out
+
+
+def dense_cells(t: Tables, layout: Sequence[tuple[int, int, int] | None]) -> array:
+    """The cells of the dense steps laid out by *layout*: a pair's entry, else its row
+    default, else NO_MATCH (no rule: the default action), as in the hash map."""
+    total = max((o + r * c for o, r, c in filter(None, layout)), default=0)
+    cells = array("I", [NO_MATCH]) * total
+    for (_l, _r, entries), lay in zip(t.steps, layout):
+        if lay is None:
+            continue
+        off, _rows, cols = lay
+        for a, b, v in entries:
+            if b == ROW_DEFAULT:
+                start = off + a * cols
+                cells[start:start + cols] = array("I", [v]) * cols
+        for a, b, v in entries:
+            if b != ROW_DEFAULT:
+                cells[off + a * cols + b] = v
+    return cells

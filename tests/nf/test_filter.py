@@ -572,6 +572,54 @@ def test_random_small_rule_sets_on_the_linear_scan(hook):
                 assert loaded.run(data).result == model.run(data)[0], (rules, data.hex())
 
 
+class _SmallDense(Filter):
+    """The filter with a dense-step map of *cells* cells a generation: the steps that do
+    not fit stay in the hash map, so one rule set classifies through both kinds."""
+
+    cells = 96
+
+    def map_sizes(self) -> dict[str, int]:
+        return {"dense": 2 * self.cells}
+
+
+@kernel
+def test_rfc_steps_are_dense_tables_where_they_fit_and_hash_steps_elsewhere(hook):
+    """The RFC steps whose class counts multiply to what the dense map holds are array
+    cells, the others hash entries; an address field no rule tells apart is not looked
+    up.  Every packet's result is still the model's, through each mix of both, and an
+    update moves the layout to the other generation's half."""
+    from nfpipe.catalog.filter_rules import FIXED_DST
+    rng = random.Random(0xDE45E)
+    rules = [r for r in random_rules(rng, 40) if "dst" not in r]
+    cfg = {"default": "port:3", "fragments": "l3", "classifier": "tables", "rules": rules}
+    for cells in (96, 1 << 20):
+        _SmallDense.cells = cells
+        nf = _SmallDense(cfg)
+        model = nf.model()
+        with load_nf(nf, hook) as loaded:
+            maps = loaded.maps
+            for update in (False, True):
+                if update:
+                    nf.update(maps, dict(cfg, rules=rules[:-1]))
+                    model = nf.model()
+                gen = Filter.active_generation(maps)
+                g = maps["gens"][gen]
+                assert g["linear"] == 0 and g["fixed"] & FIXED_DST    # no rule names dst
+                dense = [i for i, st in enumerate(g["dense_stride"][:6]) if st]
+                if cells == 96:
+                    assert 0 < len(dense) < 6, g            # some steps each way
+                else:
+                    assert len(dense) == 6, g
+                half = maps["dense"].max_entries // 2
+                assert all(gen * half <= g["dense_base"][i] < (gen + 1) * half for i in dense)
+                for _ in range(1500):
+                    data = random_packet(rng)
+                    if hook == "tc" and tc_test_run_refuses(data):
+                        continue
+                    want = model.run(data)[0]
+                    assert loaded.run(data).result == want, (data.hex(), want, cells)
+
+
 @kernel
 def test_auto_classifier_follows_the_size_of_the_rule_set_across_updates(hook):
     small, big = SEEDS, {"default": "allow", "rules": benchmark_rules(200)}
