@@ -50,7 +50,8 @@
 #define NFP_FILTER_NFLAGS 257            /* 0..255, 256 = not TCP */
 #define NFP_FILTER_NVLAN 4097            /* 0..4095, 4096 = untagged */
 #define NFP_FILTER_COMBINE_MAX (1 << 21) /* both generations together */
-#define NFP_FILTER_DENSE_MAX (1 << 21)   /* both generations: 8 MB of u32 */
+#define NFP_FILTER_DENSE_MAX (1 << 21)   /* cells, both generations: 8 MB */
+#define NFP_FILTER_DENSE_CHUNK 64        /* cells per element of `dense` */
 #define NFP_FILTER_NO_MATCH 0xffffffff   /* a dense step's cell: no rule (the default) */
 /* Address fields of one class in a generation (nfp_filter_gen.fixed): no lookup. */
 #define NFP_FILTER_FIXED_SRC 0x1
@@ -93,6 +94,13 @@ struct nfp_filter_lpm6 {
 	__u8 gen;
 	__u8 addr[16];
 	__u8 pad[3];
+};
+
+/* NFP_FILTER_DENSE_CHUNK cells of `dense`: an array's element takes 8-byte-rounded
+ * room, and the control plane writes a million cells in a few syscalls' worth of
+ * elements instead of one element per cell. */
+struct nfp_filter_cells {
+	__u32 c[NFP_FILTER_DENSE_CHUNK];
 };
 
 struct nfp_filter_ckey {
@@ -256,9 +264,9 @@ struct {
  * after a miss). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, NFP_FILTER_DENSE_MAX);
+	__uint(max_entries, NFP_FILTER_DENSE_MAX / NFP_FILTER_DENSE_CHUNK);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct nfp_filter_cells);
 } NFP_NAME(dense) SEC(".maps");
 
 #endif /* !NFP_OFFLOAD */
@@ -514,6 +522,7 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 	for (i = 0; i < NFP_FILTER_STEPS; i++) {
 		struct nfp_filter_ckey k;
 		__u32 *c, stride = g->dense_stride[i], idx;
+		struct nfp_filter_cells *cells;
 
 		k.gen_step = gen << 8 | i;
 		k.a = cls[g->left[i] & (NFP_FILTER_SLOTS - 1)];
@@ -524,12 +533,14 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 			if (k.a >= g->dense_rows[i] || k.b >= stride)
 				goto nogen;
 			idx = g->dense_base[i] + k.a * stride + k.b;
-			c = bpf_map_lookup_elem(&NFP_NAME(dense), &idx);
-			if (!c)
+			k.b = idx / NFP_FILTER_DENSE_CHUNK; /* (the key as scratch) */
+			cells = bpf_map_lookup_elem(&NFP_NAME(dense), &k.b);
+			if (!cells)
 				goto nogen;
-			if (*c == NFP_FILTER_NO_MATCH)
+			idx = cells->c[idx & (NFP_FILTER_DENSE_CHUNK - 1)];
+			if (idx == NFP_FILTER_NO_MATCH)
 				return NFP_NAME(default)(gen, g);
-			cls[NFP_FILTER_FIELDS + i] = *c;
+			cls[NFP_FILTER_FIELDS + i] = idx;
 			continue;
 		}
 		c = bpf_map_lookup_elem(&NFP_NAME(combine), &k);

@@ -52,6 +52,7 @@ from nfpipe.catalog.filter_rules import (  # noqa: F401 (action_text, ROW_DEFAUL
     AH,
     CLASSIFIERS,
     COMBINE_CAPACITY,
+    DENSE_CHUNK,
     FRAG_L3,
     LIN_MAX,
     MAX_RULES,
@@ -65,6 +66,7 @@ from nfpipe.catalog.filter_rules import (  # noqa: F401 (action_text, ROW_DEFAUL
     N_SRC6,
     N_VLAN,
     NFIELDS,
+    NO_MATCH,
     PORTS,
     ROW_DEFAULT,
     STAT_NAMES,
@@ -346,7 +348,7 @@ class Filter(NetworkFunction):
         rcu_barrier()
         layout: list = []
         if t is not None:
-            half = maps["dense"].max_entries // 2
+            half = maps["dense"].max_entries // 2 * DENSE_CHUNK      # cells
             layout = [None if lay is None else (new * half + lay[0], lay[1], lay[2])
                       for lay in dense_layout(t, half)]
         gens[new] = self._gen_value(t, 0, max_rules, layout)
@@ -383,7 +385,9 @@ class Filter(NetworkFunction):
         _batch(comb, keys, values)
         cells = dense_cells(t, [None if lay is None else (lay[0] - new * half, lay[1], lay[2])
                                 for lay in layout])
-        _write_packed(maps["dense"], new * half, cells)
+        cells.extend([NO_MATCH] * (-len(cells) % DENSE_CHUNK))      # whole elements
+        _write_packed(maps["dense"], new * half // DENSE_CHUNK, cells,
+                      len(cells) // DENSE_CHUNK)
         gens[new] = self._gen_value(t, 1, max_rules, layout)
         active[0] = new                       # the flip: one 4-byte store
         return new
@@ -510,21 +514,30 @@ def _batch(m, keys: list[bytes], values: list[bytes], chunk: int = 1 << 16) -> N
                 sc.map_update_elem(m.fd, k, v, 0)
 
 
-def _write_packed(m, base: int, cells: array, chunk: int = 1 << 18) -> None:
-    """Cells base.. of a u32 array map from an ``array('I')``: keys and values packed
-    in C, written in batches (a dense step table has up to a million cells)."""
-    for i in range(0, len(cells), chunk):
-        part = cells[i:i + chunk]
-        keys = array("I", range(base + i, base + i + len(part)))
-        sc.map_update_batch_packed(m.fd, keys.tobytes(), part.tobytes(), len(part))
+def _write_packed(m, base: int, values: array, count: int, chunk: int = 1 << 16) -> None:
+    """Elements base.. base + count - 1 of an array map from *values* (``array('I')``
+    laid end to end: each element's value is ``len(values) // count`` words): keys and
+    values packed in C, written in batches."""
+    if not count:
+        return
+    words = len(values) // count
+    for i in range(0, count, chunk):
+        n = min(chunk, count - i)
+        keys = array("I", range(base + i, base + i + n))
+        sc.map_update_batch_packed(m.fd, keys.tobytes(),
+                                   values[i * words:(i + n) * words].tobytes(), n)
 
 
 def _write_array(m, base: int, table: Sequence[int]) -> None:
-    raw_k = array("I", range(base, base + len(table))).tobytes()
-    raw_v = array("I", table).tobytes()
-    keys = [raw_k[i:i + 4] for i in range(0, len(raw_k), 4)]
-    values = [raw_v[i:i + 4] for i in range(0, len(raw_v), 4)]
-    _batch(m, keys, values)
+    """Slots base.. of a u32 array map (a phase-0 field table, the rules' actions)."""
+    values = table if isinstance(table, array) else array("I", table)
+    try:
+        _write_packed(m, base, values, len(values))
+    except KernelError as exc:
+        if exc.errno not in _NO_BATCH:
+            raise
+        for i, v in enumerate(values):
+            sc.map_update_elem(m.fd, struct.pack("<I", base + i), struct.pack("<I", v), 0)
 
 
 # ---- benchmark ---------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ SAMPLED = 1024                    # classes the partner search estimates a big t
 ROW_DEFAULT = 0xFFFFFFFF          # the b of a combine key holding class a's row default
 NO_MATCH = 0xFFFFFFFF             # NFP_FILTER_NO_MATCH: a dense step's cell without a rule
 DENSE_MAX = 1 << 21               # NFP_FILTER_DENSE_MAX: dense step cells, both generations
+DENSE_CHUNK = 64                  # NFP_FILTER_DENSE_CHUNK: cells per element of `dense`
 FIXED_SRC, FIXED_DST = 0x1, 0x2   # NFP_FILTER_FIXED_*: an address field of one class
 FIELDS = ("src", "dst", "proto", "sport", "dport", "tcp_flags", "vlan")
 NFIELDS = len(FIELDS)

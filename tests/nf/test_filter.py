@@ -576,10 +576,10 @@ class _SmallDense(Filter):
     """The filter with a dense-step map of *cells* cells a generation: the steps that do
     not fit stay in the hash map, so one rule set classifies through both kinds."""
 
-    cells = 96
+    cells = 128
 
     def map_sizes(self) -> dict[str, int]:
-        return {"dense": 2 * self.cells}
+        return {"dense": 2 * self.cells // 64}         # 64 cells an element
 
 
 @kernel
@@ -592,7 +592,7 @@ def test_rfc_steps_are_dense_tables_where_they_fit_and_hash_steps_elsewhere(hook
     rng = random.Random(0xDE45E)
     rules = [r for r in random_rules(rng, 40) if "dst" not in r]
     cfg = {"default": "port:3", "fragments": "l3", "classifier": "tables", "rules": rules}
-    for cells in (96, 1 << 20):
+    for cells in (128, 1 << 20):
         _SmallDense.cells = cells
         nf = _SmallDense(cfg)
         model = nf.model()
@@ -606,11 +606,11 @@ def test_rfc_steps_are_dense_tables_where_they_fit_and_hash_steps_elsewhere(hook
                 g = maps["gens"][gen]
                 assert g["linear"] == 0 and g["fixed"] & FIXED_DST    # no rule names dst
                 dense = [i for i, st in enumerate(g["dense_stride"][:6]) if st]
-                if cells == 96:
+                if cells == 128:
                     assert 0 < len(dense) < 6, g            # some steps each way
                 else:
                     assert len(dense) == 6, g
-                half = maps["dense"].max_entries // 2
+                half = maps["dense"].max_entries // 2 * 64        # cells
                 assert all(gen * half <= g["dense_base"][i] < (gen + 1) * half for i in dense)
                 for _ in range(1500):
                     data = random_packet(rng)
