@@ -15,13 +15,14 @@ dict of facts (the detail); failing is raising.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 SYS = Path("/sys/bus/netdevsim")
@@ -514,6 +515,21 @@ def _xdp_ids(text: str) -> dict[str, int]:
     return {m: int(i) for m, i in re.findall(r"prog/(xdp\w*) id (\d+)", text)}
 
 
+@contextlib.contextmanager
+def destroyed_after(dev: Nsim, name: str, out: dict) -> Iterator[None]:
+    """``nfpipe destroy NAME`` after the block, whatever happens in it (recorded in
+    *out*); when the block went well, the device must then be as it was: no XDP
+    program on it, nothing bound to it, no state left on bpffs."""
+    try:
+        yield
+    finally:
+        rc, text, err = cli("destroy", name)
+        out["destroy"] = (rc, text.splitlines(), err)
+    assert rc == 0, out["destroy"]
+    assert not _xdp_ids(ip_link(dev)), ip_link(dev)
+    _nothing_left(dev, "/sys/fs/bpf/nfpipe", name)
+
+
 @check
 def check_cli_example(dev: Nsim) -> dict:
     """The shipped example as a user runs it: ``nfpipe plan`` and ``nfpipe deploy
@@ -533,7 +549,7 @@ def check_cli_example(dev: Nsim) -> dict:
          "--mode", "offload"], capture_output=True, text=True, timeout=240)
     out["deploy_s"] = round(time.monotonic() - t0, 1)
     out["deploy"] = (res.stdout + res.stderr).splitlines()
-    try:
+    with destroyed_after(dev, "split-guard", out):
         assert res.returncode == 0, (res.returncode, res.stdout, res.stderr)
         rc, text, err = cli("status", "split-guard", "--json")
         assert rc == 0, (rc, text, err)
@@ -563,12 +579,6 @@ def check_cli_example(dev: Nsim) -> dict:
         assert rc == 0, (rc, text, err)
         assert dev.offloaded_id not in (0, prog_id), (dev.offloaded_id, prog_id)
         assert _xdp_ids(ip_link(dev)) == {"xdp": dev.offloaded_id}, ip_link(dev)
-    finally:
-        rc, text, err = cli("destroy", "split-guard")
-        out["destroy"] = (rc, text.splitlines(), err)
-    assert rc == 0, out["destroy"]
-    assert not _xdp_ids(ip_link(dev)), ip_link(dev)
-    _nothing_left(dev, "/sys/fs/bpf/nfpipe", "split-guard")
     return out
 
 
@@ -582,7 +592,7 @@ def check_cli_tiered(dev: Nsim) -> dict:
     out: dict = {}
     rc, text, err = cli("deploy", str(path), "--iface", dev.ifname, "--mode", "offload")
     out["deploy"] = (text + err).splitlines()
-    try:
+    with destroyed_after(dev, "cli-tiers", out):
         assert rc == 0, (rc, text, err)
         link = ip_link(dev)
         out["ip_link"] = link.splitlines()
@@ -598,12 +608,6 @@ def check_cli_tiered(dev: Nsim) -> dict:
         assert rc == 0, (rc, text, err)
         out["status"] = text.splitlines()
         assert not any("repaired" in ln for ln in out["status"]), text
-    finally:
-        rc, text, err = cli("destroy", "cli-tiers")
-        out["destroy"] = (rc, text.splitlines(), err)
-    assert rc == 0, out["destroy"]
-    assert not _xdp_ids(ip_link(dev)), ip_link(dev)
-    _nothing_left(dev, "/sys/fs/bpf/nfpipe", "cli-tiers")
     return out
 
 
@@ -642,7 +646,7 @@ def check_rules_offloaded(dev: Nsim) -> dict:
     out: dict = {}
     rc, text, err = cli("deploy", str(path), "--iface", dev.ifname, "--mode", "offload")
     out["deploy"] = (text + err).splitlines()
-    try:
+    with destroyed_after(dev, "offl-rules", out):
         assert rc == 0, (rc, text, err)
         prog_id = dev.offloaded_id
         assert _xdp_ids(ip_link(dev)) == {"xdp": prog_id}, ip_link(dev)
@@ -682,12 +686,6 @@ def check_rules_offloaded(dev: Nsim) -> dict:
             close_node_maps(maps)
         rc, text, err = cli("status", "offl-rules", "--json")
         assert rc == 0 and json.loads(text)[0]["state"] == "running", (rc, text, err)
-    finally:
-        rc, text, err = cli("destroy", "offl-rules")
-        out["destroy"] = (rc, text.splitlines(), err)
-    assert rc == 0, out["destroy"]
-    assert not _xdp_ids(ip_link(dev)), ip_link(dev)
-    _nothing_left(dev, "/sys/fs/bpf/nfpipe", "offl-rules")
     return out
 
 

@@ -36,6 +36,8 @@ BPF_DW = 0x18                       # the size bits: 8 bytes
 BPF_X = 0x08                        # the source bit of ALU/JMP: a register
 BPF_ADD, BPF_SUB, BPF_MOV = 0x00, 0x10, 0xB0
 BPF_FETCH = 0x01
+BPF_XCHG, BPF_CMPXCHG = 0xE0 | BPF_FETCH, 0xF0 | BPF_FETCH   # always fetch
+_ATOMIC_OPS = {BPF_ADD: "add", 0x40: "or", 0x50: "and", 0xA0: "xor"}   # (imm without FETCH)
 BPF_JA, BPF_CALL, BPF_EXIT = 0x00, 0x80, 0x90
 FP = 10                             # the frame pointer
 
@@ -118,7 +120,7 @@ def refused_stores(insns: bytes | bytearray) -> list[Refused]:
                 if CTX in target:
                     found.setdefault(i, "an atomic operation on the context")
                 if ins.imm & BPF_FETCH:                 # the old value into src (or r0)
-                    r = 0 if ins.imm in (0xF1,) else ins.src
+                    r = 0 if ins.imm == BPF_CMPXCHG else ins.src
                     regs = _set(regs, r, _NONE)
             elif mode == BPF_MEM:
                 if MAP in target:
@@ -161,10 +163,11 @@ def refused_stores(insns: bytes | bytearray) -> list[Refused]:
 
 
 def _atomic_name(imm: int) -> str:
-    names = {0x00: "add", 0x40: "or", 0x50: "and", 0xA0: "xor", 0xE1: "xchg",
-             0xF1: "cmpxchg"}
-    base = names.get(imm & ~BPF_FETCH if imm not in (0xE1, 0xF1) else imm, f"op {imm:#x}")
-    return base + (" with fetch" if imm & BPF_FETCH and imm not in (0xE1, 0xF1) else "")
+    """An atomic instruction's operation as the kernel's docs name it."""
+    if imm in (BPF_XCHG, BPF_CMPXCHG):
+        return "xchg" if imm == BPF_XCHG else "cmpxchg"
+    return _ATOMIC_OPS.get(imm & ~BPF_FETCH, f"op {imm:#x}") + (
+        " with fetch" if imm & BPF_FETCH else "")
 
 
 def check_stores(out, spec, profile, node_of_file: dict[str, str]) -> None:
