@@ -18,23 +18,12 @@ from nfpipe.attach import attach_tc, attach_xdp, query
 from nfpipe.deploy import steps
 from nfpipe.deploy.state import link_key
 from nfpipe.errors import AttachError
-from nfpipe.topo import Topology
 from nfpipe.topo.traffic import serve_tcp_echo, serve_udp_echo, tcp_exchange, udp_exchange
 
 pytestmark = pytest.mark.kernel
 
 ROOT = Path(__file__).parent.parent.parent
 BLOCKED_UDP = 9999
-
-
-@pytest.fixture(scope="module")
-def topo():
-    t = Topology.from_file(ROOT / "topologies" / "two-hosts.yaml")
-    t.up()
-    try:
-        yield t
-    finally:
-        t.down()
 
 
 @pytest.fixture

@@ -12,21 +12,10 @@ from nfpipe import deploy as D
 from nfpipe.attach import query
 from nfpipe.deploy import apply, placement
 from nfpipe.errors import SpecError
-from nfpipe.topo import Topology
 
 pytestmark = pytest.mark.kernel
 
 ROOT = Path(__file__).parent.parent.parent
-
-
-@pytest.fixture(scope="module")
-def topo():
-    t = Topology.from_file(ROOT / "topologies" / "two-hosts.yaml")
-    t.up()
-    try:
-        yield t
-    finally:
-        t.down()
 
 
 @pytest.fixture
