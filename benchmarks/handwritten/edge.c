@@ -894,7 +894,7 @@ static __always_inline __u32 log2_len(__u32 len)
 
 static __always_inline void telemetry(struct xdp_md *ctx, struct pkt *p)
 {
-	__u64 now = bpf_ktime_get_ns(), *tick, one = 1, *n;
+	__u64 now = bpf_ktime_get_coarse_ns(), *tick, one = 1, *n; /* flow times: tick-fine */
 	__u32 len = p->len, slot = C_TLM_TICK;
 	__u64 cap;
 	struct tlm_flow *f, init;
@@ -951,7 +951,7 @@ syn:
 	}
 	cap = len < SNAPLEN ? len : SNAPLEN;
 	asm volatile("%[c] &= 0x7f" : [c] "+r"(cap)); /* a 64-bit bound the verifier sees */
-	s->ts_ns = now;
+	s->ts_ns = bpf_ktime_get_ns(); /* a sample's own time is precise */
 	s->pkt_len = len;
 	s->cap_len = cap;
 	if (cap < 1 || cap > SNAPLEN || bpf_xdp_load_bytes(ctx, 0, s->data, cap)) {
