@@ -41,7 +41,7 @@
 #ifndef NFP_FILTER_MAX_RULES
 #define NFP_FILTER_MAX_RULES 16384 /* per generation; a power of two */
 #endif
-#define NFP_FILTER_FIELDS 7        /* sa, da, proto, sport, dport, flags, vlan */
+#define NFP_FILTER_FIELDS 7 /* sa, da, proto, sport, dport, flags, vlan */
 #define NFP_FILTER_STEPS (NFP_FILTER_FIELDS - 1)
 #define NFP_FILTER_SLOTS 16   /* fields + combination results, rounded up */
 #define NFP_FILTER_NPROTO 513 /* 0..255, 256 = not IP, 257 + p: p after AH */

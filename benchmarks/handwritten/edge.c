@@ -951,7 +951,7 @@ syn:
 	}
 	cap = len < SNAPLEN ? len : SNAPLEN;
 	asm volatile("%[c] &= 0x7f" : [c] "+r"(cap)); /* a 64-bit bound the verifier sees */
-	s->ts_ns = bpf_ktime_get_ns(); /* a sample's own time is precise */
+	s->ts_ns = bpf_ktime_get_ns();                /* a sample's own time is precise */
 	s->pkt_len = len;
 	s->cap_len = cap;
 	if (cap < 1 || cap > SNAPLEN || bpf_xdp_load_bytes(ctx, 0, s->data, cap)) {
