@@ -415,7 +415,8 @@ static __always_inline int NFP_NAME(linear)(const struct nfp_pkt *p,
  * define NFP_FILTER_COMPILED, which uses the locals below.  No `lin` lookup, no
  * `need` test per field: each check names only what its rule has.  The offload
  * build keeps the `lin` scan (the control plane writes `lin` for a compiled node
- * too), so an offloaded compiled node still classifies the same. */
+ * too), so it would classify the same (no NIC profile takes this NF today: its
+ * LPM tries are not offloadable). */
 static __always_inline int NFP_NAME(compiled)(const struct nfp_pkt *p,
                                               const struct nfp_filter_keys *k, __u32 gen,
                                               const struct nfp_filter_gen *g)
