@@ -21,7 +21,10 @@
  * the control plane: a first-match scan over `lin`, an array of entries holding
  * only what each rule checks (`need`), compared field by field.  The fields are
  * computed once per packet; a field no entry checks costs nothing but its
- * computation, and no lookup at all is made for an address.
+ * computation, and no lookup at all is made for an address.  Built with
+ * NFP_FILTER_COMPILED (classifier: compiled), the same entries are straight-line
+ * checks against constants in the program itself (NFP_NAME(compiled)); `lin` is
+ * still written, for the offload build, which keeps the scan.
  *
  * The offload build (NFP_OFFLOAD) has the linear classifier only, its geometry
  * (NFP_FILTER_LIN_MAX, NFP_FILTER_MAX_RULES) sized to the device.
@@ -456,6 +459,28 @@ static __always_inline int NFP_NAME(linear)(const struct nfp_pkt *p,
 	return NFP_NAME(default)(gen, g);
 }
 
+#if defined(NFP_FILTER_COMPILED) && !defined(NFP_OFFLOAD)
+/* The compiled classifier (classifier: compiled, nfpipe/catalog/filter_compiled.py):
+ * the linear entries as straight-line checks against constants, generated into the
+ * define NFP_FILTER_COMPILED, which uses the locals below.  No `lin` lookup, no
+ * `need` test per field: each check names only what its rule has.  The offload
+ * build keeps the `lin` scan (the control plane writes `lin` for a compiled node
+ * too), so an offloaded compiled node classifies the same. */
+static __always_inline int NFP_NAME(compiled)(const struct nfp_pkt *p,
+                                              const struct nfp_filter_keys *k, __u32 gen,
+                                              const struct nfp_filter_gen *g)
+{
+	__u32 pv = k->proto, sp = k->sport, dp = k->dport, fl = k->flags, vl = k->vlan;
+	__u32 cannot = nfp_filter_cannot(p, fl);
+	__u32 base = gen * NFP_FILTER_MAX_RULES;
+
+	/* a rule set need not name every field */
+	(void)pv, (void)sp, (void)dp, (void)vl, (void)cannot, (void)base;
+	NFP_FILTER_COMPILED
+	return NFP_NAME(default)(gen, g);
+}
+#endif
+
 static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_meta *meta)
 {
 	struct nfp_pkt *p = &meta->pkt;
@@ -494,6 +519,9 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 	}
 
 	nfp_filter_keys(p, &keys);
+#if defined(NFP_FILTER_COMPILED) && !defined(NFP_OFFLOAD)
+	return NFP_NAME(compiled)(p, &keys, gen, g);
+#endif
 	if (g->linear)
 		return NFP_NAME(linear)(p, &keys, gen, g);
 #ifdef NFP_OFFLOAD

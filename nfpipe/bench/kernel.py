@@ -9,7 +9,9 @@ passes) measured in the same run, and the ratios between cases.
 The ``fw-`` cases put the seeds' firewall (examples/firewall.yaml's filter node as
 a one-node pipeline) beside the same firewall written by hand as one XDP program
 (benchmarks/handwritten/firewall.c, shipped with nfpipe), for several packet
-kinds; ``compare()`` gives each linking's cost over the hand-written program.
+kinds; ``compare()`` gives each linking's cost over the hand-written program, and
+that of ``compiled``: fused, with the filter's rules built into the program
+(``classifier: compiled``) instead of scanned from its ``lin`` map.
 
 The ``edge-`` cases do the same for examples/edge.yaml (filter, LB, TTL guard, NAT,
 telemetry) beside benchmarks/handwritten/edge.c; ``compare_edge()`` gives the ratio
@@ -150,11 +152,15 @@ def firewall_config() -> dict:
     return next(n["config"] for n in doc["nodes"] if n["nf"] == "filter")
 
 
-def firewall_pipeline(hook: str = "xdp") -> str:
+def firewall_pipeline(hook: str = "xdp", classifier: str | None = None) -> str:
     """The seeds' firewall as a one-node pipeline (the example's telemetry node left out:
-    the hand-written program it is measured against counts nothing)."""
+    the hand-written program it is measured against counts nothing); *classifier*
+    overrides the filter's."""
+    config = firewall_config()
+    if classifier is not None:
+        config["classifier"] = classifier
     return yaml.safe_dump({"pipeline": "fw", "hook": hook,
-                           "nodes": [{"id": "fw", "nf": "filter", "config": firewall_config()}],
+                           "nodes": [{"id": "fw", "nf": "filter", "config": config}],
                            "edges": ["fw.out -> pass"]}, sort_keys=False)
 
 
@@ -170,7 +176,8 @@ FW_PACKETS = {
     "v6tcp22": bytes(_E / _V6 / TCP(sport=40000, dport=22, flags="S")),  # passed
     "vlan-tcp22": bytes(_E / Dot1Q(vlan=7) / _V4 / TCP(sport=40000, dport=22)),
 }
-FW_IMPLS = ("handwritten", "fused", "tailcall")
+FW_IMPLS = ("handwritten", "fused", "tailcall", "compiled")
+FW_NFPIPE = FW_IMPLS[1:]
 
 for _kind, _pkt in FW_PACKETS.items():
     case(f"fw-{_kind}-handwritten", "firewall")(
@@ -178,6 +185,8 @@ for _kind, _pkt in FW_PACKETS.items():
     for _linking in ("fused", "tailcall"):
         case(f"fw-{_kind}-{_linking}", "firewall")(
             lambda pkt=_pkt, linking=_linking: _pipeline(firewall_pipeline(), linking, pkt))
+    case(f"fw-{_kind}-compiled", "firewall")(
+        lambda pkt=_pkt: _pipeline(firewall_pipeline(classifier="compiled"), "fused", pkt))
 
 
 def compare(results: list[Result]) -> list[dict]:
@@ -190,7 +199,7 @@ def compare(results: list[Result]) -> list[dict]:
         if got["handwritten"] is None:
             continue
         row = {"packet": kind, **{f"{k}_ns": v for k, v in got.items()}}
-        for linking in ("fused", "tailcall"):
+        for linking in FW_NFPIPE:
             if got[linking] is not None:
                 row[f"{linking}_over_handwritten_ns"] = got[linking] - got["handwritten"]
         rows.append(row)

@@ -62,6 +62,12 @@ class NetworkFunction:
     def constants(self) -> dict[str, Any]:
         return {}
 
+    def build_defines(self) -> dict[str, str]:
+        """Preprocessor defines (name -> C text) the node's program is built with: config
+        compiled into the code (a filter's ``classifier: compiled`` rules).  Part of the
+        generated wrapper, so of the compile cache key and the node's code key."""
+        return {}
+
     def used_ports(self) -> tuple[str, ...]:
         """The ports this configured NF can send packets to: each must be wired.
 
@@ -99,6 +105,12 @@ class NetworkFunction:
     # Config keys whose values populate() writes into maps (None: all of them).  A
     # reloaded node keeps its maps (and its state) when none of these changed.
     map_keys: ClassVar[frozenset[str] | None] = None
+
+    @classmethod
+    def live_keys(cls, config: Mapping[str, Any]) -> frozenset[str]:  # noqa: ARG003
+        """The runtime keys a node configured with *config* changes in its maps: all of
+        ``runtime_keys`` unless the config builds some of them into the program."""
+        return cls.runtime_keys
 
     def changed_keys(self, config: Mapping[str, Any]) -> set[str]:
         """Config keys whose values differ between this config and *config*."""
@@ -193,7 +205,14 @@ def runtime_change(cls: type[NetworkFunction], nf: str, node: str, config: Mappi
                                  f"change at runtime (runtime keys: "
                                  f"{', '.join(sorted(cls.runtime_keys))})",
                                  node=node, hint=_REDEPLOY)
-    new = cls(copy.deepcopy({**config, **change}))
+    merged = copy.deepcopy({**config, **change})
+    fixed = {k for k in change if config.get(k) != change[k]} - (cls.live_keys(config) &
+                                                                  cls.live_keys(merged))
+    if fixed:
+        raise RuntimeChangeError(f"{nf} node '{node}': {', '.join(sorted(fixed))} cannot "
+                                 f"change at runtime: its config builds them into its "
+                                 f"program", node=node, hint=_REDEPLOY)
+    new = cls(merged)
     new.prepare()
     wired = sorted(set(wired))
     unwired = [p for p in new.used_ports() if p not in wired]

@@ -6,7 +6,7 @@ Config (a node's ``config:`` in the pipeline YAML)::
     fragments: l3             # l3 | allow | drop | port:N   (non-first fragments)
     malformed: drop           # allow | drop | port:N   (truncated or inconsistent headers)
     max_table_entries: 1048576
-    classifier: auto          # auto | linear | tables
+    classifier: auto          # auto | linear | tables | compiled
     rules:                    # first match wins
       - {action: drop, proto: udp}
       - {action: drop, proto: tcp, dport: [80, 443]}
@@ -33,6 +33,9 @@ expanded, ``linear_entries``) is classified instead by a first-match scan that
 compares only the fields each rule names: a few nanoseconds where the tables cost
 a dozen map lookups.  ``classifier: auto`` picks by size, per generation, so an
 update may move a node from one to the other; ``linear`` and ``tables`` force one.
+``compiled`` (``filter_compiled``) builds the linear entries into the program as
+straight-line checks against constants: its rules change by a new program
+(``nfpipe deploy`` swaps it in), not at runtime; its policies still change live.
 See docs/nf/filter.md for the map layout and the update protocol.  The rule
 language and the constants shared with bpf/filter.c are in ``filter_rules``, the
 table compiler in ``filter_rfc``; this module is the NF, its linear classifier and
@@ -47,6 +50,11 @@ from typing import Any
 
 from nfpipe.catalog import parse as P
 from nfpipe.catalog.base import NetworkFunction, NodeMaps
+from nfpipe.catalog.filter_compiled import (
+    DEFINE as COMPILED_DEFINE,
+    HINT as COMPILED_HINT,
+    compiled_define,
+)
 from nfpipe.catalog.filter_rfc import Tables, compile_rules, dense_cells, dense_layout
 from nfpipe.catalog.filter_rules import (  # noqa: F401 (action_text, ROW_DEFAULT: the API)
     AH,
@@ -67,6 +75,7 @@ from nfpipe.catalog.filter_rules import (  # noqa: F401 (action_text, ROW_DEFAUL
     N_VLAN,
     NFIELDS,
     NO_MATCH,
+    POLICY_KEYS,
     PORTS,
     ROW_DEFAULT,
     STAT_NAMES,
@@ -76,7 +85,7 @@ from nfpipe.catalog.filter_rules import (  # noqa: F401 (action_text, ROW_DEFAUL
     parse_action,
     parse_rule,
 )
-from nfpipe.errors import ConfigErrors, KernelError, SpecError
+from nfpipe.errors import ConfigErrors, KernelError, RuntimeChangeError, SpecError
 from nfpipe.kernel import syscall as sc
 from nfpipe.kernel.sync import rcu_barrier
 from nfpipe.nfabi import Verdict
@@ -245,10 +254,14 @@ class Filter(NetworkFunction):
         self.linear: list[dict] | None = None
         if classifier != "tables":
             self.linear = linear_entries(self.rules)
-            if self.linear is None and classifier == "linear":
-                raise SpecError(f"filter: classifier: linear holds at most {LIN_MAX} entries "
-                                f"(one per combination of a rule's sport, dport and vlan "
-                                f"ranges); these rules need more: use auto or tables")
+            if self.linear is None and classifier in ("linear", "compiled"):
+                raise SpecError(f"filter: classifier: {classifier} holds at most {LIN_MAX} "
+                                f"entries (one per combination of a rule's sport, dport and "
+                                f"vlan ranges); these rules need more: use auto or tables")
+        self._define: str | None = None
+        if classifier == "compiled":
+            assert self.linear is not None
+            self._define = compiled_define(self.linear)
 
     @property
     def tables(self) -> Tables:
@@ -267,6 +280,10 @@ class Filter(NetworkFunction):
 
     def model(self) -> FilterModel:
         return FilterModel(self)
+
+    def build_defines(self) -> dict[str, str]:
+        """A compiled node's rules, as the C its program is built with."""
+        return {} if self._define is None else {COMPILED_DEFINE: self._define}
 
     # --- maps -------------------------------------------------------------------------------
 
@@ -322,6 +339,11 @@ class Filter(NetworkFunction):
     runtime_keys = config_keys           # everything: rules and policies live in maps
     map_keys = runtime_keys
 
+    @classmethod
+    def live_keys(cls, config: Mapping[str, Any]) -> frozenset[str]:
+        """A compiled node's rules are in its program: only its policies change live."""
+        return POLICY_KEYS if config.get("classifier") == "compiled" else cls.runtime_keys
+
     def update(self, maps: NodeMaps, config: Mapping[str, Any]) -> None:
         new = self.update_rules(maps, config)
         self.__dict__.update(new.__dict__)
@@ -330,6 +352,13 @@ class Filter(NetworkFunction):
         """Replace the whole config (rules and policies) while traffic flows; returns the
         new Filter.  Each packet sees either the old or the new rule set."""
         new = Filter(config)
+        fixed = self.changed_keys(config) - (self.live_keys(self.config) &
+                                             self.live_keys(config))
+        if fixed:                 # the running program has them compiled in
+            raise RuntimeChangeError(
+                f"filter node '{maps.instance}': {', '.join(sorted(fixed))} cannot change at "
+                f"runtime: a 'classifier: compiled' node has its rules in its program",
+                node=maps.instance, hint=COMPILED_HINT)
         new.install(maps)
         return new
 

@@ -17,7 +17,9 @@ from nfpipe.nfabi import Verdict
 MAX_RULES = 16384                 # NFP_FILTER_MAX_RULES (per generation)
 COMBINE_CAPACITY = 1 << 20        # per generation (the map holds two)
 LIN_MAX = 64                      # NFP_FILTER_LIN_MAX: linear entries per generation
-CLASSIFIERS = ("auto", "linear", "tables")
+CLASSIFIERS = ("auto", "linear", "tables", "compiled")
+#: what a compiled filter node (its rules in its program) still changes in its maps
+POLICY_KEYS = frozenset({"default", "fragments", "malformed"})
 PORTS = ("out", "port1", "port2", "port3", "port4", "port5", "port6", "port7")
 # proto index: 0..255 the protocol, 256 not IP, 257 + p the protocol p behind an AH header
 NPROTO, NPORT, NFLAGS, NVLAN = 513, 65537, 257, 4097

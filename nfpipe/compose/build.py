@@ -41,7 +41,8 @@ def build(plan: Plan) -> Build:
     with one_look_at_headers():
         if plan.linking == "tailcall":
             for n in plan.order:
-                path = build_nf(n.source, hook=plan.hook, instance=n.id, mode="tailcall")
+                path = build_nf(n.source, hook=plan.hook, instance=n.id, mode="tailcall",
+                                defines=n.defines)
                 out.objects[n.id] = read_spec(path)
         else:
             out.objects[FUSED] = read_spec(compile_fused(plan))

@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from nfpipe.compose.nodes import located, write_generated
+from nfpipe.compose.nodes import define_lines, located, write_generated
 from nfpipe.compose.plan import Plan
 from nfpipe.errors import CompileError
 from nfpipe.nfabi import VERDICT_NAMES, hook_define
@@ -51,7 +51,11 @@ def fused_source(plan: Plan, *, boundaries: bool = False,
         lines += [f"#define {name} {expr}" for name, expr in sorted(compiled_in.items())]
     order = [n for n in plan.order if nic is None or n.id in nic]
     for n in order:
-        lines += [f"#define NFP_INSTANCE {n.id}", f'#include "{n.source}"', "#undef NFP_INSTANCE"]
+        # a node's defines hold for its own source only: another instance of the same
+        # NF may be built otherwise (a compiled filter beside a table-driven one)
+        defines = define_lines(n.defines)
+        lines += [f"#define NFP_INSTANCE {n.id}", *defines, f'#include "{n.source}"',
+                  "#undef NFP_INSTANCE", *(f"#undef {k}" for k in sorted(n.defines))]
     lines += ["#include <nfpipe/pipeline.h>", ""]
     for n in order:
         for i, t in enumerate(n.targets):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from nfpipe.catalog.base import NetworkFunction
@@ -25,7 +26,7 @@ MODES = ("standalone", "tailcall")
 
 
 def wrapper_source(source: Path, *, hook: str, instance: str, mode: str,
-                   defines: dict[str, object] | None = None) -> str:
+                   defines: Mapping[str, object] | None = None) -> str:
     """The C text that builds *source* as node *instance* for *hook* in *mode*."""
     if mode not in MODES:
         raise SpecError(f"unknown build mode '{mode}' (expected one of: {', '.join(MODES)})")
@@ -35,16 +36,23 @@ def wrapper_source(source: Path, *, hook: str, instance: str, mode: str,
              f"#define NFP_INSTANCE {instance}"]
     if mode == "standalone":
         lines.append("#define NFP_STANDALONE 1")
-    for key, value in sorted((defines or {}).items()):
-        if not is_c_identifier(key):
-            raise SpecError(f"bad preprocessor name {key!r}")
-        lines.append(f"#define {key} {value}")
+    lines += define_lines(defines or {})
     lines += [f'#include "{source}"', "#include <nfpipe/entry.h>", ""]
     return "\n".join(lines)
 
 
+def define_lines(defines: Mapping[str, object]) -> list[str]:
+    """``#define`` lines for *defines* (name -> C text), in name order."""
+    lines = []
+    for key, value in sorted(defines.items()):
+        if not is_c_identifier(key):
+            raise SpecError(f"bad preprocessor name {key!r}")
+        lines.append(f"#define {key} {value}")
+    return lines
+
+
 def build_nf(source: str | os.PathLike, *, hook: str, instance: str | None = None,
-             mode: str = "standalone", defines: dict[str, object] | None = None) -> Path:
+             mode: str = "standalone", defines: Mapping[str, object] | None = None) -> Path:
     """Compile NF *source* for *hook* ("xdp" or "tc") as node *instance*.
 
     Returns the object's path (cached).  The instance defaults to the source's

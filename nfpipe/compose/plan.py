@@ -12,7 +12,7 @@ slot), which is where per-node and per-edge counters come from.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import networkx as nx
@@ -50,6 +50,8 @@ class NodePlan:
     targets: list[PortTarget]
     constants: dict[str, object]    # the NF's own, unprefixed
     is_entry: bool
+    # build-time defines (NetworkFunction.build_defines): config compiled into the code
+    defines: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -144,7 +146,8 @@ def make_plan(spec: PipelineSpec, *, linking: str | None = None, mode: str | Non
         order.append(NodePlan(id=nid, index=slot[nid], nf=node.nf, source=node.source,
                               ports=node.ports, targets=targets,
                               constants=dict(node.impl.constants()) if node.impl else {},
-                              is_entry=nid == spec.entry))
+                              is_entry=nid == spec.entry,
+                              defines=dict(node.impl.build_defines()) if node.impl else {}))
     return Plan(spec=spec, linking=link, hook=spec.nf_hook, order=order,
                 miss_verdict=miss_verdict)
 

@@ -66,9 +66,12 @@ def code_keys(build: Build) -> tuple[dict[str, str], str]:
             keys[n.id] = _digest({"linking": "tailcall", "object": obj, "sizes": sizes,
                                   "constants": tailcall_constants(plan, n)})
         else:
-            keys[n.id] = _digest({"linking": "fused", "source": _file_digest(n.source),
-                                  "sizes": sizes, "constants": n.constants,
-                                  "slot": n.index, "targets": [t.describe() for t in n.targets]})
+            key = {"linking": "fused", "source": _file_digest(n.source), "sizes": sizes,
+                   "constants": n.constants, "slot": n.index,
+                   "targets": [t.describe() for t in n.targets]}
+            if n.defines:         # only then: the keys of running pipelines stay as they were
+                key["defines"] = n.defines
+            keys[n.id] = _digest(key)
     if plan.linking == "fused":
         whole = _digest({"object": _file_digest(build.objects[FUSED].path),
                          "constants": fused_constants(plan), "nodes": keys})
@@ -191,7 +194,7 @@ def _node_change(nid: str, old: NodeRecord, impl, same_code: bool) -> NodeChange
     if same_code:
         if not changed:
             return NodeChange(nid, "same")
-        if changed <= impl.runtime_keys:
+        if changed <= impl.live_keys(old_config) & impl.live_keys(impl.config):
             return NodeChange(nid, "runtime", f"{keys} updated in its maps")
         if not impl.maps_depend_on(changed):
             return NodeChange(nid, "same")

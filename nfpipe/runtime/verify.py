@@ -45,7 +45,8 @@ def verify(spec: PipelineSpec, *, linking: str | None = None,
     if plan.linking == "tailcall":
         for n in plan.order:
             try:
-                path = build_nf(n.source, hook=plan.hook, instance=n.id, mode="tailcall")
+                path = build_nf(n.source, hook=plan.hook, instance=n.id, mode="tailcall",
+                                defines=n.defines)
                 built.objects[n.id] = read_spec(path)
             except CompileError as exc:
                 out.problems.append(Problem(_pos(spec, n.id), f"node '{n.id}' does not "

@@ -50,7 +50,8 @@ class LoadedNF:
         self.nf = nf
         self.hook = hook
         self.instance = instance or nf.default_instance
-        path = build_nf(nf.source, hook=hook, instance=self.instance, mode="standalone")
+        path = build_nf(nf.source, hook=hook, instance=self.instance, mode="standalone",
+                        defines=nf.build_defines())
         spec = apply_map_sizes(ObjectSpec.from_file(path), self.instance, nf)
         constants = {prefixed(self.instance, k): v for k, v in nf.constants().items()}
         if egress:

@@ -457,6 +457,64 @@ def test_filter_rules_replaced_on_a_running_pipeline(topo, pipeline_file, tmp_pa
         topo.call("client", udp_exchange, server, 5000, b"x", timeout=0.5, interval=0.1)
 
 
+COMPILED = """pipeline: {name}
+hook: xdp
+linking: {linking}
+nodes:
+  - id: fw
+    nf: filter
+    config:
+      classifier: compiled
+      rules: [{{action: drop, proto: udp, dport: {port}}}]
+  - id: stats
+    nf: telemetry
+edges:
+  - fw -> stats
+  - stats -> pass
+"""
+
+
+@pytest.mark.parametrize("linking", ["tailcall", "fused"])
+def test_compiled_filter_rules_change_by_a_new_program(topo, tmp_path, capsys, linking):
+    """A compiled filter's rules are in its program: 'nfpipe rules' refuses to change them
+    (nothing changes), a deploy of the edited file builds the node again and switches to
+    it without a gap (tail calls: that node's program swapped in; fused: a new
+    generation), and the new rules hold."""
+    from nfpipe.cli.main import main
+    name = f"t{uuid.uuid4().hex[:8]}"
+    f = tmp_path / f"{name}.yaml"
+    f.write_text(COMPILED.format(name=name, linking=linking, port=BLOCKED_UDP))
+    server = topo.address("server", "eth0")
+    try:
+        m1 = D.deploy(f, targets=[target(topo)], mode="native")
+        rules = tmp_path / "rules.yaml"
+        rules.write_text("rules:\n  - {action: drop, proto: udp, dport: 5000}\n")
+        assert main(["rules", name, "fw", str(rules)]) == 1
+        err = capsys.readouterr().err
+        assert "rules cannot change at runtime" in err and "nfpipe deploy" in err
+        assert D.read_manifest(D.state_dir(name)).revision == m1.revision
+        with pytest.raises(TimeoutError):
+            topo.call("client", udp_exchange, server, BLOCKED_UDP, b"x", timeout=0.5,
+                      interval=0.1)
+        f.write_text(COMPILED.format(name=name, linking=linking, port=5000))
+        m2 = D.deploy(f, targets=[target(topo)])
+        assert m2.update["how"] == ("swap" if linking == "tailcall" else "generation")
+        assert any("fw: fresh" in line for line in m2.update["lines"])
+        assert attached_ids(topo, "xdp") == [m2.entry_prog_id] != [m1.entry_prog_id]
+        echo = topo.start("server", serve_udp_echo, server, BLOCKED_UDP, 1)
+        assert topo.call("client", udp_exchange, server, BLOCKED_UDP, b"open")[0] == b"open"
+        echo.result(timeout=20)
+        with pytest.raises(TimeoutError):
+            topo.call("client", udp_exchange, server, 5000, b"x", timeout=0.5, interval=0.1)
+        # the new node counts the hits of its compiled rule (the packets to port 5000)
+        assert main(["rules", name, "fw", "--json"]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert shown["rules"][0]["rule"]["dport"] == 5000 and shown["rules"][0]["hits"] > 0
+    finally:
+        if D.state_dir(name).exists():
+            D.destroy(name)
+
+
 V2_EXTRA = """  - id: guard
     nf: {ttl_guard}
     config: {{min_ttl: 1}}

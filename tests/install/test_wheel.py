@@ -97,7 +97,8 @@ def test_bench_compares_with_the_hand_written_program_installed(installed, tmp_p
     out = json.loads(run(installed, tmp_path, "bench", "fw-udp", "--repeat", "100", "--rounds",
                          "1", "--json").stdout)
     assert [c["case"] for c in out["cases"]] == ["baseline", "fw-udp-handwritten",
-                                                 "fw-udp-fused", "fw-udp-tailcall"]
+                                                 "fw-udp-fused", "fw-udp-tailcall",
+                                                 "fw-udp-compiled"]
     [row] = out["firewall_vs_handwritten"]
     assert row["packet"] == "udp" and row["handwritten_ns"] > 0
 

@@ -28,7 +28,7 @@ from nfpipe.catalog.filter import (
     linear_entries,
     parse_rule,
 )
-from nfpipe.errors import KernelError, SpecError
+from nfpipe.errors import KernelError, RuntimeChangeError, SpecError
 from nfpipe.nfabi import Verdict
 from nfpipe.testing import load_nf
 from tests.nf.fused import two_instances
@@ -75,15 +75,23 @@ def hook(request):
 
 
 # Every kernel test runs with each classifier: "auto" (what users get: the linear scan
-# for small rule sets, the tables for large ones) and "tables" forced for all.
+# for small rule sets, the tables for large ones), "tables" forced for all, and
+# "compiled" (the rules as straight-line C in the program) where the rules fit.
 _classifier = ["auto"]
 
 
-@pytest.fixture(scope="module", params=["auto", "tables"], autouse=True)
+@pytest.fixture(scope="module", params=["auto", "tables", "compiled"], autouse=True)
 def classifier(request):
     _classifier[0] = request.param
     yield request.param
     _classifier[0] = "auto"
+
+
+def rules_change_live() -> None:
+    """Skip a test that changes the rules of a loaded node under "compiled", whose rules
+    are in its program (test_compiled_rules_change_by_a_new_program covers it)."""
+    if _classifier[0] == "compiled":
+        pytest.skip("a compiled node's rules change by a new program, not at runtime")
 
 
 def make(config: dict) -> Filter:
@@ -406,6 +414,8 @@ BENCH_PACKET = bench_packet()
 
 @kernel
 def test_10k_rules(hook):
+    if _classifier[0] == "compiled":
+        pytest.skip("compiled holds at most 64 entries (test_config_errors)")
     cfg = {"default": "drop", "rules": rules_n(10000)}
     loaded, nf = loaded_filter(cfg, hook)
     assert check(loaded, nf, BENCH_PACKET) == 5
@@ -555,13 +565,15 @@ def test_random_packets_match_the_model(hook):
 @kernel
 def test_random_small_rule_sets_on_the_linear_scan(hook):
     """Small random rule sets (every field, several ranges) forced onto the linear
-    classifier: each packet's result is the model's."""
+    classifier (or, under "compiled", built into the program): each packet's result is
+    the model's."""
     rng = random.Random(0x11AE)
+    small = "compiled" if _classifier[0] == "compiled" else "linear"
     for n in (1, 3, 8, 16):
         rules = random_rules(rng, n)
         while linear_entries([parse_rule(i, r) for i, r in enumerate(rules)]) is None:
             rules.pop()
-        nf = Filter({"default": "port:3", "classifier": "linear", "rules": rules})
+        nf = Filter({"default": "port:3", "classifier": small, "rules": rules})
         model = nf.model()
         with load_nf(nf, hook) as loaded:
             assert loaded.maps["gens"][Filter.active_generation(loaded.maps)]["linear"] == 1
@@ -618,6 +630,82 @@ def test_rfc_steps_are_dense_tables_where_they_fit_and_hash_steps_elsewhere(hook
                         continue
                     want = model.run(data)[0]
                     assert loaded.run(data).result == want, (data.hex(), want, cells)
+
+
+@kernel
+def test_compiled_node_does_not_read_the_linear_entries(hook):
+    """A compiled node classifies from its program: with `lin` cleared and its count set
+    to 0, every packet still gets the model's result, and the hits go to the rule's slot
+    (both entries of a rule with two ports count in one)."""
+    if _classifier[0] != "compiled":
+        pytest.skip("the compiled classifier only")
+    nf = make(RICH)
+    with load_nf(nf, hook) as loaded:
+        gen = Filter.active_generation(loaded.maps)
+        lin = loaded.maps["lin"]
+        for i in range(len(nf.linear)):
+            lin[gen * 64 + i] = bytes(lin.value_size)
+        loaded.maps["gens"][gen] = {**loaded.maps["gens"][gen], "nlin": 0}
+        want = [0] * len(nf.rules)
+        for pkt, expect in RICH_CASES:
+            assert check(loaded, nf, bytes(pkt)) == expect
+            rule = nf.model().match(bytes(pkt))[1]
+            if rule is not None and not (hook == "tc" and tc_test_run_refuses(bytes(pkt))):
+                want[rule] += 1
+        assert nf.hits(loaded.maps) == want and sum(want) > 3
+
+
+@kernel
+def test_a_compiled_node_of_64_entries_loads_and_matches_the_model(hook):
+    """The largest compiled node (64 entries, every field) passes the verifier and gives
+    the model's result on random packets."""
+    if _classifier[0] != "compiled":
+        pytest.skip("the compiled classifier only")
+    rng = random.Random(0xC0DE)
+    rules: list = []
+    while True:
+        r = random_rules(rng, 1)[0]
+        if parse_rule(0, r).matches_all:   # a catch-all would end the entries
+            continue
+        if linear_entries([parse_rule(i, x) for i, x in enumerate(rules + [r])]) is None:
+            break
+        rules.append(r)
+    nf = make({"default": "port:3", "rules": rules})
+    assert len(nf.linear) >= 60
+    model = nf.model()
+    with load_nf(nf, hook) as loaded:
+        for _ in range(2000):
+            data = random_packet(rng)
+            if hook == "tc" and tc_test_run_refuses(data):
+                continue
+            assert loaded.run(data).result == model.run(data)[0], data.hex()
+
+
+@kernel
+def test_compiled_rules_change_by_a_new_program(hook):
+    """A compiled node refuses a runtime change of its rules (nothing written: its
+    results stay); its policies change live; a new build of the new rules gives the
+    new results."""
+    if _classifier[0] != "compiled":
+        pytest.skip("the compiled classifier only")
+    a, b = make(RULES_A), make(RULES_B)
+    assert a.build_defines() != b.build_defines()
+    assert a.build_defines() == make(RULES_A).build_defines()
+    with load_nf(a, hook) as loaded:
+        gen = Filter.active_generation(loaded.maps)
+        with pytest.raises(RuntimeChangeError, match="rules cannot change at runtime"):
+            a.update_rules(loaded.maps, {**RULES_B, "classifier": "compiled"})
+        with pytest.raises(RuntimeChangeError, match="classifier, rules cannot change"):
+            a.update_rules(loaded.maps, RULES_B)
+        assert Filter.active_generation(loaded.maps) == gen
+        for p in UPDATE_PACKETS:
+            assert loaded.run(p).result == a.model().run(p)[0]
+        c = a.update_rules(loaded.maps, {**a.config, "default": "port:5"})
+        assert Filter.active_generation(loaded.maps) != gen
+        assert {check(loaded, c, p) for p in UPDATE_PACKETS} >= {5}
+    with load_nf(b, hook) as loaded:
+        for p in UPDATE_PACKETS:
+            check(loaded, b, p)
 
 
 @kernel
@@ -725,6 +813,7 @@ UPDATE_PACKETS = [bytes(E / IP(src="10.1.1.1") / TCP(dport=80)),
 
 @kernel
 def test_atomic_update_while_traffic_flows(hook):
+    rules_change_live()
     a, b = make(RULES_A), make(RULES_B)
     want = [{a.model().run(p)[0], b.model().run(p)[0]} for p in UPDATE_PACKETS]
     assert all(len(w) == 2 for w in want)        # every packet tells the two sets apart
@@ -761,6 +850,7 @@ def test_atomic_update_while_traffic_flows(hook):
 
 @kernel
 def test_failed_update_changes_nothing(hook):
+    rules_change_live()
     a = make(RULES_A)
     with load_nf(a, hook) as loaded:
         gen = Filter.active_generation(loaded.maps)
@@ -806,6 +896,9 @@ def test_failed_update_changes_nothing(hook):
     ({"max_table_entries": 0}, r"max_table_entries: expected a number"),
     ({"max_table_entries": 1 << 21}, r"max_table_entries: expected a number"),
     ({"rules": [{"action": "drop"}] * 16385}, r"16385 rules, more than the 16384"),
+    ({"classifier": "compiled", "rules": benchmark_rules(100)},
+     r"classifier: compiled holds at most 64 entries"),
+    ({"classifier": "jit"}, r"classifier: expected one of auto, linear, tables, compiled"),
 ])
 def test_config_errors(config, match):
     with pytest.raises(SpecError, match=match):
@@ -823,6 +916,37 @@ def test_config_accepts_the_documented_forms():
     assert r.dport == ((22, 22), (8000, 8080)) and r.tcp_flags == (0x12, 0x02)
     assert nf.malformed == 2 and nf.default == DROP and nf.fragments == 0
     assert nf.rules[2].dst.prefixlen == 32
+
+
+def test_compiled_c_holds_range_checked_integers_only():
+    """The generated C is made of numbers checked here: an entry holding anything else
+    (a string, a bool, a value out of its field's range) is refused, not written."""
+    from nfpipe.catalog.filter_compiled import entry_check
+    nf = Filter({"classifier": "compiled", **RICH})
+    text = nf.build_defines()["NFP_FILTER_COMPILED"]
+    assert text.count("nfp_percpu_inc") == len(nf.linear) and '"' not in text
+    good = dict(nf.linear[0])
+    entry_check(good)
+    for key, bad in (("action", "0; system()"), ("action", 8), ("rule", 16384), ("need", True),
+                     ("dport", [90, 80]), ("vlan", [0, 4097]), ("src", ["10", 0, 0, 0])):
+        e = {**good, "need": 0x1FF, "proto": [6, 6, 263, 263], "dport": [1, 2],
+             "sport": [1, 2], "vlan": [1, 2], "flags_mask": 0, "flags_want": 0,
+             "src": [0] * 4, "src_mask": [1] * 4, "dst": [0] * 4, "dst_mask": [1] * 4}
+        e[key] = bad
+        with pytest.raises(SpecError, match="compiled classifier"):
+            entry_check(e)
+
+
+def test_compiled_rules_are_part_of_the_wrapper_and_its_cache_key():
+    """Each rule set builds its own wrapper text (so object); an equal one the same."""
+    from nfpipe.compose.nodes import wrapper_source
+    def text(cfg):
+        return wrapper_source(resources.nf_source("filter.c"), hook="xdp", instance="fw",
+                              mode="tailcall", defines=Filter(cfg).build_defines())
+    a = text({"classifier": "compiled", **RULES_A})
+    assert a == text({"classifier": "compiled", **RULES_A})
+    assert a != text({"classifier": "compiled", **RULES_B})
+    assert "NFP_FILTER_COMPILED" in a and "NFP_FILTER_COMPILED" not in text(RULES_A)
 
 
 def test_too_complex_names_the_numbers():

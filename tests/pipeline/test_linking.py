@@ -139,3 +139,51 @@ def test_a_fused_program_too_large_to_inline_is_remembered(tmp_path, monkeypatch
         assert len(list((tmp_path / "verifier").glob("too-large-*"))) == 1
     assert results[0][0] == 2 and results[1][0] == 1, results   # inline tried only once
     assert results[0][1] == results[1][1]
+
+
+TWO_FILTERS = """
+pipeline: two-filters
+hook: HOOK
+nodes:
+  - id: fw_a
+    nf: filter
+    config:
+      classifier: compiled
+      rules: [{action: drop, proto: udp}, {action: "port:1", proto: tcp, dport: [22, 23]}]
+  - id: fw_b
+    nf: filter
+    config:
+      rules: [{action: drop, proto: tcp, dport: 80}, {action: drop, proto: tcp, dport: 22}]
+edges:
+  - fw_a.out -> fw_b
+  - fw_a.port1 -> pass
+  - fw_b.out -> tx
+"""
+
+
+@pytest.mark.parametrize("linking", ["tailcall", "fused"])
+@pytest.mark.parametrize("hook", ["xdp", "tc-ingress"])
+def test_a_compiled_filter_beside_a_linear_one(nfpipe_pipeline, hook, linking):
+    """Node fw_a has its rules compiled in, fw_b (the same NF) reads them from its maps:
+    each keeps its own rules, in one fused program too, and counts its own hits."""
+    from nfpipe.catalog.filter import Filter
+    p = nfpipe_pipeline(TWO_FILTERS, hook=hook, linking=linking)
+    codes = XDP if p.plan.hook == "xdp" else TC
+    assert p.plan.nodes["fw_a"].defines and not p.plan.nodes["fw_b"].defines
+    if linking == "fused":           # fw_a's define holds for fw_a's copy of filter.c only
+        from nfpipe.compose.fused import fused_source
+        text = fused_source(p.plan)
+        marks = ["#define NFP_INSTANCE fw_a", "#define NFP_FILTER_COMPILED",
+                 "#undef NFP_FILTER_COMPILED", "#define NFP_INSTANCE fw_b"]
+        assert [text.index(m) for m in marks] == sorted(text.index(m) for m in marks)
+    cases = [(Ether() / IP() / UDP(dport=53), "drop"),
+             (Ether() / IP() / TCP(dport=22), "pass"),       # fw_a's port1, before fw_b
+             (Ether() / IP() / TCP(dport=23), "pass"),
+             (Ether() / IP() / TCP(dport=80), "drop"),       # fw_b
+             (Ether() / IP() / TCP(dport=81), "tx")]
+    for pkt, verdict in cases:
+        assert p.test_run(pkt).retval == codes[verdict], (pkt.summary(), verdict)
+    a = p.plan.spec.nodes["fw_a"].impl
+    b = p.plan.spec.nodes["fw_b"].impl
+    assert isinstance(a, Filter) and a.hits(p.node_maps("fw_a")) == [1, 2]
+    assert b.hits(p.node_maps("fw_b")) == [1, 0]
