@@ -225,7 +225,7 @@ def test_offload_checks_map_types_and_helpers(tmp_path, capsys):
     assert f"{bad}:3:7: mode offload: node 't': map 'flows' is a lru_hash map; nfp " \
            f"offload supports array, hash, perf_event_array" in err
     assert "node 't': map 'samples' is a ringbuf map" in err
-    assert "node 't' calls bpf_ktime_get_ns, which nfp offload does not support" in err
+    assert "node 't' calls bpf_ktime_get_coarse_ns, which nfp offload does not support" in err
     good = tmp_path / "good.yaml"
     good.write_text(f"pipeline: offl\nhook: xdp\nmode: offload\nnodes:\n"
                     f"  - {{id: s, nf: {ROOT}/bpf/examples/split_l4.c, ports: [out, udp]}}\n"
