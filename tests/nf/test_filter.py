@@ -87,11 +87,16 @@ def classifier(request):
     _classifier[0] = "auto"
 
 
-def rules_change_live() -> None:
-    """Skip a test that changes the rules of a loaded node under "compiled", whose rules
-    are in its program (test_compiled_rules_change_by_a_new_program covers it)."""
-    if _classifier[0] == "compiled":
-        pytest.skip("a compiled node's rules change by a new program, not at runtime")
+def only(*names: str):
+    """Run a test with these classifiers only, not with each of the module's: the
+    test's own parametrization of the fixture takes the place of the module's (a test
+    that does not apply to a classifier is not run for it, rather than skipped)."""
+    return pytest.mark.parametrize("classifier", names, indirect=True)
+
+
+#: tests that change the rules of a loaded node: not "compiled", whose rules are in
+#: its program (test_compiled_rules_change_by_a_new_program covers it)
+rules_change_live = only("auto", "tables")
 
 
 def make(config: dict) -> Filter:
@@ -413,9 +418,8 @@ BENCH_PACKET = bench_packet()
 
 
 @kernel
-def test_10k_rules(hook):
-    if _classifier[0] == "compiled":
-        pytest.skip("compiled holds at most 64 entries (test_config_errors)")
+@only("auto", "tables")          # compiled holds at most 64 entries (test_config_errors)
+def test_10k_rules(hook, classifier):
     cfg = {"default": "drop", "rules": rules_n(10000)}
     loaded, nf = loaded_filter(cfg, hook)
     assert check(loaded, nf, BENCH_PACKET) == 5
@@ -633,12 +637,11 @@ def test_rfc_steps_are_dense_tables_where_they_fit_and_hash_steps_elsewhere(hook
 
 
 @kernel
-def test_compiled_node_does_not_read_the_linear_entries(hook):
+@only("compiled")
+def test_compiled_node_does_not_read_the_linear_entries(hook, classifier):
     """A compiled node classifies from its program: with `lin` cleared and its count set
     to 0, every packet still gets the model's result, and the hits go to the rule's slot
     (both entries of a rule with two ports count in one)."""
-    if _classifier[0] != "compiled":
-        pytest.skip("the compiled classifier only")
     nf = make(RICH)
     with load_nf(nf, hook) as loaded:
         gen = Filter.active_generation(loaded.maps)
@@ -656,11 +659,10 @@ def test_compiled_node_does_not_read_the_linear_entries(hook):
 
 
 @kernel
-def test_a_compiled_node_of_64_entries_loads_and_matches_the_model(hook):
+@only("compiled")
+def test_a_compiled_node_of_64_entries_loads_and_matches_the_model(hook, classifier):
     """The largest compiled node (64 entries, every field) passes the verifier and gives
     the model's result on random packets."""
-    if _classifier[0] != "compiled":
-        pytest.skip("the compiled classifier only")
     rng = random.Random(0xC0DE)
     rules: list = []
     while True:
@@ -682,12 +684,11 @@ def test_a_compiled_node_of_64_entries_loads_and_matches_the_model(hook):
 
 
 @kernel
-def test_compiled_rules_change_by_a_new_program(hook):
+@only("compiled")
+def test_compiled_rules_change_by_a_new_program(hook, classifier):
     """A compiled node refuses a runtime change of its rules (nothing written: its
     results stay); its policies change live; a new build of the new rules gives the
     new results."""
-    if _classifier[0] != "compiled":
-        pytest.skip("the compiled classifier only")
     a, b = make(RULES_A), make(RULES_B)
     assert a.build_defines() != b.build_defines()
     assert a.build_defines() == make(RULES_A).build_defines()
@@ -812,8 +813,8 @@ UPDATE_PACKETS = [bytes(E / IP(src="10.1.1.1") / TCP(dport=80)),
 
 
 @kernel
-def test_atomic_update_while_traffic_flows(hook):
-    rules_change_live()
+@rules_change_live
+def test_atomic_update_while_traffic_flows(hook, classifier):
     a, b = make(RULES_A), make(RULES_B)
     want = [{a.model().run(p)[0], b.model().run(p)[0]} for p in UPDATE_PACKETS]
     assert all(len(w) == 2 for w in want)        # every packet tells the two sets apart
@@ -849,8 +850,8 @@ def test_atomic_update_while_traffic_flows(hook):
 
 
 @kernel
-def test_failed_update_changes_nothing(hook):
-    rules_change_live()
+@rules_change_live
+def test_failed_update_changes_nothing(hook, classifier):
     a = make(RULES_A)
     with load_nf(a, hook) as loaded:
         gen = Filter.active_generation(loaded.maps)
