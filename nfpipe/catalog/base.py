@@ -112,6 +112,13 @@ class NetworkFunction:
         ``runtime_keys`` unless the config builds some of them into the program."""
         return cls.runtime_keys
 
+    @classmethod
+    def built_in(cls, old: Mapping[str, Any], new: Mapping[str, Any],
+                 changed: Iterable[str]) -> set[str]:
+        """Of the keys *changed* from config *old* to *new*, those the node's maps cannot
+        take: not live keys of both (one of the two builds them into its program)."""
+        return set(changed) - (cls.live_keys(old) & cls.live_keys(new))
+
     def changed_keys(self, config: Mapping[str, Any]) -> set[str]:
         """Config keys whose values differ between this config and *config*."""
         return {k for k in set(self.config) | set(config) if self.config.get(k) != config.get(k)}
@@ -206,8 +213,7 @@ def runtime_change(cls: type[NetworkFunction], nf: str, node: str, config: Mappi
                                  f"{', '.join(sorted(cls.runtime_keys))})",
                                  node=node, hint=_REDEPLOY)
     merged = copy.deepcopy({**config, **change})
-    fixed = {k for k in change if config.get(k) != change[k]} - (cls.live_keys(config) &
-                                                                  cls.live_keys(merged))
+    fixed = cls.built_in(config, merged, (k for k in change if config.get(k) != change[k]))
     if fixed:
         raise RuntimeChangeError(f"{nf} node '{node}': {', '.join(sorted(fixed))} cannot "
                                  f"change at runtime: its config builds them into its "

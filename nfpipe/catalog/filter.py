@@ -352,8 +352,7 @@ class Filter(NetworkFunction):
         """Replace the whole config (rules and policies) while traffic flows; returns the
         new Filter.  Each packet sees either the old or the new rule set."""
         new = Filter(config)
-        fixed = self.changed_keys(config) - (self.live_keys(self.config) &
-                                             self.live_keys(config))
+        fixed = self.built_in(self.config, config, self.changed_keys(config))
         if fixed:                 # the running program has them compiled in
             raise RuntimeChangeError(
                 f"filter node '{maps.instance}': {', '.join(sorted(fixed))} cannot change at "
@@ -375,11 +374,13 @@ class Filter(NetworkFunction):
         new = cur ^ 1
         # Packets that read `new` before the previous flip may still run: wait for them.
         rcu_barrier()
-        layout: list = []
+        local: list = []                      # the dense steps, in the generation's half
+        layout: list = []                     # the same, at their cells in `dense`
         if t is not None:
             half = maps["dense"].max_entries // 2 * DENSE_CHUNK      # cells
+            local = dense_layout(t, half)
             layout = [None if lay is None else (new * half + lay[0], lay[1], lay[2])
-                      for lay in dense_layout(t, half)]
+                      for lay in local]
         gens[new] = self._gen_value(t, 0, max_rules, layout)
         if lin is not None:
             self._install_linear(maps, new, lin, lin_max, max_rules)
@@ -412,8 +413,7 @@ class Filter(NetworkFunction):
             keys += [struct.pack("<III", gs, a, b) for a, b, _v in entries]
             values += [struct.pack("<I", v) for _a, _b, v in entries]
         _batch(comb, keys, values)
-        cells = dense_cells(t, [None if lay is None else (lay[0] - new * half, lay[1], lay[2])
-                                for lay in layout])
+        cells = dense_cells(t, local)
         cells.extend([NO_MATCH] * (-len(cells) % DENSE_CHUNK))      # whole elements
         _write_packed(maps["dense"], new * half // DENSE_CHUNK, cells,
                       len(cells) // DENSE_CHUNK)

@@ -194,7 +194,7 @@ def _node_change(nid: str, old: NodeRecord, impl, same_code: bool) -> NodeChange
     if same_code:
         if not changed:
             return NodeChange(nid, "same")
-        if changed <= impl.live_keys(old_config) & impl.live_keys(impl.config):
+        if not impl.built_in(old_config, impl.config, changed):
             return NodeChange(nid, "runtime", f"{keys} updated in its maps")
         if not impl.maps_depend_on(changed):
             return NodeChange(nid, "same")
