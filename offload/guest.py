@@ -260,7 +260,7 @@ def prewarm() -> int:
     share: the compiler is slow under TCG).  Returns how many pipelines."""
     from nfpipe import resources
     from nfpipe.compose import build, make_plan
-    from nfpipe.compose.nodes import map_layouts
+    from nfpipe.compose.build import map_layouts
     from nfpipe.compose.offload import offload_build
     from nfpipe.compose.tiers import tiered_build
     from nfpipe.spec import PipelineSpec

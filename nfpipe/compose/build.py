@@ -52,3 +52,10 @@ def build(plan: Plan) -> Build:
 def read_spec(path) -> ObjectSpec:
     """The spec of compiled object *path*, kept beside it in the compile cache."""
     return ObjectSpec.from_file(path, memo=spec_memo(path))
+
+
+def map_layouts(source, *, hook: str, instance: str) -> dict:
+    """The map definitions (``MapSpec`` with BTF, by full name) of NF *source* built as
+    node *instance*: what decodes the node's maps where the kernel keeps no types of
+    them (a device-bound map; every flavour of an NF shares its key and value types)."""
+    return read_spec(build_nf(source, hook=hook, instance=instance, mode="tailcall")).maps

@@ -71,14 +71,6 @@ def build_nf(source: str | os.PathLike, *, hook: str, instance: str | None = Non
         raise located(exc, f"node '{name}' built for {hook}") from None
 
 
-def map_layouts(source: str | os.PathLike, *, hook: str, instance: str) -> dict:
-    """The map definitions (``MapSpec`` with BTF, by full name) of NF *source* built as
-    node *instance*: what decodes the node's maps where the kernel keeps no types of
-    them (a device-bound map; every flavour of an NF shares its key and value types)."""
-    return ObjectSpec.from_file(build_nf(source, hook=hook, instance=instance,
-                                         mode="tailcall")).maps
-
-
 def write_generated(stem: str, text: str) -> Path:
     """Store generated C under the cache, named by its content (written atomically)."""
     digest = hashlib.sha256(text.encode()).hexdigest()[:24]

@@ -29,7 +29,7 @@ from nfpipe.attach import (
 )
 from nfpipe.catalog import NodeMaps, nf_class
 from nfpipe.catalog.base import NetworkFunction, SourceNF
-from nfpipe.compose.nodes import map_layouts
+from nfpipe.compose.build import map_layouts
 from nfpipe.deploy.manifest import Intent, IntentTarget, InterfaceRecord, Manifest, NodeRecord
 from nfpipe.deploy.state import (
     link_key,
