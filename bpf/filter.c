@@ -182,6 +182,14 @@ struct {
 	__type(value, struct nfp_filter_gen);
 } NFP_NAME(gens) SEC(".maps");
 
+/* Linear entry i of generation g at g * NFP_FILTER_LIN_MAX + i. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * NFP_FILTER_LIN_MAX);
+	__type(key, __u32);
+	__type(value, struct nfp_filter_lin);
+} NFP_NAME(lin) SEC(".maps");
+
 #ifndef NFP_OFFLOAD
 /* The RFC tables.  The offload build has only the linear classifier: an offload
  * device holds neither LPM tries nor tables of this size, and the control plane
@@ -272,17 +280,6 @@ struct {
 	__type(value, struct nfp_filter_cells);
 } NFP_NAME(dense) SEC(".maps");
 
-#endif /* !NFP_OFFLOAD */
-
-/* Linear entry i of generation g at g * NFP_FILTER_LIN_MAX + i. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2 * NFP_FILTER_LIN_MAX);
-	__type(key, __u32);
-	__type(value, struct nfp_filter_lin);
-} NFP_NAME(lin) SEC(".maps");
-
-#ifndef NFP_OFFLOAD
 /* Action of rule i of generation g at g * NFP_FILTER_MAX_RULES + i. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -290,6 +287,7 @@ struct {
 	__type(key, __u32);
 	__type(value, __s32);
 } NFP_NAME(actions) SEC(".maps");
+
 #endif /* !NFP_OFFLOAD */
 
 /* Packets that matched rule i of generation g (same index as actions). */

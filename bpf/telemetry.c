@@ -318,7 +318,7 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 		nfp_percpu_inc(&NFP_NAME(counters), NFP_TLM_C_MALFORMED);
 	/* A flow's first and last seen are as fine as the kernel's tick (as conntrack's
 	 * times are): the coarse clock is a read of the timekeeper's last update, where
-	 * bpf_ktime_get_ns() reads the clock source, a third of this NF's cost per packet. */
+	 * bpf_ktime_get_ns() reads the clock source, about a quarter of this NF's cost. */
 	if (NFP_CFG(flows_on))
 		now = bpf_ktime_get_coarse_ns();
 
