@@ -6,7 +6,9 @@
  * The control plane (nfpipe/catalog/filter.py, filter_rfc.py) compiles the rules into tables:
  *
  *   phase 0   one lookup per field gives an equivalence-class id
- *             src/dst address: LPM tries (IPv4, IPv6), protocol: array
+ *             src/dst address: IPv4 by a 256-ary table in `dense` (a byte
+ *             a level, at most 4 reads; an LPM trie where the table does
+ *             not fit), IPv6 by an LPM trie; protocol: array
  *             (256 = not IP, 257 + p = protocol p behind an AH header),
  *             src/dst port: array (65536 = "no ports"), TCP flags: array
  *             (256 = "not TCP"), outer VLAN id: array (4096 = untagged)
@@ -56,6 +58,10 @@
 #define NFP_FILTER_DENSE_MAX (1 << 21)   /* cells, both generations: 8 MB */
 #define NFP_FILTER_DENSE_CHUNK 64        /* cells per element of `dense` */
 #define NFP_FILTER_NO_MATCH 0xffffffff   /* a dense step's cell: no rule (the default) */
+/* An IPv4 address table (nfp_filter_gen.dir_src/dir_dst): none, the LPM trie
+ * instead; and in a cell of the table, "the next byte's 256 cells are here". */
+#define NFP_FILTER_DIR_NONE 0xffffffff
+#define NFP_FILTER_DIR_NEXT 0x80000000
 /* Address fields of one class in a generation (nfp_filter_gen.fixed): no lookup. */
 #define NFP_FILTER_FIXED_SRC 0x1
 #define NFP_FILTER_FIXED_DST 0x2
@@ -133,6 +139,12 @@ struct nfp_filter_gen {
 	__u32 dense_base[NFP_FILTER_STEPS];
 	__u32 dense_rows[NFP_FILTER_STEPS];
 	__u32 dense_stride[NFP_FILTER_STEPS];
+	/* The IPv4 source and destination address tables in `dense` (the cell of their
+	 * root), or NFP_FILTER_DIR_NONE: that field's IPv4 addresses are in the trie.
+	 * Cell base + the first byte holds the class, or NFP_FILTER_DIR_NEXT | o: the
+	 * next byte indexes the 256 cells at base + o, and so on, four bytes at most. */
+	__u32 dir_src;
+	__u32 dir_dst;
 };
 
 /* One entry of the linear classifier: a rule, or one combination of its port and
@@ -318,14 +330,42 @@ static __always_inline int NFP_NAME(field)(void *map, __u32 gen, __u32 n, __u32 
 	return 0;
 }
 
+/* An IPv4 address's class from the address table at cell `base` of `dense`. */
+static __always_inline int NFP_NAME(dir4)(__u32 base, const __be32 *addr, __u32 *out)
+{
+	__u32 a = bpf_ntohl(*addr), idx = base + (a >> 24), key, c;
+	struct nfp_filter_cells *cells;
+	int level;
+
+#pragma unroll
+	for (level = 0; level < 4; level++) {
+		key = idx / NFP_FILTER_DENSE_CHUNK;
+		cells = bpf_map_lookup_elem(&NFP_NAME(dense), &key);
+		if (!cells)
+			return -1;
+		c = cells->c[idx & (NFP_FILTER_DENSE_CHUNK - 1)];
+		if (!(c & NFP_FILTER_DIR_NEXT)) {
+			*out = c;
+			return 0;
+		}
+		if (level == 3)
+			break; /* a pointer past the last byte: not the control plane's */
+		idx = base + (c & ~NFP_FILTER_DIR_NEXT) + ((a >> (16 - 8 * level)) & 0xff);
+	}
+	return -1;
+}
+
 static __always_inline int NFP_NAME(addr)(void *trie4, void *trie6, struct nfp_pkt *p,
-                                          const __be32 *addr, __u32 gen, __u32 noaddr, __u32 *out)
+                                          const __be32 *addr, __u32 gen, __u32 dir, __u32 noaddr,
+                                          __u32 *out)
 {
 	__u32 *c;
 
 	if (p->l3_proto == ETH_P_IP) {
 		struct nfp_filter_lpm4 k = {};
 
+		if (dir != NFP_FILTER_DIR_NONE)
+			return NFP_NAME(dir4)(dir, addr, out);
 		k.prefixlen = 8 + 32;
 		k.gen = gen;
 		__builtin_memcpy(k.addr, addr, 4);
@@ -529,12 +569,12 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 	/* Phase 0.  An address field no rule tells apart is not looked up (its one class
 	 * is 0): an LPM lookup is the dearest of the field lookups. */
 	if (!(g->fixed & NFP_FILTER_FIXED_SRC) &&
-	    NFP_NAME(addr)(&NFP_NAME(src4), &NFP_NAME(src6), p, p->saddr, gen, g->noaddr_src,
-	                   &cls[0]))
+	    NFP_NAME(addr)(&NFP_NAME(src4), &NFP_NAME(src6), p, p->saddr, gen, g->dir_src,
+	                   g->noaddr_src, &cls[0]))
 		goto nogen;
 	if (!(g->fixed & NFP_FILTER_FIXED_DST) &&
-	    NFP_NAME(addr)(&NFP_NAME(dst4), &NFP_NAME(dst6), p, p->daddr, gen, g->noaddr_dst,
-	                   &cls[1]))
+	    NFP_NAME(addr)(&NFP_NAME(dst4), &NFP_NAME(dst6), p, p->daddr, gen, g->dir_dst,
+	                   g->noaddr_dst, &cls[1]))
 		goto nogen;
 	if (NFP_NAME(field)(&NFP_NAME(proto), gen, NFP_FILTER_NPROTO, keys.proto, &cls[2]) ||
 	    NFP_NAME(field)(&NFP_NAME(sport), gen, NFP_FILTER_NPORT, keys.sport, &cls[3]) ||

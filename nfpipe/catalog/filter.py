@@ -55,12 +55,19 @@ from nfpipe.catalog.filter_compiled import (
     HINT as COMPILED_HINT,
     compiled_define,
 )
-from nfpipe.catalog.filter_rfc import Tables, compile_rules, dense_cells, dense_layout
+from nfpipe.catalog.filter_rfc import (
+    DenseLayout,
+    Tables,
+    compile_rules,
+    dense_cells,
+    dense_layout,
+)
 from nfpipe.catalog.filter_rules import (  # noqa: F401 (action_text, ROW_DEFAULT: the API)
     AH,
     CLASSIFIERS,
     COMBINE_CAPACITY,
     DENSE_CHUNK,
+    DIR_NONE,
     FRAG_L3,
     LIN_MAX,
     MAX_RULES,
@@ -374,17 +381,15 @@ class Filter(NetworkFunction):
         new = cur ^ 1
         # Packets that read `new` before the previous flip may still run: wait for them.
         rcu_barrier()
-        local: list = []                      # the dense steps, in the generation's half
-        layout: list = []                     # the same, at their cells in `dense`
+        half = 0
+        local = None                          # the dense tables, in the generation's half
         if t is not None:
             half = maps["dense"].max_entries // 2 * DENSE_CHUNK      # cells
             local = dense_layout(t, half)
-            layout = [None if lay is None else (new * half + lay[0], lay[1], lay[2])
-                      for lay in local]
-        gens[new] = self._gen_value(t, 0, max_rules, layout)
+        gens[new] = self._gen_value(t, 0, max_rules, local, new * half)
         if lin is not None:
             self._install_linear(maps, new, lin, lin_max, max_rules)
-            gens[new] = self._gen_value(t, 1, max_rules, layout)
+            gens[new] = self._gen_value(t, 1, max_rules, local, new * half)
             active[0] = new
             return new
         # Generation-tagged entries of the hash map and the tries: delete the stale ones.
@@ -401,13 +406,16 @@ class Filter(NetworkFunction):
         if acts:
             _write_array(maps["actions"], new * MAX_RULES, [a & 0xFFFFFFFF for a in acts])
             self._reset_hits(maps, new, max_rules)
+        assert local is not None
         for name, fmt, entries in (("src4", "<IB4s3x", t.src4), ("dst4", "<IB4s3x", t.dst4),
                                    ("src6", "<IB16s3x", t.src6), ("dst6", "<IB16s3x", t.dst6)):
+            if getattr(local, name, None) is not None:
+                continue                      # an address table in `dense` instead
             _batch(maps[name], [struct.pack(fmt, 8 + pl, new, a) for pl, a, _c in entries],
                    [struct.pack("<I", c) for _pl, _a, c in entries])
         keys, values = [], []
         for step, (_l, _r, entries) in enumerate(t.steps):
-            if layout[step] is not None:
+            if local.steps[step] is not None:
                 continue                      # a dense step: written below
             gs = new << 8 | step
             keys += [struct.pack("<III", gs, a, b) for a, b, _v in entries]
@@ -417,7 +425,7 @@ class Filter(NetworkFunction):
         cells.extend([NO_MATCH] * (-len(cells) % DENSE_CHUNK))      # whole elements
         _write_packed(maps["dense"], new * half // DENSE_CHUNK, cells,
                       len(cells) // DENSE_CHUNK)
-        gens[new] = self._gen_value(t, 1, max_rules, layout)
+        gens[new] = self._gen_value(t, 1, max_rules, local, new * half)
         active[0] = new                       # the flip: one 4-byte store
         return new
 
@@ -436,7 +444,9 @@ class Filter(NetworkFunction):
             _batch(h, [struct.pack("<I", gen * max_rules + i) for i in range(n)], [zero] * n)
 
     def _gen_value(self, t: Tables | None, ready: int, max_rules: int,
-                   layout: Sequence = ()) -> dict:
+                   layout: DenseLayout | None = None, base: int = 0) -> dict:
+        """A generation's `gens` value; *layout*'s offsets are from cell *base* of `dense`
+        (the start of the generation's half)."""
         catch_all = next((r.index for r in self.rules if r.matches_all), None)
         dflt = self.default if catch_all is None else self.rules[catch_all].action
         drule = max_rules if catch_all is None else catch_all
@@ -448,11 +458,15 @@ class Filter(NetworkFunction):
             return {**value, "linear": 1, "nlin": len(self.linear)}
         left = bytes(s[0] for s in t.steps).ljust(8, b"\0")
         right = bytes(s[1] for s in t.steps).ljust(8, b"\0")
-        dense = [lay or (0, 0, 0) for lay in layout] + [(0, 0, 0)] * (NFIELDS - 1 - len(layout))
+        assert layout is not None
+        dense = [(base + lay[0], lay[1], lay[2]) if lay else (0, 0, 0) for lay in layout.steps]
+        dense += [(0, 0, 0)] * (NFIELDS - 1 - len(dense))
         return {**value, "noaddr_src": t.noaddr_src, "noaddr_dst": t.noaddr_dst, "left": left,
                 "right": right, "linear": 0, "nlin": 0, "fixed": t.fixed,
                 "dense_base": [d[0] for d in dense], "dense_rows": [d[1] for d in dense],
-                "dense_stride": [d[2] for d in dense]}
+                "dense_stride": [d[2] for d in dense],
+                "dir_src": DIR_NONE if layout.src4 is None else base + layout.src4,
+                "dir_dst": DIR_NONE if layout.dst4 is None else base + layout.dst4}
 
     # --- counters ----------------------------------------------------------------------------
 

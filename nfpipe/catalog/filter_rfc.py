@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from nfpipe.catalog.filter_rules import (
     AH,
     COMBINE_CAPACITY,
+    DENSE_MAX,
+    DIR_NEXT,
     FIELDS,
     FIXED_DST,
     FIXED_SRC,
@@ -83,6 +85,9 @@ class Tables:
     steps: list = field(default_factory=list)    # per step: (left slot, right slot, entries)
     shapes: list = field(default_factory=list)   # per step: (classes of left, of right)
     fixed: int = 0                               # FIXED_*: address fields of one class
+    # the IPv4 address tables (address_table) of src and dst; None: fixed, or too large
+    src4_table: array | None = None
+    dst4_table: array | None = None
     actions: list = field(default_factory=list)
     catch_all: int | None = None                 # index of a match-everything rule
     sizes: dict = field(default_factory=dict)    # table name -> entries (for reports)
@@ -314,6 +319,10 @@ def compile_rules(rules: Sequence[Rule], limit: int = COMBINE_CAPACITY) -> Table
     t.fixed = (FIXED_SRC if len(sa.classes) == 1 else 0) | (FIXED_DST if len(da.classes) == 1
                                                              else 0)
     t.sizes = {FIELDS[n.slot]: len(n.classes) for n in nodes}
+    if not t.fixed & FIXED_SRC:
+        t.src4_table = address_table(t.src4, DENSE_MAX // 2)
+    if not t.fixed & FIXED_DST:
+        t.dst4_table = address_table(t.dst4, DENSE_MAX // 2)
     t.actions = [r.action for r in rules]
     if not rules:
         # Nothing can match: a final step with no entries sends everything to the default.
@@ -362,28 +371,83 @@ def compile_rules(rules: Sequence[Rule], limit: int = COMBINE_CAPACITY) -> Table
     return t
 
 
-# ---- dense steps ------------------------------------------------------------------------------
+# ---- the dense map: IPv4 address tables and dense steps ---------------------------------------
 
-def dense_layout(t: Tables, capacity: int) -> list[tuple[int, int, int] | None]:
-    """Which steps of *t* are dense tables in one generation's *capacity* cells: per step
-    (offset, rows, stride), or None for a step left in the hash map.  The smallest go
-    first, so that as many steps as fit are one array read per packet."""
-    out: list[tuple[int, int, int] | None] = [None] * len(t.steps)
+def address_table(entries: Sequence[tuple[int, bytes, int]], limit: int) -> array | None:
+    """The IPv4 prefixes *entries* (prefixlen, 4 address bytes, class) as the table
+    bpf/filter.c reads an address's class from, one byte at a time: cell b of the 256
+    at the root is the class of every address whose first byte is b, or DIR_NEXT | o:
+    the second byte indexes the 256 cells at o, and so on (offsets from the root).
+    Prefixes are laid down shortest first, so a longer one overwrites what it refines,
+    and a new block of 256 starts as a copy of the cell it refines.  None if the
+    table would take more than *limit* cells."""
+    cells = array("I", [0]) * 256
+
+    def block(cell: int) -> int:
+        """The offset of the 256 cells under *cell*, made if it has none yet."""
+        c = cells[cell]
+        if c & DIR_NEXT:
+            return c & ~DIR_NEXT
+        off = len(cells)
+        cells.extend(array("I", [c]) * 256)
+        cells[cell] = DIR_NEXT | off
+        return off
+
+    for pl, addr, cls in sorted(entries, key=lambda e: e[0]):
+        base, level = 0, 0
+        while pl > 8 * (level + 1):        # the byte the prefix ends in
+            base = block(base + addr[level])
+            level += 1
+            if len(cells) > limit:
+                return None
+        span = 1 << (8 * (level + 1) - pl)  # cells of that byte's level the prefix covers
+        start = base + (addr[level] & ~(span - 1) & 0xFF)
+        cells[start:start + span] = array("I", [cls]) * span
+    return cells
+
+
+@dataclass
+class DenseLayout:
+    """Where one generation's dense tables go in its half of `dense` (cells from the
+    half's start): per step (offset, rows, stride) or None for a step left in the
+    hash map, and the offset of each IPv4 address table, or None (the LPM trie)."""
+
+    steps: list
+    src4: int | None = None
+    dst4: int | None = None
+    used: int = 0                   # cells, from the half's start
+
+
+def dense_layout(t: Tables, capacity: int) -> DenseLayout:
+    """Lay *t*'s dense tables into *capacity* cells: the smallest first, so that as many
+    lookups as fit are array reads (an address table saves an LPM trie walk, a step a
+    hash lookup or two)."""
+    items = [(len(tab), name) for name, tab in (("src4", t.src4_table), ("dst4", t.dst4_table))
+             if tab is not None]
+    items += [(rows * cols, s) for s, (rows, cols) in enumerate(t.shapes) if rows and cols]
+    out = DenseLayout([None] * len(t.steps))
     used = 0
-    for s in sorted(range(len(t.steps)), key=lambda s: t.shapes[s][0] * t.shapes[s][1]):
-        rows, cols = t.shapes[s]
-        if rows and cols and used + rows * cols <= capacity:
-            out[s] = (used, rows, cols)
-            used += rows * cols
+    for size, what in sorted(items, key=lambda i: (i[0], str(i[1]))):
+        if used + size > capacity:
+            continue
+        if isinstance(what, str):
+            setattr(out, what, used)
+        else:
+            out.steps[what] = (used, *t.shapes[what])
+        used += size
+    out.used = used
     return out
 
 
-def dense_cells(t: Tables, layout: Sequence[tuple[int, int, int] | None]) -> array:
-    """The cells of the dense steps laid out by *layout*: a pair's entry, else its row
-    default, else NO_MATCH (no rule: the default action), as in the hash map."""
-    total = max((o + r * c for o, r, c in filter(None, layout)), default=0)
-    cells = array("I", [NO_MATCH]) * total
-    for (_l, _r, entries), lay in zip(t.steps, layout):
+def dense_cells(t: Tables, layout: DenseLayout) -> array:
+    """The cells *layout* lays out: the address tables, and for each dense step a pair's
+    entry, else its row default, else NO_MATCH (no rule: the default action), as in the
+    hash map."""
+    cells = array("I", [NO_MATCH]) * layout.used
+    for off, table in ((layout.src4, t.src4_table), (layout.dst4, t.dst4_table)):
+        if off is not None and table is not None:
+            cells[off:off + len(table)] = table
+    for (_l, _r, entries), lay in zip(t.steps, layout.steps):
         if lay is None:
             continue
         off, _rows, cols = lay

@@ -1,6 +1,7 @@
 """The filter NF in the kernel (XDP and TC) against its reference model (a linear scan)."""
 from __future__ import annotations
 
+import ipaddress
 import random
 import struct
 import threading
@@ -604,7 +605,7 @@ def test_rfc_steps_are_dense_tables_where_they_fit_and_hash_steps_elsewhere(hook
     cells, the others hash entries; an address field no rule tells apart is not looked
     up.  Every packet's result is still the model's, through each mix of both, and an
     update moves the layout to the other generation's half."""
-    from nfpipe.catalog.filter_rules import FIXED_DST
+    from nfpipe.catalog.filter_rules import DIR_NONE, FIXED_DST
     rng = random.Random(0xDE45E)
     rules = [r for r in random_rules(rng, 40) if "dst" not in r]
     cfg = {"default": "port:3", "fragments": "l3", "classifier": "tables", "rules": rules}
@@ -628,6 +629,11 @@ def test_rfc_steps_are_dense_tables_where_they_fit_and_hash_steps_elsewhere(hook
                     assert len(dense) == 6, g
                 half = maps["dense"].max_entries // 2 * 64        # cells
                 assert all(gen * half <= g["dense_base"][i] < (gen + 1) * half for i in dense)
+                # the IPv4 sources by their table where it fits (the trie in 128 cells)
+                if cells == 128:
+                    assert g["dir_src"] == DIR_NONE, g
+                else:
+                    assert gen * half <= g["dir_src"] < (gen + 1) * half, g
                 for _ in range(1500):
                     data = random_packet(rng)
                     if hook == "tc" and tc_test_run_refuses(data):
@@ -751,6 +757,45 @@ def test_compiler_matches_linear_scan_without_kernel(seed):
         assert eval_tables(nf, t, data) == nf.model().run(data)[0]
 
 
+def table_lookup(table, addr: bytes) -> int:
+    """What NFP_NAME(dir4) in bpf/filter.c reads: a byte a level from the root."""
+    from nfpipe.catalog.filter_rules import DIR_NEXT
+    off = 0
+    for byte in addr:
+        c = table[off + byte]
+        if not c & DIR_NEXT:
+            return c
+        off = c & ~DIR_NEXT
+    raise AssertionError("an address table points past the last byte")
+
+
+@only("tables")
+@pytest.mark.parametrize("seed", range(3))
+def test_ipv4_address_table_gives_the_longest_prefix_class(seed, classifier):
+    """The byte-a-level table of the IPv4 prefixes gives each address the class of its
+    longest matching prefix, for prefixes of every length, nested and overlapping."""
+    from nfpipe.catalog.filter_rfc import address_table
+    rng = random.Random(seed)
+    nets = {ipaddress.ip_network("0.0.0.0/0")}
+    while len(nets) < 300:
+        a = rng.choice([rng.getrandbits(32), 0x0A000000 | rng.getrandbits(12) << 8,
+                        0x0A0102 << 8 | rng.getrandbits(8)])
+        nets.add(ipaddress.ip_network((a, rng.choice([1, 7, 8, 9, 15, 16, 17, 23, 24, 25, 31,
+                                                      32, rng.randrange(33)])), strict=False))
+    entries = [(n.prefixlen, n.network_address.packed, i) for i, n in enumerate(nets)]
+    rng.shuffle(entries)
+    table = address_table(entries, 1 << 20)
+    longest_first = sorted(((pl, int.from_bytes(net, "big"), c) for pl, net, c in entries),
+                           reverse=True)
+    ordered = sorted(nets)
+    for _ in range(3000):
+        n = rng.choice(ordered)
+        a = int(n.network_address) + rng.randrange(n.num_addresses)
+        want = next(c for pl, net, c in longest_first if a >> (32 - pl) == net >> (32 - pl))
+        assert table_lookup(table, a.to_bytes(4, "big")) == want, (hex(a), want)
+    assert address_table(entries, 2000) is None         # over its limit: none (the trie)
+
+
 def eval_tables(nf: Filter, t, data: bytes) -> int:
     """What bpf/filter.c computes from the tables (for the kernel-free test above)."""
     from nfpipe.catalog.filter import FRAG_L3, ROW_DEFAULT
@@ -771,8 +816,9 @@ def eval_tables(nf: Filter, t, data: bytes) -> int:
                 if best is None or pl > best[0]:
                     best = (pl, c)
         return best[1]
-    if p.is_ipv4:
-        cls = [lpm(t.src4, p.src), lpm(t.dst4, p.dst)]
+    if p.is_ipv4:           # the address tables, as the C reads them where they fit
+        cls = [lpm(t.src4, p.src) if t.src4_table is None else table_lookup(t.src4_table, p.src),
+               lpm(t.dst4, p.dst) if t.dst4_table is None else table_lookup(t.dst4_table, p.dst)]
     elif p.is_ipv6:
         cls = [lpm(t.src6, p.src), lpm(t.dst6, p.dst)]
     else:
