@@ -43,6 +43,7 @@ its reference model.
 """
 from __future__ import annotations
 
+import json
 import struct
 from array import array
 from collections.abc import Mapping, Sequence
@@ -209,8 +210,41 @@ class FilterModel:
 
 #: the rule set compiled last (its parsed rules, limit) -> Tables: a runtime change
 #: compiles it to check it (prepare), then builds the Filter again from the config the
-#: manifest stored (the same rules, the mappings' keys in another order) to write the maps
+#: manifest stored (the same rules, the mappings' keys in another order) to write the maps.
+#: The next rule set compiled follows its plan where it is alike (compile_rules' *like*):
+#: a process that changes one node's rules again and again (the agent, a test, the
+#: bench) skips the plan search.
 _compiled: dict[tuple[tuple[Rule, ...], int], Tables] = {}
+
+
+#: rule lists parsed lately, by their JSON text: a runtime change parses the old rule
+#: set, the new one, and the new one again from the manifest (10k rules: 50-100 ms each,
+#: their text 10-20 ms)
+_parsed: dict[str, tuple[Rule, ...]] = {}
+_PARSED_KEPT = 4
+
+
+def _parse_rules(rules: Sequence[Any]) -> list[Rule]:
+    """*rules* parsed (ConfigErrors naming every bad rule, not only the first)."""
+    try:
+        key: str | None = json.dumps(rules, sort_keys=True)
+    except (TypeError, ValueError):       # not JSON's types: parsed every time
+        key = None
+    if key is not None and key in _parsed:
+        return list(_parsed[key])
+    out, errors = [], []
+    for i, r in enumerate(rules):
+        try:
+            out.append(parse_rule(i, r))
+        except SpecError as exc:
+            errors.append((("rules", i), exc))
+    if errors:
+        raise ConfigErrors(errors)
+    if key is not None:
+        while len(_parsed) >= _PARSED_KEPT:
+            del _parsed[next(iter(_parsed))]
+        _parsed[key] = tuple(out)
+    return out
 
 
 # ---- the NF ------------------------------------------------------------------------------------
@@ -249,14 +283,7 @@ class Filter(NetworkFunction):
         if len(rules) > MAX_RULES:
             raise SpecError(f"filter: rules: {len(rules)} rules, more than the {MAX_RULES} "
                             f"one filter node holds")
-        self.rules, errors = [], []
-        for i, r in enumerate(rules):
-            try:
-                self.rules.append(parse_rule(i, r))
-            except SpecError as exc:          # every bad rule, not only the first
-                errors.append((("rules", i), exc))
-        if errors:
-            raise ConfigErrors(errors)
+        self.rules = _parse_rules(rules)
         self._tables: Tables | None = None
         self.linear: list[dict] | None = None
         if classifier != "tables":
@@ -276,7 +303,9 @@ class Filter(NetworkFunction):
             key = (tuple(self.rules), self.max_table_entries)
             self._tables = _compiled.get(key)
             if self._tables is None:
-                self._tables = compile_rules(self.rules, self.max_table_entries)
+                like = next((t for (_r, limit), t in _compiled.items()
+                             if limit == self.max_table_entries), None)
+                self._tables = compile_rules(self.rules, self.max_table_entries, like)
                 _compiled.clear()            # only the last: what prepare() compiled
                 _compiled[key] = self._tables
         return self._tables

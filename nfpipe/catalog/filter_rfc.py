@@ -91,6 +91,8 @@ class Tables:
     actions: list = field(default_factory=list)
     catch_all: int | None = None                 # index of a match-everything rule
     sizes: dict = field(default_factory=dict)    # table name -> entries (for reports)
+    # per step, the fields of its two sides: what a similar rule set's compile can follow
+    plan: list = field(default_factory=list)
 
     @property
     def combine_entries(self) -> int:
@@ -289,8 +291,24 @@ class _Compiler:
         return _Node(fields, list(ids), slot), entries
 
 
-def compile_rules(rules: Sequence[Rule], limit: int = COMBINE_CAPACITY) -> Tables:
-    """Build the tables of one generation; SpecError when they would exceed *limit* entries."""
+def _similar(t: Tables, like: Tables) -> bool:
+    """Whether *t*'s fields split into about as many classes as *like*'s did, so that
+    *like*'s plan pairs them as well as a new search would (a changed rule or a few)."""
+    return bool(like.plan) and all(
+        abs(t.sizes[f] - like.sizes.get(f, -1)) <= max(2, like.sizes.get(f, 0) // 20)
+        for f in FIELDS)
+
+
+def compile_rules(rules: Sequence[Rule], limit: int = COMBINE_CAPACITY,
+                  like: Tables | None = None) -> Tables:
+    """Build the tables of one generation; SpecError when they would exceed *limit* entries.
+
+    *like*: the tables of a rule set this one is likely a small change of (the last one
+    the node had).  If its fields split into as many classes, within 5%, its plan is
+    followed instead of searched for: the search counts every candidate pair of every
+    step and costs about a third of the compile.  The result is the same kind of
+    tables, possibly a little larger; one that would take a fifth more entries than
+    *like*'s, or break the limit, is compiled again with the search."""
     # A rule without any constraint ends the list: later rules never match, and "no
     # entry" in the tables then means "this rule" (an explicit default).
     t = Tables()
@@ -300,6 +318,21 @@ def compile_rules(rules: Sequence[Rule], limit: int = COMBINE_CAPACITY) -> Table
             rules = rules[:r.index]
             break
     c = _Compiler(rules, limit)
+    nodes = _phase0(c, t)
+    t.actions = [r.action for r in rules]
+    if not rules:
+        # Nothing can match: a final step with no entries sends everything to the default.
+        t.steps = [(0, 1, [])] + [(NFIELDS + s, NFIELDS + s, []) for s in range(NFIELDS - 2)]
+        t.shapes = [(0, 0)] * len(t.steps)          # in the hash map: no entries at all
+        return t
+    if like is not None and _similar(t, like) and _steps(c, t, nodes, limit, like):
+        return t
+    _steps(c, t, nodes, limit, None)
+    return t
+
+
+def _phase0(c: _Compiler, t: Tables) -> list[_Node]:
+    """Each field's classes and lookup table into *t*; the fields' nodes."""
     sa, t.src4, t.src6, t.noaddr_src = c.address(0, "src")
     da, t.dst4, t.dst6, t.noaddr_dst = c.address(1, "dst")
     def proto_values(r):
@@ -323,44 +356,46 @@ def compile_rules(rules: Sequence[Rule], limit: int = COMBINE_CAPACITY) -> Table
         t.src4_table = address_table(t.src4, DENSE_MAX // 2)
     if not t.fixed & FIXED_DST:
         t.dst4_table = address_table(t.dst4, DENSE_MAX // 2)
-    t.actions = [r.action for r in rules]
-    if not rules:
-        # Nothing can match: a final step with no entries sends everything to the default.
-        t.steps = [(0, 1, [])] + [(NFIELDS + s, NFIELDS + s, []) for s in range(NFIELDS - 2)]
-        t.shapes = [(0, 0)] * len(t.steps)          # in the hash map: no entries at all
-        return t
+    return nodes
+
+
+def _steps(c: _Compiler, t: Tables, nodes: list[_Node], limit: int,
+           like: Tables | None) -> bool:
+    """The six combination steps into *t*, following *like*'s plan if given (False, and
+    *t* without steps, when that would take a fifth more entries than *like*'s did or
+    break the limit), else each step's partner searched for (SpecError past the limit)."""
+    t.plan, t.steps, t.shapes = [], [], []
+    for k in [k for k in t.sizes if k.startswith("step")]:
+        del t.sizes[k]
+    budget = limit if like is None else min(limit, like.combine_entries * 6 // 5 + 64)
     used = 0
     step = 0
     while len(nodes) > 1:
-        # Grow the table with the most classes, with the partner that keeps the step
-        # smallest: the big field's classes get split by one small field at a time
-        # (a left-deep tree), instead of building a large cross product of small fields
-        # that every big class then pairs with.
-        big = max(range(len(nodes)), key=lambda k: len(nodes[k].classes))
-        best = None
-        for other in range(len(nodes)):
-            if other == big:
-                continue
-            for x, y in ((big, other), (other, big)):      # which side holds the rows
-                cap = best[0] if best else limit - used
-                n = c.count(nodes[x], nodes[y], cap)
-                if best is None or n < best[0]:
-                    best = (n, x, y)
-        n, x, y = best
-        A, B = nodes[x], nodes[y]
         final = len(nodes) == 2
-        done = c.combine(A, B, NFIELDS + step, final, limit - used) if used + n <= limit \
-            else None
+        if like is not None:                  # the pair the plan names
+            sides = like.plan[step]
+            x = next(k for k, nd in enumerate(nodes) if nd.fields == sides[0])
+            y = next(k for k, nd in enumerate(nodes) if nd.fields == sides[1])
+            done = c.combine(nodes[x], nodes[y], NFIELDS + step, final, budget - used)
+            if done is None:
+                return False                  # larger than like's: search instead
+            n = len(done[1])
+        else:
+            n, x, y = _partner(c, nodes, limit - used)
+            done = c.combine(nodes[x], nodes[y], NFIELDS + step, final, limit - used) \
+                if used + n <= limit else None
+        A, B = nodes[x], nodes[y]
         if done is None:
             names = lambda node: "+".join(FIELDS[f] for f in sorted(node.fields))
             n = max(n, limit - used + 1)
             raise SpecError(
                 f"filter: rule set too complex: combining ({names(A)}) with "
                 f"({names(B)}) needs {n} or more table entries on top of {used} already "
-                f"used, over the limit max_table_entries={limit} ({len(rules)} rules; per-field "
+                f"used, over the limit max_table_entries={limit} ({len(c.rules)} rules; per-field "
                 f"classes: {', '.join(f'{k}={v}' for k, v in t.sizes.items())}).  Split the "
                 f"rules across two filter nodes or give rules fewer distinct field combinations")
         node, entries = done
+        t.plan.append((A.fields, B.fields))
         t.steps.append((A.slot, B.slot, entries))
         t.shapes.append((len(A.classes), len(B.classes)))
         t.sizes[f"step{step}"] = len(entries)
@@ -368,7 +403,25 @@ def compile_rules(rules: Sequence[Rule], limit: int = COMBINE_CAPACITY) -> Table
         nodes = [nd for k, nd in enumerate(nodes) if k not in (x, y)] + [node]
         del A, B
         step += 1
-    return t
+    return True
+
+
+def _partner(c: _Compiler, nodes: list[_Node], cap: int) -> tuple[int, int, int]:
+    """The next step: grow the table with the most classes, with the partner (and on the
+    side) that keeps the step smallest: the big field's classes get split by one small
+    field at a time (a left-deep tree), instead of building a large cross product of
+    small fields that every big class then pairs with.  (entries, left, right)."""
+    big = max(range(len(nodes)), key=lambda k: len(nodes[k].classes))
+    best = None
+    for other in range(len(nodes)):
+        if other == big:
+            continue
+        for x, y in ((big, other), (other, big)):      # which side holds the rows
+            n = c.count(nodes[x], nodes[y], best[0] if best else cap)
+            if best is None or n < best[0]:
+                best = (n, x, y)
+    assert best is not None
+    return best
 
 
 # ---- the dense map: IPv4 address tables and dense steps ---------------------------------------

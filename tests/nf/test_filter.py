@@ -757,6 +757,34 @@ def test_compiler_matches_linear_scan_without_kernel(seed):
         assert eval_tables(nf, t, data) == nf.model().run(data)[0]
 
 
+@only("tables")
+@pytest.mark.parametrize("seed", range(4))
+def test_a_changed_rule_set_compiled_by_the_last_plan_matches_the_scan(seed, classifier,
+                                                                       monkeypatch):
+    """A rule set one rule away from the last one compiled follows that one's plan (no
+    plan search) and its tables still give every packet the first matching rule; a
+    rule set unlike it is searched for, as if compiled alone."""
+    from nfpipe.catalog import filter_rfc
+    from nfpipe.catalog.filter_rfc import compile_rules
+    rng = random.Random(seed)
+    rules = random_rules(rng, 120)
+    before = Filter({"default": "port:3", "rules": rules})
+    changed = list(rules)
+    changed[rng.randrange(len(rules))] = random_rules(rng, 1)[0]
+    nf = Filter({"default": "port:3", "rules": changed})
+    last = compile_rules(before.rules)
+    with monkeypatch.context() as m:           # the plan is followed, never searched for
+        m.setattr(filter_rfc, "_partner", lambda *a: pytest.fail("searched for a partner"))
+        t = compile_rules(nf.rules, like=last)
+    assert t.plan == last.plan
+    for _ in range(1500):
+        data = random_packet(rng)
+        assert eval_tables(nf, t, data) == nf.model().run(data)[0]
+    other = Filter({"default": "port:3", "rules": random_rules(rng, 7)})
+    alone = compile_rules(other.rules)
+    assert compile_rules(other.rules, like=last).steps == alone.steps
+
+
 def table_lookup(table, addr: bytes) -> int:
     """What NFP_NAME(dir4) in bpf/filter.c reads: a byte a level from the root."""
     from nfpipe.catalog.filter_rules import DIR_NEXT
