@@ -24,9 +24,12 @@
  * only what each rule checks (`need`), compared field by field.  The fields are
  * computed once per packet; a field no entry checks costs nothing but its
  * computation, and no lookup at all is made for an address.  Built with
- * NFP_FILTER_COMPILED (classifier: compiled), the same entries are straight-line
- * checks against constants in the program itself (NFP_NAME(compiled)); `lin` is
- * still written, for the offload build, which keeps the scan.
+ * NFP_FILTER_COMPILED (classifier auto or compiled, when the rules fit), the same
+ * entries are also straight-line checks against constants in the program itself
+ * (NFP_NAME(compiled)), taken while the generation holds exactly those entries:
+ * its compiled_id equals the build's NFP_FILTER_COMPILED_ID.  A runtime change to
+ * other rules writes `lin` and another id, and the scan takes over; `lin` is
+ * always written (the offload build has the scan only).
  *
  * The offload build (NFP_OFFLOAD) has the linear classifier only, its geometry
  * (NFP_FILTER_LIN_MAX, NFP_FILTER_MAX_RULES) sized to the device.
@@ -145,6 +148,9 @@ struct nfp_filter_gen {
 	 * next byte indexes the 256 cells at base + o, and so on, four bytes at most. */
 	__u32 dir_src;
 	__u32 dir_dst;
+	/* The fingerprint of this generation's linear entries (nonzero), or 0: the tables.
+	 * Equal to NFP_FILTER_COMPILED_ID, the entries are the ones built into the program. */
+	__u64 compiled_id;
 };
 
 /* One entry of the linear classifier: a rule, or one combination of its port and
@@ -498,12 +504,12 @@ static __always_inline int NFP_NAME(linear)(const struct nfp_pkt *p,
 }
 
 #if defined(NFP_FILTER_COMPILED) && !defined(NFP_OFFLOAD)
-/* The compiled classifier (classifier: compiled, nfpipe/catalog/filter_compiled.py):
- * the linear entries as straight-line checks against constants, generated into the
- * define NFP_FILTER_COMPILED, which uses the locals below.  No `lin` lookup, no
- * `need` test per field: each check names only what its rule has.  The offload
- * build keeps the `lin` scan (the control plane writes `lin` for a compiled node
- * too), so an offloaded compiled node classifies the same. */
+/* The compiled classifier (nfpipe/catalog/filter_compiled.py): the linear entries
+ * the program was built with as straight-line checks against constants, generated
+ * into the define NFP_FILTER_COMPILED, which uses the locals below.  No `lin`
+ * lookup, no `need` test per field: each check names only what its rule has.  The
+ * offload build keeps the `lin` scan (the control plane writes `lin` for every
+ * linear generation), so an offloaded node classifies the same. */
 static __always_inline int NFP_NAME(compiled)(const struct nfp_pkt *p,
                                               const struct nfp_filter_keys *k, __u32 gen,
                                               const struct nfp_filter_gen *g)
@@ -558,7 +564,8 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 
 	nfp_filter_keys(p, &keys);
 #if defined(NFP_FILTER_COMPILED) && !defined(NFP_OFFLOAD)
-	return NFP_NAME(compiled)(p, &keys, gen, g);
+	if (g->compiled_id == NFP_FILTER_COMPILED_ID) /* the rules this program holds */
+		return NFP_NAME(compiled)(p, &keys, gen, g);
 #endif
 	if (g->linear)
 		return NFP_NAME(linear)(p, &keys, gen, g);

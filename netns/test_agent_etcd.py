@@ -99,7 +99,9 @@ def test_agent_follows_etcd_and_survives_its_outage(scenario, tmp_path):
             wait_reported(e, prefix, "dut", applied(name, 3), 60, "revision 3 reported")
             after_outage = time.monotonic() - t0
             assert passes(topo, BLOCK)
-            assert D.read_manifest(D.state_dir(name, root)).entry_prog_id == entry  # runtime
+            # hitless: fw's program, its new rules built in, swapped in for the old one
+            m = D.read_manifest(D.state_dir(name, root))
+            assert m.history[-1]["how"] == "swap" and m.entry_prog_id != entry
 
             # --- deleted from the store: destroyed here ---
             e.delete(key)

@@ -2,7 +2,9 @@
 UDP datagrams stream through it, and not one is lost or mis-handled.
 
 The pipeline on dut:eth0 is ``ttl`` (the user C NF ttl_guard, entry) -> ``fw``
-(filter: drop UDP to 9999) -> ``tlm`` (telemetry) -> pass.  The client sends
+(filter: drop UDP to 9999; ``classifier: linear``, so that its rules live in its maps
+only: by default a filter builds its deployed rules into its program too, and a
+change of them in the file is a swap) -> ``tlm`` (telemetry) -> pass.  The client sends
 5000 datagrams/s, nine of every ten to port 7000 (allowed) and one to 9999
 (dropped by ``fw``), each carrying its sequence number; the server receives on
 both ports.  Meanwhile ``nfpipe deploy`` (the CLI, a new process each time) runs
@@ -60,6 +62,7 @@ nodes:
   - id: fw
     nf: filter
     config:
+      classifier: linear
       rules: [{", ".join(rule_list)}]
   - id: tlm
     nf: telemetry

@@ -146,8 +146,8 @@ def run_pipeline_demo(json_output: bool = False) -> int:
                           traffic={label: ok for label, ok in rows},
                           status=st["state"], stats=counters, syn_sources=syn,
                           client=client, server=server)
-            # A live update: the web rule leaves the file; deploying it again changes
-            # the filter's maps only (no program reloaded, no packet lost).
+            # A live update: the web rule leaves the file; deploying it again builds the
+            # filter's new rules into its program and swaps that in (no packet lost).
             with open(pfile, "w") as f:
                 f.write(text.replace("        - {action: drop, proto: tcp, dport: [80, 443], "
                                      "name: no web}\n", ""))

@@ -9,9 +9,11 @@ passes) measured in the same run, and the ratios between cases.
 The ``fw-`` cases put the seeds' firewall (examples/firewall.yaml's filter node as
 a one-node pipeline) beside the same firewall written by hand as one XDP program
 (benchmarks/handwritten/firewall.c, shipped with nfpipe), for several packet
-kinds; ``compare()`` gives each linking's cost over the hand-written program, and
-that of ``compiled``: fused, with the filter's rules built into the program
-(``classifier: compiled``) instead of scanned from its ``lin`` map.
+kinds; ``compare()`` gives each linking's cost over the hand-written program (the
+filter's default classifier: its deployed rules built into the program as
+straight-line checks), and that of ``linear``: fused, the rules scanned from its
+``lin`` map (``classifier: linear``; what an ``auto`` node runs after a runtime
+change of its rules, until the next deploy builds them in).
 
 The ``edge-`` cases do the same for examples/edge.yaml (filter, LB, TTL guard, NAT,
 telemetry) beside benchmarks/handwritten/edge.c; ``compare_edge()`` gives the ratio
@@ -176,7 +178,7 @@ FW_PACKETS = {
     "v6tcp22": bytes(_E / _V6 / TCP(sport=40000, dport=22, flags="S")),  # passed
     "vlan-tcp22": bytes(_E / Dot1Q(vlan=7) / _V4 / TCP(sport=40000, dport=22)),
 }
-FW_IMPLS = ("handwritten", "fused", "tailcall", "compiled")
+FW_IMPLS = ("handwritten", "fused", "tailcall", "linear")
 FW_NFPIPE = FW_IMPLS[1:]
 
 for _kind, _pkt in FW_PACKETS.items():
@@ -185,8 +187,8 @@ for _kind, _pkt in FW_PACKETS.items():
     for _linking in ("fused", "tailcall"):
         case(f"fw-{_kind}-{_linking}", "firewall")(
             lambda pkt=_pkt, linking=_linking: _pipeline(firewall_pipeline(), linking, pkt))
-    case(f"fw-{_kind}-compiled", "firewall")(
-        lambda pkt=_pkt: _pipeline(firewall_pipeline(classifier="compiled"), "fused", pkt))
+    case(f"fw-{_kind}-linear", "firewall")(
+        lambda pkt=_pkt: _pipeline(firewall_pipeline(classifier="linear"), "fused", pkt))
 
 
 def compare(results: list[Result]) -> list[dict]:

@@ -33,9 +33,12 @@ expanded, ``linear_entries``) is classified instead by a first-match scan that
 compares only the fields each rule names: a few nanoseconds where the tables cost
 a dozen map lookups.  ``classifier: auto`` picks by size, per generation, so an
 update may move a node from one to the other; ``linear`` and ``tables`` force one.
-``compiled`` (``filter_compiled``) builds the linear entries into the program as
-straight-line checks against constants: its rules change by a new program
-(``nfpipe deploy`` swaps it in), not at runtime; its policies still change live.
+``auto`` and ``compiled`` (``filter_compiled``) also build the linear entries a node
+is built with into its program as straight-line checks against constants, taken
+while the active generation holds those entries (``gens[g].compiled_id``, their
+fingerprint): an ``auto`` node whose rules change at runtime runs the scan of the
+new ones until a deploy builds them in; a ``compiled`` node's rules change only by a
+new program (``nfpipe deploy`` swaps it in); its policies still change live.
 See docs/nf/filter.md for the map layout and the update protocol.  The rule
 language and the constants shared with bpf/filter.c are in ``filter_rules``, the
 table compiler in ``filter_rfc``; this module is the NF, its linear classifier and
@@ -52,9 +55,9 @@ from typing import Any
 from nfpipe.catalog import parse as P
 from nfpipe.catalog.base import NetworkFunction, NodeMaps
 from nfpipe.catalog.filter_compiled import (
-    DEFINE as COMPILED_DEFINE,
     HINT as COMPILED_HINT,
-    compiled_define,
+    compiled_defines,
+    fingerprint,
 )
 from nfpipe.catalog.filter_rfc import (
     DenseLayout,
@@ -292,10 +295,11 @@ class Filter(NetworkFunction):
                 raise SpecError(f"filter: classifier: {classifier} holds at most {LIN_MAX} "
                                 f"entries (one per combination of a rule's sport, dport and "
                                 f"vlan ranges); these rules need more: use auto or tables")
-        self._define: str | None = None
-        if classifier == "compiled":
-            assert self.linear is not None
-            self._define = compiled_define(self.linear)
+        # The linear entries built into the program as well (auto: the rule set it is
+        # built with; a runtime change to other rules runs the scan, see compiled_id).
+        self._defines: dict[str, str] = {}
+        if classifier in ("auto", "compiled") and self.linear is not None:
+            self._defines = compiled_defines(self.linear)
 
     @property
     def tables(self) -> Tables:
@@ -318,8 +322,8 @@ class Filter(NetworkFunction):
         return FilterModel(self)
 
     def build_defines(self) -> dict[str, str]:
-        """A compiled node's rules, as the C its program is built with."""
-        return {} if self._define is None else {COMPILED_DEFINE: self._define}
+        """The rules as the C its program is built with (none for the tables)."""
+        return dict(self._defines)
 
     # --- maps -------------------------------------------------------------------------------
 
@@ -484,7 +488,8 @@ class Filter(NetworkFunction):
                  "ready": ready}
         if t is None:
             assert self.linear is not None
-            return {**value, "linear": 1, "nlin": len(self.linear)}
+            return {**value, "linear": 1, "nlin": len(self.linear),
+                    "compiled_id": fingerprint(self.linear)}
         left = bytes(s[0] for s in t.steps).ljust(8, b"\0")
         right = bytes(s[1] for s in t.steps).ljust(8, b"\0")
         assert layout is not None
@@ -495,7 +500,8 @@ class Filter(NetworkFunction):
                 "dense_base": [d[0] for d in dense], "dense_rows": [d[1] for d in dense],
                 "dense_stride": [d[2] for d in dense],
                 "dir_src": DIR_NONE if layout.src4 is None else base + layout.src4,
-                "dir_dst": DIR_NONE if layout.dst4 is None else base + layout.dst4}
+                "dir_dst": DIR_NONE if layout.dst4 is None else base + layout.dst4,
+                "compiled_id": 0}
 
     # --- counters ----------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """The filter's compiled classifier: a small rule set as straight-line C.
 
-``classifier: compiled`` turns each linear entry (``filter.linear_entries``: a rule,
+``classifier: compiled`` (and ``auto``, for the rule set a node is built with, when it
+fits the linear entries) turns each linear entry (``filter.linear_entries``: a rule,
 or one combination of its port and VLAN ranges) into one ``if`` in the program,
 its values integer constants: what bpfilter does for nftables rules.  Where the
 linear scan reads an entry from the ``lin`` map and tests its ``need`` bits for
@@ -16,10 +17,17 @@ wrapper's (or the fused program's) text, so of the compile cache key: two rule
 sets build two objects, an equal one hits the cache.
 
 The policies (default, fragments, malformed) stay in ``gens``: a change of them is
-a map write; a change of the rules is a new program (``nfpipe deploy`` swaps it in).
+a map write.  A second define, ``NFP_FILTER_COMPILED_ID``, is the fingerprint of the
+generated C (``fingerprint``); the control plane writes the fingerprint of every
+linear generation's entries into ``gens[g].compiled_id``, and the program takes its
+compiled checks only while the two are equal.  So an ``auto`` node whose rules change
+at runtime runs the ``lin`` scan of its new rules (the next build compiles them in);
+a ``compiled`` node's rules change only by a new program (``nfpipe deploy`` swaps it
+in), so it always runs its checks.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 from nfpipe.catalog.filter_rules import (
@@ -42,6 +50,8 @@ from nfpipe.nfabi import Verdict
 
 #: the define bpf/filter.c expands into its compiled classifier
 DEFINE = "NFP_FILTER_COMPILED"
+#: the define holding the fingerprint of the entries built in (gens[g].compiled_id)
+ID_DEFINE = "NFP_FILTER_COMPILED_ID"
 #: what to do instead of a runtime change of a compiled node's rules
 HINT = ("edit the pipeline file and 'nfpipe deploy' it: the node's new program is swapped "
         "in without a gap")
@@ -114,3 +124,16 @@ def compiled_define(entries: Sequence[dict]) -> str:
     checks = [entry_check(e) for e in entries]
     return " \\\n\t".join(["/* compiled rules */", *checks])
 
+
+
+def fingerprint(entries: Sequence[dict]) -> int:
+    """What ``gens[g].compiled_id`` holds for a generation of these linear entries, and
+    ``NFP_FILTER_COMPILED_ID`` for a program built with them: 64 bits of the SHA-256 of
+    their compiled C (equal C, equal checks), never 0 (0 is "the tables")."""
+    digest = hashlib.sha256(compiled_define(entries).encode()).digest()
+    return int.from_bytes(digest[:8], "little") | 1
+
+
+def compiled_defines(entries: Sequence[dict]) -> dict[str, str]:
+    """The defines a program holding *entries* as compiled checks is built with."""
+    return {DEFINE: compiled_define(entries), ID_DEFINE: f"{fingerprint(entries):#x}ULL"}

@@ -30,9 +30,9 @@ def test_demo_end_to_end(capsys):
     # yet, plus retransmissions while neighbours resolve)
     assert report["syns_sent"] >= 1
     assert report["syn_sources"] == {report["client"]: report["syns_sent"]}
-    # the live update: a runtime change of the filter's rules, same programs, port 80 open
+    # the live update: the filter's program, its new rules built in, swapped in; port 80 open
     assert (report["update"], report["revision"], report["same_programs"],
-            report["web_after_update"]) == ("runtime", 2, True, True)
+            report["web_after_update"]) == ("swap", 2, False, True)
     assert not [n for n in namespaces() if f".{report['run_id']}." in n]   # all torn down
 
 

@@ -770,7 +770,7 @@ def test_update_adds_and_drops_interfaces(topo, pipeline_file):
     assert {i["iface"] for i in D.status(name)[0]["interfaces"]} == {eth0.ifname, eth1.ifname}
     f.write_text(f.read_text().replace(f"dport: {BLOCKED_UDP}", "dport: 5001"))
     m3 = D.deploy(f, targets=[eth1], mode="generic")
-    assert m3.update["how"] == "runtime"
+    assert m3.update["how"] == "swap"             # the new rule built into fw's program
     assert m3.update["lines"][-1] == f"  interfaces: -{eth0}"
     assert ids(eth0) == [] and ids(eth1) == [m3.entry_prog_id]
     assert sorted(p.name for p in (D.state_dir(name) / "links").iterdir()) == [link_key(eth1)]

@@ -643,11 +643,12 @@ def test_rfc_steps_are_dense_tables_where_they_fit_and_hash_steps_elsewhere(hook
 
 
 @kernel
-@only("compiled")
+@only("compiled", "auto")
 def test_compiled_node_does_not_read_the_linear_entries(hook, classifier):
-    """A compiled node classifies from its program: with `lin` cleared and its count set
-    to 0, every packet still gets the model's result, and the hits go to the rule's slot
-    (both entries of a rule with two ports count in one)."""
+    """A compiled node (and an auto one, built with rules that fit the linear entries)
+    classifies from its program: with `lin` cleared and its count set to 0, every
+    packet still gets the model's result, and the hits go to the rule's slot (both
+    entries of a rule with two ports count in one)."""
     nf = make(RICH)
     with load_nf(nf, hook) as loaded:
         gen = Filter.active_generation(loaded.maps)
@@ -662,6 +663,43 @@ def test_compiled_node_does_not_read_the_linear_entries(hook, classifier):
             if rule is not None and not (hook == "tc" and tc_test_run_refuses(bytes(pkt))):
                 want[rule] += 1
         assert nf.hits(loaded.maps) == want and sum(want) > 3
+
+
+@kernel
+@only("auto")
+def test_an_auto_node_runs_its_built_in_rules_until_they_change_at_runtime(hook, classifier):
+    """auto builds the rules a node is built with into its program: with `lin` cleared,
+    packets still get their results.  A runtime change to other rules writes another
+    compiled_id, and the scan of the new rules serves; back to the built-in rules, the
+    program's checks serve again."""
+    a = make(RULES_A)
+    built = int(a.build_defines()["NFP_FILTER_COMPILED_ID"].removesuffix("ULL"), 16)
+
+    def clear_lin(maps) -> None:
+        gen = Filter.active_generation(maps)
+        assert maps["gens"][gen]["compiled_id"] == built
+        lin = maps["lin"]
+        for i in range(64):
+            lin[gen * 64 + i] = bytes(lin.value_size)
+        maps["gens"][gen] = {**maps["gens"][gen], "nlin": 0}
+
+    with load_nf(a, hook) as loaded:
+        maps = loaded.maps
+        clear_lin(maps)
+        was = [check(loaded, a, p) for p in UPDATE_PACKETS]
+        b = a.update_rules(maps, {**RULES_B, "classifier": "auto"})
+        assert maps["gens"][Filter.active_generation(maps)]["compiled_id"] not in (0, built)
+        now = [check(loaded, b, p) for p in UPDATE_PACKETS]
+        assert now != was                        # B's rules, not the program's
+        a2 = b.update_rules(maps, a.config)
+        clear_lin(maps)
+        assert [check(loaded, a2, p) for p in UPDATE_PACKETS] == was
+        # past the linear entries: the tables, compiled_id 0, never the program's checks
+        big = b.update_rules(maps, {"classifier": "auto", "default": "port:3",
+                                    "rules": benchmark_rules(200)})
+        assert big.linear is None
+        assert maps["gens"][Filter.active_generation(maps)]["compiled_id"] == 0
+        assert check(loaded, big, BENCH_PACKET) == 5
 
 
 @kernel
@@ -1021,7 +1059,9 @@ def test_compiled_rules_are_part_of_the_wrapper_and_its_cache_key():
     a = text({"classifier": "compiled", **RULES_A})
     assert a == text({"classifier": "compiled", **RULES_A})
     assert a != text({"classifier": "compiled", **RULES_B})
-    assert "NFP_FILTER_COMPILED" in a and "NFP_FILTER_COMPILED" not in text(RULES_A)
+    assert text({"classifier": "auto", **RULES_A}) == a      # auto builds its rules in too
+    for other in ("linear", "tables"):
+        assert "NFP_FILTER_COMPILED" not in text({"classifier": other, **RULES_A})
 
 
 def test_too_complex_names_the_numbers():

@@ -27,12 +27,12 @@ def test_bench_puts_the_firewall_beside_the_hand_written_program(capsys):
     out = json.loads(capsys.readouterr().out)
     names = [c["case"] for c in out["cases"]]
     assert names == ["baseline"] + [f"fw-{k}-{i}" for k in ("udp", "tcp22")
-                                    for i in ("handwritten", "fused", "tailcall", "compiled")]
+                                    for i in ("handwritten", "fused", "tailcall", "linear")]
     ns = {c["case"]: c["ns_per_packet"] for c in out["cases"]}
     rows = {r["packet"]: r for r in out["firewall_vs_handwritten"]}
     assert set(rows) == {"udp", "tcp22"}
     for kind, row in rows.items():
-        for linking in ("fused", "tailcall", "compiled"):
+        for linking in ("fused", "tailcall", "linear"):
             assert row[f"{linking}_over_handwritten_ns"] == pytest.approx(
                 ns[f"fw-{kind}-{linking}"] - ns[f"fw-{kind}-handwritten"])
 

@@ -153,6 +153,7 @@ nodes:
   - id: fw_b
     nf: filter
     config:
+      classifier: linear
       rules: [{action: drop, proto: tcp, dport: 80}, {action: drop, proto: tcp, dport: 22}]
 edges:
   - fw_a.out -> fw_b
@@ -164,7 +165,7 @@ edges:
 @pytest.mark.parametrize("linking", ["tailcall", "fused"])
 @pytest.mark.parametrize("hook", ["xdp", "tc-ingress"])
 def test_a_compiled_filter_beside_a_linear_one(nfpipe_pipeline, hook, linking):
-    """Node fw_a has its rules compiled in, fw_b (the same NF) reads them from its maps:
+    """Node fw_a has its rules compiled in, fw_b (the same NF, linear) reads them from its maps:
     each keeps its own rules, in one fused program too, and counts its own hits."""
     from nfpipe.catalog.filter import Filter
     p = nfpipe_pipeline(TWO_FILTERS, hook=hook, linking=linking)
