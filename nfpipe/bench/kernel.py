@@ -342,7 +342,13 @@ def register_catalog_cases() -> None:
 
 
 def run(selected: list[str] | None = None, *, repeat: int = 200_000, rounds: int = 5,
-        out=sys.stdout, json_output: bool = False) -> list[Result]:
+        loads: int = 3, out=sys.stdout, json_output: bool = False) -> list[Result]:
+    """Each case's median over *loads* loads of every case, *rounds* measurements each.
+
+    A program's cost moves by up to 15 ns from one load of it to the next (the same
+    object: where the JIT puts its image, and so its branches and cache lines, is the
+    difference), and stays there for as long as it is loaded; so every case is loaded
+    again *loads* times and the median is taken over all its samples."""
     if not any(group == "catalog" for group, _ in CASES.values()):
         register_catalog_cases()
     names = [n for n in CASES if not selected or n == "baseline" or
@@ -351,18 +357,20 @@ def run(selected: list[str] | None = None, *, repeat: int = 200_000, rounds: int
             and "baseline-single" not in names:
         names.insert(1, "baseline-single")             # the floor of single-run cases
     samples: dict[str, list] = {n: [] for n in names}
-    with ExitStack() as stack:
-        # Every case loaded first, then measured round-robin: a drift of the machine
-        # (frequency, a neighbour's load) spreads over all cases instead of skewing
-        # whichever ran during it.
-        runners = {n: stack.enter_context(CASES[n][1]()) for n in names}
-        for runner in runners.values():
-            runner(1000)                                    # warm up
-        for _ in range(rounds):
-            for n in names:
-                samples[n].append(runners[n](repeat))
-    results = [Result(n, statistics.median(samples[n]), samples[n],
-                      getattr(runners[n], "note", "")) for n in names]
+    notes: dict[str, str] = {}
+    for _load in range(max(1, loads)):
+        with ExitStack() as stack:
+            # Every case loaded first, then measured round-robin: a drift of the machine
+            # (frequency, a neighbour's load) spreads over all cases instead of skewing
+            # whichever ran during it.
+            runners = {n: stack.enter_context(CASES[n][1]()) for n in names}
+            for runner in runners.values():
+                runner(1000)                                # warm up
+            for _ in range(rounds):
+                for n in names:
+                    samples[n].append(runners[n](repeat))
+            notes = {n: getattr(r, "note", "") for n, r in runners.items()}
+    results = [Result(n, statistics.median(samples[n]), samples[n], notes[n]) for n in names]
     if not json_output:
         base = results[0].ns
         for r in results:

@@ -120,7 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("cases", nargs="*", help="case name prefixes (default: all)")
     b.add_argument("--repeat", type=int, default=200_000)
     b.add_argument("--rounds", type=int, default=None,
-                   help="measurements per case (default: 5)")
+                   help="measurements per case (default: 5; in the kernel: per load)")
+    b.add_argument("--loads", type=int, default=3,
+                   help="in the kernel: each case loaded this many times, its median taken "
+                        "over all (a program's cost moves with where the JIT puts it)")
     b.add_argument("--live", action="store_true",
                    help="live frames on a veth into a device under test: nfpipe beside a "
                         "hand-written program, nftables, iptables and xdp-filter "

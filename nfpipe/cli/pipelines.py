@@ -146,9 +146,10 @@ def cmd_bench(args) -> int:
         rounds = args.rounds or 5
         if not args.json:
             print(f"ns per packet in the kernel (BPF_PROG_TEST_RUN, {args.repeat} repeats, "
-                  f"median of {rounds} rounds); compare the ratios, not the times")
+                  f"median of {rounds} rounds in each of {args.loads} loads); compare the "
+                  f"ratios, not the times")
         results = bench.run(args.cases or None, repeat=args.repeat, rounds=rounds,
-                            json_output=args.json)
+                            loads=args.loads, json_output=args.json)
         base = results[0].ns
         cases = [{"case": r.name, "ns_per_packet": r.ns, "ratio_to_baseline": r.ns / base,
                   "samples": r.samples, **({"note": r.note} if r.note else {})}

@@ -121,11 +121,12 @@ class Pipeline:
                                       name=plan.spec.name, maps=given,
                                       kernel_names=kernel_names(plan.spec.name))
                 except (VerifierError, _KnownTooLarge) as exc:
-                    if isinstance(exc, VerifierError) and (exc.errno != errno.E2BIG or
-                                                           not inlined):
+                    if isinstance(exc, VerifierError) and not (inlined and _too_large(exc)):
                         raise
-                    # Inlined, the pipeline exceeds the verifier's budget: give each
-                    # node its own global function (verified once) and load that.
+                    # Inlined, the pipeline exceeds the verifier's budget (instructions,
+                    # or the stack of one frame holding every node's locals with the
+                    # frame of a function a node calls): give each node its own global
+                    # function (verified once) and load that.
                     if memo is not None and not memo.exists():
                         _remember(memo)
                     obj = Object.load(_sized_all(build.fused_with_calls(), plan),
@@ -383,6 +384,13 @@ def _stat(value) -> dict:
         packets, nbytes = struct.unpack_from("<QQ", value)
         return {"packets": packets, "bytes": nbytes}
     return value
+
+
+def _too_large(exc: VerifierError) -> bool:
+    """Whether the verifier refused a program for its size, not for what it does: past
+    its instruction budget (E2BIG), or a call chain whose frames together take more
+    than the 512 bytes of stack a program has."""
+    return exc.errno == errno.E2BIG or "combined stack size" in (exc.log or "")
 
 
 class _KnownTooLarge(Exception):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 
 import pytest
 
@@ -14,11 +15,14 @@ pytestmark = pytest.mark.kernel
 
 
 def test_bench_json_reports_every_selected_case(capsys):
-    assert main(["bench", "chain1", "--repeat", "200", "--rounds", "1", "--json"]) == 0
+    """Each case loaded --loads times, --rounds samples a load, its median over all."""
+    assert main(["bench", "chain1", "--repeat", "200", "--rounds", "2", "--loads", "3",
+                 "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["case"] for r in rows] == ["baseline", "chain1-tailcall", "chain1-fused"]
     assert rows[0]["ratio_to_baseline"] == 1.0
-    assert all(r["ns_per_packet"] > 0 and len(r["samples"]) == 1 for r in rows)
+    assert all(r["ns_per_packet"] > 0 and len(r["samples"]) == 6 for r in rows)
+    assert all(r["ns_per_packet"] == statistics.median(r["samples"]) for r in rows)
 
 
 def test_bench_puts_the_firewall_beside_the_hand_written_program(capsys):
