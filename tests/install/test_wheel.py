@@ -98,7 +98,7 @@ def test_bench_compares_with_the_hand_written_program_installed(installed, tmp_p
                          "1", "--json").stdout)
     assert [c["case"] for c in out["cases"]] == ["baseline", "fw-udp-handwritten",
                                                  "fw-udp-fused", "fw-udp-tailcall",
-                                                 "fw-udp-compiled"]
+                                                 "fw-udp-linear"]
     [row] = out["firewall_vs_handwritten"]
     assert row["packet"] == "udp" and row["handwritten_ns"] > 0
 
