@@ -206,5 +206,8 @@ def test_pipeline_matches_composed_models(hook, linking):
         stats = pipeline.stats()
         assert all("tail_call_miss" not in row for row in stats.values())
         if linking == "fused":
-            # inlined, six NFs exceed the verifier's budget: each node gets a global function
-            assert pipeline.fused_style == "calls"
+            # inlined, six NFs exceed the verifier's budget with some compilers (the wheel's
+            # clang; clang 19 fits them at tc): then each node gets a global function
+            # (tests/pipeline/test_linking.py forces that), and either way every packet
+            # above got the models' result
+            assert pipeline.fused_style in ("inline", "calls")
