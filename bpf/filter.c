@@ -405,6 +405,13 @@ static __always_inline int NFP_NAME(default)(__u32 gen, const struct nfp_filter_
 	return g->default_action;
 }
 
+/* The tables are missing or not what the control plane writes: count it, abort. */
+static __always_inline int NFP_NAME(nogen)(void)
+{
+	nfp_percpu_inc(&NFP_NAME(stats), NFP_FILTER_ST_NOGEN);
+	return NFP_ABORTED;
+}
+
 #ifndef NFP_FILTER_HELPERS
 #define NFP_FILTER_HELPERS
 /* 1 if x != 0, else 0 (x < 2^63), without a branch: the verifier keeps one state
@@ -599,8 +606,7 @@ static __always_inline int NFP_NAME(tables)(struct nfp_pkt *p, const struct nfp_
 	return *act;
 
 nogen:
-	nfp_percpu_inc(&NFP_NAME(stats), NFP_FILTER_ST_NOGEN);
-	return NFP_ABORTED;
+	return NFP_NAME(nogen)();
 }
 #endif
 
@@ -622,8 +628,7 @@ static NFP_FILTER_BY_MAPS int NFP_NAME(by_maps)(struct nfp_pkt *p,
 		return NFP_NAME(linear)(p, keys, gen, g);
 #ifdef NFP_OFFLOAD
 	/* never written: the control plane keeps offloaded rules linear */
-	nfp_percpu_inc(&NFP_NAME(stats), NFP_FILTER_ST_NOGEN);
-	return NFP_ABORTED;
+	return NFP_NAME(nogen)();
 #else
 	return NFP_NAME(tables)(p, keys, gen, g);
 #endif
@@ -668,6 +673,5 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 	return NFP_NAME(by_maps)(p, &keys, gen, g);
 
 nogen:
-	nfp_percpu_inc(&NFP_NAME(stats), NFP_FILTER_ST_NOGEN);
-	return NFP_ABORTED;
+	return NFP_NAME(nogen)();
 }
