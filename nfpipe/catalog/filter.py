@@ -56,8 +56,8 @@ from nfpipe.catalog import parse as P
 from nfpipe.catalog.base import NetworkFunction, NodeMaps
 from nfpipe.catalog.filter_compiled import (
     HINT as COMPILED_HINT,
+    compiled_checks,
     compiled_defines,
-    fingerprint,
 )
 from nfpipe.catalog.filter_rfc import (
     DenseLayout,
@@ -295,11 +295,10 @@ class Filter(NetworkFunction):
                 raise SpecError(f"filter: classifier: {classifier} holds at most {LIN_MAX} "
                                 f"entries (one per combination of a rule's sport, dport and "
                                 f"vlan ranges); these rules need more: use auto or tables")
-        # The linear entries built into the program as well (auto: the rule set it is
-        # built with; a runtime change to other rules runs the scan, see compiled_id).
-        self._defines: dict[str, str] = {}
-        if classifier in ("auto", "compiled") and self.linear is not None:
-            self._defines = compiled_defines(self.linear)
+        # The linear entries as compiled checks and their fingerprint (gens' compiled_id):
+        # built into the program too under auto and compiled (auto: the rule set it is
+        # built with; a runtime change to other rules runs the scan).
+        self._checks = compiled_checks(self.linear) if self.linear is not None else None
 
     @property
     def tables(self) -> Tables:
@@ -323,7 +322,9 @@ class Filter(NetworkFunction):
 
     def build_defines(self) -> dict[str, str]:
         """The rules as the C its program is built with (none for the tables)."""
-        return dict(self._defines)
+        if self._checks is None or self.classifier not in ("auto", "compiled"):
+            return {}
+        return compiled_defines(*self._checks)
 
     # --- maps -------------------------------------------------------------------------------
 
@@ -440,9 +441,11 @@ class Filter(NetworkFunction):
             _write_array(maps["actions"], new * MAX_RULES, [a & 0xFFFFFFFF for a in acts])
             self._reset_hits(maps, new, max_rules)
         assert local is not None
-        for name, fmt, entries in (("src4", "<IB4s3x", t.src4), ("dst4", "<IB4s3x", t.dst4),
-                                   ("src6", "<IB16s3x", t.src6), ("dst6", "<IB16s3x", t.dst6)):
-            if getattr(local, name, None) is not None:
+        for name, fmt, entries, table in (("src4", "<IB4s3x", t.src4, local.src4),
+                                          ("dst4", "<IB4s3x", t.dst4, local.dst4),
+                                          ("src6", "<IB16s3x", t.src6, None),
+                                          ("dst6", "<IB16s3x", t.dst6, None)):
+            if table is not None:
                 continue                      # an address table in `dense` instead
             _batch(maps[name], [struct.pack(fmt, 8 + pl, new, a) for pl, a, _c in entries],
                    [struct.pack("<I", c) for _pl, _a, c in entries])
@@ -487,9 +490,9 @@ class Filter(NetworkFunction):
                  "fragment_action": self.fragments, "malformed_action": self.malformed,
                  "ready": ready}
         if t is None:
-            assert self.linear is not None
+            assert self.linear is not None and self._checks is not None
             return {**value, "linear": 1, "nlin": len(self.linear),
-                    "compiled_id": fingerprint(self.linear)}
+                    "compiled_id": self._checks[1]}
         left = bytes(s[0] for s in t.steps).ljust(8, b"\0")
         right = bytes(s[1] for s in t.steps).ljust(8, b"\0")
         assert layout is not None

@@ -18,7 +18,7 @@ sets build two objects, an equal one hits the cache.
 
 The policies (default, fragments, malformed) stay in ``gens``: a change of them is
 a map write.  A second define, ``NFP_FILTER_COMPILED_ID``, is the fingerprint of the
-generated C (``fingerprint``); the control plane writes the fingerprint of every
+generated C (``compiled_checks``); the control plane writes the fingerprint of every
 linear generation's entries into ``gens[g].compiled_id``, and the program takes its
 compiled checks only while the two are equal.  So an ``auto`` node whose rules change
 at runtime runs the ``lin`` scan of its new rules (the next build compiles them in);
@@ -125,15 +125,17 @@ def compiled_define(entries: Sequence[dict]) -> str:
     return " \\\n\t".join(["/* compiled rules */", *checks])
 
 
+def compiled_checks(entries: Sequence[dict]) -> tuple[str, int]:
+    """The value of ``NFP_FILTER_COMPILED`` for *entries*, and its fingerprint: what
+    ``gens[g].compiled_id`` holds for a generation of these entries and
+    ``NFP_FILTER_COMPILED_ID`` for a program built with them.  64 bits of the SHA-256
+    of the C (equal C, equal checks), never 0 (0 is "the tables")."""
+    define = compiled_define(entries)
+    digest = hashlib.sha256(define.encode()).digest()
+    return define, int.from_bytes(digest[:8], "little") | 1
 
-def fingerprint(entries: Sequence[dict]) -> int:
-    """What ``gens[g].compiled_id`` holds for a generation of these linear entries, and
-    ``NFP_FILTER_COMPILED_ID`` for a program built with them: 64 bits of the SHA-256 of
-    their compiled C (equal C, equal checks), never 0 (0 is "the tables")."""
-    digest = hashlib.sha256(compiled_define(entries).encode()).digest()
-    return int.from_bytes(digest[:8], "little") | 1
 
-
-def compiled_defines(entries: Sequence[dict]) -> dict[str, str]:
-    """The defines a program holding *entries* as compiled checks is built with."""
-    return {DEFINE: compiled_define(entries), ID_DEFINE: f"{fingerprint(entries):#x}ULL"}
+def compiled_defines(define: str, fingerprint: int) -> dict[str, str]:
+    """The defines a program holding the checks *define* (``compiled_checks``) is built
+    with."""
+    return {DEFINE: define, ID_DEFINE: f"{fingerprint:#x}ULL"}

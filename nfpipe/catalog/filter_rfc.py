@@ -295,8 +295,7 @@ def _similar(t: Tables, like: Tables) -> bool:
     """Whether *t*'s fields split into about as many classes as *like*'s did, so that
     *like*'s plan pairs them as well as a new search would (a changed rule or a few)."""
     return bool(like.plan) and all(
-        abs(t.sizes[f] - like.sizes.get(f, -1)) <= max(2, like.sizes.get(f, 0) // 20)
-        for f in FIELDS)
+        abs(t.sizes[f] - like.sizes[f]) <= max(2, like.sizes[f] // 20) for f in FIELDS)
 
 
 def compile_rules(rules: Sequence[Rule], limit: int = COMBINE_CAPACITY,
