@@ -134,19 +134,63 @@ struct lb_rewrite {
 	__u8 pad;
 };
 
-/* Which addresses may be a VIP's (a packet's destination) or a backend's (a reply's
- * source), so that other traffic takes neither hash lookup (vips: 24-byte keys,
- * rconns: 40): one bit per hash of the address (lb_hint_bit; the control plane's
- * hint_bit computes the same), set before the VIP or backend is written and not
- * cleared while the node runs, so a bit is never missing -- a stale one costs the
- * lookups, never a verdict.  ready 0 (a map not yet written, e.g. one a newer
- * program found beside older maps): every packet takes the lookups. */
-#define LB_HINT_WORDS 512 /* 32768 bits per set */
+/*
+ * The VIPs (and the ADDR_ONLY markers) of one generation: an open-addressing table in
+ * an array, so that finding a packet's VIP is a few inlined array reads instead of a
+ * hash-map lookup (a call, and on this kind of CPU an expensive return).  A key is at
+ * slot lb_vip_slot(seed, key) or one of the LB_VIP_PROBES slots after it; an empty
+ * slot (family 0) ends the search.  The control plane (lb_hash.place_vips) rebuilds a
+ * generation's half whole, with a seed that puts every key within the probes, and
+ * switches to it with one word (vip_gen: seed << 1 | generation).  A table nobody has
+ * written is empty: no VIP.
+ */
+#define LB_VIP_SLOT_BITS 7
+#define LB_VIP_SLOTS (1 << LB_VIP_SLOT_BITS) /* per generation: 2 * LB_MAX_VIPS keys */
+#define LB_VIP_PROBES 4
+
+struct lb_vip_slot {
+	struct lb_vip_key key; /* family 0: an empty slot */
+	struct lb_vip vip;
+};
+
+static __always_inline __u32 lb_vip_mix(__u32 h, __u32 w)
+{
+	h = (h ^ w) * 0x9E3779B1u;
+	return h ^ (h >> 15);
+}
+
+/* The first slot of a key: its words (wire bytes read as little-endian u32s: addr[0..3],
+ * port | proto << 16 | family << 24) chained through a multiply from the seed. */
+static __always_inline __u32 lb_vip_slot(__u32 seed, const struct lb_vip_key *k)
+{
+	__u32 h = seed;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 4; i++)
+		h = lb_vip_mix(h, k->addr[i]);
+	h = lb_vip_mix(h, (__u32)k->port | (__u32)k->proto << 16 | (__u32)k->family << 24);
+	return (h * 0x85EBCA6Bu) >> (32 - LB_VIP_SLOT_BITS);
+}
+
+static __always_inline int lb_vip_key_eq(const struct lb_vip_key *a, const struct lb_vip_key *b)
+{
+	return a->addr[0] == b->addr[0] && a->port == b->port && a->proto == b->proto &&
+	       a->family == b->family && a->addr[1] == b->addr[1] && a->addr[2] == b->addr[2] &&
+	       a->addr[3] == b->addr[3];
+}
+
+/* Which addresses may be a backend's (a reply's source), so that other traffic skips
+ * the rconns lookup (40-byte keys): one bit per hash of the address (lb_hint_bit; the
+ * control plane's hint_bit computes the same), set before the backend is written and
+ * not cleared while the node runs, so a bit is never missing -- a stale one costs the
+ * lookup, never a verdict.  ready 0 (a map not yet written, e.g. one a newer program
+ * found beside older maps): every packet takes the lookup. */
+#define LB_HINT_WORDS 512 /* 32768 bits */
 
 struct lb_hint {
 	__u32 ready;
 	__u32 pad;
-	__u64 vip[LB_HINT_WORDS];
 	__u64 backend[LB_HINT_WORDS];
 };
 
@@ -167,13 +211,22 @@ static __always_inline int lb_hint_has(const __u64 *set, const __be32 *a)
 /* Seed of the flow hash (the control plane's model uses the same). */
 NFP_CONST(__u32, hash_seed) = 0x6c62;
 
-/* VIP (addr, port, proto) -> index; plus ADDR_ONLY markers (port 0). */
+/* gen * LB_VIP_SLOTS + slot -> a VIP (addr, port, proto) and its index, an ADDR_ONLY
+ * marker (port 0), or nothing; see struct lb_vip_slot. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 2 * LB_MAX_VIPS);
-	__type(key, struct lb_vip_key);
-	__type(value, struct lb_vip);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * LB_VIP_SLOTS);
+	__type(key, __u32);
+	__type(value, struct lb_vip_slot);
 } NFP_NAME(vips) SEC(".maps");
+
+/* The vips generation packets use, and its seed: seed << 1 | gen.  Written last. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} NFP_NAME(vip_gen) SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -373,6 +426,61 @@ __noinline int NFP_NAME(rewrite)(nfp_hook_ctx_t *hook, const struct lb_rewrite *
 	return 0;
 }
 
+#ifndef NFP_HOOK_TC
+/* nfp_l4_csum_replace's arithmetic on a checksum in hand (udp: 0 stays "none"). */
+static __always_inline __u16 NFP_NAME(l4_sum)(__u16 sum, __u32 from, __u32 to, int size, int udp)
+{
+	__u16 v;
+
+	if (udp && sum == 0)
+		return 0;
+	v = nfp_csum_update(sum, from, to, size);
+	return udp && v == 0 ? 0xffff : v;
+}
+
+/*
+ * XDP, IPv4 (the common case): NFP_NAME(rewrite)'s stores and checksum updates, in the
+ * same order and so to the same bytes, inline.  A BPF-to-BPF call and its return cost
+ * ~10 ns a packet where returns are mitigated (SRSO, retbleed).  The offsets are read
+ * back from memory and masked, so the verifier goes on from one state whatever
+ * headers the parse walked (which made the inlined general form too costly to verify):
+ * the IPv4 header starts within LB_MAX_L3_OFF and ends within 0x7f.
+ */
+static __always_inline int NFP_NAME(rewrite4)(struct nfp_ctx *ctx, const struct nfp_pkt *p,
+                                              int is_src, __be32 addr, __be16 port)
+{
+	__u32 l3 = *(volatile const __u16 *)&p->l3_off, l4 = *(volatile const __u16 *)&p->l4_off;
+	int tcp = p->l4_proto == IPPROTO_TCP, udp = !tcp;
+	struct iphdr *ip;
+	__be32 *ap, old;
+	__be16 *pp, oldp;
+	__u16 *check;
+	__u8 *h;
+
+	if (l3 > LB_MAX_L3_OFF || l4 > 0x7f)
+		return -1;
+	ip = ctx->data + (l3 & LB_MAX_L3_OFF);
+	h = ctx->data + (l4 & 0x7f);
+	if ((void *)(ip + 1) > ctx->data_end || (void *)(h + 8) > ctx->data_end)
+		return -1;
+	check = (__u16 *)(h + 6);
+	if (tcp) {
+		if ((void *)(h + 20) > ctx->data_end)
+			return -1;
+		check = (__u16 *)(h + 16);
+	}
+	ap = is_src ? &ip->saddr : &ip->daddr;
+	pp = (__be16 *)(is_src ? h : h + 2);
+	old = *ap;
+	oldp = *pp;
+	ip->check = nfp_csum_update(ip->check, old, addr, 4);
+	*ap = addr;
+	*pp = port;
+	*check = NFP_NAME(l4_sum)(NFP_NAME(l4_sum)(*check, old, addr, 4, udp), oldp, port, 2, udp);
+	return 0;
+}
+#endif
+
 /* NFP_NAME(rewrite) of the parsed packet; the context's packet pointers are reloaded. */
 static __always_inline int NFP_NAME(rewrite_pkt)(struct nfp_ctx *ctx, const struct nfp_pkt *p,
                                                  int is_src, const __be32 *old, const __be32 *addr,
@@ -381,6 +489,10 @@ static __always_inline int NFP_NAME(rewrite_pkt)(struct nfp_ctx *ctx, const stru
 	struct lb_rewrite rw = {};
 	int err;
 
+#ifndef NFP_HOOK_TC
+	if (p->l3_proto == ETH_P_IP)
+		return NFP_NAME(rewrite4)(ctx, p, is_src, addr[0], port);
+#endif
 	__builtin_memcpy(rw.old, old, 16);
 	__builtin_memcpy(rw.addr, addr, 16);
 	rw.l3_off = p->l3_off;
@@ -540,14 +652,36 @@ static __always_inline int NFP_NAME(reply)(struct nfp_ctx *ctx, struct nfp_meta 
 
 /* ---- the NF --------------------------------------------------------------------------------- */
 
+/* The VIP (or ADDR_ONLY marker) of key *k in the active generation, or 0. */
+static __always_inline const struct lb_vip *NFP_NAME(find_vip)(const struct lb_vip_key *k)
+{
+	const struct lb_vip_slot *e;
+	__u32 zero = 0, *g, word, base, slot, key;
+	int i;
+
+	g = bpf_map_lookup_elem(&NFP_NAME(vip_gen), &zero);
+	word = g ? *g : 0;
+	base = (word & 1) * LB_VIP_SLOTS;
+	slot = lb_vip_slot(word >> 1, k);
+#pragma unroll
+	for (i = 0; i < LB_VIP_PROBES; i++) {
+		key = base + ((slot + i) & (LB_VIP_SLOTS - 1));
+		e = bpf_map_lookup_elem(&NFP_NAME(vips), &key);
+		if (!e || !e->key.family)
+			return 0;
+		if (lb_vip_key_eq(&e->key, k))
+			return &e->vip;
+	}
+	return 0;
+}
+
 static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_meta *meta)
 {
 	struct nfp_pkt *p = &meta->pkt;
 	struct lb_vip_key vk = {};
-	struct lb_vip *v = 0;
+	const struct lb_vip *v;
 	struct lb_hint *h;
 	__u32 len = nfp_pkt_len(ctx), zero = 0;
-	int maybe_vip, maybe_reply;
 
 	if (nfp_parse(ctx, meta) < 0) {
 		/* Cannot tell whether it is for a VIP, cannot translate it: drop. */
@@ -559,9 +693,6 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 		nfp_percpu_inc(&NFP_NAME(stats), LB_STAT_PASSED);
 		return NFP_PORT(0);
 	}
-	h = bpf_map_lookup_elem(&NFP_NAME(hint), &zero);
-	maybe_vip = !h || !h->ready || lb_hint_has(h->vip, p->daddr);
-	maybe_reply = !h || !h->ready || lb_hint_has(h->backend, p->saddr);
 	__builtin_memcpy(vk.addr, p->daddr, 16);
 	vk.proto = p->l4_proto;
 	vk.family = p->l3_proto == ETH_P_IP ? LB_FAMILY_V4 : LB_FAMILY_V6;
@@ -570,7 +701,7 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 		/* Later fragments carry no ports: no backend can be chosen for them, and
 		 * forwarding only the first would be worse than nothing. */
 		vk.port = 0;
-		if (maybe_vip && bpf_map_lookup_elem(&NFP_NAME(vips), &vk)) {
+		if (NFP_NAME(find_vip)(&vk)) {
 			nfp_percpu_inc(&NFP_NAME(stats), LB_STAT_FRAGMENT);
 			return NFP_DROP;
 		}
@@ -578,11 +709,11 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 		return NFP_PORT(0);
 	}
 	vk.port = p->dport;
-	if (maybe_vip)
-		v = bpf_map_lookup_elem(&NFP_NAME(vips), &vk);
+	v = NFP_NAME(find_vip)(&vk);
 	if (v && !(v->flags & LB_VIP_F_ADDR_ONLY))
 		return NFP_NAME(forward)(ctx, meta, v->index, len);
-	if (!maybe_reply) {
+	h = bpf_map_lookup_elem(&NFP_NAME(hint), &zero);
+	if (h && h->ready && !lb_hint_has(h->backend, p->saddr)) {
 		nfp_percpu_inc(&NFP_NAME(stats), LB_STAT_PASSED);
 		return NFP_PORT(0);
 	}

@@ -29,12 +29,16 @@ from nfpipe.catalog.csum import csum_update
 from nfpipe.catalog.lb_hash import (  # noqa: F401 (maglev_names, _permutation: the API)
     HINT_WORDS,
     M32,
+    VIP_PROBES,
+    VIP_SLOTS,
     _hint_set,
     _permutation,
     flow_hash,
     hint_bit,
     maglev_names,
     maglev_table,
+    place_vips,
+    vip_slot,
 )
 from nfpipe.errors import SpecError
 from nfpipe.kernel import syscall as sc
@@ -405,9 +409,9 @@ class LoadBalancer(NetworkFunction):
         self._apply(maps, self.plan, None)
 
     def _apply(self, maps: NodeMaps, plan: Plan, prev: Plan | None) -> None:
-        # 0. the hint: every address the plan makes a VIP's or a backend's (retired ones
-        #    too: their replies go on) gets its bit before anything names it; bits are
-        #    only added (a stale one costs a lookup, a missing one would lose traffic)
+        # 0. the hint: every address the plan makes a backend's (retired ones too: their
+        #    replies go on) gets its bit before anything names it; bits are only added
+        #    (a stale one costs a lookup, a missing one would lose traffic)
         self._write_hint(maps, plan)
         # 1. backends first: a table may only name ids that exist.
         self._write_backends(maps, plan, prev)
@@ -426,14 +430,11 @@ class LoadBalancer(NetworkFunction):
                                        "reply_packets", "reply_bytes")}
                 maps["vip_stats"][idx] = zero
             maps["active"][idx] = gen                    # the switch: one word
-        # 3. VIP keys: new ones now (their tables are ready), stale ones removed.
+        # 3. VIP keys: the inactive half of the VIP table written whole (their tables
+        #    are ready), then switched to in one word.
         new_keys = self._vip_keys(plan)
-        old_keys = self._vip_keys(prev) if prev is not None else {}
-        for k, val in new_keys.items():
-            if old_keys.get(k) != val:
-                maps["vips"][self._vip_key(k)] = val
-        for k in old_keys.keys() - new_keys.keys():
-            maps["vips"].delete(self._vip_key(k))
+        if prev is None or new_keys != self._vip_keys(prev) or maps["vip_gen"][0] == 0:
+            self._write_vips(maps, new_keys)
         # 4. removed backends: no table names them any more.  One still serving flows of
         #    a VIP that stays is retired (draining: its established connections go on);
         #    the others, and retired ones purged, are cleared.
@@ -451,13 +452,29 @@ class LoadBalancer(NetworkFunction):
                                          "vip": 0}
 
     @staticmethod
+    def _write_vips(maps: NodeMaps, keys: dict[tuple, dict]) -> None:
+        """The VIP table's inactive half: every key placed (``place_vips``) with a seed
+        of its own, every other slot emptied; then ``vip_gen`` (seed << 1 | generation)
+        switches packets to it."""
+        word = maps["vip_gen"][0]
+        gen = (word & 1) ^ 1
+        seed, slots = place_vips(sorted(keys), start=(word >> 1) + 1)
+        empty = {"key": {"addr": [0] * 4, "port": 0, "proto": 0, "family": 0},
+                 "vip": {"index": 0, "flags": 0}}
+        base = gen * VIP_SLOTS
+        for i in range(VIP_SLOTS):
+            k = slots.get(i)
+            maps["vips"][base + i] = empty if k is None else {
+                "key": LoadBalancer._vip_key(k), "vip": keys[k]}
+        maps["vip_gen"][0] = seed << 1 | gen
+
+    @staticmethod
     def _write_hint(maps: NodeMaps, plan: Plan) -> None:
         old = maps["hint"][0]
-        vip = _hint_set(old["vip"], (v.addr for v in plan.vips.values()))
         be = _hint_set(old["backend"], [b.addr for _idx, b in plan.backends.values()] +
                        [b.addr for _bid, _idx, b in plan.retired.values()])
-        if old["ready"] != 1 or vip != old["vip"] or be != old["backend"]:
-            maps["hint"][0] = {"ready": 1, "pad": 0, "vip": vip, "backend": be}
+        if old["ready"] != 1 or be != old["backend"]:
+            maps["hint"][0] = {"ready": 1, "pad": 0, "backend": be}
 
     runtime_keys = frozenset({"vips"})
     map_keys = runtime_keys

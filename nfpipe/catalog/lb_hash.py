@@ -111,6 +111,55 @@ def flow_hash(seed: int, family: int, saddr: bytes, daddr: bytes, sport: int, dp
 
 HINT_WORDS = 512             # LB_HINT_WORDS: 32768 bits per set
 
+# ---- the VIP table: the twin of lb.c's lb_vip_slot, and the placement -------------------
+
+VIP_SLOT_BITS = 7            # LB_VIP_SLOT_BITS
+VIP_SLOTS = 1 << VIP_SLOT_BITS
+VIP_PROBES = 4               # LB_VIP_PROBES
+VIP_KEYS_MAX = VIP_SLOTS // 4  # 2 * LB_MAX_VIPS: a VIP and its ADDR_ONLY marker each
+SEED_TRIES = 4096
+
+# (family, addr (4 or 16 bytes), port, proto): a VIP, or with port 0 an ADDR_ONLY marker
+VipKey = tuple[int, bytes, int, int]
+
+
+def _vip_mix(h: int, w: int) -> int:
+    h = ((h ^ w) * 0x9E3779B1) & M32
+    return h ^ (h >> 15)
+
+
+def vip_slot(seed: int, key: VipKey) -> int:
+    """lb_vip_slot of lb.c: the first slot of *key* in a generation seeded *seed*."""
+    family, addr, port, proto = key
+    h = seed & M32
+    for w in struct.unpack("<4I", addr.ljust(16, b"\0")):
+        h = _vip_mix(h, w)
+    h = _vip_mix(h, int.from_bytes(port.to_bytes(2, "big"), "little") | proto << 16 |
+                 family << 24)
+    return ((h * 0x85EBCA6B) & M32) >> (32 - VIP_SLOT_BITS)
+
+
+def place_vips(keys: list[VipKey], start: int = 1) -> tuple[int, dict[int, VipKey]]:
+    """A seed (31 bits) and slot -> key for *keys* such that each key lies within
+    VIP_PROBES slots of its first one, with no empty slot between (what lb.c's search
+    walks).  Seeds are tried from *start*; keys go in by linear probing, in order."""
+    if len(keys) > VIP_KEYS_MAX:
+        raise ValueError(f"{len(keys)} VIP keys: the table holds {VIP_KEYS_MAX}")
+    for n in range(SEED_TRIES):
+        seed = (start + n) & 0x7FFFFFFF
+        slots: dict[int, VipKey] = {}
+        for k in keys:
+            first = vip_slot(seed, k)
+            at = next((s for s in ((first + i) % VIP_SLOTS for i in range(VIP_PROBES))
+                       if s not in slots), None)
+            if at is None:
+                break
+            slots[at] = k
+        else:
+            return seed, slots
+    raise RuntimeError(f"no seed of {SEED_TRIES} places {len(keys)} VIP keys within "
+                       f"{VIP_PROBES} probes")
+
 
 def hint_bit(addr: bytes) -> int:
     """lb_hint_bit of lb.c: the bit of an address (4 or 16 bytes) in a hint set."""

@@ -794,31 +794,110 @@ def test_updates_are_atomic_per_packet(h):
 
 
 @kernel
-def test_the_hint_spares_other_traffic_the_lookups_and_never_hides_a_vip(h):
-    """The hint (one bit per hash of each VIP and backend address) is what lets other
-    traffic skip the vips and rconns lookups: written with every address's bit, it is
-    consulted (zeroed words with ready set would hide the VIP: shown below on purpose),
-    and a hint nobody wrote (ready 0: maps older than the program) is not trusted."""
+def test_the_hint_spares_other_traffic_the_reply_lookup_and_never_hides_a_backend(h):
+    """The hint (one bit per hash of each backend address) is what lets other traffic
+    skip the rconns lookup: written with every backend's bit, it is consulted (zeroed
+    words with ready set would hide a backend's replies: shown below on purpose), and a
+    hint nobody wrote (ready 0: maps older than the program) is not trusted."""
     hint = h.nf.maps["hint"]
-    want_vip = {L.hint_bit(v.addr) for v in h.lb.plan.vips.values()}
     want_be = {L.hint_bit(b.addr) for _i, b in h.lb.plan.backends.values()}
 
     def bits(words):
         return {w * 64 + i for w, x in enumerate(words) for i in range(64) if x >> i & 1}
 
     got = hint[0]
-    assert got["ready"] == 1
-    assert bits(got["vip"]) == want_vip and bits(got["backend"]) == want_be
-    syn = syn4(4242)
-    result, out = h.run(syn)
-    assert result == 0 and out != syn                          # forwarded to a backend
+    assert got["ready"] == 1 and bits(got["backend"]) == want_be
+    result, out = h.run(syn4(4242))
+    assert result == 0
+    backend = h.backend_of(out)
+    baddr, bport = backend.rsplit(":", 1)
+    reply = bytes(E / IP(src=baddr, dst="192.0.2.10") /
+                  TCP(sport=int(bport), dport=4242, flags="SA"))
+    result, back = h.run(reply)
+    assert result == 0 and IP(back[14:]).src == VIP4        # translated back
     zero = [0] * L.HINT_WORDS
-    hint[0] = {"ready": 1, "pad": 0, "vip": zero, "backend": zero}
-    assert h.nf.run(syn).data == syn                          # trusted: not a VIP
-    hint[0] = {"ready": 0, "pad": 0, "vip": zero, "backend": zero}
-    assert h.nf.run(syn).data == out                          # not trusted: looked up
+    hint[0] = {"ready": 1, "pad": 0, "backend": zero}
+    assert h.nf.run(reply).data == reply                      # trusted: not a backend's
+    hint[0] = {"ready": 0, "pad": 0, "backend": zero}
+    assert h.nf.run(reply).data == back                       # not trusted: looked up
     h.update(config(draining=("10.0.1.1:8080",)))             # any update writes it again
-    assert bits(hint[0]["vip"]) == want_vip and hint[0]["ready"] == 1
+    assert bits(hint[0]["backend"]) == want_be and hint[0]["ready"] == 1
+
+
+def _vip_table(maps) -> tuple[int, int, dict[int, tuple]]:
+    """(generation, seed, slot -> key) of the VIP table half packets use."""
+    word = maps["vip_gen"][0]
+    gen, seed = word & 1, word >> 1
+    slots = {}
+    for i in range(L.VIP_SLOTS):
+        e = maps["vips"][gen * L.VIP_SLOTS + i]
+        k = e["key"]
+        if k["family"]:
+            n = 4 if k["family"] == L.FAMILY_V4 else 16
+            addr = struct.pack("<4I", *k["addr"])[:n]
+            port = int.from_bytes(k["port"].to_bytes(2, "little"), "big")
+            slots[i] = ((k["family"], addr, port, k["proto"]), e["vip"])
+    return gen, seed, slots
+
+
+@kernel
+def test_the_vip_table_holds_every_key_within_its_probes_and_switches_whole(h):
+    """Every VIP and ADDR_ONLY marker of the plan is in the active half, within
+    VIP_PROBES slots of lb_vip_slot with no empty slot before it (what the program
+    walks), and nothing else is; an update writes the other half and switches with one
+    word, so the half before is what packets saw until then (put back, the new VIP is
+    gone again)."""
+    maps = h.nf.maps
+    gen, seed, slots = _vip_table(maps)
+    want = h.lb._vip_keys(h.lb.plan)
+    assert {k: v for k, v in slots.values()} == want and len(want) == 8
+    for at, (k, _v) in slots.items():
+        first = L.vip_slot(seed, k)
+        walk = [(first + i) % L.VIP_SLOTS for i in range(L.VIP_PROBES)]
+        assert at in walk and all(s in slots for s in walk[:walk.index(at)]), (k, at, walk)
+    before = maps["vip_gen"][0]
+    cfg = config()
+    cfg["vips"].append({"vip": "10.100.0.7:8000", "proto": "tcp", "table_size": 101,
+                        "backends": [{"addr": "10.0.7.1:80"}]})
+    pkt = bytes(E / IP(src="192.0.2.10", dst="10.100.0.7") / TCP(sport=1111, dport=8000))
+    h.update(cfg)
+    gen2, _seed2, slots2 = _vip_table(maps)
+    assert gen2 == gen ^ 1 and len(slots2) == 10
+    result, out = h.run(pkt)
+    assert result == 0 and h.backend_of(out) == "10.0.7.1:80"
+    maps["vip_gen"][0] = before                                 # the old half, untouched
+    assert h.nf.run(pkt).data == pkt
+    maps["vip_gen"][0] = (before >> 1 ^ 1) << 1 | gen           # its seed is what finds keys
+    assert h.nf.run(syn4(4242)).data == syn4(4242)
+
+
+def test_vip_placement_keeps_every_key_within_the_probes():
+    """place_vips over full tables (16 VIPs and their 16 markers, IPv4 and IPv6 mixed,
+    and IPv6 VIPs whose addresses fold to the same word): every key within
+    VIP_PROBES of its first slot, none displaced past an empty slot."""
+    rng = random.Random(7)
+    for trial in range(200):
+        keys = set()
+        while len(keys) < 32:
+            fam = rng.choice((4, 6))
+            if trial % 4 == 0:                                 # same xor of the words
+                w = rng.getrandbits(32).to_bytes(4, "big")
+                addr = w * 4 if rng.random() < 0.5 else (w + w + b"\0" * 8)
+                fam = 6
+            else:
+                addr = rng.getrandbits(32 if fam == 4 else 128).to_bytes(
+                    4 if fam == 4 else 16, "big")
+            port, proto = rng.randint(1, 65535), rng.choice((6, 17))
+            keys |= {(fam, addr, port, proto), (fam, addr, 0, proto)}
+        keys = sorted(keys)[:32]
+        seed, slots = L.place_vips(keys)
+        assert sorted(slots.values()) == keys
+        for at, k in slots.items():
+            first = L.vip_slot(seed, k)
+            walk = [(first + i) % L.VIP_SLOTS for i in range(L.VIP_PROBES)]
+            assert at in walk and all(s in slots for s in walk[:walk.index(at)])
+    with pytest.raises(ValueError, match="33 VIP keys"):
+        L.place_vips([(4, i.to_bytes(4, "big"), 80, 6) for i in range(33)])
 
 
 @kernel
