@@ -514,7 +514,7 @@ static __always_inline int NFP_NAME(forward)(struct nfp_ctx *ctx, struct nfp_met
 {
 	struct nfp_pkt *p = &meta->pkt;
 	struct lb_flow flow = {};
-	struct lb_conn *c, conn = {};
+	struct lb_conn *c;
 	struct lb_backend *be = 0, target;
 	struct lb_vip_stats *vs;
 	struct lb_backend_stats *bs;
@@ -565,6 +565,7 @@ static __always_inline int NFP_NAME(forward)(struct nfp_ctx *ctx, struct nfp_met
 	meta->backend = id;
 
 	if (is_new) {
+		struct lb_conn conn = {};
 		struct lb_flow rflow = {};
 		struct lb_rconn r = {};
 
@@ -675,10 +676,22 @@ static __always_inline const struct lb_vip *NFP_NAME(find_vip)(const struct lb_v
 	return 0;
 }
 
+/* The VIP (port 0: the ADDR_ONLY marker) of the packet's destination, or 0.  The key
+ * lives only in here, so that its stack is free for the forward path's. */
+static __always_inline const struct lb_vip *NFP_NAME(vip_of)(const struct nfp_pkt *p, __be16 port)
+{
+	struct lb_vip_key vk = {};
+
+	__builtin_memcpy(vk.addr, p->daddr, 16);
+	vk.port = port;
+	vk.proto = p->l4_proto;
+	vk.family = p->l3_proto == ETH_P_IP ? LB_FAMILY_V4 : LB_FAMILY_V6;
+	return NFP_NAME(find_vip)(&vk);
+}
+
 static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_meta *meta)
 {
 	struct nfp_pkt *p = &meta->pkt;
-	struct lb_vip_key vk = {};
 	const struct lb_vip *v;
 	struct lb_hint *h;
 	__u32 len = nfp_pkt_len(ctx), zero = 0;
@@ -693,23 +706,17 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 		nfp_percpu_inc(&NFP_NAME(stats), LB_STAT_PASSED);
 		return NFP_PORT(0);
 	}
-	__builtin_memcpy(vk.addr, p->daddr, 16);
-	vk.proto = p->l4_proto;
-	vk.family = p->l3_proto == ETH_P_IP ? LB_FAMILY_V4 : LB_FAMILY_V6;
-
 	if (p->flags & NFP_F_FRAG) {
 		/* Later fragments carry no ports: no backend can be chosen for them, and
 		 * forwarding only the first would be worse than nothing. */
-		vk.port = 0;
-		if (NFP_NAME(find_vip)(&vk)) {
+		if (NFP_NAME(vip_of)(p, 0)) {
 			nfp_percpu_inc(&NFP_NAME(stats), LB_STAT_FRAGMENT);
 			return NFP_DROP;
 		}
 		nfp_percpu_inc(&NFP_NAME(stats), LB_STAT_PASSED);
 		return NFP_PORT(0);
 	}
-	vk.port = p->dport;
-	v = NFP_NAME(find_vip)(&vk);
+	v = NFP_NAME(vip_of)(p, p->dport);
 	if (v && !(v->flags & LB_VIP_F_ADDR_ONLY))
 		return NFP_NAME(forward)(ctx, meta, v->index, len);
 	h = bpf_map_lookup_elem(&NFP_NAME(hint), &zero);

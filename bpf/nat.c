@@ -666,7 +666,6 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 	struct nfp_pkt *p = &meta->pkt;
 	struct nfp_nat_key k = {};
 	struct nfp_nat_frag_key fk = {};
-	struct nfp_nat_errfix fix = {};
 	struct nfp_nat_val v, *hit;
 	__be32 ext = bpf_htonl(NFP_CFG(external_ip));
 	int outbound, icmp_type = -1, portless = 0, ttl_low, r;
@@ -714,6 +713,8 @@ static __always_inline int NFP_NAME(process)(struct nfp_ctx *ctx, struct nfp_met
 	if (!outbound && icmp_type == NFP_ICMP_ECHO)
 		return NFP_NAME(untouched)(); /* a ping of external_ip: this host answers */
 	if (icmp_type >= 0 && nfp_nat_icmp_is_error(icmp_type)) {
+		struct nfp_nat_errfix fix = {};
+
 		if (p->flags & NFP_F_FRAG)
 			return NFP_NAME(drop)(NFP_NAT_C_FRAGMENT);
 		fix.want_dir = outbound ? NFP_NAT_REWRITE_SRC : NFP_NAT_REWRITE_DST;

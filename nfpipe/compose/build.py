@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from nfpipe.compose.fused import compile_fused
+from nfpipe.compose.fused import FUSED_PROGRAM, compile_fused
 from nfpipe.compose.nodes import build_nf
 from nfpipe.compose.plan import Plan
 from nfpipe.loader.objspec import ObjectSpec
+from nfpipe.loader.stack import MAX_STACK, stack_depth
 from nfpipe.toolchain import one_look_at_headers, spec_memo
 
 FUSED = "<fused>"          # the key of the fused object in Build.objects
@@ -30,7 +31,7 @@ class Build:
         made once, also when two threads load the build at the same time."""
         with self._lock:
             if self.fused_style != "calls":
-                self.objects[FUSED] = read_spec(compile_fused(self.plan, boundaries=True))
+                self.objects[FUSED] = fused_spec(self.plan, boundaries=True)
                 self.fused_style = "calls"
             return self.objects[FUSED]
 
@@ -45,8 +46,18 @@ def build(plan: Plan) -> Build:
                                 defines=n.defines)
                 out.objects[n.id] = read_spec(path)
         else:
-            out.objects[FUSED] = read_spec(compile_fused(plan))
+            out.objects[FUSED] = fused_spec(plan)
     return out
+
+
+def fused_spec(plan: Plan, boundaries: bool = False) -> ObjectSpec:
+    """The fused program of *plan* (``compile_fused``), its metadata on the stack when
+    every call chain then fits the verifier's 512 bytes, else in the per-CPU map: read
+    off the instructions here, the verifier would say so only after verifying it all."""
+    spec = read_spec(compile_fused(plan, boundaries=boundaries))
+    if stack_depth(spec.programs[FUSED_PROGRAM]) > MAX_STACK:
+        spec = read_spec(compile_fused(plan, boundaries=boundaries, meta_on_stack=False))
+    return spec
 
 
 def read_spec(path) -> ObjectSpec:

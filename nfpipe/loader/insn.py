@@ -60,6 +60,12 @@ def decode(buf: bytes | bytearray, index: int) -> Insn:
     return Insn(op, regs & 0x0F, regs >> 4, off, imm)
 
 
+def fields(buf: bytes | bytearray) -> list[tuple[int, int, int, int, int]]:
+    """Every slot of *buf* as (opcode, dst, src, off, imm): decode without objects, for
+    reading whole programs."""
+    return [(op, regs & 0x0F, regs >> 4, off, imm) for op, regs, off, imm in _INSN.iter_unpack(buf)]
+
+
 def count(buf: bytes | bytearray) -> int:
     return len(buf) // INSN_SIZE
 

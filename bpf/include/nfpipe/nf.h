@@ -746,8 +746,10 @@ static __always_inline void nfp_percpu_inc(void *map, __u32 idx)
 
 /* ---- shared maps of a pipeline ---------------------------------------------------------- */
 
-#ifndef NFP_FUSED
-/* Per-packet metadata in tail-call mode (fused mode keeps it on the stack). */
+#if !defined(NFP_FUSED) || defined(NFP_META_PERCPU)
+/* Per-packet metadata in tail-call mode, and in a fused program whose frame cannot
+ * hold it (compose/fused.py; else it is on the stack).  One value per CPU: a program
+ * runs to its end on the CPU it started on, and does not nest with itself. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
