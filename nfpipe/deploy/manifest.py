@@ -188,8 +188,13 @@ class Manifest:
     # --- the next revision ----------------------------------------------------------------
 
     def next_revision(self, how: str, lines: list[str]) -> Manifest:
-        """A copy of this manifest as the next revision, its history told what changed."""
-        nxt = copy.deepcopy(self)
+        """A copy of this manifest as the next revision, its history told what changed.
+
+        The nodes' configs and states are shared with this revision, not copied (a
+        filter's may hold 10,000 rules): they are values, which an update replaces
+        (``nxt.node(n).config = ...``) and never changes in place."""
+        shared = {id(v): v for n in self.nodes for v in (n.config, n.state) if v is not None}
+        nxt = copy.deepcopy(self, shared)
         nxt.update = None
         nxt.revision = self.revision + 1
         nxt.updated_at = now = time.time()
