@@ -56,6 +56,9 @@ MAX_WEIGHT = 10000
 FAMILY_V4, FAMILY_V6 = 4, 6
 VIP_F_ADDR_ONLY = 1
 BE_F_VALID, BE_F_DRAINING = 1, 2
+# struct lb_vip_slot: key {addr[4], port, proto, family}, vip {index, flags}
+_VIP_SLOT = struct.Struct("<4IHBBII")
+VIP_SLOT_SIZE = _VIP_SLOT.size
 STAT_NAMES = ("malformed", "fragment", "passed", "rewrite_failed")
 PROTOS = {"tcp": P.IPPROTO_TCP, "udp": P.IPPROTO_UDP}
 STATES = ("active", "draining")
@@ -456,16 +459,21 @@ class LoadBalancer(NetworkFunction):
         """The VIP table's inactive half: every key placed (``place_vips``) with a seed
         of its own, every other slot emptied; then ``vip_gen`` (seed << 1 | generation)
         switches packets to it."""
+        if maps["vips"].value_size != VIP_SLOT_SIZE:
+            raise RuntimeError(f"lb: vips holds {maps['vips'].value_size}-byte slots, this "
+                               f"control plane writes {VIP_SLOT_SIZE} (lb.c and lb.py disagree)")
         word = maps["vip_gen"][0]
         gen = (word & 1) ^ 1
         seed, slots = place_vips(sorted(keys), start=(word >> 1) + 1)
-        empty = {"key": {"addr": [0] * 4, "port": 0, "proto": 0, "family": 0},
-                 "vip": {"index": 0, "flags": 0}}
+        vals = bytearray(VIP_SLOT_SIZE * VIP_SLOTS)           # family 0: empty
+        for i, k in slots.items():
+            family, addr, port, proto = k
+            _VIP_SLOT.pack_into(vals, i * VIP_SLOT_SIZE, *_addr16(addr), _be16(port), proto,
+                                family, keys[k]["index"], keys[k]["flags"])
         base = gen * VIP_SLOTS
-        for i in range(VIP_SLOTS):
-            k = slots.get(i)
-            maps["vips"][base + i] = empty if k is None else {
-                "key": LoadBalancer._vip_key(k), "vip": keys[k]}
+        sc.map_update_batch_packed(maps["vips"].fd,
+                                   struct.pack(f"<{VIP_SLOTS}I", *range(base, base + VIP_SLOTS)),
+                                   bytes(vals), VIP_SLOTS)
         maps["vip_gen"][0] = seed << 1 | gen
 
     @staticmethod
