@@ -427,17 +427,6 @@ __noinline int NFP_NAME(rewrite)(nfp_hook_ctx_t *hook, const struct lb_rewrite *
 }
 
 #ifndef NFP_HOOK_TC
-/* nfp_l4_csum_replace's arithmetic on a checksum in hand (udp: 0 stays "none"). */
-static __always_inline __u16 NFP_NAME(l4_sum)(__u16 sum, __u32 from, __u32 to, int size, int udp)
-{
-	__u16 v;
-
-	if (udp && sum == 0)
-		return 0;
-	v = nfp_csum_update(sum, from, to, size);
-	return udp && v == 0 ? 0xffff : v;
-}
-
 /*
  * XDP, IPv4 (the common case): NFP_NAME(rewrite)'s stores and checksum updates, in the
  * same order and so to the same bytes, inline.  A BPF-to-BPF call and its return cost
@@ -450,7 +439,7 @@ static __always_inline int NFP_NAME(rewrite4)(struct nfp_ctx *ctx, const struct 
                                               int is_src, __be32 addr, __be16 port)
 {
 	__u32 l3 = *(volatile const __u16 *)&p->l3_off, l4 = *(volatile const __u16 *)&p->l4_off;
-	int tcp = p->l4_proto == IPPROTO_TCP, udp = !tcp;
+	int tcp = p->l4_proto == IPPROTO_TCP, udp = tcp ? 0 : NFP_CSUM_UDP;
 	struct iphdr *ip;
 	__be32 *ap, old;
 	__be16 *pp, oldp;
@@ -476,7 +465,8 @@ static __always_inline int NFP_NAME(rewrite4)(struct nfp_ctx *ctx, const struct 
 	ip->check = nfp_csum_update(ip->check, old, addr, 4);
 	*ap = addr;
 	*pp = port;
-	*check = NFP_NAME(l4_sum)(NFP_NAME(l4_sum)(*check, old, addr, 4, udp), oldp, port, 2, udp);
+	*check = nfp_l4_csum(nfp_l4_csum(*check, old, addr, NFP_CSUM_PSEUDO | udp | 4), oldp, port,
+	                     udp | 2);
 	return 0;
 }
 #endif

@@ -677,15 +677,28 @@ static __always_inline int nfp_l3_csum_replace(struct nfp_ctx *ctx, __u32 csum_o
 #endif
 }
 
+/* A TCP/UDP/ICMP checksum `sum` after a field changed from `from` to `to` (flags as
+ * nfp_l4_csum_replace's; the pseudo-header flag makes no difference to the sum). */
+static __always_inline __u16 nfp_l4_csum(__u16 sum, __u32 from, __u32 to, int flags)
+{
+	__u16 v;
+
+	if ((flags & NFP_CSUM_UDP) && sum == 0)
+		return 0; /* UDP without checksum stays without */
+	v = nfp_csum_update(sum, from, to, flags & 0xf);
+	if ((flags & NFP_CSUM_UDP) && v == 0)
+		v = 0xffff; /* 0 would mean "no checksum" */
+	return v;
+}
+
 /* The TCP/UDP/ICMP checksum at `csum_off` after a field changed from `from` to
  * `to`.  In TC this uses the kernel helper, which also keeps skb->csum right for
  * CHECKSUM_COMPLETE and CHECKSUM_PARTIAL packets. */
 static __always_inline int nfp_l4_csum_replace(struct nfp_ctx *ctx, __u32 csum_off, __u32 from,
                                                __u32 to, int flags)
 {
-	int size = flags & 0xf;
 #ifdef NFP_HOOK_TC
-	__u64 f = size;
+	__u64 f = flags & 0xf;
 
 	if (flags & NFP_CSUM_PSEUDO)
 		f |= BPF_F_PSEUDO_HDR;
@@ -697,16 +710,10 @@ static __always_inline int nfp_l4_csum_replace(struct nfp_ctx *ctx, __u32 csum_o
 	return 0;
 #else
 	__u16 *sum = nfp_ptr(ctx, csum_off, 2);
-	__u16 v;
 
 	if (!sum)
 		return -1;
-	if ((flags & NFP_CSUM_UDP) && *sum == 0)
-		return 0; /* UDP without checksum stays without */
-	v = nfp_csum_update(*sum, from, to, size);
-	if ((flags & NFP_CSUM_UDP) && v == 0)
-		v = 0xffff; /* 0 would mean "no checksum" */
-	*sum = v;
+	*sum = nfp_l4_csum(*sum, from, to, flags);
 	return 0;
 #endif
 }
