@@ -403,11 +403,6 @@ class LoadBalancer(NetworkFunction):
                            {"index": plan.vip_index[k], "flags": VIP_F_ADDR_ONLY})
         return out
 
-    @staticmethod
-    def _vip_key(k: tuple) -> dict:
-        family, addr, port, proto = k
-        return {"addr": _addr16(addr), "port": _be16(port), "proto": proto, "family": family}
-
     def populate(self, maps: NodeMaps) -> None:
         self._apply(maps, self.plan, None)
 

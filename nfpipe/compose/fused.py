@@ -78,16 +78,16 @@ def fused_source(plan: Plan, *, boundaries: bool = False,
                   f"int nfp_node_{n.id}({ctx_type} *hook, struct nfp_meta *meta)", "{",
                   "\tstruct nfp_ctx ctx;", "", "\tif (!meta)", "\t\treturn NFP_ABORTED;",
                   "\tnfp_ctx_init(&ctx, hook);", f"\treturn {n.id}__process(&ctx, meta);", "}"]
+    if on_stack:
+        decls, take_meta = ["\tstruct nfp_meta meta_ = {}, *meta = &meta_;", "\t__u32 len;"], []
+    else:
+        decls = ["\tstruct nfp_meta *meta;", "\t__u32 len, zero = 0;"]
+        take_meta = ["\tmeta = bpf_map_lookup_elem(&nfp_meta_map, &zero);", "\tif (!meta)",
+                     "\t\treturn nfp_hook_verdict(&ctx, 0, NFP_ABORTED);",
+                     "\t__builtin_memset(meta, 0, sizeof(*meta));"]
     lines += ["", 'SEC(NFP_HOOK_NAME)', f"int {FUSED_PROGRAM}({ctx_type} *hook)", "{",
-              "\tstruct nfp_ctx ctx;",
-              "\tstruct nfp_meta meta_ = {}, *meta = &meta_;" if on_stack else
-              "\tstruct nfp_meta *meta;", "\t__u32 len;" if on_stack else "\t__u32 len, zero = 0;",
-              "\tint r;", "", "\tnfp_ctx_init(&ctx, hook);"]
-    if not on_stack:
-        lines += ["\tmeta = bpf_map_lookup_elem(&nfp_meta_map, &zero);", "\tif (!meta)",
-                  "\t\treturn nfp_hook_verdict(&ctx, 0, NFP_ABORTED);",
-                  "\t__builtin_memset(meta, 0, sizeof(*meta));"]
-    lines += ["\tlen = nfp_opaque(nfp_pkt_len(&ctx)); /* now, not after the nodes */"]
+              "\tstruct nfp_ctx ctx;", *decls, "\tint r;", "", "\tnfp_ctx_init(&ctx, hook);",
+              *take_meta, "\tlen = nfp_opaque(nfp_pkt_len(&ctx)); /* now, not after the nodes */"]
     if resume:
         lines += ["\tswitch (nfp_resume(&ctx, meta)) {"]
         lines += [f"\tcase {plan.nodes[r].index}: goto node_{r};" for r in sorted(resume)]
