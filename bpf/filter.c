@@ -12,11 +12,16 @@
  *             (256 = not IP, 257 + p = protocol p behind an AH header),
  *             src/dst port: array (65536 = "no ports"), TCP flags: array
  *             (256 = "not TCP"), outer VLAN id: array (4096 = untagged)
- *   phase 1+  six pairwise combinations through one hash map
+ *   cross     the fields with few classes between them crossed in one table
+ *             of `dense` (the index: each field's class times its stride,
+ *             summed): the class of all of them in one read
+ *   phase 1+  up to six pairwise combinations of what is left, each a table
+ *             of `dense` where it fits, else through one hash map
  *             (gen, step, class_a, class_b) -> class; the plan (which classes
- *             step i combines) is chosen by the control plane; the last step
- *             yields the index of the first matching rule.  A missing entry
- *             means "no rule matches": the default action.
+ *             step i combines, which fields are crossed) is chosen by the
+ *             control plane; the last step (or the cross table, when it holds
+ *             every field) yields the index of the first matching rule.  A
+ *             missing entry means "no rule matches": the default action.
  *
  * Small rule sets (at most NFP_FILTER_LIN_MAX entries once each rule's port and
  * VLAN ranges are expanded) take a second classifier, chosen per generation by
@@ -52,6 +57,7 @@
 #define NFP_FILTER_FIELDS 7 /* sa, da, proto, sport, dport, flags, vlan */
 #define NFP_FILTER_STEPS (NFP_FILTER_FIELDS - 1)
 #define NFP_FILTER_SLOTS 16   /* fields + combination results, rounded up */
+#define NFP_FILTER_CROSS 15   /* the slot of the cross table's class */
 #define NFP_FILTER_NPROTO 513 /* 0..255, 256 = not IP, 257 + p: p after AH */
 #define NFP_FILTER_VIA_AH 257
 #define NFP_FILTER_NPORT 65537           /* 0..65535, 65536 = no ports */
@@ -148,6 +154,16 @@ struct nfp_filter_gen {
 	 * next byte indexes the 256 cells at base + o, and so on, four bytes at most. */
 	__u32 dir_src;
 	__u32 dir_dst;
+	/* The cross table: the fields with a nonzero stride, crossed in one table of
+	 * `dense` of cross_cells cells from cell cross_base; the class of the packet's
+	 * fields is at cross_base + the sum of each field's class times its stride (0
+	 * cells: no cross table).  Then nsteps combination steps; the first matching
+	 * rule is in slot `result` (the last step's, or the cross table's). */
+	__u32 cross_base;
+	__u32 cross_cells;
+	__u32 cross_stride[NFP_FILTER_FIELDS];
+	__u32 nsteps;
+	__u32 result;
 	/* The fingerprint of this generation's linear entries (nonzero), or 0: the tables.
 	 * Equal to NFP_FILTER_COMPILED_ID, the entries are the ones built into the program. */
 	__u64 compiled_id;
@@ -560,13 +576,36 @@ static __always_inline int NFP_NAME(tables)(struct nfp_pkt *p, const struct nfp_
 	    NFP_NAME(field)(&NFP_NAME(vlan), gen, NFP_FILTER_NVLAN, keys->vlan, &cls[6]))
 		goto nogen;
 
-	/* Phases 1..6: combine two classes at a time, in the generation's plan order. */
+	/* The fields the control plane crossed: one read of their cross table. */
+	if (g->cross_cells) {
+		__u32 idx = 0, key;
+		struct nfp_filter_cells *cells;
+
+#pragma unroll
+		for (i = 0; i < NFP_FILTER_FIELDS; i++)
+			idx += cls[i] * g->cross_stride[i];
+		if (idx >= g->cross_cells)
+			goto nogen; /* a class past its count: not the control plane's */
+		idx += g->cross_base;
+		key = idx / NFP_FILTER_DENSE_CHUNK;
+		cells = bpf_map_lookup_elem(&NFP_NAME(dense), &key);
+		if (!cells)
+			goto nogen;
+		idx = cells->c[idx & (NFP_FILTER_DENSE_CHUNK - 1)];
+		if (idx == NFP_FILTER_NO_MATCH)
+			return NFP_NAME(default)(gen, g);
+		cls[NFP_FILTER_CROSS] = idx;
+	}
+
+	/* Then combine two classes at a time, in the generation's plan order. */
 #pragma unroll
 	for (i = 0; i < NFP_FILTER_STEPS; i++) {
 		struct nfp_filter_ckey k;
 		__u32 *c, stride = g->dense_stride[i], idx;
 		struct nfp_filter_cells *cells;
 
+		if (i >= g->nsteps)
+			break;
 		k.gen_step = gen << 8 | i;
 		k.a = cls[g->left[i] & (NFP_FILTER_SLOTS - 1)];
 		k.b = cls[g->right[i] & (NFP_FILTER_SLOTS - 1)];
@@ -598,7 +637,7 @@ static __always_inline int NFP_NAME(tables)(struct nfp_pkt *p, const struct nfp_
 	}
 
 	rule = gen * NFP_FILTER_MAX_RULES +
-	       (cls[NFP_FILTER_FIELDS + NFP_FILTER_STEPS - 1] & (NFP_FILTER_MAX_RULES - 1));
+	       (cls[g->result & (NFP_FILTER_SLOTS - 1)] & (NFP_FILTER_MAX_RULES - 1));
 	act = bpf_map_lookup_elem(&NFP_NAME(actions), &rule);
 	if (!act)
 		goto nogen;

@@ -417,13 +417,17 @@ class Filter(NetworkFunction):
         rcu_barrier()
         half = 0
         local = None                          # the dense tables, in the generation's half
+        # A program built before the cross table (its `gens` without one) runs six steps.
+        crosses = "cross_cells" in getattr(gens.value_codec, "keys", ())
         if t is not None:
             half = maps["dense"].max_entries // 2 * DENSE_CHUNK      # cells
+            if t.cross_table is not None and (not crosses or len(t.cross_table) > half):
+                t = compile_rules(self.rules, self.max_table_entries, dense=half, cross=False)
             local = dense_layout(t, half)
-        gens[new] = self._gen_value(t, 0, max_rules, local, new * half)
+        gens[new] = self._gen_value(t, 0, max_rules, local, new * half, crosses)
         if lin is not None:
             self._install_linear(maps, new, lin, lin_max, max_rules)
-            gens[new] = self._gen_value(t, 1, max_rules, local, new * half)
+            gens[new] = self._gen_value(t, 1, max_rules, local, new * half, crosses)
             active[0] = new
             return new
         # Generation-tagged entries of the hash map and the tries: delete the stale ones.
@@ -461,7 +465,7 @@ class Filter(NetworkFunction):
         cells.extend([NO_MATCH] * (-len(cells) % DENSE_CHUNK))      # whole elements
         _write_packed(maps["dense"], new * half // DENSE_CHUNK, cells,
                       len(cells) // DENSE_CHUNK)
-        gens[new] = self._gen_value(t, 1, max_rules, local, new * half)
+        gens[new] = self._gen_value(t, 1, max_rules, local, new * half, crosses)
         active[0] = new                       # the flip: one 4-byte store
         return new
 
@@ -480,9 +484,11 @@ class Filter(NetworkFunction):
             _batch(h, [struct.pack("<I", gen * max_rules + i) for i in range(n)], [zero] * n)
 
     def _gen_value(self, t: Tables | None, ready: int, max_rules: int,
-                   layout: DenseLayout | None = None, base: int = 0) -> dict:
+                   layout: DenseLayout | None = None, base: int = 0,
+                   crosses: bool = True) -> dict:
         """A generation's `gens` value; *layout*'s offsets are from cell *base* of `dense`
-        (the start of the generation's half)."""
+        (the start of the generation's half).  Without *crosses* (a program built before
+        the cross table) it has no cross table and always six steps."""
         catch_all = next((r.index for r in self.rules if r.matches_all), None)
         dflt = self.default if catch_all is None else self.rules[catch_all].action
         drule = max_rules if catch_all is None else catch_all
@@ -498,6 +504,11 @@ class Filter(NetworkFunction):
         assert layout is not None
         dense = [(base + lay[0], lay[1], lay[2]) if lay else (0, 0, 0) for lay in layout.steps]
         dense += [(0, 0, 0)] * (NFIELDS - 1 - len(dense))
+        if crosses:
+            cross = t.cross_table
+            value.update(cross_base=0 if layout.cross is None else base + layout.cross,
+                         cross_cells=0 if cross is None else len(cross),
+                         cross_stride=t.cross_strides, nsteps=len(t.steps), result=t.result)
         return {**value, "noaddr_src": t.noaddr_src, "noaddr_dst": t.noaddr_dst, "left": left,
                 "right": right, "linear": 0, "nlin": 0, "fixed": t.fixed,
                 "dense_base": [d[0] for d in dense], "dense_rows": [d[1] for d in dense],

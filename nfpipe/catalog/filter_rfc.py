@@ -1,10 +1,12 @@
 """Recursive Flow Classification for the filter: a rule set compiled into the tables
 one generation of its maps holds (``compile_rules`` -> ``Tables``): one
-equivalence-class lookup per field, then six pairwise combinations, the last one
-naming the first matching rule.  See docs/nf/filter.md.
+equivalence-class lookup per field, the fields with few classes crossed in one table,
+then pairwise combinations of what is left, the last one naming the first matching
+rule.  See docs/nf/filter.md.
 """
 from __future__ import annotations
 
+import math
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,6 +14,8 @@ from dataclasses import dataclass, field
 from nfpipe.catalog.filter_rules import (
     AH,
     COMBINE_CAPACITY,
+    CROSS_MAX,
+    CROSS_SLOT,
     DENSE_MAX,
     DIR_NEXT,
     FIELDS,
@@ -93,6 +97,12 @@ class Tables:
     sizes: dict = field(default_factory=dict)    # table name -> entries (for reports)
     # per step, the fields of its two sides: what a similar rule set's compile can follow
     plan: list = field(default_factory=list)
+    # the fields crossed in one table (FIELDS indexes), each field's stride in its index,
+    # and its cells: a class (the first matching rule where it is the result), NO_MATCH
+    cross: tuple = ()
+    cross_strides: list = field(default_factory=lambda: [0] * NFIELDS)
+    cross_table: array | None = None
+    result: int = 2 * NFIELDS - 2                # the slot holding the first matching rule
 
     @property
     def combine_entries(self) -> int:
@@ -199,6 +209,45 @@ class _Compiler:
         table[absent] = ids[-1]
         return node, table
 
+    # --- crossing --------------------------------------------------------------------------
+
+    def cross(self, nodes: Sequence[_Node], fields: Sequence[int],
+              final: bool) -> tuple[_Node, array, list[int]]:
+        """The cross table of *fields*: a cell for every combination of their classes, at
+        the sum of each class times its field's stride.  A cell holds the class of the
+        combination's rules (trimmed), or with *final* its first rule; NO_MATCH where
+        no rule is left.  (node, cells, strides by field)"""
+        trim = self.trimmer(frozenset(fields))
+        strides = [0] * NFIELDS
+        size = 1
+        for f in reversed(fields):
+            strides[f] = size
+            size *= len(nodes[f].classes)
+        table = array("I", [NO_MATCH]) * size
+        ids: dict[int, int] = {}
+        last = len(fields) - 1
+
+        def walk(k: int, acc: int, base: int) -> None:
+            f = fields[k]
+            stride = strides[f]
+            for i, b in enumerate(nodes[f].classes):
+                x = acc & b
+                if not x:
+                    continue                # no rule left: the whole subtree is NO_MATCH
+                if k < last:
+                    walk(k + 1, x, base + i * stride)
+                    continue
+                x = trim(x)
+                if final:
+                    table[base + i * stride] = _lowest(x)
+                    continue
+                cid = ids.get(x)
+                if cid is None:
+                    cid = ids[x] = len(ids)
+                table[base + i * stride] = cid
+        walk(0, self.all, 0)
+        return _Node(frozenset(fields), list(ids), CROSS_SLOT), table, strides
+
     # --- combining -------------------------------------------------------------------------
 
     def columns(self, B: _Node):
@@ -299,8 +348,17 @@ def _similar(t: Tables, like: Tables) -> bool:
 
 
 def compile_rules(rules: Sequence[Rule], limit: int = COMBINE_CAPACITY,
-                  like: Tables | None = None) -> Tables:
+                  like: Tables | None = None, *, dense: int = DENSE_MAX // 2,
+                  cross: bool = True) -> Tables:
     """Build the tables of one generation; SpecError when they would exceed *limit* entries.
+
+    The fields with the fewest classes are crossed in one table (``cross``: at most
+    CROSS_MAX cells, counted in *limit*; the fields of one class always among them), which takes the
+    place of their combination steps; the rest is combined step by step.  The crossed
+    plan is kept only if all its tables fit *dense* cells (the generation's half of
+    the dense map): then every lookup of the packet is an array read, and fewer of
+    them than the plan without it needs.  Else (or without *cross*) every field is
+    combined step by step.
 
     *like*: the tables of a rule set this one is likely a small change of (the last one
     the node had).  If its fields split into as many classes, within 5%, its plan is
@@ -324,10 +382,59 @@ def compile_rules(rules: Sequence[Rule], limit: int = COMBINE_CAPACITY,
         t.steps = [(0, 1, [])] + [(NFIELDS + s, NFIELDS + s, []) for s in range(NFIELDS - 2)]
         t.shapes = [(0, 0)] * len(t.steps)          # in the hash map: no entries at all
         return t
-    if like is not None and _similar(t, like) and _steps(c, t, nodes, limit, like):
+    fields = _cross_fields(nodes, like) if cross else ()
+    if fields and _crossed(c, t, nodes, fields, limit, like, dense):
+        return t
+    if like is not None and not like.cross and _similar(t, like) and \
+            _steps(c, t, nodes, limit, like):
         return t
     _steps(c, t, nodes, limit, None)
     return t
+
+
+def _cross_fields(nodes: Sequence[_Node], like: Tables | None) -> tuple[int, ...]:
+    """The fields to cross: those of one class (free), then the fewest-classed ones
+    while their table stays within CROSS_MAX cells; () if that is fewer than two.  The
+    fields *like* crossed, while they still fit, so that its plan can be followed."""
+    if like is not None and like.cross and math.prod(
+            len(nodes[f].classes) for f in like.cross) <= CROSS_MAX:
+        return like.cross
+    chosen, cells = [], 1
+    for f in sorted(range(NFIELDS), key=lambda f: (len(nodes[f].classes), f)):
+        cells *= len(nodes[f].classes)
+        if cells > CROSS_MAX:
+            break
+        chosen.append(f)
+    return tuple(sorted(chosen)) if len(chosen) >= 2 else ()
+
+
+def _crossed(c: _Compiler, t: Tables, nodes: list[_Node], fields: tuple[int, ...],
+             limit: int, like: Tables | None, dense: int) -> bool:
+    """The plan with *fields* crossed into *t*; False (and *t* without it) when its
+    tables would not all fit *dense* cells or break the limit."""
+    rest = [nd for nd in nodes if nd.slot not in fields]
+    if math.prod(len(nodes[f].classes) for f in fields) > limit:
+        return False                         # its cells count as table entries too
+    node, table, strides = c.cross(nodes, fields, final=not rest)
+    limit -= len(table)
+    t.cross, t.cross_table, t.cross_strides = fields, table, strides
+    t.sizes["cross"] = len(table)
+    cells = len(table) + sum(len(a) for a in (t.src4_table, t.dst4_table) if a is not None)
+    try:
+        if not rest:
+            t.plan, t.steps, t.shapes = [], [], []
+            t.result = CROSS_SLOT
+        elif not (like is not None and like.cross == fields and _similar(t, like) and
+                  _steps(c, t, rest + [node], limit, like)):
+            _steps(c, t, rest + [node], limit, None)
+        cells += sum(rows * cols for rows, cols in t.shapes)
+    except SpecError:
+        cells = dense + 1                    # too complex this way: perhaps not the other
+    if cells <= dense:
+        return True
+    t.cross, t.cross_table, t.cross_strides = (), None, [0] * NFIELDS
+    del t.sizes["cross"]
+    return False
 
 
 def _phase0(c: _Compiler, t: Tables) -> list[_Node]:
@@ -402,6 +509,7 @@ def _steps(c: _Compiler, t: Tables, nodes: list[_Node], limit: int,
         nodes = [nd for k, nd in enumerate(nodes) if k not in (x, y)] + [node]
         del A, B
         step += 1
+    t.result = NFIELDS + len(t.steps) - 1
     return True
 
 
@@ -467,6 +575,7 @@ class DenseLayout:
     steps: list
     src4: int | None = None
     dst4: int | None = None
+    cross: int | None = None        # the cross table's offset (it is always dense)
     used: int = 0                   # cells, from the half's start
 
 
@@ -479,6 +588,11 @@ def dense_layout(t: Tables, capacity: int) -> DenseLayout:
     items += [(rows * cols, s) for s, (rows, cols) in enumerate(t.shapes) if rows and cols]
     out = DenseLayout([None] * len(t.steps))
     used = 0
+    if t.cross_table is not None:       # first: it has no other place
+        if len(t.cross_table) > capacity:
+            raise ValueError(f"filter: a cross table of {len(t.cross_table)} cells "
+                             f"in {capacity}")
+        out.cross, used = 0, len(t.cross_table)
     for size, what in sorted(items, key=lambda i: (i[0], str(i[1]))):
         if used + size > capacity:
             continue
@@ -496,6 +610,8 @@ def dense_cells(t: Tables, layout: DenseLayout) -> array:
     entry, else its row default, else NO_MATCH (no rule: the default action), as in the
     hash map."""
     cells = array("I", [NO_MATCH]) * layout.used
+    if layout.cross is not None and t.cross_table is not None:
+        cells[layout.cross:layout.cross + len(t.cross_table)] = t.cross_table
     for off, table in ((layout.src4, t.src4_table), (layout.dst4, t.dst4_table)):
         if off is not None and table is not None:
             cells[off:off + len(table)] = table

@@ -602,15 +602,18 @@ class _SmallDense(Filter):
 @kernel
 def test_rfc_steps_are_dense_tables_where_they_fit_and_hash_steps_elsewhere(hook):
     """The RFC steps whose class counts multiply to what the dense map holds are array
-    cells, the others hash entries; an address field no rule tells apart is not looked
+    cells, the others hash entries; where the dense map holds the fields' cross table,
+    that one read replaces the steps; an address field no rule tells apart is not looked
     up.  Every packet's result is still the model's, through each mix of both, and an
     update moves the layout to the other generation's half."""
-    from nfpipe.catalog.filter_rules import DIR_NONE, FIXED_DST
+    from nfpipe.catalog.filter import _compiled
+    from nfpipe.catalog.filter_rules import CROSS_SLOT, DIR_NONE, FIXED_DST
     rng = random.Random(0xDE45E)
     rules = [r for r in random_rules(rng, 40) if "dst" not in r]
     cfg = {"default": "port:3", "fragments": "l3", "classifier": "tables", "rules": rules}
     for cells in (128, 1 << 20):
         _SmallDense.cells = cells
+        _compiled.clear()           # no earlier rule set's crossed fields to follow
         nf = _SmallDense(cfg)
         model = nf.model()
         with load_nf(nf, hook) as loaded:
@@ -622,12 +625,21 @@ def test_rfc_steps_are_dense_tables_where_they_fit_and_hash_steps_elsewhere(hook
                 gen = Filter.active_generation(maps)
                 g = maps["gens"][gen]
                 assert g["linear"] == 0 and g["fixed"] & FIXED_DST    # no rule names dst
-                dense = [i for i, st in enumerate(g["dense_stride"][:6]) if st]
-                if cells == 128:
-                    assert 0 < len(dense) < 6, g            # some steps each way
-                else:
-                    assert len(dense) == 6, g
+                dense = [i for i, st in enumerate(g["dense_stride"][:g["nsteps"]]) if st]
                 half = maps["dense"].max_entries // 2 * 64        # cells
+                if cells == 128:
+                    # no room for the cross table (2520 cells): six steps, some each way
+                    assert g["cross_cells"] == 0 and g["nsteps"] == 6, g
+                    assert 0 < len(dense) < 6, g
+                else:
+                    # the fields crossed in one table (alone, every field: 2520 cells
+                    # holding the first rule), the steps left all dense
+                    t = nf.tables
+                    n = len(t.cross_table)
+                    assert n and g["cross_cells"] == n and g["nsteps"] == len(t.steps), g
+                    assert len(dense) == len(t.steps) < 6, g
+                    assert g["result"] == (CROSS_SLOT if not t.steps else 6 + len(t.steps)), g
+                    assert gen * half <= g["cross_base"] <= (gen + 1) * half - n, g
                 assert all(gen * half <= g["dense_base"][i] < (gen + 1) * half for i in dense)
                 # the IPv4 sources by their table where it fits (the trie in 128 cells)
                 if cells == 128:
@@ -865,6 +877,7 @@ def test_ipv4_address_table_gives_the_longest_prefix_class(seed, classifier):
 def eval_tables(nf: Filter, t, data: bytes) -> int:
     """What bpf/filter.c computes from the tables (for the kernel-free test above)."""
     from nfpipe.catalog.filter import FRAG_L3, ROW_DEFAULT
+    from nfpipe.catalog.filter_rules import CROSS_SLOT, NO_MATCH
     p = P.parse_packet(data)
     if p.incomplete:
         return DROP
@@ -897,14 +910,20 @@ def eval_tables(nf: Filter, t, data: bytes) -> int:
     cls.append(t.flags[p.tcp_flags if p.has_l4 and p.l4_proto == 6 else 256])
     cls.append(t.vlan[p.vlan[0] if p.vlan_depth else 4096])
     dflt = nf.default if t.catch_all is None else nf.rules[t.catch_all].action
-    for left, right, entries in t.steps:
+    slots = dict(enumerate(cls))
+    if t.cross_table is not None:
+        v = t.cross_table[sum(c * stride for c, stride in zip(cls, t.cross_strides))]
+        if v == NO_MATCH:
+            return dflt
+        slots[CROSS_SLOT] = v
+    for i, (left, right, entries) in enumerate(t.steps):
         table = {(a, b): v for a, b, v in entries}
-        key = (cls[left], cls[right])
-        v = table.get(key, table.get((cls[left], ROW_DEFAULT)))
+        key = (slots[left], slots[right])
+        v = table.get(key, table.get((slots[left], ROW_DEFAULT)))
         if v is None:
             return dflt
-        cls.append(v)
-    return nf.rules[cls[-1]].action
+        slots[len(cls) + i] = v
+    return nf.rules[slots[t.result]].action
 
 
 # ---- atomic updates ------------------------------------------------------------------------------
@@ -1065,14 +1084,15 @@ def test_compiled_rules_are_part_of_the_wrapper_and_its_cache_key():
 
 
 def test_too_complex_names_the_numbers():
-    # every dst-only rule meets every src-only rule: a 50 x 50 cross product
-    rules = [{"action": "allow", "dst": f"10.1.{i}.0/24", "proto": "tcp"} for i in range(50)] + \
-            [{"action": "drop", "src": f"10.0.{i}.0/24", "proto": "tcp"} for i in range(50)]
+    # every dst-only rule meets every src-only rule: a 150 x 150 cross product (past
+    # what one cross table holds, so it is combined as a step)
+    rules = [{"action": "allow", "dst": f"10.1.{i}.0/24", "proto": "tcp"} for i in range(150)] + \
+            [{"action": "drop", "src": f"10.0.{i}.0/24", "proto": "tcp"} for i in range(150)]
     with pytest.raises(SpecError, match=r"rule set too complex: .* needs \d+ .* "
                                         r"max_table_entries=1000"):
         compile_rules([parse_rule(i, r) for i, r in enumerate(rules)], 1000)
     t = compile_rules([parse_rule(i, r) for i, r in enumerate(rules)], 100000)
-    assert 2500 <= t.combine_entries <= 100000
+    assert 22500 <= t.combine_entries <= 100000
 
 
 def test_a_checked_rule_set_is_compiled_once(monkeypatch):
