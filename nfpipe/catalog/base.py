@@ -21,7 +21,6 @@ Running one NF alone in the kernel (how its tests and benchmarks do it) is
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -212,7 +211,9 @@ def runtime_change(cls: type[NetworkFunction], nf: str, node: str, config: Mappi
                                  f"change at runtime (runtime keys: "
                                  f"{', '.join(sorted(cls.runtime_keys))})",
                                  node=node, hint=_REDEPLOY)
-    merged = copy.deepcopy({**config, **change})
+    # Not copied: an NF reads its config and never changes what is nested in it (a deep
+    # copy of a 10k-rule list was a fifth of a live update).
+    merged = {**config, **change}
     fixed = cls.built_in(config, merged, (k for k in change if config.get(k) != change[k]))
     if fixed:
         raise RuntimeChangeError(f"{nf} node '{node}': {', '.join(sorted(fixed))} cannot "

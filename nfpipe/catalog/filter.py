@@ -211,13 +211,14 @@ class FilterModel:
         return self.match(data)[0], bytes(data)
 
 
-#: the rule set compiled last (its parsed rules, limit) -> Tables: a runtime change
+#: the rule set compiled last (its parsed rules, limit, Tables): a runtime change
 #: compiles it to check it (prepare), then builds the Filter again from the config the
 #: manifest stored (the same rules, the mappings' keys in another order) to write the maps.
 #: The next rule set compiled follows its plan where it is alike (compile_rules' *like*):
 #: a process that changes one node's rules again and again (the agent, a test, the
-#: bench) skips the plan search.
-_compiled: dict[tuple[tuple[Rule, ...], int], Tables] = {}
+#: bench) skips the plan search.  Found by comparing the rule tuples: one identity test
+#: a rule when both are the parse cache's (hashing 10k Rules took 20 ms).
+_compiled: list[tuple[tuple[Rule, ...], int, Tables]] = []
 
 
 #: rule lists parsed lately, by their JSON text: a runtime change parses the old rule
@@ -225,6 +226,13 @@ _compiled: dict[tuple[tuple[Rule, ...], int], Tables] = {}
 #: their text 10-20 ms)
 _parsed: dict[str, tuple[Rule, ...]] = {}
 _PARSED_KEPT = 4
+
+#: the rules of the list parsed last, by (place, the rule's JSON text): a changed rule
+#: set is mostly the rules before it, each where it was, and only the others are parsed
+#: (by their text, so that a rule equal by == but not in type, `true` for `1`, is not
+#: taken for another)
+_last_rules: dict[tuple[int, str], Rule] = {}
+_rule_text = json.JSONEncoder(sort_keys=True).encode
 
 
 def _parse_rules(rules: Sequence[Any]) -> list[Rule]:
@@ -236,7 +244,14 @@ def _parse_rules(rules: Sequence[Any]) -> list[Rule]:
     if key is not None and key in _parsed:
         return list(_parsed[key])
     out, errors = [], []
+    texts: list[str] = []
+    if key is not None:
+        texts = [_rule_text(r) for r in rules]
     for i, r in enumerate(rules):
+        rule = _last_rules.get((i, texts[i])) if texts else None
+        if rule is not None:
+            out.append(rule)
+            continue
         try:
             out.append(parse_rule(i, r))
         except SpecError as exc:
@@ -247,6 +262,8 @@ def _parse_rules(rules: Sequence[Any]) -> list[Rule]:
         while len(_parsed) >= _PARSED_KEPT:
             del _parsed[next(iter(_parsed))]
         _parsed[key] = tuple(out)
+        _last_rules.clear()
+        _last_rules.update(zip(enumerate(texts), out))
     return out
 
 
@@ -303,14 +320,14 @@ class Filter(NetworkFunction):
     @property
     def tables(self) -> Tables:
         if self._tables is None:
-            key = (tuple(self.rules), self.max_table_entries)
-            self._tables = _compiled.get(key)
+            rules, limit = tuple(self.rules), self.max_table_entries
+            like = next((t for _r, lim, t in _compiled if lim == limit), None)
+            self._tables = next((t for r, lim, t in _compiled
+                                 if lim == limit and r == rules), None)
             if self._tables is None:
-                like = next((t for (_r, limit), t in _compiled.items()
-                             if limit == self.max_table_entries), None)
-                self._tables = compile_rules(self.rules, self.max_table_entries, like)
-                _compiled.clear()            # only the last: what prepare() compiled
-                _compiled[key] = self._tables
+                self._tables = compile_rules(self.rules, limit, like)
+                _compiled[:] = [(rules, limit, self._tables)]   # only the last: what
+                #                                    prepare() compiled
         return self._tables
 
     def prepare(self) -> None:

@@ -109,6 +109,15 @@ class Tables:
         return sum(len(e) for _l, _r, e in self.steps)
 
 
+def _bitset(indexes, n: int) -> int:
+    """The int with bits *indexes* set (of n): a sum of 10k shifted ones builds 10k
+    ever longer ints."""
+    buf = bytearray((n + 7) // 8)
+    for i in indexes:
+        buf[i >> 3] |= 1 << (i & 7)
+    return int.from_bytes(buf, "little")
+
+
 class _Compiler:
     def __init__(self, rules: Sequence[Rule], limit: int):
         self.rules = rules
@@ -116,7 +125,8 @@ class _Compiler:
         n = len(rules)
         self.all = (1 << n) - 1
         # wild[f]: rules without a constraint on field f (they match every value, "absent" too)
-        self.wild = [sum(1 << r.index for r in rules if r.wildcard(f)) for f in range(NFIELDS)]
+        self.wild = [_bitset((r.index for r in rules if r.wildcard(f)), n)
+                     for f in range(NFIELDS)]
 
     def wild_outside(self, fields: frozenset[int]) -> int:
         w = self.all

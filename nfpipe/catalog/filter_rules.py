@@ -194,7 +194,9 @@ class Rule:
     @property
     def matches_all(self) -> bool:
         """No constraint at all: every packet matches, no later rule ever does."""
-        return all(self.wildcard(f) for f in range(NFIELDS))
+        return (self.src is None and self.dst is None and self.proto is None and
+                self.sport is None and self.dport is None and self.tcp_flags is None and
+                self.vlan is None)
 
 
 def parse_rule(i: int, raw: Any) -> Rule:

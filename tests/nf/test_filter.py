@@ -1037,6 +1037,26 @@ def test_config_errors(config, match):
         Filter(config)
 
 
+def test_a_changed_rule_set_is_parsed_where_it_changed_and_checked_as_a_new_one():
+    """A rule list that differs from the one parsed before in one place reuses the other
+    rules' parse, but only for the same text at the same place: a rule equal by Python's
+    == yet not in type (`true` for `1`) is still refused, a changed rule is parsed
+    anew, and a rule moved to another place has that place's index."""
+    base = [{"action": "drop", "proto": 6, "dport": 80},
+            {"action": "drop", "proto": 17}, {"action": "allow", "proto": 1}]
+    first = Filter({"rules": base})
+    assert [r.proto for r in first.rules] == [6, 17, 1]
+    with pytest.raises(SpecError, match=r"rules\[0\].proto: unknown protocol True"):
+        Filter({"rules": [dict(base[0], proto=True)] + base[1:]})
+    with pytest.raises(SpecError, match=r"rules\[1\].dport: ports need proto tcp"):
+        Filter({"rules": [base[0], dict(base[1], proto=1, dport=53), base[2]]})
+    changed = Filter({"rules": [base[0], dict(base[1], dport=53), base[2]]})
+    assert changed.rules[0] is first.rules[0] and changed.rules[1].dport == ((53, 53),)
+    moved = Filter({"rules": [base[2], base[0], base[1]]})
+    assert [(r.index, r.proto) for r in moved.rules] == [(0, 1), (1, 6), (2, 17)]
+    assert moved.model().run(bytes(Ether() / IP() / UDP(dport=9)))[0] == DROP
+
+
 def test_config_accepts_the_documented_forms():
     nf = Filter({"default": "drop", "fragments": "allow", "malformed": "port:port2", "rules": [
         {"action": "port:2", "src": "10.0.0.0/8", "dst": "10.1.0.0/16", "sport": "1024-65535",
