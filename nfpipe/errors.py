@@ -117,6 +117,19 @@ class KernelError(NfpipeError, OSError):
     def __str__(self) -> str:  # OSError's __str__ would print "[Errno n] ..." instead
         return self.args[0]
 
+    def __reduce__(self):
+        # Pickled whole (nfpipe.topo hands a child process's exception back so): its
+        # fields and message, not OSError's args, which its __init__ does not take.
+        return _rebuilt, (type(self), self.errno, self.__dict__.copy(), self.args)
+
+
+def _rebuilt(cls: type, err: int, state: dict, args: tuple) -> KernelError:
+    e = cls.__new__(cls)
+    OSError.__init__(e, err, _strerror(err))
+    e.__dict__.update(state)
+    e.args = args
+    return e
+
 
 ENOTSUPP = 524   # kernel-internal "operation not supported", leaks to user space from bpf()
 

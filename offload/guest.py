@@ -282,7 +282,8 @@ def prewarm() -> int:
         full = offload_build(b, "netdevsim")
         if not full.ok:
             tiered_build(b, "netdevsim", full=full)
-    return len(specs)
+    tiered_build(build(make_plan(_tiers_test().spec())), "netdevsim")   # nic_then_host
+    return len(specs) + 1
 
 
 def _bound_progs(dev: Nsim) -> list[str]:
@@ -466,6 +467,31 @@ def check_deploy_tiered(dev: Nsim) -> dict:
     assert "the entry node 't0' cannot be offloaded" in out["refused"], out
     _nothing_left(dev, root, "offl-tb")
     return out
+
+
+@check
+def check_nic_then_host_verdicts(dev: Nsim) -> dict:
+    """The NIC tier's program and the host's, run one after the other under
+    BPF_PROG_TEST_RUN with the hand-over record in the metadata area between them,
+    give the whole pipeline's verdicts (tests/pipeline/test_tiers.py's walk, here in a
+    kernel that lets XDP programs call bpf_xdp_adjust_meta, whatever the host's)."""
+    from nfpipe.compose import build, make_plan
+    from nfpipe.compose.tiers import tiered_build
+    tiers = _tiers_test()
+    b = build(make_plan(tiers.spec()))
+    tb, why = tiered_build(b, "netdevsim")
+    assert tb is not None, why
+    out = tiers.nic_then_host(b, tb)
+    assert out == {"packets": 10, "handed": 3}, out
+    return out
+
+
+def _tiers_test():
+    """tests/pipeline/test_tiers.py, the module (its spec and its walk)."""
+    if str(TREE) not in sys.path:
+        sys.path.insert(0, str(TREE))
+    import tests.pipeline.test_tiers as tiers
+    return tiers
 
 
 # ------------------------------------------------- the CLI, and the kernel's own view

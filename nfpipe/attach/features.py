@@ -6,9 +6,9 @@ by creating a tiny map, each helper nfpipe uses by loading a program of the
 hook's type that calls it with valid arguments; bpf_link for XDP and tcx by a
 trial attach to a veth pair made in a temporary, unnamed network namespace
 (gone when the probe ends); XDP frags by loading with ``BPF_F_XDP_HAS_FRAGS``;
-BTF by loading a one-type blob.  ``offload_refusal(ifindex)`` and
-``try_native(ifindex)`` are the per-device trials the attach code and
-``nfpipe probe`` share.  Nothing is left behind: every fd is closed.
+live frames by a test run that drops its frame; BTF by loading a one-type blob.
+``offload_refusal(ifindex)`` and ``try_native(ifindex)`` are the per-device trials
+the attach code and ``nfpipe probe`` share.  Nothing is left behind: every fd is closed.
 """
 from __future__ import annotations
 
@@ -351,6 +351,25 @@ def probe_xdp_frags() -> Any:
     return True if ok else why
 
 
+@functools.cache
+def probe_live_frames() -> Any:
+    """Whether BPF_PROG_TEST_RUN sends live frames (BPF_F_TEST_XDP_LIVE_FRAMES, what
+    ``nfpipe bench --live`` generates traffic with): True, or the refusal.  Tried with
+    a program that drops its one frame, so nothing is sent.  Some sandboxed kernels
+    refuse it (EPERM) while running every other test run."""
+    try:
+        fd, _ = sc.prog_load(abi.ProgType.XDP, ret(abi.XDP_DROP), "GPL", name="nfp_probe")
+    except KernelError as exc:
+        return f"not probed ({errno_name(exc.errno)})"
+    try:
+        sc.prog_test_run(fd, bytes(64), repeat=1, flags=abi.BPF_F_TEST_XDP_LIVE_FRAMES)
+        return True
+    except KernelError as exc:
+        return errno_name(exc.errno)
+    finally:
+        fd.close()
+
+
 def probe_btf() -> Any:
     try:
         sc.btf_load(tiny_btf()).close()
@@ -384,6 +403,7 @@ def probe_kernel() -> dict[str, Any]:
         "jit": jit_state(),
         "btf": probe_btf(),
         "xdp_frags": probe_xdp_frags(),
+        "xdp_live_frames": probe_live_frames(),
         "links": dict(probe_link_support()),
         "helpers": probe_helpers(),
         "program_types": probe_prog_types(),

@@ -3,7 +3,10 @@
 A topology of two namespaces joined by a veth: ``gen`` sends, ``dut`` (the device
 under test) filters.  The generator is benchmarks/handwritten/trafficgen.c run with
 BPF_PROG_TEST_RUN and BPF_F_TEST_XDP_LIVE_FRAMES (as xdp-trafficgen does): every
-frame it returns XDP_TX for leaves the generator's end of the veth for real.  The
+frame it returns XDP_TX for leaves the generator's end of the veth for real.  A
+kernel that refuses live frames (EPERM: some sandboxed kernels, ``nfpipe probe``
+shows it) gets a packet socket instead, sending bursts of the frame past the qdisc
+with sendmmsg(2); each result names its generator.  The
 DUT's end has GRO on, so the veth receives through NAPI even without an XDP
 program, and threaded NAPI, so that receive work runs in one kernel thread pinned
 to a CPU of its own (the generator runs on another).  What is measured is that
@@ -46,6 +49,7 @@ from scapy.layers.l2 import Ether
 
 from nfpipe import resources
 from nfpipe.attach import attach_tc, attach_xdp
+from nfpipe.attach.features import probe_live_frames
 from nfpipe.bench.kernel import firewall_pipeline
 from nfpipe.compose import build, make_plan
 from nfpipe.kernel import abi, bpffs, libc
@@ -94,6 +98,7 @@ class LiveResult:
     sent: int = 0
     samples: list = field(default_factory=list)
     skipped: str = ""                    # why there is no number
+    generator: str = ""                  # what sent the frames (Bench.generator)
 
 
 # --- inside the namespaces -----------------------------------------------------------------
@@ -138,9 +143,32 @@ def _rx_packets(ifname: str) -> int:
         return ipr.link("get", ifname=ifname)[0].get_attr("IFLA_STATS64")["rx_packets"]
 
 
-def _generate(frame: bytes, count: int, ifindex: int, cpu: int) -> float:
-    """In the generator: *count* live frames out of *ifindex*; the seconds it took."""
+#: frames per sendmmsg(2) of the packet-socket generator
+_BURST = 1024
+_ENOBUFS, _EAGAIN = 105, 11
+
+
+def _generate(frame: bytes, count: int, ifindex: int, cpu: int, live: bool = True) -> float:
+    """In the generator: *count* frames out of *ifindex*; the seconds it took.  Live
+    frames of a test run, or (*live* False: the kernel refuses them) a packet socket
+    that sends them past the qdisc, a burst of the same frame per sendmmsg(2)."""
     os.sched_setaffinity(0, {cpu})
+    if not live:
+        import socket
+        frames = libc.SameFrames(frame, _BURST)
+        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as sock:
+            sock.bind((socket.if_indextoname(ifindex), 0))
+            sock.setsockopt(263, 20, 1)          # SOL_PACKET, PACKET_QDISC_BYPASS
+            sent, t = 0, time.monotonic()
+            while sent < count:
+                n = frames.send(sock.fileno(), count - sent)
+                if n == -_ENOBUFS or n == -_EAGAIN:
+                    continue                  # the veth's ring is full: the DUT is behind
+                if n < 0:
+                    raise OSError(-n, f"sendmmsg on {socket.if_indextoname(ifindex)}: "
+                                      f"{os.strerror(-n)}")
+                sent += n
+            return time.monotonic() - t
     with Object.load(nf_compile(HANDWRITTEN / "trafficgen.c")) as obj:
         ctx = struct.pack("<6I", 0, len(frame), 0, ifindex, 0, 0)
         t = time.monotonic()
@@ -168,6 +196,11 @@ class Bench:
         os.sched_setaffinity(self.napi, {dut_cpu})
         self.shared_cpu = len(cpus) < 2
         self.gen_ifindex = topo.ifindex("gen", "eth0")
+        # a kernel that refuses live frames gets the packet-socket generator
+        self.live_frames = probe_live_frames() is True
+        self.generator = "live frames (BPF_F_TEST_XDP_LIVE_FRAMES)" if self.live_frames \
+            else f"packet socket, sendmmsg of {_BURST} (live frames refused: " \
+                 f"{probe_live_frames()})"
         e = Ether(src="02:00:00:00:00:01", dst=self.dut_mac)
         ip = IP(src="10.99.0.1", dst="10.99.0.2")
         self.packets = {"udp": bytes(e / ip / UDP(sport=5353, dport=53) / (b"q" * 18)),
@@ -180,7 +213,7 @@ class Bench:
     def measure(self, frame: bytes, count: int) -> tuple[float | None, int]:
         rx0, cpu0 = self.topo.call("dut", _rx_packets, self.ifname), self._cpu_ns()
         self.topo.call("gen", _generate, frame, count, self.gen_ifindex, self.gen_cpu,
-                       timeout=600)
+                       self.live_frames, timeout=600)
         rx1, last = rx0, -1
         while rx1 != last:                    # until the DUT has drained its ring
             last = rx1
@@ -295,10 +328,12 @@ def run_live(selected: list[str] | None = None, *, frames: int = 2_000_000, roun
             print(f"live frames, DUT CPU ns per frame received (median of {rounds} rounds of "
                   f"{frames} frames); generator on CPU {b.gen_cpu}, DUT on CPU "
                   f"{sorted(os.sched_getaffinity(b.napi))[0]}"
-                  f"{' (one CPU: they share it)' if b.shared_cpu else ''}", file=out)
+                  f"{' (one CPU: they share it)' if b.shared_cpu else ''}; generator: "
+                  f"{b.generator}", file=out)
         for n in names:
             for kind in b.packets:
-                results[(n, kind)] = LiveResult(n, kind, None, skipped=skipped.get(n, ""))
+                results[(n, kind)] = LiveResult(n, kind, None, skipped=skipped.get(n, ""),
+                                                generator=b.generator)
         for _ in range(rounds):
             for n in names:
                 if skipped.get(n):

@@ -2,7 +2,8 @@
 nftables written rule for rule and nftables with sets.
 
 The device under test and the measure are ``nfpipe bench --live``'s (``live.Bench``:
-a veth between two namespaces, live frames from BPF_PROG_TEST_RUN, the DUT's NAPI
+a veth between two namespaces, live frames from BPF_PROG_TEST_RUN (or a packet
+socket where the kernel refuses them), the DUT's NAPI
 thread's CPU time per frame received).  The rule sets are ``benchmark_rules(n)``'s
 shapes — the seeds, IPv4 /24 sources with a TCP port each, IPv6 /48 pairs with port
 ranges — every rule dropping, and last one that the frame matches (a TCP SYN from
@@ -48,6 +49,7 @@ class ScaleResult:
     received: int = 0
     samples: list = field(default_factory=list)
     skipped: str = ""
+    generator: str = ""                  # what sent the frames (live.Bench.generator)
 
 
 def scale_rules(n: int) -> list[dict]:
@@ -155,7 +157,9 @@ def run_scale(selected: list[str] | None = None, *, frames: int = 1_000_000,
         if not json_output:
             print(f"live frames at 10 / 1k / 10k rules, DUT CPU ns per frame received "
                   f"(median of {rounds} rounds of {frames} frames; the frame matches the "
-                  f"last rule)", file=out)
+                  f"last rule); generator: {b.generator}", file=out)
+        for r in results.values():
+            r.generator = b.generator
         for _ in range(rounds):
             for (w, label), r in results.items():
                 if r.skipped:

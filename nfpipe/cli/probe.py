@@ -59,7 +59,8 @@ def print_report(r: dict[str, Any]) -> None:
         print(f"  JIT {'on' if jit.get('jit_enable') else 'off'} (bpf_jit_enable="
               f"{jit.get('jit_enable')}, harden={jit.get('jit_harden')}), BTF load "
               f"{_yn(k['btf'])}, vmlinux BTF {_yn(k['btf_vmlinux'])}, XDP frags "
-              f"{_yn(k['xdp_frags'])}")
+              f"{_yn(k['xdp_frags'])}, live frames (test runs that send) "
+              f"{_yn(k.get('xdp_live_frames', 'not probed'))}")
         links = k["links"]
         print(f"  bpf_link for XDP {_yn(links['xdp_link'])}, tcx {_yn(links['tcx'])}, "
               f"native XDP on veth {_yn(links['veth_native_xdp'])}")

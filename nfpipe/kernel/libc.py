@@ -4,7 +4,8 @@ one declaration per function, and every failure a ``KernelError`` naming the cal
 ``syscall`` (bpf() has no libc wrapper), ``setns`` and ``unshare`` (network
 namespaces per thread), ``mount`` / ``umount2`` / ``statfs`` (bpffs), ``mmap`` /
 ``munmap`` (ring buffers: Python's ``mmap`` object cannot hand out the address of
-a read-only mapping).  Nothing else in nfpipe loads libc.
+a read-only mapping), ``sendmmsg`` (the live bench's packet-socket generator).
+Nothing else in nfpipe loads libc.
 """
 from __future__ import annotations
 
@@ -37,6 +38,25 @@ _libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_
 _libc.munmap.restype = ctypes.c_int
 _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+class _Iovec(ctypes.Structure):
+    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+
+class _Msghdr(ctypes.Structure):
+    _fields_ = [("msg_name", ctypes.c_void_p), ("msg_namelen", ctypes.c_uint32),
+                ("msg_iov", ctypes.POINTER(_Iovec)), ("msg_iovlen", ctypes.c_size_t),
+                ("msg_control", ctypes.c_void_p), ("msg_controllen", ctypes.c_size_t),
+                ("msg_flags", ctypes.c_int)]
+
+
+class _Mmsghdr(ctypes.Structure):
+    _fields_ = [("msg_hdr", _Msghdr), ("msg_len", ctypes.c_uint)]
+
+
+_libc.sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
+_libc.sendmmsg.restype = ctypes.c_int
 
 
 def _fail(op: str, detail: str, *, hint: str | None = None) -> KernelError:
@@ -95,3 +115,22 @@ def mmap(length: int, prot: int, flags: int, fd: int, offset: int, what: str) ->
 def munmap(addr: int, length: int) -> None:
     if addr and _libc.munmap(addr, length) != 0:
         raise _fail("munmap", f"{length} bytes at {addr:#x}", hint="")
+
+
+class SameFrames:
+    """*vlen* messages of one frame for sendmmsg(2): a connected (or bound packet)
+    socket sends the same bytes *vlen* times in one call."""
+
+    def __init__(self, frame: bytes, vlen: int):
+        self._buf = ctypes.create_string_buffer(frame, len(frame))
+        self._iov = _Iovec(ctypes.cast(self._buf, ctypes.c_void_p), len(frame))
+        self._msgs = (_Mmsghdr * vlen)()
+        for m in self._msgs:
+            m.msg_hdr.msg_iov = ctypes.pointer(self._iov)
+            m.msg_hdr.msg_iovlen = 1
+        self.vlen = vlen
+
+    def send(self, fd: int, n: int | None = None) -> int:
+        """sendmmsg(2) of the first *n* (all) messages: how many went, or -errno."""
+        got = _libc.sendmmsg(fd, ctypes.addressof(self._msgs), min(n or self.vlen, self.vlen), 0)
+        return got if got >= 0 else -ctypes.get_errno()

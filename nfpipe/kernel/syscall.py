@@ -839,6 +839,12 @@ def prog_test_run(fd: FdLike, data: bytes = b"", *, data_out_size: int | None = 
             else:
                 what = "the output did not fit its buffer"
             raise KernelError(exc.op, exc.errno, what, hint="") from None
+        if live and exc.errno == _errno.EPERM:
+            raise KernelError(exc.op, exc.errno, "BPF_F_TEST_XDP_LIVE_FRAMES refused",
+                              hint="this kernel runs test runs but does not let them "
+                                   "send live frames (some sandboxed kernels forbid "
+                                   "it); 'nfpipe probe' shows it as xdp_live_frames") \
+                from None
         raise
     out = dout.raw(attr.data_size_out) if dout else b""
     ctx_out = cout.raw(attr.ctx_size_out) if cout else None

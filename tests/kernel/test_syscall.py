@@ -398,10 +398,38 @@ def test_test_run_grown_packet_and_context():
 
 
 def test_test_run_xdp_live_frames_takes_no_output_buffer():
+    """Live frames take no output buffer; a kernel that refuses them (EPERM, some
+    sandboxed kernels do, as the probe finds) gets an error that says so."""
+    from nfpipe.attach.features import probe_live_frames
     with load_xdp(ret(abi.XDP_DROP), name="nfk_live") as prog:
+        if probe_live_frames() is not True:
+            assert probe_live_frames() == "EPERM"
+            with pytest.raises(KernelError) as exc:
+                sc.prog_test_run(prog, PACKET, repeat=8,
+                                 flags=abi.BPF_F_TEST_XDP_LIVE_FRAMES, batch_size=4)
+            assert exc.value.errno == errno.EPERM
+            assert "BPF_F_TEST_XDP_LIVE_FRAMES refused" in str(exc.value)
+            assert "xdp_live_frames" in str(exc.value)
+            return
         res = sc.prog_test_run(prog, PACKET, repeat=8,
                                flags=abi.BPF_F_TEST_XDP_LIVE_FRAMES, batch_size=4)
         assert res.data == b"" and res.ctx is None
+
+
+def test_a_kernel_error_crosses_a_process_whole():
+    """A KernelError (and a verifier's ProgLoadError) pickled, as a namespace call's
+    child hands its exception back: the same type, errno, op, message and log."""
+    import pickle
+    with pytest.raises(KernelError) as exc:
+        sc.map_create(MapType.ARRAY, 4, 4, 0, name="nfk_bad")     # no entries: EINVAL
+    again = pickle.loads(pickle.dumps(exc.value))
+    assert type(again) is KernelError and again.errno == errno.EINVAL
+    assert again.op == exc.value.op and str(again) == str(exc.value)
+    with pytest.raises(sc.ProgLoadError) as bad:
+        sc.prog_load(ProgType.XDP, mov_reg(0, 2) + EXIT, "GPL", name="nfk_bad")
+    again = pickle.loads(pickle.dumps(bad.value))
+    assert type(again) is sc.ProgLoadError and again.log == bad.value.log
+    assert "R2 !read_ok" in again.log and str(again) == str(bad.value)
 
 
 def test_verifier_rejection_carries_the_log():

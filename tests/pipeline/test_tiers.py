@@ -2,7 +2,8 @@
 pipeline's offloadable prefix) and the host's (the whole pipeline, resuming at a
 handed-over node) together give the verdicts the whole pipeline gives.  Both run
 under BPF_PROG_TEST_RUN, the hand-over record carried in the XDP metadata area
-from one run to the next, as the driver carries it from the NIC to the host."""
+from one run to the next, as the driver carries it from the NIC to the host
+(``nic_then_host``; offload/guest.py runs it in the offload VM's kernel as well)."""
 from __future__ import annotations
 
 import struct
@@ -63,11 +64,11 @@ def test_no_tiers_when_everything_fits():
     assert tb is None and "no tiers needed" in why
 
 
-@pytest.mark.kernel
-def test_nic_then_host_gives_the_whole_pipelines_verdicts():
-    b = build(make_plan(spec()))
-    tb, why = tiered_build(b, "netdevsim")
-    assert tb is not None, why
+def nic_then_host(b, tb) -> dict:
+    """Each packet through the NIC tier's program, and where it hands over, through
+    the host's from the hand-over record on: the verdict the whole pipeline gives.
+    The host's alone (no record) runs the whole pipeline.  (offload/guest.py runs
+    this in the offload VM too.)"""
     packets = [Ether() / IP(ttl=t) / (UDP() if u else TCP()) for t in (1, 2, 5, 9, 64)
                for u in (False, True)]
     handed = 0
@@ -92,6 +93,28 @@ def test_nic_then_host_gives_the_whole_pipelines_verdicts():
             assert host.test_run(raw).retval == want
         assert handed == 3                       # TCP with ttl > 2
         assert host.stats()["t"]["out"].packets == 2 * handed   # resumed + run alone
+    return {"packets": len(packets), "handed": handed}
+
+
+@pytest.mark.kernel
+def test_nic_then_host_gives_the_whole_pipelines_verdicts():
+    """Where this kernel lets XDP programs call bpf_xdp_adjust_meta (the hand-over's
+    metadata area) the two tiers give the whole pipeline's verdicts.  Some sandboxed
+    kernels let none call it, as the helper probe finds: then neither tier loads, and
+    the verifier's refusal names the helper (the offload VM runs the same check)."""
+    from nfpipe.attach.features import probe_helpers
+    from nfpipe.errors import VerifierError
+    b = build(make_plan(spec()))
+    tb, why = tiered_build(b, "netdevsim")
+    assert tb is not None, why
+    meta = probe_helpers()["bpf_xdp_adjust_meta"]
+    if meta is not True:
+        assert "cannot use helper bpf_xdp_adjust_meta" in meta, meta
+        for tier in ({"offload": tb.nic}, {}):
+            with pytest.raises(VerifierError, match="bpf_xdp_adjust_meta"):
+                Pipeline.load(tb.host if not tier else b, **tier)
+        return
+    assert nic_then_host(b, tb) == {"packets": 10, "handed": 3}
 
 
 def test_a_redirect_stays_on_the_host():
