@@ -123,7 +123,7 @@ class KernelError(NfpipeError, OSError):
         return _rebuilt, (type(self), self.errno, self.__dict__.copy(), self.args)
 
 
-def _rebuilt(cls: type, err: int, state: dict, args: tuple) -> KernelError:
+def _rebuilt(cls: type[KernelError], err: int, state: dict, args: tuple) -> KernelError:
     e = cls.__new__(cls)
     OSError.__init__(e, err, _strerror(err))
     e.__dict__.update(state)

@@ -470,7 +470,7 @@ def check_deploy_tiered(dev: Nsim) -> dict:
 
 
 @check
-def check_nic_then_host_verdicts(dev: Nsim) -> dict:
+def check_nic_then_host_verdicts(_dev: Nsim) -> dict:
     """The NIC tier's program and the host's, run one after the other under
     BPF_PROG_TEST_RUN with the hand-over record in the metadata area between them,
     give the whole pipeline's verdicts (tests/pipeline/test_tiers.py's walk, here in a
