@@ -227,7 +227,9 @@ struct {
 #ifndef NFP_OFFLOAD
 /* The RFC tables.  The offload build has only the linear classifier: an offload
  * device holds neither LPM tries nor tables of this size, and the control plane
- * refuses a rule set that the linear entries cannot hold. */
+ * refuses a rule set that the linear entries cannot hold.  The arrays are
+ * BPF_F_MMAPABLE: the control plane writes a generation's tables (megabytes of
+ * `dense`) as one copy into their memory, not as thousands of batched updates. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, 2 * (NFP_FILTER_MAX_RULES + 1));
@@ -263,6 +265,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2 * NFP_FILTER_NPROTO);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, __u32);
 } NFP_NAME(proto) SEC(".maps");
@@ -270,6 +273,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2 * NFP_FILTER_NPORT);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, __u32);
 } NFP_NAME(sport) SEC(".maps");
@@ -277,6 +281,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2 * NFP_FILTER_NPORT);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, __u32);
 } NFP_NAME(dport) SEC(".maps");
@@ -284,6 +289,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2 * NFP_FILTER_NFLAGS);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, __u32);
 } NFP_NAME(flags) SEC(".maps");
@@ -291,6 +297,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2 * NFP_FILTER_NVLAN);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, __u32);
 } NFP_NAME(vlan) SEC(".maps");
@@ -310,6 +317,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, NFP_FILTER_DENSE_MAX / NFP_FILTER_DENSE_CHUNK);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct nfp_filter_cells);
 } NFP_NAME(dense) SEC(".maps");
@@ -318,6 +326,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2 * NFP_FILTER_MAX_RULES);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, __s32);
 } NFP_NAME(actions) SEC(".maps");

@@ -46,7 +46,6 @@ its reference model.
 """
 from __future__ import annotations
 
-import json
 import struct
 from array import array
 from collections.abc import Mapping, Sequence
@@ -98,7 +97,7 @@ from nfpipe.catalog.filter_rules import (  # noqa: F401 (action_text, ROW_DEFAUL
 )
 from nfpipe.errors import ConfigErrors, KernelError, RuntimeChangeError, SpecError
 from nfpipe.kernel import syscall as sc
-from nfpipe.kernel.sync import rcu_barrier
+from nfpipe.kernel.sync import GracePeriod, rcu_barrier
 from nfpipe.nfabi import Verdict
 
 # ---- the linear classifier --------------------------------------------------------------------
@@ -221,34 +220,33 @@ class FilterModel:
 _compiled: list[tuple[tuple[Rule, ...], int, Tables]] = []
 
 
-#: rule lists parsed lately, by their JSON text: a runtime change parses the old rule
-#: set, the new one, and the new one again from the manifest (10k rules: 50-100 ms each,
-#: their text 10-20 ms)
+#: rule lists parsed lately, by their text: a runtime change parses the old rule set,
+#: the new one, and the new one again from the manifest (10k rules: 50-100 ms each)
 _parsed: dict[str, tuple[Rule, ...]] = {}
 _PARSED_KEPT = 4
 
-#: the rules of the list parsed last, by (place, the rule's JSON text): a changed rule
-#: set is mostly the rules before it, each where it was, and only the others are parsed
-#: (by their text, so that a rule equal by == but not in type, `true` for `1`, is not
-#: taken for another)
+#: the rules of the list parsed last, by (place, the rule's text): a changed rule set
+#: is mostly the rules before it, each where it was, and only the others are parsed
 _last_rules: dict[tuple[int, str], Rule] = {}
-_rule_text = json.JSONEncoder(sort_keys=True).encode
+
+
+def _rule_text(raw: Any) -> str:
+    """A rule's text, what the parse caches know it by: its repr.  A config is plain
+    data (YAML's, JSON's, or the same built by a caller), whose repr tells apart what
+    == does not (``True`` from ``1``, ``1.0`` from ``1``); mappings alike but for
+    their keys' order only miss the cache.  A fifth of the time of sorted JSON."""
+    return repr(raw)
 
 
 def _parse_rules(rules: Sequence[Any]) -> list[Rule]:
     """*rules* parsed (ConfigErrors naming every bad rule, not only the first)."""
-    try:
-        key: str | None = json.dumps(rules, sort_keys=True)
-    except (TypeError, ValueError):       # not JSON's types: parsed every time
-        key = None
-    if key is not None and key in _parsed:
+    texts = [_rule_text(r) for r in rules]
+    key = "\n".join(texts)
+    if key in _parsed:
         return list(_parsed[key])
     out, errors = [], []
-    texts: list[str] = []
-    if key is not None:
-        texts = [_rule_text(r) for r in rules]
     for i, r in enumerate(rules):
-        rule = _last_rules.get((i, texts[i])) if texts else None
+        rule = _last_rules.get((i, texts[i]))
         if rule is not None:
             out.append(rule)
             continue
@@ -258,12 +256,11 @@ def _parse_rules(rules: Sequence[Any]) -> list[Rule]:
             errors.append((("rules", i), exc))
     if errors:
         raise ConfigErrors(errors)
-    if key is not None:
-        while len(_parsed) >= _PARSED_KEPT:
-            del _parsed[next(iter(_parsed))]
-        _parsed[key] = tuple(out)
-        _last_rules.clear()
-        _last_rules.update(zip(enumerate(texts), out))
+    while len(_parsed) >= _PARSED_KEPT:
+        del _parsed[next(iter(_parsed))]
+    _parsed[key] = tuple(out)
+    _last_rules.clear()
+    _last_rules.update(zip(enumerate(texts), out))
     return out
 
 
@@ -430,8 +427,14 @@ class Filter(NetworkFunction):
         gens = maps["gens"]
         cur = active[0] & 1
         new = cur ^ 1
-        # Packets that read `new` before the previous flip may still run: wait for them.
-        rcu_barrier()
+        # Packets that read `new` before the previous flip may still run: wait for them
+        # (on the grace period begun at that flip, when this process made it).
+        key = active.id
+        begun = _after_flip.pop(key, None)
+        if begun is not None:
+            begun.wait()
+        else:
+            rcu_barrier()
         half = 0
         local = None                          # the dense tables, in the generation's half
         # A program built before the cross table (its `gens` without one) runs six steps.
@@ -446,6 +449,7 @@ class Filter(NetworkFunction):
             self._install_linear(maps, new, lin, lin_max, max_rules)
             gens[new] = self._gen_value(t, 1, max_rules, local, new * half, crosses)
             active[0] = new
+            _flipped(key)
             return new
         # Generation-tagged entries of the hash map and the tries: delete the stale ones.
         for name in ("src4", "src6", "dst4", "dst6"):
@@ -484,6 +488,7 @@ class Filter(NetworkFunction):
                       len(cells) // DENSE_CHUNK)
         gens[new] = self._gen_value(t, 1, max_rules, local, new * half, crosses)
         active[0] = new                       # the flip: one 4-byte store
+        _flipped(key)
         return new
 
     def _install_linear(self, maps: NodeMaps, gen: int, lin: list[dict], lin_max: int,
@@ -497,8 +502,16 @@ class Filter(NetworkFunction):
         n = len(self.rules)
         if n:
             h = maps["hits"]
-            zero = bytes(8 * (sc.possible_cpus() if h.percpu else 1))
-            _batch(h, [struct.pack("<I", gen * max_rules + i) for i in range(n)], [zero] * n)
+            size = 8 * (sc.possible_cpus() if h.percpu else 1)
+            try:                              # keys and values packed in C
+                sc.map_update_batch_packed(h.fd, array("I", range(gen * max_rules,
+                                                                  gen * max_rules + n)).tobytes(),
+                                           bytes(size * n), n)
+            except KernelError as exc:
+                if exc.errno not in _NO_BATCH:
+                    raise
+                _batch(h, [struct.pack("<I", gen * max_rules + i) for i in range(n)],
+                       [bytes(size)] * n)
 
     def _gen_value(self, t: Tables | None, ready: int, max_rules: int,
                    layout: DenseLayout | None = None, base: int = 0,
@@ -557,6 +570,16 @@ class Filter(NetworkFunction):
             except KeyError:     # past the end of an offloaded map the device sized down
                 out[name] = 0
         return out
+
+
+#: per `active` map (by id): the grace period begun at its last generation switch
+_after_flip: dict[int, GracePeriod] = {}
+
+
+def _flipped(key: int) -> None:
+    while len(_after_flip) >= 64:
+        del _after_flip[next(iter(_after_flip))]
+    _after_flip[key] = GracePeriod()
 
 
 def offload_geometry(max_entries: int | None) -> tuple[int, int]:
@@ -623,18 +646,12 @@ def _batch(m, keys: list[bytes], values: list[bytes], chunk: int = 1 << 16) -> N
                 sc.map_update_elem(m.fd, k, v, 0)
 
 
-def _write_packed(m, base: int, values: array, count: int, chunk: int = 1 << 16) -> None:
+def _write_packed(m, base: int, values: array, count: int) -> None:
     """Elements base.. base + count - 1 of an array map from *values* (``array('I')``
-    laid end to end: each element's value is ``len(values) // count`` words): keys and
-    values packed in C, written in batches."""
-    if not count:
-        return
-    words = len(values) // count
-    for i in range(0, count, chunk):
-        n = min(chunk, count - i)
-        keys = array("I", range(base + i, base + i + n))
-        sc.map_update_batch_packed(m.fd, keys.tobytes(),
-                                   values[i * words:(i + n) * words].tobytes(), n)
+    laid end to end: each element's value is ``len(values) // count`` words): one copy
+    into a mappable array's memory, else batches."""
+    if count:
+        m.write_run(base, memoryview(values).cast("B"), count)
 
 
 def _write_array(m, base: int, table: Sequence[int]) -> None:

@@ -6,6 +6,7 @@ rule.  See docs/nf/filter.md.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from array import array
 from collections.abc import Sequence
@@ -103,10 +104,64 @@ class Tables:
     cross_strides: list = field(default_factory=lambda: [0] * NFIELDS)
     cross_table: array | None = None
     result: int = 2 * NFIELDS - 2                # the slot holding the first matching rule
+    # what the compile made of each field and step, for the next compile of a changed set
+    memo: _Memo | None = field(default=None, repr=False, compare=False)
 
     @property
     def combine_entries(self) -> int:
         return sum(len(e) for _l, _r, e in self.steps)
+
+
+@dataclass
+class _Memo:
+    """What one compile made, kept with its Tables, so that a rule set with a rule or
+    a few changed is compiled as a change of it (``compile_rules``' *like*): each
+    field those rules did not touch is taken as it was; every other table starts from
+    the classes it had, in their order, and only appends new ones, so that a class
+    keeps its id and the steps keep the rows they had."""
+
+    rules: tuple                # the rules compiled (up to a catch-all)
+    wild: list                  # _Compiler.wild
+    fields: dict                # field -> what _phase0 made of it (its node first)
+    cross: list | None = None   # the cross table's classes (None: final, or none)
+    # per step: (left classes, right classes, entries, the step's classes)
+    steps: list = field(default_factory=list)
+    stale: bool = False         # a table started from its last classes kept too many unused
+
+
+#: more changed rules than this, and a rule list is compiled from scratch: telling which
+#: fields they changed would cost more than it saves
+_REUSE_MAX = 256
+
+
+def _reusable(rules: Sequence[Rule], prev: _Memo | None) -> frozenset[int] | None:
+    """The fields *prev*'s compile made exactly as *rules* need them, or None when
+    it is no start for them at all.  It is one if it had as many rules and those that
+    changed (not the same Rule objects: the parse cache gives the unchanged ones back
+    as they were) leave the same fields wildcard: every rule's bit then stands in
+    wild[] and in the trimming as before.  Of those, the fields the changed rules
+    constrain exactly as before are made the same."""
+    if prev is None or len(prev.rules) != len(rules):
+        return None
+    changed = [i for i, (a, b) in enumerate(zip(rules, prev.rules)) if a is not b]
+    if len(changed) > _REUSE_MAX:
+        return None
+    keep = set(range(NFIELDS))
+    for i in changed:
+        a, b = rules[i], prev.rules[i]
+        for f, name in enumerate(FIELDS):
+            x, y = getattr(a, name), getattr(b, name)
+            if (x is None) != (y is None):
+                return None
+            if x != y:
+                keep.discard(f)
+    return frozenset(keep)
+
+
+def _stale(classes: list, used) -> bool:
+    """Whether a table started from its last classes holds too many that no value maps
+    to any more (each costs a row or a column of every step it is in)."""
+    return len(classes) - len(set(used)) > max(4, len(classes) // 8)
 
 
 def _bitset(indexes, n: int) -> int:
@@ -119,14 +174,16 @@ def _bitset(indexes, n: int) -> int:
 
 
 class _Compiler:
-    def __init__(self, rules: Sequence[Rule], limit: int):
+    def __init__(self, rules: Sequence[Rule], limit: int, prev: _Memo | None = None):
         self.rules = rules
         self.limit = limit
+        self.prev = prev            # the compile this one is a change of
+        wild = prev.wild if prev is not None else None
         n = len(rules)
         self.all = (1 << n) - 1
         # wild[f]: rules without a constraint on field f (they match every value, "absent" too)
-        self.wild = [_bitset((r.index for r in rules if r.wildcard(f)), n)
-                     for f in range(NFIELDS)]
+        self.wild = wild if wild is not None else [
+            _bitset((r.index for r in rules if r.wildcard(f)), n) for f in range(NFIELDS)]
 
     def wild_outside(self, fields: frozenset[int]) -> int:
         w = self.all
@@ -151,9 +208,12 @@ class _Compiler:
             return bits & ((hit & -hit) * 2 - 1) if hit else bits
         return trim
 
-    def classes(self, f: int, bitsets: Sequence[int]) -> tuple[_Node, list[int]]:
+    def classes(self, f: int, bitsets: Sequence[int],
+                seed: Sequence[int] = ()) -> tuple[_Node, list[int]]:
+        """Field f's classes (the distinct trimmed bitsets, *seed*'s first, in its order)
+        and the class of each of *bitsets*."""
         trim = self.trimmer(frozenset({f}))
-        ids: dict[int, int] = {}
+        ids: dict[int, int] = {b: i for i, b in enumerate(seed)}
         out = []
         for b in bitsets:
             t = trim(b)
@@ -165,7 +225,7 @@ class _Compiler:
 
     # --- phase 0 -------------------------------------------------------------------------
 
-    def address(self, f: int, attr: str):
+    def address(self, f: int, attr: str, seed: Sequence[int] = ()):
         wild = self.wild[f]
         per_family = {}
         bitsets = [wild]                                 # index 0: not IP
@@ -189,11 +249,12 @@ class _Compiler:
                 entries.append((pl, addr.to_bytes(width // 8, "big"), len(bitsets)))
                 bitsets.append(b)
             per_family[version] = entries
-        node, ids = self.classes(f, bitsets)
+        node, ids = self.classes(f, bitsets, seed)
         out = {v: [(pl, a, ids[i]) for pl, a, i in e] for v, e in per_family.items()}
         return node, out[4], out[6], ids[0]
 
-    def array(self, f: int, attr: str, size: int, absent: int, values):
+    def array(self, f: int, attr: str, size: int, absent: int, values,
+              seed: Sequence[int] = ()):
         """A field looked up by value: *values(rule)* lists the rule's (lo, hi) ranges."""
         wild = self.wild[f]
         start: dict[int, int] = {}
@@ -212,7 +273,7 @@ class _Compiler:
             bitsets.append(cur | wild)
             spans.append((a, b))
         bitsets.append(wild)                             # the "absent" index
-        node, ids = self.classes(f, bitsets)
+        node, ids = self.classes(f, bitsets, seed)
         table = [0] * size
         for (a, b), cid in zip(spans, ids):
             table[a:b] = [cid] * (b - a)
@@ -222,7 +283,7 @@ class _Compiler:
     # --- crossing --------------------------------------------------------------------------
 
     def cross(self, nodes: Sequence[_Node], fields: Sequence[int],
-              final: bool) -> tuple[_Node, array, list[int]]:
+              final: bool, seed: Sequence[int] = ()) -> tuple[_Node, array, list[int]]:
         """The cross table of *fields*: a cell for every combination of their classes, at
         the sum of each class times its field's stride.  A cell holds the class of the
         combination's rules (trimmed), or with *final* its first rule; NO_MATCH where
@@ -234,7 +295,7 @@ class _Compiler:
             strides[f] = size
             size *= len(nodes[f].classes)
         table = array("I", [NO_MATCH]) * size
-        ids: dict[int, int] = {}
+        ids: dict[int, int] = {b: i for i, b in enumerate(seed)}
         last = len(fields) - 1
 
         def walk(k: int, acc: int, base: int) -> None:
@@ -321,13 +382,25 @@ class _Compiler:
                 break
         return int(total * scale)
 
-    def combine(self, A: _Node, B: _Node, slot: int, final: bool, cap: int):
-        """The step combining A and B: its node and entries; None if more than *cap*."""
+    def combine(self, A: _Node, B: _Node, slot: int, final: bool, cap: int,
+                last: tuple | None = None):
+        """The step combining A and B: its node and entries; None if more than *cap*.
+
+        *last*: the same step of the compile this one is a change of (_Memo.steps).
+        If B has the classes it had, and A those it had and perhaps more after them,
+        their rows are the ones it made; only A's new classes get rows made here."""
         fields = A.fields | B.fields
         trim = self.trimmer(fields)
         ids: dict[int, int] = {}
         entries = []
         bcls = B.classes
+        rows = A.classes
+        if last is not None:
+            la, lb, lentries, lout = last
+            if B.classes == lb and A.classes[:len(la)] == la:
+                entries = list(lentries)
+                ids = {b: i for i, b in enumerate(lout)}
+                rows = A.classes[len(la):]
 
         def value(inter: int) -> int:
             if final:
@@ -336,7 +409,8 @@ class _Compiler:
             if cid is None:
                 cid = ids[inter] = len(ids)
             return cid
-        for i, (a, cand, row) in enumerate(self._candidates(A, B)):
+        first = len(A.classes) - len(rows)
+        for i, (a, cand, row) in enumerate(self._candidates(A, B, rows), first):
             if row:
                 entries.append((i, ROW_DEFAULT, value(trim(row))))
             for j in _bits(cand):
@@ -347,6 +421,8 @@ class _Compiler:
                     raise AssertionError("filter compiler: empty pair inside a row default")
             if len(entries) > cap:
                 return None
+        if len(entries) > cap:
+            return None
         return _Node(fields, list(ids), slot), entries
 
 
@@ -379,13 +455,18 @@ def compile_rules(rules: Sequence[Rule], limit: int = COMBINE_CAPACITY,
     # A rule without any constraint ends the list: later rules never match, and "no
     # entry" in the tables then means "this rule" (an explicit default).
     t = Tables()
+    given = rules
     for r in rules:
         if r.matches_all:
             t.catch_all = r.index
             rules = rules[:r.index]
             break
-    c = _Compiler(rules, limit)
-    nodes = _phase0(c, t)
+    prev = like.memo if like is not None else None
+    keep = _reusable(rules, prev)
+    if keep is None:
+        prev = None
+    c = _Compiler(rules, limit, prev)
+    nodes = _phase0(c, t, keep or frozenset())
     t.actions = [r.action for r in rules]
     if not rules:
         # Nothing can match: a final step with no entries sends everything to the default.
@@ -393,12 +474,14 @@ def compile_rules(rules: Sequence[Rule], limit: int = COMBINE_CAPACITY,
         t.shapes = [(0, 0)] * len(t.steps)          # in the hash map: no entries at all
         return t
     fields = _cross_fields(nodes, like) if cross else ()
-    if fields and _crossed(c, t, nodes, fields, limit, like, dense):
-        return t
-    if like is not None and not like.cross and _similar(t, like) and \
-            _steps(c, t, nodes, limit, like):
-        return t
-    _steps(c, t, nodes, limit, None)
+    if not (fields and _crossed(c, t, nodes, fields, limit, like, dense)) and not (
+            like is not None and not like.cross and _similar(t, like) and
+            _steps(c, t, nodes, limit, like)):
+        _steps(c, t, nodes, limit, None)
+    if prev is not None and t.memo is not None and t.memo.stale:
+        # Changes upon changes left tables with unused classes: start afresh, on the plan.
+        return compile_rules(given, limit, dataclasses.replace(like, memo=None),
+                             dense=dense, cross=cross)
     return t
 
 
@@ -425,7 +508,13 @@ def _crossed(c: _Compiler, t: Tables, nodes: list[_Node], fields: tuple[int, ...
     rest = [nd for nd in nodes if nd.slot not in fields]
     if math.prod(len(nodes[f].classes) for f in fields) > limit:
         return False                         # its cells count as table entries too
-    node, table, strides = c.cross(nodes, fields, final=not rest)
+    last = c.prev.cross if c.prev is not None and like is not None and \
+        like.cross == fields else None
+    node, table, strides = c.cross(nodes, fields, final=not rest, seed=last or ())
+    if t.memo is not None:
+        t.memo.cross = None if not rest else node.classes
+        if last and _stale(node.classes, set(table) - {NO_MATCH}):
+            t.memo.stale = True
     limit -= len(table)
     t.cross, t.cross_table, t.cross_strides = fields, table, strides
     t.sizes["cross"] = len(table)
@@ -444,34 +533,56 @@ def _crossed(c: _Compiler, t: Tables, nodes: list[_Node], fields: tuple[int, ...
         return True
     t.cross, t.cross_table, t.cross_strides = (), None, [0] * NFIELDS
     del t.sizes["cross"]
+    if t.memo is not None:
+        t.memo.cross = None
     return False
 
 
-def _phase0(c: _Compiler, t: Tables) -> list[_Node]:
-    """Each field's classes and lookup table into *t*; the fields' nodes."""
-    sa, t.src4, t.src6, t.noaddr_src = c.address(0, "src")
-    da, t.dst4, t.dst6, t.noaddr_dst = c.address(1, "dst")
+def _phase0(c: _Compiler, t: Tables, keep: frozenset[int] = frozenset()) -> list[_Node]:
+    """Each field's classes and lookup table into *t*; the fields' nodes.  With the
+    compile this one is a change of (``c.prev``), the fields in *keep* are taken as
+    it made them, the others start from the classes it had."""
+    prev = c.prev
+    made: dict[int, tuple] = {}
+    memo = t.memo = _Memo(tuple(c.rules), c.wild, made)
+
+    def field(f: int, make):
+        if prev is not None and f in keep:
+            made[f] = prev.fields[f]
+            return made[f]
+        seed = prev.fields[f][0].classes if prev is not None else ()
+        made[f] = out = make(seed)
+        if seed:
+            used = out[1] if len(out) == 2 else \
+                [e[2] for e in out[1]] + [e[2] for e in out[2]] + [out[3]]
+            memo.stale = memo.stale or _stale(out[0].classes, used)
+        return out
+
+    def address(f: int, attr: str, seed):
+        node, v4, v6, noaddr = c.address(f, attr, seed)
+        table = address_table(v4, DENSE_MAX // 2) if len(node.classes) > 1 else None
+        return node, v4, v6, noaddr, table
+
     def proto_values(r):
         if r.proto == AH:               # AH itself, and anything behind an AH header
             return [(AH, AH), (VIA_AH, VIA_AH + 255)]
         return [(r.proto, r.proto), (VIA_AH + r.proto, VIA_AH + r.proto)]
-    pr, t.proto = c.array(2, "proto", NPROTO, NO_PROTO, proto_values)
-    sp, t.sport = c.array(3, "sport", NPORT, NO_PORT, lambda r: r.sport)
-    dp, t.dport = c.array(4, "dport", NPORT, NO_PORT, lambda r: r.dport)
 
     def flag_values(r):
         mask, want = r.tcp_flags
         return [(v, v) for v in range(256) if v & mask == want]
-    fl, t.flags = c.array(5, "tcp_flags", NFLAGS, NO_FLAGS, flag_values)
-    vl, t.vlan = c.array(6, "vlan", NVLAN, UNTAGGED, lambda r: r.vlan)
+
+    sa, t.src4, t.src6, t.noaddr_src, t.src4_table = field(0, lambda s: address(0, "src", s))
+    da, t.dst4, t.dst6, t.noaddr_dst, t.dst4_table = field(1, lambda s: address(1, "dst", s))
+    pr, t.proto = field(2, lambda s: c.array(2, "proto", NPROTO, NO_PROTO, proto_values, s))
+    sp, t.sport = field(3, lambda s: c.array(3, "sport", NPORT, NO_PORT, lambda r: r.sport, s))
+    dp, t.dport = field(4, lambda s: c.array(4, "dport", NPORT, NO_PORT, lambda r: r.dport, s))
+    fl, t.flags = field(5, lambda s: c.array(5, "tcp_flags", NFLAGS, NO_FLAGS, flag_values, s))
+    vl, t.vlan = field(6, lambda s: c.array(6, "vlan", NVLAN, UNTAGGED, lambda r: r.vlan, s))
     nodes = [sa, da, pr, sp, dp, fl, vl]
     t.fixed = (FIXED_SRC if len(sa.classes) == 1 else 0) | (FIXED_DST if len(da.classes) == 1
                                                              else 0)
     t.sizes = {FIELDS[n.slot]: len(n.classes) for n in nodes}
-    if not t.fixed & FIXED_SRC:
-        t.src4_table = address_table(t.src4, DENSE_MAX // 2)
-    if not t.fixed & FIXED_DST:
-        t.dst4_table = address_table(t.dst4, DENSE_MAX // 2)
     return nodes
 
 
@@ -483,6 +594,11 @@ def _steps(c: _Compiler, t: Tables, nodes: list[_Node], limit: int,
     t.plan, t.steps, t.shapes = [], [], []
     for k in [k for k in t.sizes if k.startswith("step")]:
         del t.sizes[k]
+    memo = t.memo
+    if memo is not None:
+        memo.steps = []
+    lasts = c.prev.steps if c.prev is not None and like is not None and \
+        like.memo is c.prev else []
     budget = limit if like is None else min(limit, like.combine_entries * 6 // 5 + 64)
     used = 0
     step = 0
@@ -492,7 +608,8 @@ def _steps(c: _Compiler, t: Tables, nodes: list[_Node], limit: int,
             sides = like.plan[step]
             x = next(k for k, nd in enumerate(nodes) if nd.fields == sides[0])
             y = next(k for k, nd in enumerate(nodes) if nd.fields == sides[1])
-            done = c.combine(nodes[x], nodes[y], NFIELDS + step, final, budget - used)
+            last = lasts[step] if step < len(lasts) else None
+            done = c.combine(nodes[x], nodes[y], NFIELDS + step, final, budget - used, last)
             if done is None:
                 return False                  # larger than like's: search instead
             n = len(done[1])
@@ -511,6 +628,11 @@ def _steps(c: _Compiler, t: Tables, nodes: list[_Node], limit: int,
                 f"classes: {', '.join(f'{k}={v}' for k, v in t.sizes.items())}).  Split the "
                 f"rules across two filter nodes or give rules fewer distinct field combinations")
         node, entries = done
+        if memo is not None:
+            memo.steps.append((A.classes, B.classes, entries, node.classes))
+            if like is not None and not final and node.classes[:1] and \
+                    _stale(node.classes, (v for _a, _b, v in entries)):
+                memo.stale = True
         t.plan.append((A.fields, B.fields))
         t.steps.append((A.slot, B.slot, entries))
         t.shapes.append((len(A.classes), len(B.classes)))

@@ -9,7 +9,7 @@ from nfpipe.catalog.base import runtime_change
 from nfpipe.catalog.filter import Filter
 from nfpipe.deploy.inspection import manifest_of, node_view
 from nfpipe.deploy.manifest import Pending
-from nfpipe.deploy.repair import recover
+from nfpipe.deploy.repair import recover, recovered
 from nfpipe.deploy.state import (
     MANIFEST_NEXT,
     STATE_ROOT,
@@ -35,8 +35,10 @@ def configure(name: str, node: str, config: dict, *, root: str = STATE_ROOT,
     require_root()
     with locked(name, root):
         d = state_dir(name, root)
-        recover(d)
-        m = manifest_of(name, root)
+        m = recovered(d)
+        if m is None:
+            manifest_of(name, root)             # its NoSuchObject: nothing is deployed
+            raise NoSuchObject(f"no pipeline '{name}' is deployed (nothing in {d})")
         entry = m.node(node)
         if kind is not None and entry.nf != kind:
             raise DeployError(f"node '{node}' of '{name}' is a {entry.nf} node, not "

@@ -82,7 +82,9 @@ class InterfaceRecord:
 @dataclass
 class Pending:
     """A runtime config change an update (or ``configure``) still has to write into a
-    node's maps: from ``old_config``/``old_state`` to ``config``."""
+    node's maps: from ``old_config``/``old_state`` to ``config``.  Its ``config`` is
+    the node record's of the same manifest, and written once (a filter's may hold
+    10,000 rules): the record has no ``config`` of its own then."""
 
     node: str
     nf: str
@@ -139,7 +141,10 @@ class Manifest:
         d["entry_program"] = entry.get("program")
         d["nodes"] = [NodeRecord.from_json(n) for n in data.get("nodes", [])]
         d["interfaces"] = [InterfaceRecord.from_json(i) for i in data.get("interfaces", [])]
-        d["pending"] = [Pending.from_json(p) for p in data.get("pending", [])]
+        configs = {n.id: n.config for n in d["nodes"]}
+        d["pending"] = [Pending.from_json(p if "config" in p else
+                                          {**p, "config": configs.get(p.get("node"))})
+                        for p in data.get("pending", [])]
         return cls(**d)
 
     def to_json(self) -> dict[str, Any]:
@@ -151,6 +156,11 @@ class Manifest:
         for key in ("pending", "nic_program"):      # only where there is one
             if not out[key]:
                 out.pop(key)
+        configs = {n.id: n.config for n in self.nodes}
+        for p in out.get("pending", ()):
+            mine = configs.get(p["node"])
+            if p["config"] is mine or p["config"] == mine:
+                del p["config"]                  # the node's: from_json takes it from there
         return out
 
     def report(self) -> dict[str, Any]:

@@ -34,19 +34,30 @@ from nfpipe.errors import NfpipeError, NoSuchObject
 
 def recover(sdir: Path) -> list[str]:
     """Finish or undo whatever a killed deploy left in *sdir* (lock held); what was done."""
+    return _recover(sdir)[0]
+
+
+def recovered(sdir: Path) -> Manifest | None:
+    """``recover(sdir)``, then the manifest of what runs (None: nothing is deployed),
+    without reading it again when there was nothing to recover."""
+    done, current = _recover(sdir)
+    return current if not done else read_manifest(sdir) if sdir.exists() else None
+
+
+def _recover(sdir: Path) -> tuple[list[str], Manifest | None]:
     if not sdir.exists():
-        return []
+        return [], None
     current = read_manifest(sdir)
     if current is None:                # a first deploy that died halfway: undo it
-        return ["interrupted deploy undone: " + "; ".join(repair(sdir))]
+        return ["interrupted deploy undone: " + "; ".join(repair(sdir))], None
     if (sdir / MANIFEST_NEXT).exists():
         nxt = converge(sdir, current)
-        return [f"interrupted update finished: revision {nxt.revision} runs"]
+        return [f"interrupted update finished: revision {nxt.revision} runs"], None
     stray = stray_pins(sdir, [current])
     if stray:
         remove_pins(sdir, stray)
-        return [f"removed {len(stray)} pin(s) of an update that did not finish"]
-    return []
+        return [f"removed {len(stray)} pin(s) of an update that did not finish"], current
+    return [], current
 
 
 def destroy(name: str, *, root: str = STATE_ROOT) -> list[str]:

@@ -92,8 +92,10 @@ def locked(name: str, root: str = STATE_ROOT):
 # --- records: JSON in a frozen array map ------------------------------------------------
 
 def write_record(sdir: Path, name: str, data: dict) -> None:
-    """Pin *data* at ``sdir/name`` as a frozen array map: 4-byte length, then the JSON."""
-    raw = json.dumps(data, sort_keys=True).encode()
+    """Pin *data* at ``sdir/name`` as a frozen array map: 4-byte length, then the JSON.
+    Its mappings keep their keys' order: a config read back is the one written, down
+    to the repr the filter's parse cache knows its rules by."""
+    raw = json.dumps(data).encode()
     value = len(raw).to_bytes(4, "little") + raw
     value += bytes(-len(value) % 8)
     with sc.map_create(abi.MapType.ARRAY, 4, len(value), 1, name="nfp_manifest") as fd:

@@ -333,12 +333,15 @@ def converge(sdir: Path, current: Manifest) -> Manifest:
                 if jmp.get(n.index) != n.prog_id:
                     with Program.from_pin(n.program) as prog:
                         jmp[n.index] = prog
-    # 3. links: the entry point, one atomic switch per interface
-    ours = prog_ids_pinned(str(sdir.parent))
+    # 3. links: the entry point, one atomic switch per interface.  What nfpipe put on
+    # interfaces (every pipeline's programs: their manifests read) only where an
+    # attachment without a link must be found among them.
+    ours: set[int] | None = None
     with Program.from_pin(nxt.entry_program) as entry:
         wanted = {i.key for i in nxt.interfaces}
         for n, i in enumerate(nxt.interfaces):
             if i.attachment is not None:              # netlink XDP or clsact: no link
+                ours = prog_ids_pinned(str(sdir.parent)) if ours is None else ours
                 att = find_unlinked(i.attachment, ours | {entry.id})
                 if att is None:
                     raise DeployError(f"{i.iface}: the {i.attachment['via']} attachment of "
@@ -380,6 +383,7 @@ def converge(sdir: Path, current: Manifest) -> Manifest:
             if i.key in wanted:
                 continue
             if i.attachment:
+                ours = prog_ids_pinned(str(sdir.parent)) if ours is None else ours
                 att = find_unlinked(i.attachment, ours | {entry.id})
                 if att is not None:
                     att.detach()

@@ -378,7 +378,7 @@ def map_update_batch(fd: FdLike, keys: Sequence[bytes], values: Sequence[bytes],
     return map_update_batch_packed(fd, kraw, vraw, n, flags)
 
 
-def map_update_batch_packed(fd: FdLike, keys: bytes, values: bytes, count: int,
+def map_update_batch_packed(fd: FdLike, keys: bytes, values: bytes | memoryview, count: int,
                             flags: int = 0) -> int:
     """``map_update_batch`` of *count* keys and values already laid end to end (what a
     caller writing a large table packs in one ``struct.pack``)."""

@@ -7,7 +7,9 @@ possible CPU and accept either such a list or one value for every CPU.
 """
 from __future__ import annotations
 
+import mmap
 import os
+from array import array
 from collections.abc import Iterator
 from typing import Any
 
@@ -297,6 +299,53 @@ class Map(FdObject):
     def to_dict(self) -> dict:
         return {_hashable(k): v for k, v in self.items()}
 
+    # --- writing a run of an array ------------------------------------------------------
+
+    @property
+    def mappable(self) -> bool:
+        """An array made with BPF_F_MMAPABLE: its values can be written through mmap."""
+        return self.type == M.ARRAY and bool(self.flags & abi.BPF_F_MMAPABLE)
+
+    def write_run(self, first: int, values: bytes | memoryview, count: int) -> None:
+        """Elements *first* .. first + count - 1 of an array from *values*, their values
+        of value_size bytes laid end to end.  A mappable array takes them as one copy
+        into its memory (each element at an 8-byte-rounded stride, as the kernel lays
+        an array out); any other in batches of map_update_batch."""
+        if count <= 0:
+            return
+        size = self.value_size
+        if len(values) != count * size:
+            raise ValueError(f"map '{self.name}': {len(values)} bytes are not {count} "
+                             f"values of {size} B")
+        if first < 0 or first + count > self.max_entries:
+            raise ValueError(f"map '{self.name}': elements {first}..{first + count - 1} "
+                             f"of {self.max_entries}")
+        stride = _round8(size)
+        if self.mappable and (size == stride or size == 4):
+            length = self.max_entries * stride
+            with mmap.mmap(int(self.fd), length, mmap.MAP_SHARED,
+                           mmap.PROT_READ | mmap.PROT_WRITE) as mem:
+                view = memoryview(mem)
+                try:
+                    if size == stride:
+                        view[first * size:(first + count) * size] = values
+                    else:                     # u32 values, each in 8 bytes
+                        words = view.cast("I")
+                        try:
+                            words[2 * first:2 * (first + count):2] = \
+                                memoryview(values).cast("I")
+                        finally:
+                            words.release()
+                finally:
+                    view.release()
+            return
+        chunk = 1 << 16
+        raw = memoryview(values)
+        for i in range(0, count, chunk):
+            n = min(chunk, count - i)
+            keys = array("I", range(first + i, first + i + n)).tobytes()
+            sc.map_update_batch_packed(self.fd, keys, raw[i * size:(i + n) * size], n)
+
 
 def _hashable(key: Any) -> Any:
     if isinstance(key, dict):
@@ -343,8 +392,21 @@ def _kernel_btf_codecs(info):
     return key, value
 
 
+#: BTF objects parsed lately, by id: every map of a program shares its BTF object
+#: (a filter node's 17 maps, parsed 17 times a node opened), which the kernel never
+#: changes, and ids are allocated cyclically (one is not reused before 2^31 more)
+_KERNEL_BTF: dict[int, BTF] = {}
+_KERNEL_BTF_KEPT = 16
+
+
 def kernel_btf(btf_id: int):
     """Parse the BTF object *btf_id* as the kernel holds it."""
-    with sc.btf_get_fd_by_id(btf_id) as fd:
-        return BTF.parse(sc.btf_data(fd))
+    btf = _KERNEL_BTF.get(btf_id)
+    if btf is None:
+        with sc.btf_get_fd_by_id(btf_id) as fd:
+            btf = BTF.parse(sc.btf_data(fd))
+        while len(_KERNEL_BTF) >= _KERNEL_BTF_KEPT:
+            del _KERNEL_BTF[next(iter(_KERNEL_BTF))]
+        _KERNEL_BTF[btf_id] = btf
+    return btf
 

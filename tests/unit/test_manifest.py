@@ -81,6 +81,22 @@ def test_pending_changes_only_in_manifest_next():
     assert m.report()["update"] == {"how": "runtime", "lines": ["x"]}
 
 
+def test_a_pending_change_to_the_nodes_config_holds_it_once():
+    """A runtime change's config is the node record's (a filter's may be 10k rules):
+    the record holds it once, and reads back as that node's config."""
+    m = Manifest.from_json(V2)
+    rules = {"rules": [{"action": "drop", "proto": "udp", "dport": 53}]}
+    m.node("fw").config = rules
+    m.pending = [Pending("fw", "filter", {"rules": []}, None, rules),
+                 Pending("stats", "telemetry", {}, {"x": 1}, {"sample": 2})]
+    text = json.dumps(m.to_json())
+    assert text.count('"dport": 53') == 1
+    again = Manifest.from_json(json.loads(text))
+    assert again.pending == m.pending
+    assert again.pending[0].config is again.node("fw").config
+    assert again.pending[1].config == {"sample": 2}      # not the node's: its own
+
+
 def test_intent_round_trip():
     data = {"entry_prog_id": 7, "hook": "xdp",
             "targets": [{"iface": "eth0", "netns": None, "qdisc_before": None,
