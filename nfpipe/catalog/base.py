@@ -137,6 +137,20 @@ class NetworkFunction:
         raise SpecError(f"{self.kind}: no part of its config changes at runtime; the node's "
                         f"program must be reloaded")
 
+    @classmethod
+    def change_live(cls, maps: NodeMaps, old_config: Mapping[str, Any], old_state: Any,
+                    config: Mapping[str, Any], new: NetworkFunction | None = None) -> Any:
+        """Change a running node deployed from *old_config* (its control-plane state
+        *old_state*) to *config* in its maps; returns the state after.  *new* is
+        ``cls(config)``, prepared, when the caller has it (``runtime_change``'s): an
+        NF whose change needs nothing of the old config can write it without parsing
+        that again.  Running it twice (a repair after a crash) ends the same."""
+        del new                                 # this one changes from the old config
+        impl = cls(old_config)
+        impl.restore(old_state, maps)
+        impl.update(maps, config)
+        return impl.runtime_state()
+
     def runtime_state(self) -> Any:
         """JSON-able control-plane state a later ``update`` needs (None: the config
         alone says everything)."""

@@ -407,14 +407,30 @@ class Filter(NetworkFunction):
         """Replace the whole config (rules and policies) while traffic flows; returns the
         new Filter.  Each packet sees either the old or the new rule set."""
         new = Filter(config)
-        fixed = self.built_in(self.config, config, self.changed_keys(config))
+        self._changes_to(maps, self.config, new)
+        return new
+
+    @classmethod
+    def change_live(cls, maps: NodeMaps, old_config: Mapping[str, Any], old_state: Any,
+                    config: Mapping[str, Any], new: NetworkFunction | None = None) -> Any:
+        """The new rule set written into the inactive generation, then made active: the
+        old config is only asked whether its program has rules compiled in (its 10,000
+        rules are not parsed again)."""
+        del old_state                           # a filter keeps none
+        cls._changes_to(maps, old_config, new if isinstance(new, Filter) else Filter(config))
+        return None
+
+    @classmethod
+    def _changes_to(cls, maps: NodeMaps, old_config: Mapping[str, Any], new: Filter) -> None:
+        changed = {k for k in set(old_config) | set(new.config)
+                   if old_config.get(k) != new.config.get(k)}
+        fixed = cls.built_in(old_config, new.config, changed)
         if fixed:                 # the running program has them compiled in
             raise RuntimeChangeError(
                 f"filter node '{maps.instance}': {', '.join(sorted(fixed))} cannot change at "
                 f"runtime: a 'classifier: compiled' node has its rules in its program",
                 node=maps.instance, hint=COMPILED_HINT)
         new.install(maps)
-        return new
 
     def install(self, maps: NodeMaps) -> int:
         """Write this config into the inactive generation, then make it active.  Returns

@@ -60,7 +60,7 @@ def configure(name: str, node: str, config: dict, *, root: str = STATE_ROOT,
         nxt.pending = [Pending(node=node, nf=entry.nf, old_config=entry.config,
                                old_state=entry.state, config=merged)]
         write_manifest(d, nxt, name=MANIFEST_NEXT)
-        final = converge(d, m)
+        final = converge(d, m, nxt, {node: new})
         return {"pipeline": name, "node": node, "revision": final.revision,
                 "config": merged, "lines": [line]}
 

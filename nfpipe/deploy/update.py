@@ -12,11 +12,12 @@ step before it acts, so whoever holds the lock after a crash finishes the job.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nfpipe.attach import Link, Target
-from nfpipe.catalog import NodeMaps, nf_class
+from nfpipe.catalog import NetworkFunction, NodeMaps, nf_class
 from nfpipe.compose import Build, Plan, build, make_plan
 from nfpipe.deploy.diff import Update, classify, code_keys
 from nfpipe.deploy.manifest import InterfaceRecord, Manifest, Pending
@@ -214,7 +215,8 @@ class _Change:
                 loaded.close()
         fault("update-next")
         say("switching")
-        final = converge(self.sdir, old)
+        final = converge(self.sdir, old, new,
+                         {p.node: self.spec.nodes[p.node].impl for p in new.pending})
         final.update = {"how": upd.how, "lines": upd.lines()}
         return final
 
@@ -308,22 +310,26 @@ def _pin_swapped(one: _OneNode, manifest: Manifest, sdir: Path,
     manifest.maps = {**manifest.maps, **pin_maps([one.obj], rdir, reused)}
 
 
-def converge(sdir: Path, current: Manifest) -> Manifest:
+def converge(sdir: Path, current: Manifest, nxt: Manifest | None = None,
+             prepared: Mapping[str, NetworkFunction] | None = None) -> Manifest:
     """Make the kernel run what ``manifest_next`` describes, then make it the manifest.
 
     Every step checks before it acts, so running it again after a crash finishes the
     job: runtime config into the maps, program-array slots, links (updated, attached
     for new interfaces, detached for dropped ones), the new manifest, and the pins
-    of the previous revision removed once in-flight packets are done."""
-    nxt = read_manifest(sdir, MANIFEST_NEXT)
+    of the previous revision removed once in-flight packets are done.  The process
+    that has just written ``manifest_next`` hands it over as *nxt* (not read back),
+    with the NFs of its pending changes as it validated and prepared them
+    (*prepared*, by node: not parsed and compiled again)."""
+    if nxt is None:
+        nxt = read_manifest(sdir, MANIFEST_NEXT)
+    prepared = prepared or {}
     # 1. runtime config
     for p in nxt.pending:
-        impl = nf_class(p.nf)(p.old_config)
         nm = open_node_maps(nxt, p.node)
         try:
-            impl.restore(p.old_state, nm)
-            impl.update(nm, p.config)
-            nxt.node(p.node).state = impl.runtime_state()
+            nxt.node(p.node).state = nf_class(p.nf).change_live(
+                nm, p.old_config, p.old_state, p.config, prepared.get(p.node))
         finally:
             close_node_maps(nm)
     # 2. program-array slots (a swap's switch; a new generation's array is full already)
