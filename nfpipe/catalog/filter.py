@@ -210,24 +210,53 @@ class FilterModel:
         return self.match(data)[0], bytes(data)
 
 
-#: the rule set compiled last (its parsed rules, limit, Tables): a runtime change
-#: compiles it to check it (prepare), then builds the Filter again from the config the
-#: manifest stored (the same rules, the mappings' keys in another order) to write the maps.
-#: The next rule set compiled follows its plan where it is alike (compile_rules' *like*):
-#: a process that changes one node's rules again and again (the agent, a test, the
-#: bench) skips the plan search.  Found by comparing the rule tuples: one identity test
-#: a rule when both are the parse cache's (hashing 10k Rules took 20 ms).
+#: rule sets compiled lately (their parsed rules, limit, Tables), the newest last: a
+#: runtime change compiles its rule set to check it (prepare), and a repair or a second
+#: look builds the Filter again from the manifest's copy.  The next rule set compiled
+#: follows the one most like it (compile_rules' *like*: its plan, and its fields and
+#: step rows where the rules left them alone), so a process that changes nodes' rules
+#: again and again (the agent, a test, the bench) compiles each change as a change.
+#: Found by comparing the rule tuples: one identity test a rule when both are the
+#: parse cache's (hashing 10k Rules took 20 ms).  A few: a 10k-rule Tables holds
+#: megabytes.
 _compiled: list[tuple[tuple[Rule, ...], int, Tables]] = []
+_COMPILED_KEPT = 3
 
 
-#: rule lists parsed lately, by their text: a runtime change parses the old rule set,
-#: the new one, and the new one again from the manifest (10k rules: 50-100 ms each)
+def _like(rules: tuple[Rule, ...], limit: int) -> Tables | None:
+    """Of the rule sets compiled lately with *limit*, the one most like *rules*: as
+    many rules, and the most of them the same Rule objects in the same places."""
+    best, score = None, (-1, -1)
+    for r, lim, t in _compiled:                 # oldest first: ties go to the newest
+        if lim != limit:
+            continue
+        same = len(r) == len(rules)
+        s = (int(same), sum(a is b for a, b in zip(r, rules)) if same else 0)
+        if s >= score:
+            best, score = t, s
+    return best
+
+
+#: rule lists parsed lately, by their text: a check and a repair read the same list
+#: again (10k rules: 50-100 ms to parse)
 _parsed: dict[str, tuple[Rule, ...]] = {}
 _PARSED_KEPT = 4
 
-#: the rules of the list parsed last, by (place, the rule's text): a changed rule set
-#: is mostly the rules before it, each where it was, and only the others are parsed
-_last_rules: dict[tuple[int, str], Rule] = {}
+#: the lists parsed (or found in _parsed) lately, the newest last: their keys, rule
+#: texts and rules.  A changed rule set is mostly the rules of one of them (its node's
+#: last), each where it was: a rule whose text is one of theirs in the same place is
+#: that Rule, and only the others are parsed
+_recent_rules: list[tuple[str, list[str], Sequence[Rule]]] = []
+_RECENT_KEPT = 4
+
+
+def _remember(key: str, texts: list[str], rules: Sequence[Rule]) -> None:
+    for n, (k, _t, _r) in enumerate(_recent_rules):
+        if k == key:
+            _recent_rules.append(_recent_rules.pop(n))
+            return
+    _recent_rules.append((key, texts, tuple(rules)))
+    del _recent_rules[:-_RECENT_KEPT]
 
 
 def _rule_text(raw: Any) -> str:
@@ -242,11 +271,18 @@ def _parse_rules(rules: Sequence[Any]) -> list[Rule]:
     """*rules* parsed (ConfigErrors naming every bad rule, not only the first)."""
     texts = [_rule_text(r) for r in rules]
     key = "\n".join(texts)
-    if key in _parsed:
-        return list(_parsed[key])
+    hit = _parsed.get(key)
+    if hit is not None:
+        _remember(key, texts, hit)
+        return list(hit)
+    recent = [(t, r) for _k, t, r in reversed(_recent_rules)]
     out, errors = [], []
-    for i, r in enumerate(rules):
-        rule = _last_rules.get((i, texts[i]))
+    for i, (r, text) in enumerate(zip(rules, texts)):
+        rule = None
+        for seen, parsed in recent:
+            if i < len(seen) and seen[i] == text:
+                rule = parsed[i]
+                break
         if rule is not None:
             out.append(rule)
             continue
@@ -259,8 +295,7 @@ def _parse_rules(rules: Sequence[Any]) -> list[Rule]:
     while len(_parsed) >= _PARSED_KEPT:
         del _parsed[next(iter(_parsed))]
     _parsed[key] = tuple(out)
-    _last_rules.clear()
-    _last_rules.update(zip(enumerate(texts), out))
+    _remember(key, texts, out)
     return out
 
 
@@ -318,13 +353,15 @@ class Filter(NetworkFunction):
     def tables(self) -> Tables:
         if self._tables is None:
             rules, limit = tuple(self.rules), self.max_table_entries
-            like = next((t for _r, lim, t in _compiled if lim == limit), None)
-            self._tables = next((t for r, lim, t in _compiled
-                                 if lim == limit and r == rules), None)
-            if self._tables is None:
-                self._tables = compile_rules(self.rules, limit, like)
-                _compiled[:] = [(rules, limit, self._tables)]   # only the last: what
-                #                                    prepare() compiled
+            found = next((n for n, (r, lim, _t) in enumerate(_compiled)
+                          if lim == limit and r == rules), None)
+            if found is not None:
+                entry = _compiled.pop(found)
+            else:
+                entry = (rules, limit, compile_rules(self.rules, limit, _like(rules, limit)))
+            _compiled.append(entry)
+            del _compiled[:-_COMPILED_KEPT]
+            self._tables = entry[2]
         return self._tables
 
     def prepare(self) -> None:

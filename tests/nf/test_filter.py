@@ -925,6 +925,38 @@ def test_a_rule_set_changed_again_and_again_is_compiled_as_a_change_of_the_last(
     assert changes >= 4 and rows_kept      # compiled as changes, steps kept their rows
 
 
+@only("tables")
+def test_two_nodes_rule_sets_changed_in_turn_each_compile_as_a_change_of_their_own(
+        classifier):
+    """A process that changes two filter nodes' rules in turn (the agent), and builds a
+    rule set it has seen before in between (the bench builds one before it deploys
+    it), compiles each change from the tables of the same node's last rule set: a
+    changed action leaves every field and step as they were."""
+    from nfpipe.catalog import filter as F
+    from nfpipe.catalog.filter_rules import FIELDS
+    rng = random.Random(0x2F17)
+    sets = [[r for r in random_rules(rng, 600) if len(r) > 1][:300] for _ in range(2)]
+
+    def tables(rules):
+        return Filter({"default": "port:3", "classifier": "tables", "rules": rules}).tables
+    F._compiled.clear()
+    last = [tables(s) for s in sets]
+    for n in range(6):
+        k = n % 2
+        assert tables(sets[1 - k]) is last[1 - k]       # found again, not compiled
+        while True:
+            changed, _i, what = _change_one_rule(rng, sets[k])
+            if what == "action":
+                break
+        t = tables(changed)
+        assert t.memo is not None and last[k].memo is not None
+        kept = [FIELDS[f] for f in range(len(FIELDS))
+                if t.memo.fields[f] is last[k].memo.fields[f]]
+        assert kept == list(FIELDS), (n, kept)
+        assert t.steps == last[k].steps and t.cross_table == last[k].cross_table
+        sets[k], last[k] = changed, t
+
+
 def table_lookup(table, addr: bytes) -> int:
     """What NFP_NAME(dir4) in bpf/filter.c reads: a byte a level from the root."""
     from nfpipe.catalog.filter_rules import DIR_NEXT
