@@ -46,6 +46,8 @@ its reference model.
 """
 from __future__ import annotations
 
+import functools
+import operator
 import struct
 from array import array
 from collections.abc import Mapping, Sequence
@@ -226,15 +228,11 @@ _COMPILED_KEPT = 3
 def _like(rules: tuple[Rule, ...], limit: int) -> Tables | None:
     """Of the rule sets compiled lately with *limit*, the one most like *rules*: as
     many rules, and the most of them the same Rule objects in the same places."""
-    best, score = None, (-1, -1)
-    for r, lim, t in _compiled:                 # oldest first: ties go to the newest
-        if lim != limit:
-            continue
-        same = len(r) == len(rules)
-        s = (int(same), sum(a is b for a, b in zip(r, rules)) if same else 0)
-        if s >= score:
-            best, score = t, s
-    return best
+    mine = [(r, t) for r, lim, t in _compiled if lim == limit]   # oldest first
+    alike = [(r, t) for r, t in mine if len(r) == len(rules)]
+    if len(alike) > 1:                  # ties go to the newest
+        return max(reversed(alike), key=lambda rt: sum(map(operator.is_, rt[0], rules)))[1]
+    return (alike or mine)[-1][1] if mine else None
 
 
 #: rule lists parsed lately, by their text: a check and a repair read the same list
@@ -364,6 +362,12 @@ class Filter(NetworkFunction):
             self._tables = entry[2]
         return self._tables
 
+    @functools.cached_property
+    def _catch_all(self) -> int | None:
+        """The index of the first rule that matches every packet (the rules after it
+        never match), or None."""
+        return next((r.index for r in self.rules if r.matches_all), None)
+
     def prepare(self) -> None:
         if self.linear is None:
             self.tables                      # noqa: B018 (compiled when first read)
@@ -438,6 +442,7 @@ class Filter(NetworkFunction):
 
     def update(self, maps: NodeMaps, config: Mapping[str, Any]) -> None:
         new = self.update_rules(maps, config)
+        self.__dict__.clear()                   # nothing cached of the old rules stays
         self.__dict__.update(new.__dict__)
 
     def update_rules(self, maps: NodeMaps, config: Mapping[str, Any]) -> Filter:
@@ -572,7 +577,7 @@ class Filter(NetworkFunction):
         """A generation's `gens` value; *layout*'s offsets are from cell *base* of `dense`
         (the start of the generation's half).  Without *crosses* (a program built before
         the cross table) it has no cross table and always six steps."""
-        catch_all = next((r.index for r in self.rules if r.matches_all), None)
+        catch_all = self._catch_all
         dflt = self.default if catch_all is None else self.rules[catch_all].action
         drule = max_rules if catch_all is None else catch_all
         value = {"default_action": dflt, "default_rule": drule,
