@@ -146,12 +146,17 @@ def _rx_packets(ifname: str) -> int:
 #: frames per sendmmsg(2) of the packet-socket generator
 _BURST = 1024
 _ENOBUFS, _EAGAIN = 105, 11
+#: the packet socket waits for the DUT's ring, so a slow DUT (nftables with 10k rules,
+#: one for each filter rule: ~360 µs a frame) would hold it for minutes: it sends for
+#: at most this long, and the DUT's time is divided by the frames it received
+_SEND_SECONDS = 15.0
 
 
 def _generate(frame: bytes, count: int, ifindex: int, cpu: int, live: bool = True) -> float:
     """In the generator: *count* frames out of *ifindex*; the seconds it took.  Live
     frames of a test run, or (*live* False: the kernel refuses them) a packet socket
-    that sends them past the qdisc, a burst of the same frame per sendmmsg(2)."""
+    that sends them past the qdisc, a burst of the same frame per sendmmsg(2), for at
+    most _SEND_SECONDS."""
     os.sched_setaffinity(0, {cpu})
     if not live:
         import socket
@@ -160,7 +165,7 @@ def _generate(frame: bytes, count: int, ifindex: int, cpu: int, live: bool = Tru
             sock.bind((socket.if_indextoname(ifindex), 0))
             sock.setsockopt(263, 20, 1)          # SOL_PACKET, PACKET_QDISC_BYPASS
             sent, t = 0, time.monotonic()
-            while sent < count:
+            while sent < count and time.monotonic() - t < _SEND_SECONDS:
                 n = frames.send(sock.fileno(), count - sent)
                 if n == -_ENOBUFS or n == -_EAGAIN:
                     continue                  # the veth's ring is full: the DUT is behind
