@@ -173,6 +173,12 @@ def _bitset(indexes, n: int) -> int:
     return int.from_bytes(buf, "little")
 
 
+def _bitsets(indexes: dict, n: int) -> dict:
+    """Each key's list of rule indexes as a bitset of n: built once a key (a rule's bit
+    OR-ed into a key's bitset a rule builds 10k ints of up to 10k bits)."""
+    return {k: _bitset(v, n) for k, v in indexes.items()}
+
+
 class _Compiler:
     def __init__(self, rules: Sequence[Rule], limit: int, prev: _Memo | None = None):
         self.rules = rules
@@ -230,12 +236,13 @@ class _Compiler:
         per_family = {}
         bitsets = [wild]                                 # index 0: not IP
         for version, width in ((4, 32), (6, 128)):
-            nets: dict[tuple[int, int], int] = {(0, 0): 0}     # (prefixlen, address) -> rules
+            having: dict[tuple[int, int], list[int]] = {(0, 0): []}  # (prefixlen, address)
             for r in self.rules:
                 net = getattr(r, attr)
                 if net is not None and net.version == version:
                     key = (net.prefixlen, int(net.network_address))
-                    nets[key] = nets.get(key, 0) | 1 << r.index
+                    having.setdefault(key, []).append(r.index)
+            nets = _bitsets(having, len(self.rules))        # -> its rules
             plens = sorted({pl for pl, _a in nets})
             full = (1 << width) - 1
             entries = []
@@ -257,14 +264,16 @@ class _Compiler:
               seed: Sequence[int] = ()):
         """A field looked up by value: *values(rule)* lists the rule's (lo, hi) ranges."""
         wild = self.wild[f]
-        start: dict[int, int] = {}
-        end: dict[int, int] = {}
+        starting: dict[int, list[int]] = {}
+        ending: dict[int, list[int]] = {}
         for r in self.rules:
             if getattr(r, attr) is None:
                 continue
             for lo, hi in values(r):
-                start[lo] = start.get(lo, 0) | 1 << r.index
-                end[hi + 1] = end.get(hi + 1, 0) | 1 << r.index
+                starting.setdefault(lo, []).append(r.index)
+                ending.setdefault(hi + 1, []).append(r.index)
+        n = len(self.rules)
+        start, end = _bitsets(starting, n), _bitsets(ending, n)
         cuts = sorted(set(start) | set(end) | {0, absent, size})
         bitsets, spans = [], []
         cur = 0
