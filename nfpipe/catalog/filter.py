@@ -464,9 +464,7 @@ class Filter(NetworkFunction):
 
     @classmethod
     def _changes_to(cls, maps: NodeMaps, old_config: Mapping[str, Any], new: Filter) -> None:
-        changed = {k for k in set(old_config) | set(new.config)
-                   if old_config.get(k) != new.config.get(k)}
-        fixed = cls.built_in(old_config, new.config, changed)
+        fixed = cls.built_in(old_config, new.config, new.changed_keys(old_config))
         if fixed:                 # the running program has them compiled in
             raise RuntimeChangeError(
                 f"filter node '{maps.instance}': {', '.join(sorted(fixed))} cannot change at "

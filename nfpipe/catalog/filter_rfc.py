@@ -158,6 +158,15 @@ def _reusable(rules: Sequence[Rule], prev: _Memo | None) -> frozenset[int] | Non
     return frozenset(keep)
 
 
+def _classes_used(made: tuple) -> list[int]:
+    """The classes the lookup table of a field's phase-0 result (``_phase0``'s
+    ``fields``: an array field's (node, table), an address field's (node, IPv4
+    entries, IPv6 entries, not-IP class, byte table)) maps a value to."""
+    if len(made) == 2:
+        return made[1]
+    return [e[2] for e in made[1]] + [e[2] for e in made[2]] + [made[3]]
+
+
 def _stale(classes: list, used) -> bool:
     """Whether a table started from its last classes holds too many that no value maps
     to any more (each costs a row or a column of every step it is in)."""
@@ -562,9 +571,7 @@ def _phase0(c: _Compiler, t: Tables, keep: frozenset[int] = frozenset()) -> list
         seed = prev.fields[f][0].classes if prev is not None else ()
         made[f] = out = make(seed)
         if seed:
-            used = out[1] if len(out) == 2 else \
-                [e[2] for e in out[1]] + [e[2] for e in out[2]] + [out[3]]
-            memo.stale = memo.stale or _stale(out[0].classes, used)
+            memo.stale = memo.stale or _stale(out[0].classes, _classes_used(out))
         return out
 
     def address(f: int, attr: str, seed):

@@ -35,10 +35,7 @@ def configure(name: str, node: str, config: dict, *, root: str = STATE_ROOT,
     require_root()
     with locked(name, root):
         d = state_dir(name, root)
-        m = recovered(d)
-        if m is None:
-            manifest_of(name, root)             # its NoSuchObject: nothing is deployed
-            raise NoSuchObject(f"no pipeline '{name}' is deployed (nothing in {d})")
+        m = recovered(d) or manifest_of(name, root)   # none: its NoSuchObject
         entry = m.node(node)
         if kind is not None and entry.nf != kind:
             raise DeployError(f"node '{node}' of '{name}' is a {entry.nf} node, not "

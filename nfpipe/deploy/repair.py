@@ -39,9 +39,9 @@ def recover(sdir: Path) -> list[str]:
 
 def recovered(sdir: Path) -> Manifest | None:
     """``recover(sdir)``, then the manifest of what runs (None: nothing is deployed),
-    without reading it again when there was nothing to recover."""
-    done, current = _recover(sdir)
-    return current if not done else read_manifest(sdir) if sdir.exists() else None
+    not read again: the one read to recover, or the one an interrupted update was
+    finished with."""
+    return _recover(sdir)[1]
 
 
 def _recover(sdir: Path) -> tuple[list[str], Manifest | None]:
@@ -52,7 +52,7 @@ def _recover(sdir: Path) -> tuple[list[str], Manifest | None]:
         return ["interrupted deploy undone: " + "; ".join(repair(sdir))], None
     if (sdir / MANIFEST_NEXT).exists():
         nxt = converge(sdir, current)
-        return [f"interrupted update finished: revision {nxt.revision} runs"], None
+        return [f"interrupted update finished: revision {nxt.revision} runs"], nxt
     stray = stray_pins(sdir, [current])
     if stray:
         remove_pins(sdir, stray)

@@ -875,7 +875,7 @@ def test_a_rule_set_changed_again_and_again_is_compiled_as_a_change_of_the_last(
     value maps to).  Throughout, every packet gets the first matching rule, as the
     scan gives it."""
     from nfpipe.catalog import filter_rfc
-    from nfpipe.catalog.filter_rfc import _stale, compile_rules
+    from nfpipe.catalog.filter_rfc import _classes_used, _stale, compile_rules
     from nfpipe.catalog.filter_rules import FIELDS
     rng = random.Random(seed)
     rules = [r for r in random_rules(rng, 90) if len(r) > 1][:60]   # no catch-all
@@ -915,9 +915,7 @@ def test_a_rule_set_changed_again_and_again_is_compiled_as_a_change_of_the_last(
                 assert t.steps == last.steps and t.cross_table == last.cross_table
         for f in range(len(FIELDS)):
             out = t.memo.fields[f]
-            used = out[1] if len(out) == 2 else \
-                [e[2] for e in out[1]] + [e[2] for e in out[2]] + [out[3]]
-            assert not _stale(out[0].classes, used), FIELDS[f]
+            assert not _stale(out[0].classes, _classes_used(out)), FIELDS[f]
         for _ in range(300):
             data = random_packet(rng)
             assert eval_tables(nf, t, data) == nf.model().run(data)[0]
