@@ -6,9 +6,17 @@ keys and list indexes) to its position.  File parsers (pipelines, topologies,
 rule files) walk the plain data with a ``Checker``, which collects every
 ``Problem`` at ``doc.at(path)``, so every error can name ``file:line:column``.
 Duplicate mapping keys, which PyYAML silently accepts, are errors here.
+
+A document in JSON (YAML's flow subset, what tools write) is read by the json
+module instead: a 10,000-rule filter in ~15 ms, where composing its YAML nodes
+takes ~1 s.  Its positions are read the YAML way on the first ``doc.at()``, that
+is only when there is a problem to place.  Whatever JSON and PyYAML's YAML 1.1
+would read differently (a float with an exponent, NaN), a duplicate key, or text
+that is not JSON at all takes the YAML reader, as every document did before.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,9 +77,18 @@ class Doc:
     file: str
     positions: dict[Path_, Pos] = field(default_factory=dict)
     key_positions: dict[Path_, Pos] = field(default_factory=dict)
+    #: a JSON document's text, until its positions are read (``_place``)
+    unplaced: str | None = field(default=None, repr=False, compare=False)
+
+    def _place(self) -> None:
+        text, self.unplaced = self.unplaced, None
+        if text is not None:
+            marked = _load_yaml(text, self.file)
+            self.positions, self.key_positions = marked.positions, marked.key_positions
 
     def at(self, path: Path_, *, key: bool = False) -> Pos:
         """Position of the value at *path* (or of its key), else of its nearest parent."""
+        self._place()
         table = self.key_positions if key else self.positions
         p = tuple(path)
         if p in table:
@@ -96,6 +113,63 @@ def load(text: str, file: str) -> Doc:
         raise SpecError(f"the file is over {MAX_BYTES:,} bytes; nfpipe reads files up to "
                         f"{MAX_BYTES:,} bytes (a pipeline of the largest node the catalog "
                         f"allows fits in well under that)", file=file)
+    data = _json(text)
+    if data is not _NOT_JSON:
+        _count(data, file, text)
+        return Doc(data, file, unplaced=text)
+    return _load_yaml(text, file)
+
+
+class _YamlReadsOtherwise(Exception):
+    """JSON the YAML reader would read otherwise, or report (a duplicate key)."""
+
+
+_NOT_JSON = object()
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise _YamlReadsOtherwise   # the YAML reader names the duplicate and its line
+    return out
+
+
+def _float(literal: str) -> float:
+    if "e" in literal or "E" in literal:
+        raise _YamlReadsOtherwise   # YAML 1.1 reads 1e3 as a string
+    return float(literal)
+
+
+def _constant(_literal: str) -> Any:
+    raise _YamlReadsOtherwise       # NaN, Infinity: strings to YAML
+
+
+def _json(text: str) -> Any:
+    """*text* read as JSON, or _NOT_JSON where the YAML reader must read it."""
+    if text.lstrip()[:1] not in ("{", "["):
+        return _NOT_JSON
+    try:
+        return json.loads(text, object_pairs_hook=_pairs, parse_float=_float,
+                          parse_constant=_constant)
+    except (_YamlReadsOtherwise, ValueError, RecursionError):
+        return _NOT_JSON
+
+
+def _count(data: Any, file: str, text: str) -> None:
+    """The bound the YAML reader keeps (MAX_VALUES), on a JSON document."""
+    n, todo = 0, [data]
+    while todo:
+        v = todo.pop()
+        n += 1
+        if isinstance(v, dict):
+            todo.extend(v.values())
+        elif isinstance(v, list):
+            todo.extend(v)
+        if n > MAX_VALUES:
+            _load_yaml(text, file)      # raises, at the value past the bound
+
+
+def _load_yaml(text: str, file: str) -> Doc:
     try:
         try:
             node = yaml.compose(text, Loader=_LOADER)
