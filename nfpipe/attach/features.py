@@ -19,8 +19,6 @@ import platform
 import struct
 from typing import Any
 
-from pyroute2 import IPRoute
-
 from nfpipe.errors import KernelError, errno_name
 from nfpipe.kernel import abi, syscall as sc
 from nfpipe.kernel.netns import temporary_netns
@@ -322,6 +320,8 @@ def probe_link_support() -> dict[str, Any]:
         tc, _ = sc.prog_load(abi.ProgType.SCHED_CLS, RET0, "GPL", name="nfp_probe")
     except KernelError as exc:
         return {k: f"probe programs do not load ({errno_name(exc.errno)})" for k in out}
+    from pyroute2 import IPRoute  # here: see attach.query.netlink_error
+
     try:
         with temporary_netns():
             with IPRoute() as ipr:

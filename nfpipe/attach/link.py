@@ -70,6 +70,14 @@ class Link(FdObject, Attachment):
         link.pinned_at = os.fspath(path)
         return link
 
+    @staticmethod
+    def pinned_prog_id(path: str | os.PathLike) -> int:
+        """The id of the program the link pinned at *path* runs: one bpf() call, where
+        ``from_pin`` also asks netlink for the interface's name and XDP mode (what an
+        update that finds the link already on its program does not need)."""
+        with bpffs.open_pinned(path) as fd:
+            return sc.link_info(fd).prog_id
+
     @classmethod
     def from_id(cls, link_id: int, *, netns=None) -> Link:
         fd = sc.link_get_fd_by_id(link_id)

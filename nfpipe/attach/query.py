@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Any
-
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from typing import TYPE_CHECKING, Any
 
 from nfpipe.errors import KernelError, errno_name
 from nfpipe.kernel import abi, syscall as sc
 from nfpipe.kernel.netns import ifindex as _ifindex, in_netns
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 XDP_MODES = ("native", "generic", "offload")
 XDP_MODE_FLAGS = {"native": abi.XDP_FLAGS_DRV_MODE, "generic": abi.XDP_FLAGS_SKB_MODE,
@@ -56,7 +56,19 @@ def where(iface: str, netns) -> str:
 
 def iproute() -> IPRoute:
     """An rtnetlink socket (in this thread's namespace) that reports extack messages."""
+    from pyroute2 import IPRoute
+
     return IPRoute(ext_ack=True)
+
+
+def netlink_error() -> type[Exception]:
+    """pyroute2's NetlinkError, for ``except netlink_error():`` (evaluated only when
+    something was raised).  pyroute2 is imported where it is used: it takes ~110 ms,
+    and the commands that only read and write maps (``nfpipe rules``, ``stats``,
+    ``map``) never open a netlink socket."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    return NetlinkError
 
 
 def nl_reason(exc) -> str:
@@ -150,7 +162,7 @@ def all_filters(ipr, index: int, direction: str) -> list:
     try:
         return [f for f in ipr.get_filters(index=index, parent=CLSACT_PARENT[direction])
                 if f.get_attr("TCA_KIND")]
-    except NetlinkError:
+    except netlink_error():
         return []
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import errno as _errno
 
-from pyroute2.netlink.exceptions import NetlinkError
-
 from nfpipe.attach.base import Attachment, prog_desc, prog_fd, type_name
 from nfpipe.attach.link import Link
 from nfpipe.attach.query import (
@@ -17,6 +15,7 @@ from nfpipe.attach.query import (
     cls_bpf_filters,
     has_clsact,
     iproute,
+    netlink_error,
     nl_reason,
     qdisc_kind,
     where,
@@ -63,7 +62,7 @@ class ClsactFilter(Attachment):
                 try:
                     ipr.tc("del-filter", "bpf", self.ifindex, self.handle,
                            parent=CLSACT_PARENT[self.direction], prio=self.priority)
-                except NetlinkError as exc:
+                except netlink_error() as exc:
                     raise self._error(f"cannot delete the tc filter on "
                                       f"{where(self.iface, self.netns)}",
                                       netlink_error=nl_reason(exc)) from None
@@ -73,7 +72,7 @@ class ClsactFilter(Attachment):
                 if not left:
                     try:
                         ipr.tc("del", "clsact", self.ifindex)
-                    except NetlinkError as exc:
+                    except netlink_error() as exc:
                         if exc.code not in (_errno.ENOENT, _errno.EINVAL):
                             raise self._error("cannot remove the clsact qdisc we created on "
                                               f"{where(self.iface, self.netns)}",
@@ -95,7 +94,7 @@ class ClsactFilter(Attachment):
                 ipr.tc("replace-filter", "bpf", self.ifindex, self.handle, fd=new_fd,
                        name=new_name or "nfpipe", parent=CLSACT_PARENT[self.direction],
                        prio=self.priority, direct_action=True)
-            except NetlinkError as exc:
+            except netlink_error() as exc:
                 raise self._error(f"cannot replace the tc filter's program on "
                                   f"{where(self.iface, self.netns)}",
                                   netlink_error=nl_reason(exc)) from None
@@ -164,7 +163,7 @@ def _attach_clsact(fd, ifname, index, netns, direction, prog_id, prog_name, prio
                 ipr.tc("add", "clsact", index)
                 created = True
                 fault("clsact-qdisc")          # the tests' kill between qdisc and filter
-            except NetlinkError as exc:
+            except netlink_error() as exc:
                 raise AttachError(f"cannot add a clsact qdisc to {where(ifname, netns)}",
                                   iface=ifname, mode="clsact",
                                   netlink_error=nl_reason(exc)) from None
@@ -182,7 +181,7 @@ def _attach_clsact(fd, ifname, index, netns, direction, prog_id, prog_name, prio
             try:
                 ipr.tc("add-filter", "bpf", index, handle, fd=fd, name=prog_name or "nfpipe",
                        parent=CLSACT_PARENT[direction], prio=prio, direct_action=True)
-            except NetlinkError as exc:
+            except netlink_error() as exc:
                 extra = ""
                 if exc.code == _errno.EEXIST:
                     extra = f": priority {prio} handle {handle:#x} is taken"
@@ -193,7 +192,7 @@ def _attach_clsact(fd, ifname, index, netns, direction, prog_id, prog_name, prio
             if created:
                 try:
                     ipr.tc("del", "clsact", index)
-                except NetlinkError:
+                except netlink_error():
                     pass
             raise
     return ClsactFilter(priority=prio, handle=handle, created_qdisc=created, iface=ifname,
@@ -213,7 +212,7 @@ def remove_empty_clsact(ifname: str, netns=None) -> bool:
             return False
         try:
             ipr.tc("del", "clsact", index)
-        except NetlinkError as exc:
+        except netlink_error() as exc:
             if exc.code in (_errno.ENOENT, _errno.EINVAL):
                 return False
             raise AttachError(f"cannot remove the clsact qdisc of {where(ifname, netns)}",

@@ -7,8 +7,6 @@ from __future__ import annotations
 import errno as _errno
 import os
 
-from pyroute2.netlink.exceptions import NetlinkError
-
 from nfpipe.attach import netdev
 from nfpipe.attach.base import Attachment, prog_desc, prog_fd, type_name
 from nfpipe.attach.features import offload_refusal, probe_link_support
@@ -18,6 +16,7 @@ from nfpipe.attach.query import (
     XDP_MODES,
     describe_xdp,
     iproute,
+    netlink_error,
     nl_reason,
     where,
     xdp_state,
@@ -51,7 +50,7 @@ class NetlinkXdp(Attachment):
             return
         try:
             self._set(-1, XDP_MODE_FLAGS[self.mode] | abi.XDP_FLAGS_REPLACE, int(self._prog))
-        except NetlinkError as exc:
+        except netlink_error() as exc:
             if exc.code == _errno.EEXIST:       # "Active program does not match expected"
                 raise self._error(
                     f"not detaching XDP from {where(self.iface, self.netns)}: our program "
@@ -82,7 +81,7 @@ class NetlinkXdp(Attachment):
             expected = int(self._prog)
         try:
             self._set(new_fd, flags, expected)
-        except NetlinkError as exc:
+        except netlink_error() as exc:
             raise self._error(f"cannot replace the XDP program on "
                               f"{where(self.iface, self.netns)}",
                               netlink_error=nl_reason(exc)) from None
@@ -223,7 +222,7 @@ def _xdp_netlink(fd, ifname, index, netns, mode, driver, replace, why: str = ""
         try:
             ipr.link("set", index=index, xdp={"attrs": [("IFLA_XDP_FD", fd),
                                                         ("IFLA_XDP_FLAGS", flags)]})
-        except NetlinkError as exc:
+        except netlink_error() as exc:
             detail = nl_reason(exc)
             if exc.code in (_errno.EEXIST, _errno.EBUSY):
                 detail = f"{describe_xdp(netns, index)} ({exc.args[-1]})"

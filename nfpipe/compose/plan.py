@@ -15,8 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import networkx as nx
-
 from nfpipe.errors import GraphError
 from nfpipe.graph import check, linking_for
 from nfpipe.nfabi import MAX_NODES, MAX_PORTS, VERDICT_NAMES, Verdict
@@ -119,6 +117,8 @@ def make_plan(spec: PipelineSpec, *, linking: str | None = None, mode: str | Non
     does not use, so its in-flight packets never count into a new node's row.
     *mode*: an attach mode forced on the command line (``offload`` makes "auto"
     linking fused, as ``mode: offload`` in the file does)."""
+    import networkx as nx  # here: see graph.validate.build_graph
+
     link = linking_for(spec, linking, mode)
     g = check(spec, link)
     reach = nx.descendants(g, spec.entry) | {spec.entry}

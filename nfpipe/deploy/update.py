@@ -360,10 +360,10 @@ def converge(sdir: Path, current: Manifest, nxt: Manifest | None = None,
                     att.close()
                 i.attachment["prog_id"] = i.prog_id = entry.id
             elif i.link and os.path.exists(i.link):
-                with Link.from_pin(i.link, netns=i.netns) as link:
-                    if link.prog_id != entry.id:
+                if Link.pinned_prog_id(i.link) != entry.id:
+                    with Link.from_pin(i.link, netns=i.netns) as link:
                         link.update(entry)
-                    i.prog_id = entry.id
+                i.prog_id = entry.id
             else:                                     # an interface this update adds
                 t = Target(i.iface, i.netns)
                 tk = hold_foreign(t, nxt.hook, sdir) if i.force else None

@@ -14,10 +14,13 @@ it concerns:
 """
 from __future__ import annotations
 
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from nfpipe.errors import GraphError
 from nfpipe.spec.pipeline import PipelineSpec, Problem
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 # The kernel's MAX_TAIL_CALL_CNT: a chain may make at most this many tail calls.
 TAIL_CALL_LIMIT = 33
@@ -30,6 +33,8 @@ def verdict_vertex(edge) -> str:
 
 def build_graph(spec: PipelineSpec) -> nx.MultiDiGraph:
     """Nodes and verdicts as vertices, wired ports as edges (only valid edges)."""
+    import networkx as nx  # where it is used: ~90 ms to import, and only a deploy needs it
+
     g = nx.MultiDiGraph(name=spec.name)
     for nid, node in spec.nodes.items():
         g.add_node(nid, kind="node", spec=node)
@@ -60,6 +65,8 @@ def linking_for(spec: PipelineSpec, linking: str | None = None,
 
 def problems_of(spec: PipelineSpec, linking: str | None = None) -> list[Problem]:
     """Every problem of *spec* as a graph, built with *linking* (default: the file's)."""
+    import networkx as nx
+
     out: list[Problem] = []
     wired: dict[tuple[str, str], object] = {}
     for edge in spec.edges:
@@ -126,6 +133,8 @@ def problems_of(spec: PipelineSpec, linking: str | None = None) -> list[Problem]
 
 def _longest_chain(g, entry: str) -> list[str]:
     """The longest node path starting at *entry* in a DAG."""
+    import networkx as nx
+
     best: dict[str, list[str]] = {}
     for n in reversed(list(nx.topological_sort(g))):
         succ = [best[s] for s in g.successors(n)]
