@@ -16,7 +16,7 @@ from pathlib import Path
 
 from nfpipe import deploy as D
 from nfpipe.topo.traffic import serve_udp_echo, udp_exchange
-from tests.agent.etcdserver import free_port
+from tests.agent.etcdserver import die_with_parent, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,7 +46,8 @@ class AgentProc:
             env["NFPIPE_FAULT"] = fault
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, cwd=REPO, env=env)
+                                         stdin=subprocess.DEVNULL, cwd=REPO, env=env,
+                                         preexec_fn=die_with_parent)
         if not fault:
             self.wait(lambda s: s["agent"]["passes"] >= 1, 60, "the agent's first pass")
         return self

@@ -8,8 +8,10 @@ with the reason, and fails it instead under ``CI=true`` (``.ci/run`` installs
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -22,6 +24,16 @@ from nfpipe.agent.etcd import Etcd
 from nfpipe.errors import StoreError
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+PR_SET_PDEATHSIG = 1      # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """preexec_fn: the child is killed when the test process dies, even by a signal
+    that runs no fixture's cleanup (a CI run's pytest killed with SIGTERM left its etcd
+    server running)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def free_port() -> int:
@@ -51,7 +63,8 @@ class EtcdServer:
                  "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
                  "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                  "--initial-cluster", f"{name}={peer}", "--log-level", "warn"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent)
         client = Etcd(self.url, timeout=1.0)
         deadline = time.monotonic() + timeout
         while True:

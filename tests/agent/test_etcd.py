@@ -2,15 +2,23 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from nfpipe.agent import Etcd, EtcdSource
 from nfpipe.agent.etcd import prefix_end
 from nfpipe.errors import StoreError
-from tests.agent.etcdserver import etcd_fixture, free_port
+from tests.agent.etcdserver import etcd_fixture, free_port, running_etcd
+
+REPO = Path(__file__).resolve().parents[2]
 
 etcd = etcd_fixture()
 
@@ -90,3 +98,30 @@ def test_source_snapshot_problems_and_reports(etcd):
     assert json.loads(e.get("/fleet1/hosts/h1/status"))["pipelines"]["fw1"] == \
         {"applied_revision": 4}
     assert src.statuses()["h1"]["pipelines"]["fw1"]["applied_revision"] == 4
+
+
+def test_the_server_dies_with_a_test_process_killed_without_its_cleanup():
+    """A pytest killed by SIGTERM runs no fixture's cleanup: its etcd server (and its
+    agents) then get SIGKILL from the kernel (die_with_parent), not left running."""
+    with running_etcd() as probe:               # skips (fails under CI) without etcd
+        binary = probe.binary
+    code = ("import sys, time; from tests.agent.etcdserver import EtcdServer; "
+            "s = EtcdServer(sys.argv[1]).start(); print(s.proc.pid, s.dir, flush=True); "
+            "time.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c", code, binary], cwd=REPO,
+                              stdout=subprocess.PIPE, text=True)
+    data = None
+    try:
+        pid, data = parent.stdout.readline().split()
+        assert os.path.exists(f"/proc/{pid}")
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not os.path.exists(f"/proc/{pid}"), "etcd outlived the test process"
+    finally:
+        parent.kill()
+        parent.wait()
+        if data:
+            shutil.rmtree(data, ignore_errors=True)
