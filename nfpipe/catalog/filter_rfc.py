@@ -491,16 +491,25 @@ def compile_rules(rules: Sequence[Rule], limit: int = COMBINE_CAPACITY,
         t.steps = [(0, 1, [])] + [(NFIELDS + s, NFIELDS + s, []) for s in range(NFIELDS - 2)]
         t.shapes = [(0, 0)] * len(t.steps)          # in the hash map: no entries at all
         return t
-    fields = _cross_fields(nodes, like) if cross else ()
-    if not (fields and _crossed(c, t, nodes, fields, limit, like, dense)) and not (
-            like is not None and not like.cross and _similar(t, like) and
-            _steps(c, t, nodes, limit, like)):
-        _steps(c, t, nodes, limit, None)
+    _combine(c, t, nodes, limit, like, dense, cross)
     if prev is not None and t.memo is not None and t.memo.stale:
         # Changes upon changes left tables with unused classes: start afresh, on the plan.
         return compile_rules(given, limit, dataclasses.replace(like, memo=None),
                              dense=dense, cross=cross)
     return t
+
+
+def _combine(c: _Compiler, t: Tables, nodes: list[_Node], limit: int, like: Tables | None,
+             dense: int, cross: bool) -> None:
+    """The combination of the fields into *t*: crossed where that plan fits, else on
+    *like*'s plan where the rule set splits like it, else on the plan searched for."""
+    fields = _cross_fields(nodes, like) if cross else ()
+    if fields and _crossed(c, t, nodes, fields, limit, like, dense):
+        return
+    if like is not None and not like.cross and _similar(t, like) and \
+            _steps(c, t, nodes, limit, like):
+        return
+    _steps(c, t, nodes, limit, None)
 
 
 def _cross_fields(nodes: Sequence[_Node], like: Tables | None) -> tuple[int, ...]:
