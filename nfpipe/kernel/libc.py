@@ -4,13 +4,15 @@ one declaration per function, and every failure a ``KernelError`` naming the cal
 ``syscall`` (bpf() has no libc wrapper), ``setns`` and ``unshare`` (network
 namespaces per thread), ``mount`` / ``umount2`` / ``statfs`` (bpffs), ``mmap`` /
 ``munmap`` (ring buffers: Python's ``mmap`` object cannot hand out the address of
-a read-only mapping), ``sendmmsg`` (the live bench's packet-socket generator).
-Nothing else in nfpipe loads libc.
+a read-only mapping), ``sendmmsg`` (the live bench's packet-socket generator),
+``prctl`` (``die_with_parent``, for the processes tests start).  Nothing else in
+nfpipe loads libc.
 """
 from __future__ import annotations
 
 import ctypes
 import os
+import signal
 
 from nfpipe.errors import KernelError
 
@@ -18,6 +20,7 @@ CLONE_NEWNET = 0x40000000
 CLONE_NEWNS = 0x00020000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
+PR_SET_PDEATHSIG = 1
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -37,6 +40,9 @@ _libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_
                        ctypes.c_int, ctypes.c_long]
 _libc.munmap.restype = ctypes.c_int
 _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                        ctypes.c_ulong]
+_libc.prctl.restype = ctypes.c_int
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
 
@@ -115,6 +121,14 @@ def mmap(length: int, prot: int, flags: int, fd: int, offset: int, what: str) ->
 def munmap(addr: int, length: int) -> None:
     if addr and _libc.munmap(addr, length) != 0:
         raise _fail("munmap", f"{length} bytes at {addr:#x}", hint="")
+
+
+def die_with_parent() -> None:
+    """prctl(PR_SET_PDEATHSIG, SIGKILL): the calling process is killed when the thread
+    that started it exits.  A ``preexec_fn`` for the servers and daemons tests start:
+    they go with a test process killed by a signal that runs none of its cleanup."""
+    if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise _fail("prctl", "cannot set PR_SET_PDEATHSIG", hint="")
 
 
 class SameFrames:

@@ -15,8 +15,9 @@ import urllib.request
 from pathlib import Path
 
 from nfpipe import deploy as D
+from nfpipe.kernel.libc import die_with_parent
 from nfpipe.topo.traffic import serve_udp_echo, udp_exchange
-from tests.agent.etcdserver import die_with_parent, free_port
+from tests.agent.etcdserver import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,10 +8,8 @@ with the reason, and fails it instead under ``CI=true`` (``.ci/run`` installs
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -22,18 +20,9 @@ import pytest
 
 from nfpipe.agent.etcd import Etcd
 from nfpipe.errors import StoreError
+from nfpipe.kernel.libc import die_with_parent
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-PR_SET_PDEATHSIG = 1      # linux/prctl.h
-
-
-def die_with_parent() -> None:
-    """preexec_fn: the child is killed when the test process dies, even by a signal
-    that runs no fixture's cleanup (a CI run's pytest killed with SIGTERM left its etcd
-    server running)."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def free_port() -> int:
@@ -95,15 +84,20 @@ def etcd_binary() -> str | None:
         (p for p in ("/usr/bin/etcd", "/usr/sbin/etcd") if os.access(p, os.X_OK)), None)
 
 
-@contextlib.contextmanager
-def running_etcd():
+def required_etcd_binary() -> str:
+    """The etcd binary; the test is skipped without one (failed under CI=true)."""
     binary = etcd_binary()
     if binary is None:
         why = "no etcd binary (apt-get install etcd-server; .ci/run does)"
         if IN_CI:
             pytest.fail(f"CI=true forbids skipping the etcd tests: {why}", pytrace=False)
         pytest.skip(why)
-    server = EtcdServer(binary)
+    return binary
+
+
+@contextlib.contextmanager
+def running_etcd():
+    server = EtcdServer(required_etcd_binary())
     try:
         yield server.start()
     finally:

@@ -16,7 +16,7 @@ import pytest
 from nfpipe.agent import Etcd, EtcdSource
 from nfpipe.agent.etcd import prefix_end
 from nfpipe.errors import StoreError
-from tests.agent.etcdserver import etcd_fixture, free_port, running_etcd
+from tests.agent.etcdserver import etcd_fixture, free_port, required_etcd_binary
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -103,8 +103,7 @@ def test_source_snapshot_problems_and_reports(etcd):
 def test_the_server_dies_with_a_test_process_killed_without_its_cleanup():
     """A pytest killed by SIGTERM runs no fixture's cleanup: its etcd server (and its
     agents) then get SIGKILL from the kernel (die_with_parent), not left running."""
-    with running_etcd() as probe:               # skips (fails under CI) without etcd
-        binary = probe.binary
+    binary = required_etcd_binary()
     code = ("import sys, time; from tests.agent.etcdserver import EtcdServer; "
             "s = EtcdServer(sys.argv[1]).start(); print(s.proc.pid, s.dir, flush=True); "
             "time.sleep(60)")
