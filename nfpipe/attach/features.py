@@ -19,6 +19,7 @@ import platform
 import struct
 from typing import Any
 
+from nfpipe.attach.query import iproute
 from nfpipe.errors import KernelError, errno_name
 from nfpipe.kernel import abi, syscall as sc
 from nfpipe.kernel.netns import temporary_netns
@@ -320,11 +321,9 @@ def probe_link_support() -> dict[str, Any]:
         tc, _ = sc.prog_load(abi.ProgType.SCHED_CLS, RET0, "GPL", name="nfp_probe")
     except KernelError as exc:
         return {k: f"probe programs do not load ({errno_name(exc.errno)})" for k in out}
-    from pyroute2 import IPRoute  # here: see attach.query.netlink_error
-
     try:
         with temporary_netns():
-            with IPRoute() as ipr:
+            with iproute() as ipr:
                 ipr.link("add", ifname="nfp0", kind="veth", peer={"ifname": "nfp1"})
                 index = ipr.link_lookup(ifname="nfp0")[0]
             for key, attach, flags, prog in (
