@@ -11,9 +11,10 @@ from nfpipe.bench.kernel import (
     Result,
     compare,
     compare_edge,
+    compare_hops,
     run,
 )
 from nfpipe.bench.live import LiveResult, run_live
 
 __all__ = ["CASES", "EDGE_PACKETS", "FW_PACKETS", "LiveResult", "Result", "compare",
-           "compare_edge", "run", "run_live"]
+           "compare_edge", "compare_hops", "run", "run_live"]

@@ -141,11 +141,44 @@ def _chain(n: int) -> str:
     return f"pipeline: chain\nhook: xdp\nnodes:\n{nodes}\nedges:\n{edges}\n  - g{n - 1} -> pass\n"
 
 
-for _n in (1, 4, 8):
+@contextmanager
+def _handwritten_chain(n: int) -> Iterator[Callable]:
+    """benchmarks/handwritten/chain.c: hop0 .. hop{n-1} linked by bare tail calls."""
+    with Object.load(nf_compile(HANDWRITTEN / "chain.c")) as obj:
+        for i in range(1, n):
+            obj.maps["hops"][i] = obj.programs[f"hop{i}"]
+        yield _timer(obj.programs["hop0"], TCP_SYN)
+
+
+CHAIN_LENGTHS = (1, 4, 8)
+CHAIN_IMPLS = ("tailcall", "fused", "handwritten")
+
+for _n in CHAIN_LENGTHS:
     for _linking in ("tailcall", "fused"):
         def _make(n=_n, linking=_linking):
             return _pipeline(_chain(n), linking, TCP_SYN)
         case(f"chain{_n}-{_linking}", "linking")(_make)
+    case(f"chain{_n}-handwritten", "linking")(lambda n=_n: _handwritten_chain(n))
+
+
+def compare_hops(results: list[Result]) -> list[dict]:
+    """Per chain length measured beside chain1: the cost of one tail-call hop in
+    nfpipe, over its fused form ((tailcall_N - fused_N) / (N - 1), the issue's target:
+    at most 4 ns), and the kernel's own, from the bare programs of chain.c
+    ((handwritten_N - handwritten_1) / (N - 1))."""
+    ns = {r.name: r.ns for r in results}
+    rows = []
+    for n in CHAIN_LENGTHS[1:]:
+        got = {impl: ns.get(f"chain{n}-{impl}") for impl in CHAIN_IMPLS}
+        row: dict = {"nodes": n, **{f"{k}_ns": v for k, v in got.items() if v is not None}}
+        if got["tailcall"] is not None and got["fused"] is not None:
+            row["hop_over_fused_ns"] = (got["tailcall"] - got["fused"]) / (n - 1)
+        bare1 = ns.get("chain1-handwritten")
+        if got["handwritten"] is not None and bare1 is not None:
+            row["kernel_hop_ns"] = (got["handwritten"] - bare1) / (n - 1)
+        if len(row) > 1 + len([v for v in got.values() if v is not None]):
+            rows.append(row)
+    return rows
 
 
 def firewall_config() -> dict:
@@ -388,6 +421,15 @@ def run(selected: list[str] | None = None, *, repeat: int = 200_000, rounds: int
                              if k.endswith("_over_handwritten_ns"))
             print(f"  {row['packet']:<12} hand-written {row['handwritten_ns']:6.1f}   {over}",
                   file=out)
+    hops = compare_hops(results)
+    if hops and not json_output:
+        print("\none tail-call hop (ns; nfpipe: tail calls over fused, per hop, target <= 4; "
+              "the kernel: chain.c's bare tail calls, per hop):", file=out)
+        for row in hops:
+            parts = [f"{label} {row[key]:5.1f}" for key, label in
+                     (("hop_over_fused_ns", "nfpipe"), ("kernel_hop_ns", "kernel"))
+                     if key in row]
+            print(f"  chain{row['nodes']:<3} " + "   ".join(parts), file=out)
     edge = compare_edge(results)
     if edge and not json_output:
         print("\nexamples/edge.yaml over benchmarks/handwritten/edge.c, floor subtracted "

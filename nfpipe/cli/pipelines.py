@@ -155,11 +155,14 @@ def cmd_bench(args) -> int:
                   "samples": r.samples, **({"note": r.note} if r.note else {})}
                  for r in results]
         rows, edge = bench.compare(results), bench.compare_edge(results)
+        hops = bench.compare_hops(results)
         data: Any = cases
-        if rows or edge:
+        if rows or edge or hops:
             data = {"cases": cases}
             if rows:
                 data["firewall_vs_handwritten"] = rows
+            if hops:
+                data["tailcall_hops"] = hops
             if edge:
                 data["edge_vs_handwritten"] = edge
     if args.png:

@@ -19,10 +19,28 @@ def test_bench_json_reports_every_selected_case(capsys):
     assert main(["bench", "chain1", "--repeat", "200", "--rounds", "2", "--loads", "3",
                  "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["case"] for r in rows] == ["baseline", "chain1-tailcall", "chain1-fused"]
+    assert [r["case"] for r in rows] == ["baseline", "chain1-tailcall", "chain1-fused",
+                                         "chain1-handwritten"]
     assert rows[0]["ratio_to_baseline"] == 1.0
     assert all(r["ns_per_packet"] > 0 and len(r["samples"]) == 6 for r in rows)
     assert all(r["ns_per_packet"] == statistics.median(r["samples"]) for r in rows)
+
+
+def test_bench_gives_a_tail_call_hop_beside_the_kernels_own(capsys):
+    """Per chain length: nfpipe's hop (tail calls over fused, per hop) and the kernel's
+    (chain.c's bare tail calls over its one program, per hop), from the same run."""
+    assert main(["bench", "chain1", "chain4", "--repeat", "200", "--rounds", "2",
+                 "--loads", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    ns = {c["case"]: c["ns_per_packet"] for c in out["cases"]}
+    assert set(ns) == {"baseline"} | {f"chain{n}-{i}" for n in (1, 4)
+                                      for i in ("tailcall", "fused", "handwritten")}
+    [row] = out["tailcall_hops"]
+    assert row["nodes"] == 4
+    assert row["hop_over_fused_ns"] == pytest.approx(
+        (ns["chain4-tailcall"] - ns["chain4-fused"]) / 3)
+    assert row["kernel_hop_ns"] == pytest.approx(
+        (ns["chain4-handwritten"] - ns["chain1-handwritten"]) / 3)
 
 
 def test_bench_puts_the_firewall_beside_the_hand_written_program(capsys):
