@@ -5,7 +5,7 @@
  *
  *   filter     TCP to port 23 is dropped; ICMP takes the side branch; the rest goes on
  *   ttl guard  (ICMP branch) dropped when ttl <= 1, counted
- *   lb         TCP to the VIP 10.100.0.1:80: an established flow keeps its backend
+ *   lb         TCP to the VIP 203.0.113.80:80: an established flow keeps its backend
  *              (connection map, the backend still configured: active or draining); a
  *              new one takes the backend of slot flow_hash % 65537 of the Maglev table
  *              (filled by the harness from nfpipe's LB control plane: weights, a
@@ -56,7 +56,7 @@
 /* examples/edge.yaml's config (host order). */
 #define TELNET_PORT 23
 #define MIN_TTL 1
-#define VIP_ADDR 0x0a640001 /* 10.100.0.1 */
+#define VIP_ADDR 0xcb007150 /* 203.0.113.80 */
 #define VIP_PORT 80
 #define LB_TABLE_SIZE 65537
 #define LB_HASH_SEED 0x6c62 /* lb.c's default: the harness's table is indexed by its hash */

@@ -287,7 +287,7 @@ def edge_pipeline(linking: str) -> Pipeline:
                                          linking=linking)))
 
 
-_CLIENT = IP(src="198.51.100.20", dst="10.100.0.1", ttl=64)
+_CLIENT = IP(src="198.51.100.20", dst="203.0.113.80", ttl=64)
 # kind -> (packet, timed by in-kernel repeats): VIP traffic and the masquerade are
 # rewritten (single runs), the others leave the packet as it was.
 EDGE_PACKETS: dict[str, tuple[bytes, bool]] = {

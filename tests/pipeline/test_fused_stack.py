@@ -54,7 +54,7 @@ def test_the_frames_read_off_the_instructions_are_the_verifiers(path, hook):
 
 
 E = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
-PACKETS = [E / IP(src="198.51.100.20", dst="10.100.0.1") / TCP(sport=40000, dport=80),
+PACKETS = [E / IP(src="198.51.100.20", dst="203.0.113.80") / TCP(sport=40000, dport=80),
            E / IP(src="10.0.0.5", dst="93.184.216.34") / TCP(sport=51000, dport=443),
            E / IP(src="198.51.100.20", dst="203.0.113.1", ttl=1) / ICMP(id=7),
            E / IP(src="198.51.100.20", dst="10.0.1.1") / TCP(dport=23),
