@@ -22,12 +22,16 @@ Running one NF alone in the kernel (how its tests and benchmarks do it) is
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any, ClassVar
 
 from nfpipe import resources
 from nfpipe.errors import RuntimeChangeError, SpecError
 from nfpipe.nfabi import NF_HOOKS, prefixed
+
+IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
 
 
 class NetworkFunction:
@@ -48,6 +52,16 @@ class NetworkFunction:
             known = ", ".join(sorted(self.config_keys)) or "none"
             raise SpecError(f"{self.kind}: unknown config key(s) {', '.join(sorted(unknown))} "
                             f"(known: {known})")
+
+    def reply_sources(self) -> list[tuple[tuple, str, IPAddress]]:
+        """(path inside the config, label, address) for each address this NF writes back
+        as the source of replies (a load balancer's VIPs); spec.crosscheck reads it."""
+        return []
+
+    def masquerades(self) -> list[tuple[IPNetwork, str]]:
+        """(network, what its sources become) for each network whose sources this NF
+        rewrites (a NAT's internal networks); spec.crosscheck reads it."""
+        return []
 
     @property
     def source(self) -> Path:

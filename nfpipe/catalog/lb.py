@@ -376,6 +376,11 @@ class LoadBalancer(NetworkFunction):
     def constants(self) -> dict[str, Any]:
         return {"hash_seed": self.hash_seed}
 
+    def reply_sources(self):
+        """Each VIP: a backend's reply leaves with it as its source."""
+        return [(("vips", i, "vip"), v.name, ipaddress.ip_address(v.addr))
+                for i, v in enumerate(self.vips)]
+
     # -- writing the maps --
 
     def _write_backends(self, maps: NodeMaps, plan: Plan, only_changed_from: Plan | None):

@@ -188,6 +188,10 @@ class Nat(NetworkFunction):
             raise SpecError(f"nat: {where}: a second forward for {f['proto']} port {port}")
         out[(proto, port)] = (addr, tport)
 
+    def masquerades(self):
+        """The internal networks: their sources leave as external_ip and a port."""
+        return [(n, f"{self.external_ip} and a port of the NAT's") for n in self.internal]
+
     def is_internal(self, addr: int) -> bool:
         return any(addr & int(n.netmask) == int(n.network_address) for n in self.internal)
 

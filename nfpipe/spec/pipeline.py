@@ -17,6 +17,7 @@ from typing import Any
 from nfpipe.catalog import SourceNF, get as catalog_nf
 from nfpipe.errors import ConfigErrors, SpecError
 from nfpipe.nfabi import MAX_NODES, MAX_PORTS, PIPELINE_HOOKS, check_instance_name, nf_hook
+from nfpipe.spec.crosscheck import address_conflicts
 from nfpipe.yamldoc import Checker, Doc, Pos, Problem, ProblemsError, describe, load, load_file
 
 HOOKS = PIPELINE_HOOKS
@@ -130,6 +131,7 @@ class _Parser(Checker):
     def __init__(self, doc: Doc):
         super().__init__(doc)
         self.warnings: list[Problem] = []
+        self._paths: dict[str, tuple] = {}        # node id -> its path in the document
     # --- top level --------------------------------------------------------------------
 
     def parse(self) -> PipelineSpec | None:
@@ -153,6 +155,7 @@ class _Parser(Checker):
             description = ""
         nodes = self._nodes(data, hook)
         edges = self._edges(data)
+        self._crosscheck(nodes, edges)
         entry = data.get("entry")
         if entry is None:
             entry = next(iter(nodes), "")
@@ -214,6 +217,12 @@ class _Parser(Checker):
 
     # --- nodes ---------------------------------------------------------------------------
 
+    def _crosscheck(self, nodes: dict[str, NodeSpec], edges: list[EdgeSpec]) -> None:
+        """Warnings about what two nodes' configs do to each other (spec.crosscheck)."""
+        for nid, sub, why in address_conflicts(nodes, edges):
+            self.warnings.append(Problem(self.doc.at(self._paths[nid] + ("config",) + sub),
+                                         f"node '{nid}' ({nodes[nid].nf}): {why}", nid))
+
     def _nodes(self, data, hook) -> dict[str, NodeSpec]:
         nodes: dict[str, NodeSpec] = {}
         raw = data.get("nodes")
@@ -238,6 +247,7 @@ class _Parser(Checker):
                                                  f"defined at line {first.line})", node=node.id)
                 continue
             nodes[node.id] = node
+            self._paths[node.id] = ("nodes", i)
         return nodes
 
     def _node(self, path, item, hook) -> NodeSpec | None:
