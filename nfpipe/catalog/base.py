@@ -55,12 +55,12 @@ class NetworkFunction:
 
     def reply_sources(self) -> list[tuple[tuple, str, IPAddress]]:
         """(path inside the config, label, address) for each address this NF writes back
-        as the source of replies (a load balancer's VIPs); spec.crosscheck reads it."""
+        as the source of replies (a load balancer's VIPs); graph.crosscheck reads it."""
         return []
 
     def masquerades(self) -> list[tuple[IPNetwork, str]]:
         """(network, what its sources become) for each network whose sources this NF
-        rewrites (a NAT's internal networks); spec.crosscheck reads it."""
+        rewrites (a NAT's internal networks); graph.crosscheck reads it."""
         return []
 
     @property

@@ -11,7 +11,7 @@ from nfpipe.cli.output import EXIT_OK, EXIT_USAGE, print_json
 from nfpipe.compose import FUSED, build, make_plan
 from nfpipe.compose.offload import offload_build, offload_problems
 from nfpipe.deploy.placement import place
-from nfpipe.graph import problems_of
+from nfpipe.graph import problems_of, warnings_of
 from nfpipe.runtime.verify import verify
 from nfpipe.spec import PipelineSpec
 from nfpipe.spec.pipeline import parse_pipeline_collect
@@ -30,7 +30,7 @@ def cmd_validate(args) -> int:
     if spec is not None and not problems and not args.no_build:
         checked = verify(spec, linking=args.linking)
         problems = checked.problems
-    warnings = spec.warnings if spec is not None else []
+    warnings = spec.warnings + warnings_of(spec) if spec is not None else []
     if not args.json:
         for w in warnings:
             print(f"{w.pos}: warning: {w.message}", file=sys.stderr)

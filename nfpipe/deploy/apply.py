@@ -50,6 +50,7 @@ from nfpipe.deploy.steps import (
 from nfpipe.deploy.update import update
 from nfpipe.errors import NfpipeError
 from nfpipe.faults import fault
+from nfpipe.graph import warnings_of
 from nfpipe.kernel import bpffs
 from nfpipe.spec import PipelineSpec
 
@@ -65,7 +66,7 @@ def deploy(file: str | os.PathLike, *, targets: list[Target] | None = None,
     require_root()
     say = progress or (lambda _msg: None)
     spec = PipelineSpec.from_file(file)
-    for w in spec.warnings:
+    for w in spec.warnings + warnings_of(spec):
         log.warning("%s: warning: %s", w.pos, w.message)
     with locked(spec.name, root):
         sdir = state_dir(spec.name, root)

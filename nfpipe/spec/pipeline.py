@@ -17,7 +17,6 @@ from typing import Any
 from nfpipe.catalog import SourceNF, get as catalog_nf
 from nfpipe.errors import ConfigErrors, SpecError
 from nfpipe.nfabi import MAX_NODES, MAX_PORTS, PIPELINE_HOOKS, check_instance_name, nf_hook
-from nfpipe.spec.crosscheck import address_conflicts
 from nfpipe.yamldoc import Checker, Doc, Pos, Problem, ProblemsError, describe, load, load_file
 
 HOOKS = PIPELINE_HOOKS
@@ -43,6 +42,7 @@ class NodeSpec:
     ports: tuple[str, ...]
     pos: Pos
     impl: Any = field(default=None, repr=False, compare=False)   # the NetworkFunction
+    path: tuple = field(default=(), compare=False)   # where it is in the file ("nodes", i)
 
     @property
     def required_ports(self) -> tuple[str, ...]:
@@ -131,7 +131,6 @@ class _Parser(Checker):
     def __init__(self, doc: Doc):
         super().__init__(doc)
         self.warnings: list[Problem] = []
-        self._paths: dict[str, tuple] = {}        # node id -> its path in the document
     # --- top level --------------------------------------------------------------------
 
     def parse(self) -> PipelineSpec | None:
@@ -155,7 +154,6 @@ class _Parser(Checker):
             description = ""
         nodes = self._nodes(data, hook)
         edges = self._edges(data)
-        self._crosscheck(nodes, edges)
         entry = data.get("entry")
         if entry is None:
             entry = next(iter(nodes), "")
@@ -217,12 +215,6 @@ class _Parser(Checker):
 
     # --- nodes ---------------------------------------------------------------------------
 
-    def _crosscheck(self, nodes: dict[str, NodeSpec], edges: list[EdgeSpec]) -> None:
-        """Warnings about what two nodes' configs do to each other (spec.crosscheck)."""
-        for nid, sub, why in address_conflicts(nodes, edges):
-            self.warnings.append(Problem(self.doc.at(self._paths[nid] + ("config",) + sub),
-                                         f"node '{nid}' ({nodes[nid].nf}): {why}", nid))
-
     def _nodes(self, data, hook) -> dict[str, NodeSpec]:
         nodes: dict[str, NodeSpec] = {}
         raw = data.get("nodes")
@@ -247,7 +239,6 @@ class _Parser(Checker):
                                                  f"defined at line {first.line})", node=node.id)
                 continue
             nodes[node.id] = node
-            self._paths[node.id] = ("nodes", i)
         return nodes
 
     def _node(self, path, item, hook) -> NodeSpec | None:
@@ -283,7 +274,7 @@ class _Parser(Checker):
         impl, kind, source, ports = self._impl(path, nid, nf, config, item)
         pos = self.doc.at(path)
         node = NodeSpec(id=nid, nf=nf, kind=kind, source=source, config=config, ports=ports,
-                        pos=pos, impl=impl)
+                        pos=pos, impl=impl, path=path)
         if impl is not None and hook is not None and nf_hook(hook) not in impl.hooks:
             self.problem(path + ("nf",), f"network function '{nf}' does not support the "
                                          f"{hook} hook (it supports: "

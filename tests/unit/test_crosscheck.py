@@ -1,4 +1,4 @@
-"""spec.crosscheck: what two nodes' configs do to each other is a warning at the value
+"""graph.crosscheck: what two nodes' configs do to each other is a warning at the value
 that causes it (the pipeline is still valid)."""
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 
 from nfpipe import resources
 from nfpipe.cli.main import main
+from nfpipe.graph import warnings_of
 from nfpipe.spec import PipelineSpec
 
 LB = """  - id: lb
@@ -31,7 +32,8 @@ def pipeline(vip: str, edges: str, lb_first: bool = True) -> str:
 def test_a_vip_the_nat_after_it_masquerades_is_a_warning_at_the_vip():
     spec = PipelineSpec.from_text(pipeline("192.168.7.1:80", "  - lb -> nat\n  - nat -> pass\n"),
                                   "p.yaml")
-    [w] = spec.warnings
+    assert spec.warnings == []                  # the nodes alone are fine
+    [w] = warnings_of(spec)
     assert (w.pos.file, w.pos.line, w.pos.column, w.node) == ("p.yaml", 8, 16, "lb")
     assert "VIP 192.168.7.1:80 lies inside 192.168.0.0/16, which node 'nat' after it " \
            "masquerades" in w.message
@@ -41,7 +43,7 @@ def test_a_vip_the_nat_after_it_masquerades_is_a_warning_at_the_vip():
 def test_a_nat_further_down_the_path_counts_too():
     text = pipeline("10.100.0.1:80", "  - lb -> fw\n  - fw -> nat\n  - nat -> pass\n")
     text = text.replace("edges:", "  - {id: fw, nf: filter, config: {rules: []}}\nedges:")
-    assert [w.node for w in PipelineSpec.from_text(text).warnings] == ["lb"]
+    assert [w.node for w in warnings_of(PipelineSpec.from_text(text))] == ["lb"]
 
 
 def test_no_warning_where_the_replies_keep_the_vip():
@@ -52,8 +54,8 @@ def test_no_warning_where_the_replies_keep_the_vip():
         "not on the lb's path": pipeline("10.100.0.1:80", "  - lb -> pass\n  - nat -> pass\n"),
     }
     for name, text in cases.items():
-        assert PipelineSpec.from_text(text).warnings == [], name
-    assert PipelineSpec.from_file(resources.examples_dir() / "edge.yaml").warnings == []
+        assert warnings_of(PipelineSpec.from_text(text)) == [], name
+    assert warnings_of(PipelineSpec.from_file(resources.examples_dir() / "edge.yaml")) == []
 
 
 def test_validate_shows_the_warning_and_the_file_stays_valid(tmp_path, capsys):
