@@ -167,17 +167,18 @@ def compare_hops(results: list[Result]) -> list[dict]:
     at most 4 ns), and the kernel's own, from the bare programs of chain.c
     ((handwritten_N - handwritten_1) / (N - 1))."""
     ns = {r.name: r.ns for r in results}
+    bare1 = ns.get("chain1-handwritten")
     rows = []
     for n in CHAIN_LENGTHS[1:]:
         got = {impl: ns.get(f"chain{n}-{impl}") for impl in CHAIN_IMPLS}
-        row: dict = {"nodes": n, **{f"{k}_ns": v for k, v in got.items() if v is not None}}
+        hops = {}
         if got["tailcall"] is not None and got["fused"] is not None:
-            row["hop_over_fused_ns"] = (got["tailcall"] - got["fused"]) / (n - 1)
-        bare1 = ns.get("chain1-handwritten")
+            hops["hop_over_fused_ns"] = (got["tailcall"] - got["fused"]) / (n - 1)
         if got["handwritten"] is not None and bare1 is not None:
-            row["kernel_hop_ns"] = (got["handwritten"] - bare1) / (n - 1)
-        if len(row) > 1 + len([v for v in got.values() if v is not None]):
-            rows.append(row)
+            hops["kernel_hop_ns"] = (got["handwritten"] - bare1) / (n - 1)
+        if hops:
+            rows.append({"nodes": n, **{f"{k}_ns": v for k, v in got.items() if v is not None},
+                         **hops})
     return rows
 
 
